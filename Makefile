@@ -1,0 +1,43 @@
+# Two commands a newcomer needs: `make demo` and `make test`. Both set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stseg-installed
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: venv system-deps demo test test-slow lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q -c requirements/constraints.txt $(TORCH_PINS) 2>&1 | grep -v "is ignored" || true
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q -c requirements/constraints.txt -e '.[ml,kube,report,dev]' 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import torch, sam2, stseg_core, stseg_cli, stseg_jobs"
+	touch $(STAMP)
+
+# Debian packages the tests use as real servers (Prometheus, Pushgateway, Chromium).
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: venv
+	$(VENV)/bin/stseg demo --out demo-run
+
+test: venv system-deps
+	$(PY) -m ruff check .
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+test-slow: venv system-deps
+	$(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check .
+
+bench: venv
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo-run .pytest_cache

@@ -1,0 +1,1 @@
+"""The `stseg` command-line app and its execution backends."""

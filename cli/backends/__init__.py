@@ -1,0 +1,1 @@
+"""Execution backends (`local`, `kubernetes`) behind one base class."""

@@ -1,0 +1,1 @@
+"""Thin container entrypoints, one per stage: `python -m stseg_jobs.<stage>`."""

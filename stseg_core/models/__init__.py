@@ -1,0 +1,1 @@
+"""VOS models behind one interface (`base.VOSModel`) and a name registry (`registry`)."""
