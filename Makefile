@@ -31,7 +31,7 @@ test: venv system-deps
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-slow: venv system-deps
-	$(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -q -m slow -o addopts="--import-mode=importlib" $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .

@@ -1,0 +1,55 @@
+"""Label maps as palette PNGs: pixel value = object id (0 = background), DAVIS colours for people."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from stseg_core.errors import BadInputError
+
+
+def _davis_palette() -> bytes:
+    # The DAVIS/MOSE palette: bit-interleaved colours, id 1 = (128, 0, 0), id 2 = (0, 128, 0), …
+    out = bytearray()
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out += bytes((r, g, b))
+    return bytes(out)
+
+
+DAVIS_PALETTE: bytes = _davis_palette()
+"""768 bytes: RGB for ids 0…255."""
+
+
+def encode_label_png(labels: np.ndarray) -> bytes:
+    """HxW uint8 ids → palette PNG bytes (ids preserved bit-exactly)."""
+    from PIL import Image
+
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise BadInputError(f"label map must be HxW uint8, got shape {labels.shape} dtype {labels.dtype}")
+    img = Image.fromarray(labels, mode="P")
+    img.putpalette(DAVIS_PALETTE)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def read_label_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Palette ("P") or single-channel grey ("L") PNG → HxW uint8 ids; anything else is bad input."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise BadInputError(f"{name}: unreadable or corrupt PNG ({err})") from None
+    if img.mode not in ("P", "L"):
+        raise BadInputError(f"{name}: annotation must be a palette or grey single-channel PNG, got mode {img.mode}")
+    return np.asarray(img, dtype=np.uint8)

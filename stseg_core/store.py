@@ -1,0 +1,206 @@
+"""One interface over `file://` and `s3://` locations, so every stage runs unchanged on a laptop and in a cluster.
+
+Keys are `/`-separated paths relative to a store's root URI. Writes are atomic (a reader never sees a
+half-written object): temp file + rename on disk, a single PUT or a completed multipart upload on S3.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlparse
+
+from stseg_core.errors import BadInputError, MissingArtifactError
+
+
+def _clean_key(key: str) -> str:
+    """Normalise a key and refuse ones that climb out of the store (`..`) or are absolute."""
+    key = key.replace("\\", "/").strip("/")
+    parts = [p for p in key.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise BadInputError(f"key {key!r} leaves the store (path traversal)")
+    return "/".join(parts)
+
+
+def join_key(*parts: str) -> str:
+    """Join key fragments with `/`, normalised."""
+    return _clean_key("/".join(p for p in parts if p))
+
+
+class Store(ABC):
+    """A root URI plus operations on keys below it."""
+
+    root: str
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key under `prefix` (recursive), relative to the root, sorted."""
+
+    @abstractmethod
+    def delete(self, prefix: str) -> None:
+        """Delete the key `prefix` and everything below it; missing keys are fine."""
+
+    @abstractmethod
+    def child(self, prefix: str) -> Store:
+        """A store rooted at `prefix` below this one."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The file behind `key` when the store is a local folder, else None."""
+        return None
+
+    def uri(self, key: str = "") -> str:
+        key = _clean_key(key)
+        return f"{self.root.rstrip('/')}/{key}" if key else self.root
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode("utf-8")
+
+    def write_text(self, key: str, text: str) -> None:
+        self.write_bytes(key, text.encode("utf-8"))
+
+    def read_json(self, key: str):
+        import json
+
+        try:
+            return json.loads(self.read_bytes(key))
+        except ValueError as err:
+            raise BadInputError(f"{self.uri(key)}: not valid JSON ({err})") from None
+
+    def write_json(self, key: str, obj) -> None:
+        import json
+
+        self.write_bytes(key, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+
+    def upload_dir(self, local_dir: str | Path, prefix: str = "", workers: int = 8, progress: bool = False) -> int:
+        """Copy every file under `local_dir` to `prefix/…`; returns the number of files."""
+        local_dir = Path(local_dir)
+        files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+        jobs = [(p, join_key(prefix, p.relative_to(local_dir).as_posix())) for p in files]
+        _run_parallel(lambda job: self.write_bytes(job[1], job[0].read_bytes()), jobs, workers, progress,
+                      f"upload → {self.uri(prefix)}")
+        return len(jobs)
+
+    def download_dir(self, prefix: str, local_dir: str | Path, workers: int = 8, progress: bool = False) -> int:
+        """Copy every key under `prefix` into `local_dir`, keeping the relative layout; returns the count."""
+        local_dir = Path(local_dir)
+        prefix = _clean_key(prefix)
+        keys = self.list(prefix)
+
+        def fetch(key: str) -> None:
+            rel = key[len(prefix):].lstrip("/") if prefix else key
+            dest = local_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(dest, self.read_bytes(key))
+
+        _run_parallel(fetch, keys, workers, progress, f"download ← {self.uri(prefix)}")
+        return len(keys)
+
+
+def _run_parallel(fn, items, workers: int, progress: bool, desc: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
+        total=len(items), desc=desc, unit="file", disable=not progress, leave=False
+    ) as bar:
+        for _ in pool.map(fn, items):
+            bar.update(1)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FileStore(Store):
+    """A local folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).resolve()
+        self.root = self.path.as_uri()
+
+    def _p(self, key: str) -> Path:
+        return self.path / _clean_key(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._p(key).read_bytes()
+        except FileNotFoundError:
+            raise MissingArtifactError(f"{self.uri(key)}: not found") from None
+        except IsADirectoryError:
+            raise BadInputError(f"{self.uri(key)}: is a folder, not a file") from None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        _atomic_write(self._p(key), data)
+
+    def exists(self, key: str) -> bool:
+        return self._p(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self._p(prefix)
+        if base.is_file():
+            return [_clean_key(prefix)]
+        if not base.is_dir():
+            return []
+        out = []
+        for dirpath, _dirs, names in os.walk(base):
+            for name in names:
+                if name.endswith(".part") and name.startswith("."):
+                    continue  # an atomic write in flight
+                out.append(Path(dirpath, name).relative_to(self.path).as_posix())
+        return sorted(out)
+
+    def delete(self, prefix: str) -> None:
+        p = self._p(prefix)
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+    def child(self, prefix: str) -> FileStore:
+        return FileStore(self._p(prefix))
+
+    def local_path(self, key: str) -> Path | None:
+        return self._p(key)
+
+
+def open_store(uri: str | Path) -> Store:
+    """`s3://bucket/prefix`, `file:///abs/path` or a plain path → a Store."""
+    uri = str(uri)
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        from stseg_core.s3store import S3Store
+
+        if not parsed.netloc:
+            raise BadInputError(f"{uri}: an S3 URI needs a bucket (s3://bucket/prefix)")
+        return S3Store(parsed.netloc, _clean_key(unquote(parsed.path)))
+    if parsed.scheme == "file":
+        return FileStore(unquote(parsed.path))
+    if parsed.scheme in ("", ) or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return FileStore(uri)
+    raise BadInputError(f"{uri}: unsupported store scheme {parsed.scheme!r} (use a path, file:// or s3://)")
+
+
+def key_name(key: str) -> str:
+    """Last component of a key."""
+    return PurePosixPath(key).name
