@@ -1,0 +1,94 @@
+"""Consistency check: where the models agree and where they conflict, and how much each agrees with a reference.
+
+Label maps here are label-index stacks (see `stseg_core.fusion.video`): (M, H, W) uint8 with 0 for
+background and k+1 for the k-th object. Only conflict pixels need a vote; agreement pixels keep their label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FrameConsistency:
+    """Agreement of M models on one frame.
+
+    agree: (H, W) bool, every model gives the pixel the same label (background included).
+    object_agree_px: (K,) int, pixels every model assigns to object k.
+    object_conflict_px: (K,) int, pixels some but not all models assign to object k.
+    """
+
+    agree: np.ndarray
+    object_agree_px: np.ndarray
+    object_conflict_px: np.ndarray
+
+    @property
+    def conflict(self) -> np.ndarray:
+        return ~self.agree
+
+    def object_agreement(self) -> np.ndarray:
+        """(K,) float: agreed share of each object's claimed region (1.0 when no model claims it)."""
+        claimed = self.object_agree_px + self.object_conflict_px
+        return np.where(claimed > 0, self.object_agree_px / np.maximum(claimed, 1), 1.0)
+
+
+def agreement_map(stack: np.ndarray) -> np.ndarray:
+    """(M, H, W) label indices → (H, W) bool: all models give the same label."""
+    agree = np.ones(stack.shape[1:], bool)
+    for m in range(1, stack.shape[0]):
+        agree &= stack[m] == stack[0]
+    return agree
+
+
+def frame_consistency(stack: np.ndarray, num_objects: int) -> FrameConsistency:
+    """Agreement and conflict regions of one frame, overall and per object."""
+    agree = agreement_map(stack)
+    agree_px = np.zeros(num_objects, np.int64)
+    conflict_px = np.zeros(num_objects, np.int64)
+    for k in range(num_objects):
+        claims = (stack == k + 1).sum(axis=0)
+        agree_px[k] = int((claims == stack.shape[0]).sum())
+        conflict_px[k] = int(((claims > 0) & (claims < stack.shape[0])).sum())
+    return FrameConsistency(agree, agree_px, conflict_px)
+
+
+def object_regions(stack: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(agree, conflict) masks of one object (label index ≥ 1): all models claim it / some but not all do."""
+    claims = (stack == index).sum(axis=0)
+    return claims == stack.shape[0], (claims > 0) & (claims < stack.shape[0])
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks; 1.0 when both are empty (nothing to find, nothing found)."""
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def model_agreement(labels: np.ndarray, reference: np.ndarray, object_ids: tuple[int, ...]) -> float:
+    """Mean IoU over objects and frames between a model's (T, H, W) id maps and a reference (e.g. the pseudo-label).
+
+    A model that agrees with the ensemble's pseudo-label is more likely right: the recommender uses this.
+    Returns 1.0 for a video without objects.
+    """
+    if not object_ids:
+        return 1.0
+    total = 0.0
+    for t in range(labels.shape[0]):
+        for oid in object_ids:
+            total += mask_iou(labels[t] == oid, reference[t] == oid)
+    return total / (labels.shape[0] * len(object_ids))
+
+
+def disagreement(stacks: list[np.ndarray]) -> float:
+    """Mean over frames of (conflict pixels / pixels any model calls foreground); 0 when all agree.
+
+    `stacks` holds one (M, H, W) label-index stack per frame.
+    """
+    values = []
+    for stack in stacks:
+        fg = (stack > 0).any(axis=0)
+        n = np.count_nonzero(fg)
+        values.append(0.0 if n == 0 else np.count_nonzero(~agreement_map(stack) & fg) / n)
+    return float(np.mean(values)) if values else 0.0
