@@ -7,9 +7,12 @@ half-written object): temp file + rename on disk, a single PUT or a completed mu
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
@@ -34,6 +37,13 @@ class Store(ABC):
     """A root URI plus operations on keys below it."""
 
     root: str
+
+    def _key(self, key: str) -> str:
+        """`_clean_key`, with the store's URI in the error so the message says where."""
+        try:
+            return _clean_key(key)
+        except BadInputError:
+            raise BadInputError(f"{self.root}: key {key!r} leaves the store (path traversal)") from None
 
     @abstractmethod
     def read_bytes(self, key: str) -> bytes: ...
@@ -60,8 +70,16 @@ class Store(ABC):
         """The file behind `key` when the store is a local folder, else None."""
         return None
 
+    def read_file(self, key: str, dest: str | Path) -> None:
+        """Copy `key` into the local file `dest`, atomically (a temp file renamed into place)."""
+        _atomic_write(Path(dest), self.read_bytes(key))
+
+    def write_file(self, key: str, src: str | Path) -> None:
+        """Copy the local file `src` to `key`; S3 stores send large files as multipart uploads."""
+        self.write_bytes(key, Path(src).read_bytes())
+
     def uri(self, key: str = "") -> str:
-        key = _clean_key(key)
+        key = self._key(key)
         return f"{self.root.rstrip('/')}/{key}" if key else self.root
 
     def read_text(self, key: str) -> str:
@@ -88,21 +106,21 @@ class Store(ABC):
         local_dir = Path(local_dir)
         files = sorted(p for p in local_dir.rglob("*") if p.is_file())
         jobs = [(p, join_key(prefix, p.relative_to(local_dir).as_posix())) for p in files]
-        _run_parallel(lambda job: self.write_bytes(job[1], job[0].read_bytes()), jobs, workers, progress,
+        if not local_dir.is_dir():
+            raise BadInputError(f"{local_dir}: not a folder")
+        _run_parallel(lambda job: self.write_file(job[1], job[0]), jobs, workers, progress,
                       f"upload → {self.uri(prefix)}")
         return len(jobs)
 
     def download_dir(self, prefix: str, local_dir: str | Path, workers: int = 8, progress: bool = False) -> int:
         """Copy every key under `prefix` into `local_dir`, keeping the relative layout; returns the count."""
         local_dir = Path(local_dir)
-        prefix = _clean_key(prefix)
+        prefix = self._key(prefix)
         keys = self.list(prefix)
 
         def fetch(key: str) -> None:
             rel = key[len(prefix):].lstrip("/") if prefix else key
-            dest = local_dir / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(dest, self.read_bytes(key))
+            self.read_file(key, local_dir / (rel or key_name(key)))
 
         _run_parallel(fetch, keys, workers, progress, f"download ← {self.uri(prefix)}")
         return len(keys)
@@ -120,16 +138,23 @@ def _run_parallel(fn, items, workers: int, progress: bool, desc: str) -> None:
             bar.update(1)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+@contextmanager
+def _atomic_dest(path: Path) -> Iterator[Path]:
+    """A temp path beside `path` that is renamed onto it when the block succeeds, removed when it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    with _atomic_dest(path) as tmp:
+        tmp.write_bytes(data)
 
 
 class FileStore(Store):
@@ -140,7 +165,7 @@ class FileStore(Store):
         self.root = self.path.as_uri()
 
     def _p(self, key: str) -> Path:
-        return self.path / _clean_key(key)
+        return self.path / self._key(key)
 
     def read_bytes(self, key: str) -> bytes:
         try:
@@ -153,13 +178,24 @@ class FileStore(Store):
     def write_bytes(self, key: str, data: bytes) -> None:
         _atomic_write(self._p(key), data)
 
+    def write_file(self, key: str, src: str | Path) -> None:
+        with _atomic_dest(self._p(key)) as tmp:
+            shutil.copyfile(src, tmp)
+
+    def read_file(self, key: str, dest: str | Path) -> None:
+        src = self._p(key)
+        if not src.is_file():
+            raise MissingArtifactError(f"{self.uri(key)}: not found")
+        with _atomic_dest(Path(dest)) as tmp:
+            shutil.copyfile(src, tmp)
+
     def exists(self, key: str) -> bool:
         return self._p(key).is_file()
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._p(prefix)
         if base.is_file():
-            return [_clean_key(prefix)]
+            return [self._key(prefix)]
         if not base.is_dir():
             return []
         out = []
@@ -184,17 +220,29 @@ class FileStore(Store):
         return self._p(key)
 
 
+# S3 bucket naming rules: 3-63 characters, lower-case letters, digits, dots and hyphens.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
 def open_store(uri: str | Path) -> Store:
     """`s3://bucket/prefix`, `file:///abs/path` or a plain path → a Store."""
     uri = str(uri)
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        from stseg_core.s3store import S3Store
-
         if not parsed.netloc:
             raise BadInputError(f"{uri}: an S3 URI needs a bucket (s3://bucket/prefix)")
-        return S3Store(parsed.netloc, _clean_key(unquote(parsed.path)))
+        if not _BUCKET.match(parsed.netloc):
+            raise BadInputError(f"{uri}: {parsed.netloc!r} is not a valid S3 bucket name")
+        try:
+            prefix = _clean_key(unquote(parsed.path))
+        except BadInputError:
+            raise BadInputError(f"{uri}: '..' in an S3 prefix (path traversal)") from None
+        from stseg_core.s3store import S3Store
+
+        return S3Store(parsed.netloc, prefix)
     if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise BadInputError(f"{uri}: file URIs name a local path (file:///abs/path), not host {parsed.netloc!r}")
         return FileStore(unquote(parsed.path))
     if parsed.scheme in ("", ) or (len(parsed.scheme) == 1 and os.name == "nt"):
         return FileStore(uri)
