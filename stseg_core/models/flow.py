@@ -1,0 +1,324 @@
+"""Optical flow for TMO: RAFT (torchvision) or OpenCV DIS, the colour-wheel flow image, and its store cache.
+
+Notation: a flow field is H×W×2 float32 (dx, dy) in pixels, from frame t to frame t+1 (a pixel at (x, y) in
+frame t moves to (x + dx, y + dy) in t+1). A flow image is H×W×3 uint8 RGB in the standard colour-wheel
+encoding (hue = direction, saturation = magnitude / max_flow), the form TMO's motion encoder takes.
+
+Cache layout (shared by training and inference, in any store): `flow/<method>/<video>/<stem>.png` holds the
+flow image from frame `stem` to the next frame (the last frame holds the reversed flow to its previous frame,
+so every frame has one). Each PNG carries its normalising radius `max_flow` (pixels) in a `stseg_max_flow`
+text chunk, so `image_to_flow` turns it back into a flow field in pixels (error ≲ 2 % of max_flow).
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stseg_core.errors import BadInputError
+
+if TYPE_CHECKING:
+    from stseg_core.models.base import VideoInput
+    from stseg_core.store import Store
+
+FLOW_METHODS = ("dis", "raft_small", "raft_large")
+"""Names accepted by `build_flow`; also the `<method>` part of a cache key."""
+
+_MAX_FLOW_KEY = "stseg_max_flow"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Colour wheel
+# ----------------------------------------------------------------------------------------------------------
+
+# Segment lengths of the Middlebury colour wheel (Baker et al. 2011): red→yellow, yellow→green, green→cyan,
+# cyan→blue, blue→magenta, magenta→red; 55 hues in all, more of them where the eye separates hues better.
+_SEGMENTS = (15, 6, 4, 11, 13, 6)
+
+
+def _colour_wheel() -> np.ndarray:
+    """(55, 3) float32 hues in [0, 1]; every entry has one channel at 1 and one at 0."""
+    ramps = []
+    # (channel that is 1 throughout, channel that ramps, ramp goes up?) per segment, red→…→red
+    plan = ((0, 1, True), (1, 0, False), (1, 2, True), (2, 1, False), (2, 0, True), (0, 2, False))
+    for n, (full, ramp, up) in zip(_SEGMENTS, plan, strict=True):
+        seg = np.zeros((n, 3), np.float32)
+        seg[:, full] = 1.0
+        t = np.arange(n, dtype=np.float32) / n
+        seg[:, ramp] = t if up else 1.0 - t
+        ramps.append(seg)
+    return np.concatenate(ramps)
+
+
+_WHEEL = _colour_wheel()
+
+
+def flow_to_image(flow: np.ndarray, max_flow: float | None = None) -> tuple[np.ndarray, float]:
+    """Flow field (H×W×2, pixels) → (colour-wheel RGB uint8 H×W×3, the max_flow used).
+
+    `max_flow` is the radius that maps to full saturation; None uses the field's largest magnitude (TMO's
+    per-frame normalisation), so the image shows the direction and relative speed of motion. Magnitudes
+    above `max_flow` are clipped to it.
+    """
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise BadInputError(f"flow must be HxWx2, got shape {flow.shape}")
+    u = flow[..., 0].astype(np.float32)
+    v = flow[..., 1].astype(np.float32)
+    mag = np.sqrt(u * u + v * v)
+    if max_flow is None:
+        max_flow = float(mag.max())
+    max_flow = max(float(max_flow), 1e-6)
+    rad = np.minimum(mag / max_flow, 1.0)
+    n = len(_WHEEL)
+    # angle measured so that motion to the right (+x) is red, as in the Middlebury convention
+    pos = (np.arctan2(-v, -u) / np.pi + 1.0) / 2.0 * (n - 1)
+    k0 = np.floor(pos).astype(np.int64) % n
+    k1 = (k0 + 1) % n
+    frac = (pos - np.floor(pos))[..., None]
+    hue = (1.0 - frac) * _WHEEL[k0] + frac * _WHEEL[k1]
+    col = 1.0 - rad[..., None] * (1.0 - hue)
+    return np.clip(np.round(col * 255.0), 0, 255).astype(np.uint8), max_flow
+
+
+# Each wheel segment: (channel at 1, channel at 0, first wheel position, length, does the third channel rise?)
+_SEGMENT_TABLE = ((0, 2, 0, 15, True), (1, 2, 15, 6, False), (1, 0, 21, 4, True),
+                  (2, 0, 25, 11, False), (2, 1, 36, 13, True), (0, 1, 49, 6, False))
+
+
+def image_to_flow(image: np.ndarray, max_flow: float) -> np.ndarray:
+    """Colour-wheel RGB (H×W×3 uint8) + its max_flow → flow field H×W×2 float32 in pixels.
+
+    Inverts `flow_to_image` in closed form: the smallest channel gives the magnitude (every wheel hue has a
+    zero channel); which channels are full and empty give the wheel segment, the third channel the position
+    in it, hence the direction. Accuracy is set by 8-bit quantisation: magnitude to about max_flow/255,
+    direction worse for very slow pixels, so the vector error stays within about 2 % of max_flow.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise BadInputError(f"flow image must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
+    col = image.astype(np.float32) / 255.0
+    rad = 1.0 - col.min(axis=2)
+    safe = np.maximum(rad, 1e-6)[..., None]
+    hue = 1.0 - (1.0 - col) / safe
+    full = hue.argmax(axis=2)
+    zero = hue.argmin(axis=2)
+    zero = np.where(zero == full, (full + 1) % 3, zero)  # grey pixels (no motion): any valid segment
+    mid = 3 - full - zero
+    hi = np.take_along_axis(hue, full[..., None], 2)[..., 0]
+    lo = np.take_along_axis(hue, zero[..., None], 2)[..., 0]
+    m = (np.take_along_axis(hue, mid[..., None], 2)[..., 0] - lo) / np.maximum(hi - lo, 1e-6)
+    pos = np.zeros(rad.shape, np.float32)
+    for f, z, start, length, rises in _SEGMENT_TABLE:
+        sel = (full == f) & (zero == z)
+        pos[sel] = start + (m[sel] if rises else 1.0 - m[sel]) * length
+    n = len(_WHEEL)
+    # positions (n-1, n) are never written (the wheel's seam sits at angle ±π): snap them to either end
+    pos = np.where(pos > n - 0.5, 0.0, np.minimum(pos, n - 1))
+    angle = (pos / (n - 1) * 2.0 - 1.0) * np.pi  # = arctan2(-v, -u)
+    mag = rad * float(max_flow)
+    flow = np.stack([-mag * np.cos(angle), -mag * np.sin(angle)], axis=-1).astype(np.float32)
+    flow[rad <= 0] = 0.0
+    return flow
+
+
+def encode_flow_png(image: np.ndarray, max_flow: float) -> bytes:
+    """Flow image → PNG bytes carrying `max_flow` in a text chunk (the cache's file format)."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(_MAX_FLOW_KEY, repr(float(max_flow)))
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buf, format="PNG", pnginfo=info, compress_level=1)
+    return buf.getvalue()
+
+
+def decode_flow_png(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, float]:
+    """PNG bytes from `encode_flow_png` → (flow image H×W×3 uint8, max_flow)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise BadInputError(f"{name}: unreadable flow PNG ({err})") from None
+    if img.mode != "RGB":
+        raise BadInputError(f"{name}: flow PNG must be RGB, got mode {img.mode}")
+    text = getattr(img, "text", {}) or {}
+    if _MAX_FLOW_KEY not in text:
+        raise BadInputError(f"{name}: flow PNG lacks its {_MAX_FLOW_KEY} text chunk")
+    try:
+        max_flow = float(text[_MAX_FLOW_KEY])
+    except ValueError:
+        raise BadInputError(f"{name}: {_MAX_FLOW_KEY}={text[_MAX_FLOW_KEY]!r} is not a number") from None
+    return np.asarray(img, dtype=np.uint8), max_flow
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Estimators
+# ----------------------------------------------------------------------------------------------------------
+
+
+class FlowEstimator(ABC):
+    """Dense optical flow between two RGB frames of one size."""
+
+    method: str = ""
+
+    @abstractmethod
+    def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
+        """H×W×3 uint8 RGB, H×W×3 uint8 RGB → flow from a to b, H×W×2 float32 pixels."""
+
+
+_DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}  # cv2.DISOPTICAL_FLOW_PRESET_*
+
+
+class DISFlow(FlowEstimator):
+    """OpenCV's Dense Inverse Search: no weights, CPU, ~10 ms per 480p pair on the medium preset."""
+
+    method = "dis"
+
+    def __init__(self, preset: str = "medium") -> None:
+        if preset not in _DIS_PRESETS:
+            raise BadInputError(f"DIS preset {preset!r} is not one of {', '.join(_DIS_PRESETS)}")
+        self.preset = preset
+
+    def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
+        import cv2
+
+        _check_pair(frame_a, frame_b)
+        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+        ga = cv2.cvtColor(frame_a, cv2.COLOR_RGB2GRAY)
+        gb = cv2.cvtColor(frame_b, cv2.COLOR_RGB2GRAY)
+        return dis.calc(ga, gb, None).astype(np.float32)
+
+
+class RAFTFlow(FlowEstimator):
+    """torchvision's RAFT (`raft_large` / `raft_small` architecture); weights only from a checkpoint URI.
+
+    The checkpoint is the torchvision state dict (or `{"model": state_dict}`), loaded strictly. Frames are
+    edge-padded to multiples of 8 (RAFT's 1/8 feature grid) and to at least 128 px (its correlation pyramid's
+    minimum), and the flow cropped back.
+    """
+
+    def __init__(self, arch: str = "raft_large", checkpoint: str | None = None, device: str | None = None,
+                 num_flow_updates: int = 12) -> None:
+        import torch
+        from torchvision.models import optical_flow
+
+        from stseg_core.models.device import pick_device
+
+        if arch not in ("raft_large", "raft_small"):
+            raise BadInputError(f"RAFT architecture {arch!r} is not raft_large or raft_small")
+        self.method = arch
+        self.device = pick_device(device)
+        self.num_flow_updates = int(num_flow_updates)
+        net = getattr(optical_flow, arch)(weights=None, progress=False)
+        if checkpoint is not None:
+            from stseg_core.models.checkpoint import load_checkpoint
+
+            load_checkpoint(net, checkpoint, model=arch)
+        self.net = net.to(self.device).eval()
+        self._torch = torch
+
+    def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        _check_pair(frame_a, frame_b)
+        h, w = frame_a.shape[:2]
+        ph, pw = max(h + (-h) % 8, 128) - h, max(w + (-w) % 8, 128) - w
+
+        def prep(frame: np.ndarray):
+            x = torch.from_numpy(frame).permute(2, 0, 1).float().div(127.5).sub(1.0)[None]
+            return torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate").to(self.device)
+
+        with torch.inference_mode():
+            flows = self.net(prep(frame_a), prep(frame_b), num_flow_updates=self.num_flow_updates)
+        return flows[-1][0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    for f in (a, b):
+        if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
+            raise BadInputError(f"flow input must be HxWx3 uint8 RGB, got shape {f.shape} dtype {f.dtype}")
+    if a.shape != b.shape:
+        raise BadInputError(f"flow inputs differ in size: {a.shape} vs {b.shape}")
+
+
+def build_flow(method: str = "dis", checkpoint: str | None = None, device: str | None = None,
+               **options) -> FlowEstimator:
+    """`dis` (CPU, no weights) or `raft_small` / `raft_large` (weights from `checkpoint`, a store URI)."""
+    if method == "dis":
+        return DISFlow(**options)
+    if method in ("raft_small", "raft_large"):
+        return RAFTFlow(arch=method, checkpoint=checkpoint, device=device, **options)
+    raise BadInputError(f"unknown flow method {method!r} (known: {', '.join(FLOW_METHODS)})")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Cache
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowCache:
+    """Flow images of one method in a store, under `flow/<method>/<video>/<stem>.png`."""
+
+    store: Store
+    method: str
+
+    def key(self, video: str, stem: str) -> str:
+        return f"flow/{self.method}/{video}/{stem}.png"
+
+    def get(self, video: str, stem: str) -> tuple[np.ndarray, float] | None:
+        """(flow image, max_flow), or None when not cached."""
+        key = self.key(video, stem)
+        if not self.store.exists(key):
+            return None
+        return decode_flow_png(self.store.read_bytes(key), self.store.uri(key))
+
+    def put(self, video: str, stem: str, image: np.ndarray, max_flow: float) -> None:
+        self.store.write_bytes(self.key(video, stem), encode_flow_png(image, max_flow))
+
+
+def video_flow_images(video: VideoInput, estimator: FlowEstimator | None,
+                      cache: FlowCache | None = None) -> Iterator[tuple[str, np.ndarray, float]]:
+    """Yield (stem, flow image, max_flow) for every frame, from the cache or computed (and then cached).
+
+    Frame t's image is the flow t→t+1; the last frame's is the negated flow T−1→T−2, and a one-frame video
+    gets zero flow. Frames are streamed, two in memory at a time. `estimator` may be None only when every
+    image is cached (a training set prepared in advance).
+    """
+    stems = video.stems
+    if cache is not None and all(cache.store.exists(cache.key(video.name, s)) for s in stems):
+        for stem in stems:
+            img, mx = cache.get(video.name, stem)
+            yield stem, img, mx
+        return
+    if estimator is None:
+        raise BadInputError(f"video {video.name}: flow images are not all cached and no flow method was given")
+    if cache is not None and cache.method != estimator.method:
+        raise BadInputError(f"flow cache is for {cache.method!r} but the estimator is {estimator.method!r}")
+    if len(stems) == 1:
+        img, mx = flow_to_image(np.zeros((video.height, video.width, 2), np.float32))
+        yield stems[0], img, mx
+        return
+    frames = video.frames()
+    prev = next(frames)
+    prev_stem = stems[0]
+    for stem, frame in zip(stems[1:], frames, strict=False):
+        flow = estimator(prev, frame)
+        last_pair = (prev, frame)
+        yield prev_stem, *_store(cache, video.name, prev_stem, flow)
+        prev, prev_stem = frame, stem
+    flow = -estimator(last_pair[1], last_pair[0])
+    yield prev_stem, *_store(cache, video.name, prev_stem, flow)
+
+
+def _store(cache: FlowCache | None, video: str, stem: str, flow: np.ndarray) -> tuple[np.ndarray, float]:
+    img, mx = flow_to_image(flow)
+    if cache is not None:
+        cache.put(video, stem, img, mx)
+    return img, mx
