@@ -24,8 +24,8 @@ class VideoInput:
     """One video to segment, frames streamed lazily so memory does not grow with its length.
 
     `frames()` returns a fresh iterator of H×W×3 uint8 RGB arrays, one per stem in order; a model may call
-    it more than once. `first_labels` (H×W uint8) is the label map of frame `stems[0]` and holds every id in
-    `object_ids` (ascending, no 0).
+    it more than once. `first_labels` (H×W uint8) is the label map of frame `stems[0]` and holds exactly the
+    ids in `object_ids` (at least one, ascending, no 0).
     """
 
     name: str
@@ -44,6 +44,8 @@ class VideoInput:
             raise BadInputError(
                 f"video {self.name}: first-frame labels must be {self.height}x{self.width} uint8, "
                 f"got shape {lab.shape} dtype {lab.dtype}")
+        if not self.object_ids:
+            raise BadInputError(f"video {self.name}: no object ids (nothing to segment)")
         if 0 in self.object_ids or list(self.object_ids) != sorted(set(self.object_ids)):
             raise BadInputError(f"video {self.name}: object ids must be ascending, unique and non-zero, "
                                 f"got {list(self.object_ids)}")
@@ -64,13 +66,9 @@ class VideoInput:
     @classmethod
     def from_split(cls, split: MoseSplit, name: str) -> VideoInput:
         """A video of a MOSE-layout split; its first frame must be annotated and hold every object id."""
-        info = split.video(name)
-        stems = tuple(info.frames)
-        if not stems:
-            raise BadInputError(f"video {name}: has no frames")
-        if stems[0] not in set(info.annotated):
-            raise BadInputError(f"video {name}: first frame {stems[0]} has no annotation "
-                                "(semi-supervised VOS needs the first frame's masks)")
+        info = split.video(name)  # raises on a missing first-frame annotation
+        if not info.object_ids:
+            raise BadInputError(f"video {name}: first frame {info.frames[0]} annotates no object (nothing to segment)")
         first = split.first_annotation(name)
         ids = tuple(sorted(int(i) for i in info.object_ids))
 
@@ -78,7 +76,7 @@ class VideoInput:
             for _stem, rgb in split.iter_frames(name):
                 yield rgb
 
-        return cls(name=name, stems=stems, height=int(info.height), width=int(info.width),
+        return cls(name=name, stems=tuple(info.frames), height=int(info.height), width=int(info.width),
                    first_labels=first, object_ids=ids, frames=frames)
 
 

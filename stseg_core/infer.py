@@ -1,0 +1,131 @@
+"""The `infer` stage: run one model over one shard of the plan and write `pred/<model>/…`, done marker last.
+
+While the model segments video i, a background thread copies video i+1's frames (and first annotation) from
+the data store to local scratch, so an S3-backed pod never waits on the network between videos; frames are
+then decoded one at a time from scratch, so memory does not grow with video length.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from stseg_core.data.mose import ANNOTATIONS_DIR, FRAMES_DIR, MoseSplit
+from stseg_core.errors import BadInputError, StsegError
+from stseg_core.models.base import FrameResult, VideoInput, VOSModel
+from stseg_core.plan import ShardPlan
+from stseg_core.predictions import write_video_predictions
+from stseg_core.runlayout import ShardOutcome, pred_prefix, run_shard_once
+from stseg_core.store import FileStore, Store, open_store
+from stseg_core.telemetry import JobMetrics
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """One video copied to local scratch: a one-video split at `root`."""
+
+    name: str
+    root: Path
+    video: VideoInput
+
+
+def _stage(data: MoseSplit, name: str, scratch: Path, workers: int) -> _Staged:
+    """Copy a video's frames and first annotation into `scratch/<name>/` and open it as a VideoInput."""
+    info = data.video(name)
+    if not info.object_ids:
+        raise BadInputError(f"video {name}: first frame {info.frames[0]} annotates no object (nothing to segment)")
+    root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=scratch))
+    first_ann = f"{ANNOTATIONS_DIR}/{name}/{info.frames[0]}.png"
+    dest = root / first_ann
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(data.store.read_bytes(first_ann))
+    keys = [f"{FRAMES_DIR}/{name}/{stem}.jpg" for stem in info.frames]
+
+    def fetch(key: str) -> None:
+        (root / key).write_bytes(data.store.read_bytes(key))
+
+    (root / FRAMES_DIR / name).mkdir(parents=True)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(fetch, keys))
+    return _Staged(name, root, VideoInput.from_split(MoseSplit(FileStore(root)), name))
+
+
+def _counted(results: Iterator[FrameResult], metrics: JobMetrics | None) -> Iterator[FrameResult]:
+    for r in results:
+        if metrics is not None:
+            metrics.frames(1)
+        yield r
+
+
+def _video_error(model: str, name: str, err: BaseException) -> StsegError:
+    """The same error kind, its one line prefixed with the model and video so a failed shard says where."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, StsegError):
+        return type(err)(f"{model} video {name}: {text}")
+    return StsegError(f"{model} video {name}: {type(err).__name__}: {text}")
+
+
+def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num_shards: int,
+              model_overrides: Mapping[str, object] | None = None, metrics: JobMetrics | None = None,
+              scratch: str | Path | None = None, fetch_workers: int = 8) -> ShardOutcome:
+    """Segment every video of shard `shard` (of `num_shards`) of the plan at `run_root` with `model_name`.
+
+    A shard already marked done is skipped (no model is built). Any video's failure raises an error naming
+    the model and video, and the shard's marker is not written, so a re-run redoes the whole shard.
+    """
+    run_store = open_store(run_root)
+    plan = ShardPlan.load(run_store)
+    if plan.num_shards != num_shards:
+        raise BadInputError(f"{run_store.uri('plan.json')}: plan has {plan.num_shards} shards, the job was "
+                            f"started with {num_shards}")
+    videos = plan.videos(shard)
+    prefix = pred_prefix(model_name)
+
+    def produce() -> list[str]:
+        from stseg_core.models.registry import build_model
+
+        model = build_model(model_name, **dict(model_overrides or {}))
+        data = MoseSplit(open_store(data_root))
+        if metrics is not None:
+            metrics.planned(sum(data.video(v).num_frames for v in videos))
+        with tempfile.TemporaryDirectory(prefix="stseg-infer-", dir=scratch) as tmp:
+            return _run_videos(model, model_name, data, videos, run_store, Path(tmp), metrics, fetch_workers)
+
+    meta = {"model": model_name, "num_shards": num_shards, "videos": list(videos),
+            "overrides": {k: str(v) for k, v in (model_overrides or {}).items()}}
+    return run_shard_once(run_store, prefix, shard, produce, meta=meta)
+
+
+def _run_videos(model: VOSModel, model_name: str, data: MoseSplit, videos: tuple[str, ...], run_store: Store,
+                scratch: Path, metrics: JobMetrics | None, fetch_workers: int) -> list[str]:
+    keys: list[str] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stseg-prefetch") as prefetch:
+        pending: Future | None = None
+        if videos:
+            pending = prefetch.submit(_stage, data, videos[0], scratch, fetch_workers)
+        for i, name in enumerate(videos):
+            try:
+                staged: _Staged = pending.result()
+            except Exception as err:  # any failure becomes one line naming the video
+                raise _video_error(model_name, name, err) from err
+            pending = (prefetch.submit(_stage, data, videos[i + 1], scratch, fetch_workers)
+                       if i + 1 < len(videos) else None)
+            try:
+                video = staged.video
+                keys += write_video_predictions(
+                    run_store, model_name, name, _counted(model.segment(video), metrics), stems=video.stems,
+                    object_ids=video.object_ids, confidence_definition=model.confidence_definition)
+            except Exception as err:  # any failure becomes one line naming the video
+                if pending is not None:
+                    pending.cancel()
+                raise _video_error(model_name, name, err) from err
+            finally:
+                shutil.rmtree(staged.root, ignore_errors=True)
+            if metrics is not None:
+                metrics.video_done()
+                metrics.gpu_memory()
+    return keys

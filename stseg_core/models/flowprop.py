@@ -1,0 +1,350 @@
+"""`flowprop`: a weight-free tracker that carries the previous label map along dense optical flow.
+
+Notation: frame t at full size H×W, working size h×w (short side ≤ `size`, where flow is computed);
+`fb` = flow t→t−1 (for a pixel of frame t, where it was in t−1), `ff` = flow t−1→t; K objects.
+
+Per frame: warp the one-hot of the previous labels along `fb` (bilinear, so boundaries stay soft) and
+take the arg-max; a pixel whose forward and backward flows disagree (Sundaram et al. 2010 test) is
+unreliable, and an object's confidence is the exponential average of the share of its pixels that pass.
+An object whose area collapses below a fraction of its remembered area is declared absent; with
+`reacquire`, each absent object is searched for in every later frame by its colour (first-frame anchor
+histogram mixed with its last confident appearance) among background pixels, and is brought back when one
+connected region matches it closely in colour and size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from stseg_core.errors import BadInputError
+from stseg_core.models.base import FrameResult, VideoInput, VOSModel
+
+_BINS = 8  # colour histogram: 8 levels per RGB channel → 512 bins
+
+
+def _parse_bool(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise BadInputError(f"flowprop option {name}={value!r} is not a boolean")
+
+
+@dataclass(frozen=True)
+class FlowPropConfig:
+    """Options of the tracker (all overridable by name through the registry).
+
+    flow: "dis" (OpenCV DIS, medium preset) or "farneback". motion: "hybrid" moves each object by a similarity
+    transform fitted to its tracked corners when enough agree (else by dense flow), "dense" always by dense
+    flow. size: short side in pixels of the frames the flow
+    is computed on. refine: trim/grow each propagated mask by its colour model. reacquire: search for
+    vanished objects by colour. vanish_ratio: an object is absent
+    when its area falls below this share of its remembered area. probs: emit K×H×W soft probabilities.
+    """
+
+    flow: str = "dis"
+    motion: str = "hybrid"
+    size: int = 360
+    reacquire: bool = True
+    refine: bool = True
+    vanish_ratio: float = 0.05
+    probs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.flow not in ("dis", "farneback"):
+            raise BadInputError(f"flowprop option flow={self.flow!r} must be 'dis' or 'farneback'")
+        if self.motion not in ("hybrid", "dense"):
+            raise BadInputError(f"flowprop option motion={self.motion!r} must be 'hybrid' or 'dense'")
+        if self.size < 16:
+            raise BadInputError(f"flowprop option size={self.size} must be at least 16 pixels")
+        if not 0.0 <= self.vanish_ratio < 1.0:
+            raise BadInputError(f"flowprop option vanish_ratio={self.vanish_ratio} must be in [0, 1)")
+
+
+def _flow_fn(kind: str):
+    import cv2
+
+    if kind == "dis":
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        return lambda a, b: dis.calc(a, b, None)
+    return lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+
+
+def _colour_index(rgb: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 → H×W int bin index of the 8×8×8 RGB histogram."""
+    q = (rgb >> 5).astype(np.int32)  # 256 / 8 = 32 = 2**5
+    return (q[..., 0] * _BINS + q[..., 1]) * _BINS + q[..., 2]
+
+
+def _histogram(index: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    h = np.bincount(index[mask], minlength=_BINS**3).astype(np.float32)
+    return h / max(float(h.sum()), 1.0)
+
+
+@dataclass
+class _Track:
+    """What the tracker remembers about one object: its colour anchors, remembered area and confidence."""
+
+    anchor_hist: np.ndarray
+    recent_hist: np.ndarray
+    area: float  # working-resolution pixels at its last confident appearance
+    score: float = 1.0
+    present: bool = True
+
+
+class FlowProp(VOSModel):
+    """Optical-flow label propagation; see the module docstring."""
+
+    name = "flowprop"
+    needs_gpu = False
+    default_size = 360
+    confidence_definition = (
+        "exponential average (0.7 previous, 0.3 current) of the share of the object's propagated pixels whose "
+        "forward and backward optical flows agree; 0 when the object is absent; a re-acquired object starts "
+        "at its colour-match posterior")
+
+    def __init__(self, config: FlowPropConfig | None = None) -> None:
+        self.config = config or FlowPropConfig()
+
+    def segment(self, video: VideoInput) -> Iterator[FrameResult]:
+        import cv2
+
+        cfg = self.config
+        ids = video.object_ids
+        H, W = video.height, video.width
+        scale = min(1.0, cfg.size / min(H, W))
+        h, w = max(8, round(H * scale)), max(8, round(W * scale))
+        flow = _flow_fn(cfg.flow)
+        ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+        sy, sx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+        frames = video.frames()
+        try:
+            first_rgb = next(frames)
+        except StopIteration:
+            raise BadInputError(f"video {video.name}: frame stream is empty") from None
+        labels = video.first_labels.copy()
+        small_rgb = self._small(first_rgb, w, h)
+        grey = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY)
+        small_labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        index = _colour_index(small_rgb)
+        bg_hist = _histogram(index, small_labels == 0)
+        tracks: dict[int, _Track] = {}
+        for i in ids:
+            m = small_labels == i
+            hist = _histogram(index, m)
+            tracks[i] = _Track(anchor_hist=hist, recent_hist=hist, area=max(float(m.sum()), 1.0))
+        yield FrameResult(stem=video.stems[0], labels=labels, scores={i: 1.0 for i in ids},
+                          present={i: True for i in ids}, probs=self._onehot(labels, ids) if cfg.probs else None)
+
+        for t, rgb in enumerate(frames, start=1):
+            if t >= len(video.stems):
+                raise BadInputError(f"video {video.name}: frame stream is longer than its {len(video.stems)} stems")
+            if rgb.shape[:2] != (H, W):
+                raise BadInputError(f"video {video.name}: frame {video.stems[t]} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                                    f"expected {W}x{H}")
+            small_rgb = self._small(rgb, w, h)
+            new_grey = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY)
+            fb = flow(new_grey, grey)  # for pixels of t: displacement to t-1
+            ff = flow(grey, new_grey)
+            prev_grey, grey = grey, new_grey
+            prev_small_labels = small_labels
+            # forward–backward consistency at working size
+            ff_at = cv2.remap(ff, sx + fb[..., 0], sy + fb[..., 1], cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+            err = np.sum((fb + ff_at) ** 2, axis=-1)
+            consistent = err < 0.01 * (np.sum(fb**2, -1) + np.sum(ff_at**2, -1)) + 0.5
+            # warp previous labels at full size: per object along its fitted similarity motion, else dense flow
+            fb_full = cv2.resize(fb, (W, H), interpolation=cv2.INTER_LINEAR) / scale
+            onehot = self._onehot(labels, ids)
+            warped = cv2.remap(np.moveaxis(onehot, 0, -1), xs + fb_full[..., 0], ys + fb_full[..., 1],
+                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            probs = np.ascontiguousarray(np.moveaxis(warped.reshape(H, W, len(ids)), -1, 0))  # K×H×W uint8
+            fitted: dict[int, float] = {}
+            if cfg.motion == "hybrid":
+                for k, i in enumerate(ids):
+                    fit = _fit_motion(prev_grey, grey, prev_small_labels == i)
+                    if fit is not None:
+                        A, fitted[i] = fit
+                        A_full = A.copy()
+                        A_full[:, 2] /= scale
+                        probs[k] = cv2.warpAffine(onehot[k], A_full, (W, H), flags=cv2.INTER_LINEAR,
+                                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            labels = self._argmax(probs, ids)
+            index = _colour_index(small_rgb)
+            if cfg.refine:
+                labels = self._refine(tracks, ids, index, bg_hist, labels, probs, (w, h))
+
+            small_labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+            scores: dict[int, float] = {}
+            for k, i in enumerate(ids):
+                tr = tracks[i]
+                m = small_labels == i
+                area = float(m.sum())
+                if tr.present and area < max(2.0, cfg.vanish_ratio * tr.area):
+                    tr.present = False
+                    labels[labels == i] = 0
+                    probs[k] = 0
+                if tr.present:
+                    share = fitted.get(i, float(consistent[m].mean()) if area else 0.0)
+                    tr.score = 0.7 * tr.score + 0.3 * share
+                    if share > 0.8:  # remember only confident appearances
+                        tr.area = 0.8 * tr.area + 0.2 * area
+                        tr.recent_hist = _histogram(index, m)
+                scores[i] = tr.score if tr.present else 0.0
+            if cfg.reacquire and not all(tracks[i].present for i in ids):
+                small_labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+                self._reacquire(tracks, ids, index, bg_hist, small_labels, labels, probs, scores)
+            small_labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+            yield FrameResult(stem=video.stems[t], labels=labels, scores=scores,
+                              present={i: tracks[i].present for i in ids}, probs=probs if cfg.probs else None)
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _small(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+        import cv2
+
+        if rgb.shape[:2] == (h, w):
+            return np.ascontiguousarray(rgb)
+        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+
+    @staticmethod
+    def _onehot(labels: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
+        """K×H×W uint8: 255 where the pixel holds that object."""
+        return np.stack([(labels == i) for i in ids]).astype(np.uint8) * 255
+
+    @staticmethod
+    def _argmax(probs: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
+        """Labels from soft object probabilities; background wins where it holds the most (255 − Σ objects)."""
+        bg = 255 - np.minimum(probs.sum(axis=0, dtype=np.int32), 255)
+        stacked = np.concatenate([bg[None].astype(np.uint8), probs])
+        lut = np.array((0, *ids), dtype=np.uint8)
+        return lut[np.argmax(stacked, axis=0)]
+
+    def _refine(self, tracks, ids, index, bg_hist, labels, probs, small_size) -> np.ndarray:
+        """Trim pixels of each propagated object whose colour says background, and add nearby pixels whose
+        colour says object; this stops the slow drift of flow on uniform regions and drops objects that
+        vanished in place (their propagated mask no longer looks like them)."""
+        import cv2
+
+        w, h = small_size
+        H, W = labels.shape
+        small = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        r = max(2, round(0.04 * min(w, h)))
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        for k, i in enumerate(ids):
+            tr = tracks[i]
+            if not tr.present:
+                continue
+            mask = small == i
+            if not mask.any():
+                continue
+            hist = 0.5 * (tr.anchor_hist + tr.recent_hist)
+            p_obj, p_bg = hist[index], bg_hist[index]
+            post = p_obj / (p_obj + p_bg + 1e-6)
+            band = cv2.dilate(mask.astype(np.uint8), disk) > 0
+            new = (mask & (post >= 0.25)) | (band & (small == 0) & (post >= 0.75))
+            add = cv2.resize((new & ~mask).astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
+            drop = cv2.resize((mask & ~new).astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
+            probs[k][add] = 255
+            probs[k][drop] = 0
+        return self._argmax(probs, ids)
+
+    def _reacquire(self, tracks, ids, index, bg_hist, small_labels, labels, probs, scores) -> None:
+        """Bring absent objects back where one background region matches their colour and size."""
+        import cv2
+
+        H, W = labels.shape
+        free = small_labels == 0
+        for k, i in enumerate(ids):
+            tr = tracks[i]
+            if tr.present:
+                continue
+            hist = 0.5 * (tr.anchor_hist + tr.recent_hist)
+            p_obj, p_bg = hist[index], bg_hist[index]
+            post = p_obj / (p_obj + p_bg + 1e-6)
+            cand = ((post > 0.8) & free).astype(np.uint8)
+            cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+            n, comp, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+            if n <= 1:
+                continue
+            best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+            area = float(stats[best, cv2.CC_STAT_AREA])
+            if not 0.3 * tr.area <= area <= 3.0 * tr.area:
+                continue
+            region_small = comp == best
+            conf = float(post[region_small].mean())
+            region = cv2.resize(region_small.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
+            region &= labels == 0
+            labels[region] = i
+            probs[k][region] = 255
+            free &= ~region_small
+            tr.present, tr.score = True, conf
+            scores[i] = conf
+
+
+def _fit_motion(prev: np.ndarray, new: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """A 2×3 similarity (rotation, scale, shift) moving an object from `prev` to `new`, and its inlier share.
+
+    Dense flow is weak inside uniform regions (it underestimates their motion); corners on the object's own
+    outline or texture track well with pyramidal Lucas–Kanade. None when too few points agree.
+    """
+    import cv2
+
+    if mask.sum() < 16:
+        return None
+    pts = cv2.goodFeaturesToTrack(prev, maxCorners=64, qualityLevel=0.01, minDistance=3,
+                                  mask=mask.astype(np.uint8))
+    if pts is None or len(pts) < 3:
+        return None
+    lk = {"winSize": (15, 15), "maxLevel": 3}
+    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, new, pts, None, **lk)
+    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(new, prev, nxt, None, **lk)
+    good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & (np.linalg.norm(back - pts, axis=-1).ravel() < 1.0)
+    n_good = int(good.sum())
+    if n_good < 2:
+        return None
+    src, dst = pts[good].reshape(-1, 2), nxt[good].reshape(-1, 2)
+    if n_good < 6:  # too few for a robust similarity: a pure shift, if the points agree on it
+        shift = np.median(dst - src, axis=0)
+        agree = np.linalg.norm(dst - src - shift, axis=-1) < 1.0
+        if agree.sum() < 2:
+            return None
+        return np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]]), float(agree.sum()) / len(pts)
+    A, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.0)
+    if A is None or inliers.sum() < 3:
+        return None
+    return A, float(inliers.sum()) / len(pts)
+
+
+def build(**overrides) -> FlowProp:
+    """Registry builder: overrides are FlowPropConfig fields, given as values or strings (from the CLI/env)."""
+    fields = FlowPropConfig.__dataclass_fields__
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise BadInputError(f"flowprop has no option(s) {', '.join(unknown)} (options: {', '.join(fields)}); "
+                            "it takes no checkpoint")
+    kw: dict = {}
+    for key, value in overrides.items():
+        if key in ("reacquire", "refine", "probs"):
+            kw[key] = _parse_bool(key, value)
+        elif key == "size":
+            kw[key] = _number(key, value, int)
+        elif key == "vanish_ratio":
+            kw[key] = _number(key, value, float)
+        else:
+            kw[key] = str(value)
+    return FlowProp(FlowPropConfig(**kw))
+
+
+def _number(name: str, value, kind):
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"flowprop option {name}={value!r} is not a {kind.__name__}") from None
