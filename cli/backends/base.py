@@ -1,0 +1,173 @@
+"""The Backend base class, what a backend can do (as data), run status records, and the registry by name."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from stseg_cli.config import Config
+from stseg_cli.spec import JobSpec
+
+from stseg_core.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend supports; a request it cannot honour is refused before anything starts."""
+
+    gpus: bool = False
+    kueue: bool = False
+    node_pools: bool = False
+    detach: bool = False  # a submitted run keeps going when the CLI exits
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One job (stage × model) of a run. Shard sets hold indexes; `failed` maps an index to a one-line reason."""
+
+    name: str
+    stage: str
+    model: str
+    shards: int
+    done: frozenset[int] = frozenset()
+    running: frozenset[int] = frozenset()
+    failed: dict[int, str] = field(default_factory=dict)
+    waiting: bool = False  # its upstream stages are not finished yet
+    frames: int = 0  # frames written by the done shards (from their markers), for frames/s
+    elapsed_s: float = 0.0  # since the job's first shard started
+
+    @property
+    def finished(self) -> bool:
+        return len(self.done) + len(self.failed) >= self.shards and not self.running
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Remaining shards at the rate seen so far (None until a shard is done)."""
+        left = self.shards - len(self.done) - len(self.failed)
+        if not self.done or self.elapsed_s <= 0:
+            return None
+        return left * self.elapsed_s / len(self.done)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run: str
+    jobs: tuple[JobStatus, ...]
+
+    @property
+    def finished(self) -> bool:
+        return all(j.finished for j in self.jobs)
+
+    @property
+    def succeeded(self) -> bool:
+        return all(len(j.done) == j.shards for j in self.jobs)
+
+
+class Backend(ABC):
+    """Runs JobSpecs somewhere. Public methods check the request, then call the backend's private ones."""
+
+    name: str = ""
+    capabilities: Capabilities = Capabilities()
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    # -- public surface ---------------------------------------------------------------------------
+    def check(self, specs: Sequence[JobSpec]) -> None:
+        """Refuse, in one line, anything this backend cannot do — before anything starts."""
+        caps = self.capabilities
+        if len({s.run for s in specs}) > 1:
+            raise BadInputError("one submit holds the jobs of one run")
+        for spec in specs:
+            if spec.resources.gpus and not caps.gpus:
+                raise BadInputError(f"{spec.name}: the {self.name} backend has no GPUs (asked for "
+                                    f"{spec.resources.gpus}); pass --gpus 0 or use --backend kubernetes")
+        if self.config.kueue_queue and not caps.kueue:
+            raise BadInputError(f"the {self.name} backend does not queue through Kueue (kueue_queue="
+                                f"{self.config.kueue_queue!r}); unset it or use --backend kubernetes")
+        if self.config.node_pool != "none" and not caps.node_pools:
+            raise BadInputError(f"the {self.name} backend has no node pools (node_pool="
+                                f"{self.config.node_pool!r}); unset it or use --backend kubernetes")
+
+    def render(self, specs: Sequence[JobSpec]) -> list[dict]:
+        """What submit would create, as plain dicts (for --dry-run -o yaml)."""
+        self.check(specs)
+        return self._render(specs)
+
+    def submit(self, specs: Sequence[JobSpec], *, resume: bool = False, wait: bool = False,
+               on_change: Callable[[], None] | None = None) -> RunStatus | None:
+        """Start the jobs. A job (stage × model) the run already has is refused unless `resume`, which finishes
+        its missing shards; new jobs join an existing run. With `wait`, returns the final status and calls
+        `on_change` whenever progress may have changed (progress bars)."""
+        if not specs:
+            raise BadInputError("nothing to submit")
+        self.check(specs)
+        return self._submit(list(specs), resume=resume, wait=wait, on_change=on_change)
+
+    def status(self, run: str) -> RunStatus:
+        return self._status(run)
+
+    def logs(self, run: str, stage: str, model: str, shard: int, follow: bool = False) -> Iterator[str]:
+        return self._logs(run, stage, model, shard, follow)
+
+    def cancel(self, run: str) -> int:
+        """Stop every job of `run`; returns how many jobs were stopped."""
+        return self._cancel(run)
+
+    def runs(self) -> list[str]:
+        return self._runs()
+
+    # -- what each backend implements ------------------------------------------------------------
+    @abstractmethod
+    def _render(self, specs: Sequence[JobSpec]) -> list[dict]: ...
+
+    @abstractmethod
+    def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
+                on_change: Callable[[], None] | None) -> RunStatus | None: ...
+
+    @abstractmethod
+    def _status(self, run: str) -> RunStatus: ...
+
+    @abstractmethod
+    def _logs(self, run: str, stage: str, model: str, shard: int, follow: bool) -> Iterator[str]: ...
+
+    @abstractmethod
+    def _cancel(self, run: str) -> int: ...
+
+    @abstractmethod
+    def _runs(self) -> list[str]: ...
+
+
+# name → "module:Class", imported only when chosen (the kubernetes client is heavy and optional).
+BACKENDS: dict[str, str] = {
+    "local": "stseg_cli.backends.local:LocalBackend",
+    "kubernetes": "stseg_cli.backends.kubernetes:KubernetesBackend",
+}
+
+
+def get_backend(name: str, config: Config, **kwargs) -> Backend:
+    """The backend registered as `name`; an unknown name lists the known ones."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise BadInputError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})") from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)(config, **kwargs)
+
+
+def parse_indexes(text: str | None) -> frozenset[int]:
+    """Kubernetes' compressed index list ("1,3-5,7") → {1, 3, 4, 5, 7}."""
+    out: set[int] = set()
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return frozenset(out)

@@ -1,0 +1,457 @@
+"""The local backend: every shard is a `python -m stseg_jobs.<stage>` process on this machine.
+
+A supervisor (in the CLI process, or detached with `python -m stseg_cli.backends.local RUN_DIR`) keeps at most
+`workers` shard processes alive, retries failed shards, and starts a job only when the done markers it waits
+for exist. Everything it knows is on disk, so a restarted CLI still knows the run:
+
+    <state>/runs/<run>/specs.json            the run's JobSpecs
+    <state>/runs/<run>/supervisor.pid        {"pid", "start"} while a supervisor runs
+    <state>/runs/<run>/<job>/<k>.log         shard k's stdout+stderr (appended across attempts)
+    <state>/runs/<run>/<job>/<k>.pid         {"pid", "start"} while shard k's process lives
+    <state>/runs/<run>/<job>/<k>.json        {"exit_code", "attempts", "reason", "started", "ended"} of the last attempt
+
+A shard is done when the store holds its done marker (stages that write them) or its last exit code was 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus
+from stseg_cli.spec import JobSpec
+
+from stseg_core.errors import BackendError, BadInputError
+from stseg_core.store import open_store
+
+POLL_S = 0.05
+BAD_INPUT_EXIT = 2  # the stage's BadInputError: retrying cannot help
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks (guards against pid reuse); None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return "?"
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(path: Path) -> int | None:
+    """The pid recorded in `path` when that very process still runs."""
+    rec = _read_json(path)
+    if not rec:
+        return None
+    start = _proc_start(rec["pid"])
+    return rec["pid"] if start is not None and start in (rec.get("start"), "?") else None
+
+
+def _record_pid(path: Path, pid: int) -> None:
+    _write_json(path, {"pid": pid, "start": _proc_start(pid)})
+
+
+def _last_line(log: Path, limit: int = 300) -> str:
+    try:
+        with log.open("rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 8192))
+            lines = [ln.strip() for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:limit] if lines else ""
+
+
+class _RunFiles:
+    """Paths of one run's state folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def job(self, spec: JobSpec) -> Path:
+        return self.root / spec.name
+
+    def log(self, spec: JobSpec, k: int) -> Path:
+        return self.job(spec) / f"{k}.log"
+
+    def pid(self, spec: JobSpec, k: int) -> Path:
+        return self.job(spec) / f"{k}.pid"
+
+    def result(self, spec: JobSpec, k: int) -> Path:
+        return self.job(spec) / f"{k}.json"
+
+    @property
+    def specs_file(self) -> Path:
+        return self.root / "specs.json"
+
+    @property
+    def supervisor(self) -> Path:
+        return self.root / "supervisor.pid"
+
+    @property
+    def cancelled(self) -> Path:
+        return self.root / "cancelled"
+
+    def load_specs(self) -> list[JobSpec]:
+        data = _read_json(self.specs_file)
+        if data is None:
+            raise BadInputError(f"no local run at {self.root} (see `stseg runs`)")
+        return [JobSpec.from_dict(d) for d in data]
+
+    def save_specs(self, specs: Sequence[JobSpec]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_json(self.specs_file, [s.to_dict() for s in specs])
+
+
+def _shard_done(spec: JobSpec, k: int, files: _RunFiles, store_cache: dict) -> bool:
+    if spec.done_prefix:
+        root = spec.env_dict["STSEG_RUN_ROOT"]
+        store = store_cache.get(root) or store_cache.setdefault(root, open_store(root))
+        return store.exists(f"{spec.done_prefix}/{k}.json")
+    rec = _read_json(files.result(spec, k))
+    return bool(rec) and rec.get("exit_code") == 0
+
+
+class Supervisor:
+    """Runs the shards of a run's jobs with at most `workers` processes; see the module docstring."""
+
+    def __init__(self, run_dir: Path, workers: int) -> None:
+        self.files = _RunFiles(run_dir)
+        self.specs = self.files.load_specs()
+        self.workers = max(1, workers)
+        self._stores: dict = {}
+        self._running: dict[tuple[str, int], tuple[JobSpec, subprocess.Popen, float]] = {}
+        self._job_start: dict[str, float] = {}
+
+    def _done(self, spec: JobSpec, k: int) -> bool:
+        return _shard_done(spec, k, self.files, self._stores)
+
+    def _waits(self, spec: JobSpec, failed_jobs: set[str]) -> str | bool:
+        """True when every awaited marker exists, False to keep waiting, a reason string to give up."""
+        producers = {s.done_prefix: s for s in self.specs if s.done_prefix}
+        store = self._stores.get(spec.env_dict["STSEG_RUN_ROOT"]) or open_store(spec.env_dict["STSEG_RUN_ROOT"])
+        for wait in spec.waits_for:
+            missing = [m for m in wait.markers() if not store.exists(m)]
+            if not missing:
+                continue
+            producer = producers.get(wait.prefix)
+            if producer is None:
+                return f"needs {store.uri(missing[0])}, which no job of this run produces"
+            if producer.name in failed_jobs:
+                return f"upstream job {producer.name} failed"
+            return False
+        return True
+
+    def _launch(self, spec: JobSpec, k: int, attempt: int) -> None:
+        jobdir = self.files.job(spec)
+        jobdir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **spec.env_dict, "JOB_COMPLETION_INDEX": str(k), "PYTHONUNBUFFERED": "1"}
+        command = list(spec.command)
+        if command[0] == "python":
+            command[0] = sys.executable
+        log = self.files.log(spec, k).open("ab")
+        log.write(f"--- stseg local: attempt {attempt} of shard {k}: {' '.join(command)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as err:
+            raise BackendError(f"{spec.name} shard {k}: cannot start {command[0]} ({err})") from None
+        finally:
+            log.close()
+        _record_pid(self.files.pid(spec, k), proc.pid)
+        self._job_start.setdefault(spec.name, time.time())
+        self._running[(spec.name, k)] = (spec, proc, time.time())
+
+    def _kill_all(self) -> None:
+        for _spec, proc, _ in self._running.values():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for (_name, k), (spec, proc, _) in list(self._running.items()):
+            proc.wait()
+            self.files.pid(spec, k).unlink(missing_ok=True)
+        self._running.clear()
+
+    def run(self, on_change: Callable[[], None] | None = None) -> None:
+        """Until every shard is done or has failed for good (or the run is cancelled)."""
+        self.files.cancelled.unlink(missing_ok=True)
+        pending = [(s, k) for s in self.specs for k in range(s.shards) if not self._done(s, k)]
+        attempts: dict[tuple[str, int], int] = {}
+        failed_jobs: set[str] = set()
+        try:
+            while pending or self._running:
+                if self.files.cancelled.exists():
+                    self._kill_all()
+                    return
+                changed = self._reap(pending, attempts, failed_jobs)
+                changed |= self._start_ready(pending, attempts, failed_jobs)
+                if changed and on_change:
+                    on_change()
+                time.sleep(POLL_S)
+        except BaseException:
+            self._kill_all()
+            raise
+
+    def _start_ready(self, pending: list, attempts: dict, failed_jobs: set[str]) -> bool:
+        changed = False
+        for item in list(pending):
+            if len(self._running) >= self.workers:
+                break
+            spec, k = item
+            if sum(1 for n, _ in self._running if n == spec.name) >= spec.parallelism:
+                continue
+            ready = self._waits(spec, failed_jobs)
+            if ready is False:
+                continue
+            pending.remove(item)
+            changed = True
+            if isinstance(ready, str):
+                self._fail(spec, k, attempts.get((spec.name, k), 0), 3, ready, failed_jobs)
+                continue
+            attempts[(spec.name, k)] = attempts.get((spec.name, k), 0) + 1
+            self._launch(spec, k, attempts[(spec.name, k)])
+        return changed
+
+    def _fail(self, spec: JobSpec, k: int, attempt: int, code: int, reason: str, failed_jobs: set[str]) -> None:
+        now = time.time()
+        _write_json(self.files.result(spec, k), {"exit_code": code, "attempts": attempt, "reason": reason,
+                                                 "final": True, "started": now, "ended": now})
+        failed_jobs.add(spec.name)
+
+    def _reap(self, pending: list, attempts: dict, failed_jobs: set[str]) -> bool:
+        changed = False
+        for key, (spec, proc, t0) in list(self._running.items()):
+            code = proc.poll()
+            timed_out = code is None and time.time() - self._job_start[spec.name] > spec.deadline_s
+            if timed_out:
+                os.killpg(proc.pid, signal.SIGKILL)
+                code = proc.wait()
+            if code is None:
+                continue
+            changed = True
+            del self._running[key]
+            k = key[1]
+            self.files.pid(spec, k).unlink(missing_ok=True)
+            reason = ""
+            if timed_out:
+                reason = f"deadline of {spec.deadline_s} s exceeded"
+            elif code < 0:
+                reason = f"killed by signal {-code}"
+            elif code:
+                reason = f"exit {code}: {_last_line(self.files.log(spec, k))}"
+            elif not self._done(spec, k):
+                reason, code = f"exited 0 without writing {spec.done_prefix}/{k}.json", 3
+            retry = code != 0 and code != BAD_INPUT_EXIT and not timed_out and attempts[key] <= spec.retries
+            _write_json(self.files.result(spec, k), {"exit_code": code, "attempts": attempts[key], "reason": reason,
+                                                     "final": not retry, "started": t0, "ended": time.time()})
+            if retry:
+                pending.insert(0, (spec, k))
+            elif code:
+                failed_jobs.add(spec.name)
+        return changed
+
+
+class LocalBackend(Backend):
+    """Shard processes on this machine (no GPUs, no node pools, no Kueue)."""
+
+    name = "local"
+    capabilities = Capabilities(gpus=False, kueue=False, node_pools=False, detach=True)
+
+    def __init__(self, config, workers: int | None = None) -> None:
+        super().__init__(config)
+        self.workers = workers or config.workers or os.cpu_count() or 1
+        self.root = config.local_state_dir() / "runs"
+
+    def _files(self, run: str) -> _RunFiles:
+        return _RunFiles(self.root / run)
+
+    def _render(self, specs: Sequence[JobSpec]) -> list[dict]:
+        out = []
+        for s in specs:
+            command = [sys.executable if c == "python" else c for c in s.command]
+            out.append({"kind": "LocalJob", "name": s.name, "shards": s.shards, "parallelism": s.parallelism,
+                        "retries": s.retries, "deadlineSeconds": s.deadline_s, "command": command,
+                        "env": {**s.env_dict, "JOB_COMPLETION_INDEX": f"0..{s.shards - 1}"},
+                        "waitsFor": [f"{w.prefix}/0..{w.shards - 1}.json" for w in s.waits_for],
+                        "logs": str(self._files(s.run).root / s.name / "<shard>.log")})
+        return out
+
+    def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
+                on_change: Callable[[], None] | None) -> RunStatus | None:
+        run = specs[0].run
+        files = self._files(run)
+        pid = _pid_alive(files.supervisor)
+        if pid:
+            raise BackendError(f"run {run} is still running (supervisor pid {pid}); wait, or `stseg cancel {run}`")
+        existing = {s.name: s for s in (files.load_specs() if files.specs_file.exists() else [])}
+        clash = sorted(set(existing) & {s.name for s in specs})
+        if clash and not resume:
+            raise BadInputError(f"run {run} already has {', '.join(clash)}; pass --resume to finish its "
+                                "missing shards, or choose another --run")
+        for s in specs:
+            if s.name in existing:  # a resumed job gets its retries back
+                for k in range(existing[s.name].shards):
+                    rec = _read_json(files.result(s, k))
+                    if rec and rec.get("exit_code") != 0:
+                        files.result(s, k).unlink()
+            existing[s.name] = s
+        files.save_specs(list(existing.values()))
+        if not wait:
+            files.root.mkdir(parents=True, exist_ok=True)
+            with (files.root / "supervisor.log").open("ab") as log:
+                proc = subprocess.Popen([sys.executable, "-m", "stseg_cli.backends.local", str(files.root),
+                                         str(self.workers)], stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            _record_pid(files.supervisor, proc.pid)
+            return None
+        _record_pid(files.supervisor, os.getpid())
+        try:
+            Supervisor(files.root, self.workers).run(on_change)
+        finally:
+            files.supervisor.unlink(missing_ok=True)
+        return self._status(run)
+
+    def _status(self, run: str) -> RunStatus:
+        files = self._files(run)
+        specs = files.load_specs()
+        supervised = _pid_alive(files.supervisor) is not None
+        stores: dict = {}
+        jobs = []
+        for spec in specs:
+            done, running, failed, frames = set(), set(), {}, 0
+            starts, ends = [], []
+            for k in range(spec.shards):
+                rec = _read_json(files.result(spec, k))
+                if rec:
+                    starts.append(rec["started"])
+                    ends.append(rec["ended"])
+                pid_rec = _read_json(files.pid(spec, k))
+                if _shard_done(spec, k, files, stores):
+                    done.add(k)
+                    frames += self._marker_frames(spec, k, stores)
+                elif pid_rec and _pid_alive(files.pid(spec, k)):
+                    running.add(k)
+                    starts.append(files.pid(spec, k).stat().st_mtime)
+                elif rec and rec.get("exit_code") != 0 and (rec.get("final") or not supervised):
+                    failed[k] = rec.get("reason") or f"exit {rec.get('exit_code')}"
+                elif pid_rec and not supervised:
+                    failed[k] = "interrupted: its supervisor is gone (submit again with --resume)"
+            end = time.time() if running or supervised else max(ends, default=0.0)
+            elapsed = max(0.0, end - min(starts)) if starts else 0.0
+            waiting = supervised and not running and not done and not failed
+            jobs.append(JobStatus(name=spec.name, stage=spec.stage, model=spec.model, shards=spec.shards,
+                                  done=frozenset(done), running=frozenset(running), failed=failed,
+                                  waiting=waiting, frames=frames, elapsed_s=elapsed))
+        return RunStatus(run=run, jobs=tuple(jobs))
+
+    @staticmethod
+    def _marker_frames(spec: JobSpec, k: int, stores: dict) -> int:
+        """Frames a done shard wrote: the label PNGs its done marker lists."""
+        if not spec.done_prefix:
+            return 0
+        store = stores[spec.env_dict["STSEG_RUN_ROOT"]]
+        try:
+            files = store.read_json(f"{spec.done_prefix}/{k}.json").get("files", {})
+        except Exception:  # a marker written by a stand-in or older stage: no frame count
+            return 0
+        return sum(1 for key in files if key.endswith(".png"))
+
+    def _find(self, run: str, stage: str, model: str) -> JobSpec:
+        specs = self._files(run).load_specs()
+        of_stage = [s for s in specs if s.stage == stage]
+        for s in of_stage:
+            if s.model == model or (not model and len(of_stage) == 1):
+                return s
+        raise BadInputError(f"run {run} has no {stage} job for model {model or '(none)'} "
+                            f"(jobs: {', '.join(s.name for s in specs)})")
+
+    def _logs(self, run: str, stage: str, model: str, shard: int, follow: bool) -> Iterator[str]:
+        spec = self._find(run, stage, model)
+        if not 0 <= shard < spec.shards:
+            raise BadInputError(f"{spec.name} has shards 0..{spec.shards - 1}, not {shard}")
+        files = self._files(run)
+        log = files.log(spec, shard)
+        if not log.exists() and not follow:
+            raise BadInputError(f"{spec.name} shard {shard} has not started yet (no {log})")
+        pos = 0
+        while True:
+            if log.exists():
+                with log.open("r", encoding="utf-8", errors="replace") as fh:
+                    fh.seek(pos)
+                    chunk = fh.read()
+                    pos = fh.tell()
+                if chunk:
+                    yield chunk
+            if not follow or (not _pid_alive(files.pid(spec, shard)) and not _pid_alive(files.supervisor)):
+                return
+            time.sleep(0.2)
+
+    def _cancel(self, run: str) -> int:
+        files = self._files(run)
+        specs = files.load_specs()
+        files.cancelled.touch()
+        victims = [p for p in [_pid_alive(files.supervisor)] if p]
+        for s in specs:
+            victims += [p for k in range(s.shards) if (p := _pid_alive(files.pid(s, k)))]
+        for pid in victims:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.time() + 5
+        while any(_proc_start(p) for p in victims) and time.time() < deadline:
+            time.sleep(0.05)
+        for s in specs:
+            for k in range(s.shards):
+                if files.pid(s, k).exists() and not _pid_alive(files.pid(s, k)):
+                    files.pid(s, k).unlink(missing_ok=True)
+                    _write_json(files.result(s, k), {"exit_code": 130, "attempts": 0, "reason": "cancelled",
+                                                     "final": True, "started": time.time(), "ended": time.time()})
+        files.supervisor.unlink(missing_ok=True)
+        return len(specs)
+
+    def _runs(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "specs.json").exists())
+
+
+def main(argv: list[str]) -> int:
+    """`python -m stseg_cli.backends.local RUN_DIR WORKERS`: the detached supervisor of a run."""
+    run_dir, workers = Path(argv[0]), int(argv[1])
+    files = _RunFiles(run_dir)
+    try:
+        Supervisor(run_dir, workers).run()
+    finally:
+        if _pid_alive(files.supervisor) == os.getpid():
+            files.supervisor.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,93 @@
+"""`stseg.yaml`: where runs live and how Jobs look; flags override the environment, which overrides the file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from stseg_core.errors import BadInputError
+
+NODE_POOLS = ("none", "gke", "eks", "karpenter", "gfd")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the submit commands. Each field `x` can come from `x:` in stseg.yaml or `STSEG_X`."""
+
+    backend: str = "local"
+    store: str = "./stseg-store"  # store root URI; a run lives under <store>/runs/<run>/
+    data_root: str = "./stseg-data/valid"  # a MOSE-layout split (JPEGImages/, Annotations/)
+    image_registry: str = "ghcr.io/stseg"
+    image_tag: str = "0.1.0"
+    node_pool: str = "none"  # GPU node selection preset: none, gke, eks, karpenter, gfd
+    gpu_type: str = ""  # value of the preset's GPU label; "" = the preset's A100 default
+    namespace: str = "stseg"
+    service_account: str = "stseg-job"
+    s3_secret: str = ""  # Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; "" = the service account (IRSA)
+    s3_endpoint: str = ""  # a non-AWS S3 endpoint, passed to jobs as STSEG_S3_ENDPOINT
+    pushgateway: str = ""
+    kube_context: str = ""  # "" = the kubeconfig's current context, or in-cluster
+    kubeconfig: str = ""  # "" = $KUBECONFIG or ~/.kube/config
+    kueue_queue: str = ""  # a Kueue LocalQueue; "" = no Kueue
+    ttl_seconds: int = 7 * 24 * 3600  # finished Jobs are garbage-collected after this
+    workers: int = 0  # local backend: parallel shard processes; 0 = one per core
+    state_dir: str = ""  # local backend's pid files and logs; "" = $XDG_STATE_HOME/stseg or ~/.local/state/stseg
+
+    def local_state_dir(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "stseg"
+
+
+_FIELDS = {f.name: f for f in fields(Config)}
+
+
+def _coerce(name: str, value, source: str):
+    if _FIELDS[name].type in ("int", int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise BadInputError(f"{source}: {name} must be an integer, got {value!r}") from None
+    return "" if value is None else str(value)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None,
+                flags: Mapping[str, object] | None = None) -> Config:
+    """Defaults < `path` (or $STSEG_CONFIG, or ./stseg.yaml when present) < STSEG_* environment < `flags`.
+
+    Flags whose value is None count as not given.
+    """
+    import yaml
+
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    path = path or env.get("STSEG_CONFIG") or ("stseg.yaml" if Path("stseg.yaml").is_file() else None)
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise BadInputError(f"config file {p} does not exist")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise BadInputError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise BadInputError(f"{p}: expected a mapping of settings at the top level")
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name not in _FIELDS:
+                raise BadInputError(f"{p}: unknown setting {key!r} (known: {', '.join(_FIELDS)})")
+            values[name] = _coerce(name, value, str(p))
+    for name in _FIELDS:
+        var = f"STSEG_{name.upper()}"
+        if env.get(var):
+            values[name] = _coerce(name, env[var], var)
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+    cfg = replace(Config(), **values)
+    if cfg.node_pool not in NODE_POOLS:
+        raise BadInputError(f"node_pool {cfg.node_pool!r} is not a preset (known: {', '.join(NODE_POOLS)})")
+    return cfg

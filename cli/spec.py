@@ -1,0 +1,255 @@
+"""Job specs: one backend-neutral description of a stage's work, which each backend renders (processes or Jobs)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+
+from stseg_core.errors import BadInputError
+
+# stage → the module its container/process runs (`python -m …`).
+STAGE_MODULES: dict[str, str] = {
+    "finetune": "stseg_jobs.finetune",
+    "infer": "stseg_jobs.infer",
+    "fuse": "stseg_jobs.fuse",
+    "eval": "stseg_jobs.evaluate",
+}
+FINETUNABLE = ("sam2", "tmo")
+# Models that gain nothing from a GPU: they get none on Kubernetes unless asked (the others get one).
+CPU_ONLY_MODELS = frozenset({"flowprop"})
+# Image per model family; weight-free models, fusion and eval share the light `fusion` image.
+_IMAGE_FAMILY = {"sam2": "sam2", "tmo": "tmo", "cutie": "cutie", "xmem": "xmem", "livos": "livos"}
+
+_RUN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$")
+
+
+def known_models() -> list[str]:
+    """Names of every registered VOS model (the library's registry is the one source)."""
+    from stseg_core.models import registry
+
+    return registry.available()
+
+
+def check_model(name: str, stage: str = "infer") -> str:
+    """Refuse an unknown model (listing the known ones) or one the stage cannot use."""
+    from stseg_core.models import registry
+
+    registry.spec(name)  # raises BadInputError listing the known names
+    if stage == "finetune" and name not in FINETUNABLE:
+        raise BadInputError(f"model {name!r} cannot be finetuned (finetunable: {', '.join(FINETUNABLE)})")
+    return name
+
+
+def check_run_id(run: str) -> str:
+    """Run ids end up in Job names and labels: lower-case DNS labels of at most 30 characters."""
+    if not _RUN_RE.match(run):
+        raise BadInputError(f"run id {run!r}: use 1-30 characters of a-z, 0-9 and '-', starting and ending "
+                            "with a letter or digit")
+    return run
+
+
+def done_prefix(stage: str, model: str) -> str | None:
+    """Where a stage's per-shard done markers live under the run root (None: the stage writes none)."""
+    if stage == "infer":
+        return f"pred/{model}/_done"
+    if stage == "fuse":
+        return "fused/_done"
+    return None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one shard's process/pod needs. Quantities use Kubernetes notation ("4", "500m", "16Gi")."""
+
+    gpus: int = 0
+    gpu_type: str = ""  # node-pool label value (e.g. nvidia-tesla-a100); "" = the preset's default
+    cpu: str = "2"
+    memory: str = "8Gi"
+    scratch: str = "20Gi"  # emptyDir for caches and temporary files
+    shm: str = "2Gi"  # /dev/shm (PyTorch data-loader workers share tensors through it)
+
+
+@dataclass(frozen=True)
+class DoneWait:
+    """A stage that must be finished first: every `<prefix>/<shard>.json` for shard in 0..shards-1."""
+
+    prefix: str
+    shards: int
+
+    def markers(self) -> list[str]:
+        return [f"{self.prefix}/{k}.json" for k in range(self.shards)]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One stage of one model of one run: `shards` indexes, each a process/pod running `command`.
+
+    `env` holds the Job environment except `JOB_COMPLETION_INDEX`, which the backend sets per shard.
+    `waits_for` lists the upstream stages whose done markers must all exist before any shard starts.
+    """
+
+    run: str
+    stage: str
+    model: str
+    image: str
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    resources: Resources = field(default_factory=Resources)
+    shards: int = 1
+    parallelism: int = 1
+    retries: int = 2  # per shard
+    max_failed_shards: int = 1
+    deadline_s: int = 24 * 3600
+    labels: tuple[tuple[str, str], ...] = ()
+    waits_for: tuple[DoneWait, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """Job name: `stseg-<run>-<stage>[-<model>]` (a DNS label, ≤ 63 characters)."""
+        return "-".join(p for p in ("stseg", self.run, self.stage, self.model) if p)
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+    @property
+    def done_prefix(self) -> str | None:
+        return done_prefix(self.stage, self.model)
+
+    def to_dict(self) -> dict:
+        """JSON-able form (the local backend keeps it in the run's state folder)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> JobSpec:
+        return cls(**{**d, "command": tuple(d["command"]), "env": tuple(tuple(p) for p in d["env"]),
+                      "resources": Resources(**d["resources"]), "labels": tuple(tuple(p) for p in d["labels"]),
+                      "waits_for": tuple(DoneWait(**w) for w in d["waits_for"])})
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """What the user asked for one stage (after the CLI parsed its flags)."""
+
+    stage: str
+    models: tuple[str, ...] = ()
+    shards: int = 1
+    parallelism: int | None = None
+    gpus: int | None = None  # None = the backend's default for the model
+    cpu: str | None = None
+    memory: str | None = None
+    retries: int = 2
+    max_failed_shards: int | None = None
+    deadline_s: int = 24 * 3600
+    options: tuple[tuple[str, str], ...] = ()
+
+
+def _image(cfg, stage: str, model: str) -> str:
+    family = _IMAGE_FAMILY.get(model, "fusion") if stage in ("infer", "finetune") else "fusion"
+    return f"{cfg.image_registry.rstrip('/')}/stseg-{family}:{cfg.image_tag}"
+
+
+def _option_env(options: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    out = []
+    for key, value in options:
+        name = re.sub(r"[^A-Za-z0-9]", "_", key).upper()
+        if not name or name[0].isdigit():
+            raise BadInputError(f"stage option {key!r}: names start with a letter (e.g. --option epochs=2)")
+        out.append((f"STSEG_{name}", value))
+    return out
+
+
+def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
+                waits_for: tuple[DoneWait, ...] = ()) -> list[JobSpec]:
+    """The JobSpecs of one stage: one per model for finetune/infer, one for fuse/eval.
+
+    `default_gpus` says whether a model that benefits from a GPU gets one when `req.gpus` is None
+    (True on Kubernetes, False on the local backend).
+    """
+    check_run_id(run)
+    if req.stage not in STAGE_MODULES:
+        raise BadInputError(f"unknown stage {req.stage!r} (known: {', '.join(STAGE_MODULES)})")
+    if req.shards < 1:
+        raise BadInputError(f"--shards must be at least 1 (got {req.shards})")
+    if req.parallelism is not None and req.parallelism < 1:
+        raise BadInputError(f"--parallelism must be at least 1 (got {req.parallelism})")
+    if req.gpus is not None and req.gpus < 0:
+        raise BadInputError(f"--gpus must be 0 or more (got {req.gpus})")
+    if req.retries < 0:
+        raise BadInputError(f"--retries must be 0 or more (got {req.retries})")
+    models = req.models if req.stage in ("infer", "finetune") else ("",)
+    if not models:
+        raise BadInputError(f"stage {req.stage}: name at least one model (--model/--models)")
+    run_root = f"{cfg.store.rstrip('/')}/runs/{run}"
+    specs = []
+    for model in models:
+        if model:
+            check_model(model, req.stage)
+        gpus = req.gpus
+        if gpus is None:
+            gpus = 1 if default_gpus and model and model not in CPU_ONLY_MODELS else 0
+        shards = 1 if req.stage == "finetune" else req.shards
+        env = [("STSEG_STAGE", req.stage), ("STSEG_RUN_ROOT", run_root), ("STSEG_DATA_ROOT", cfg.data_root),
+               ("STSEG_MODEL", model), ("STSEG_NUM_SHARDS", str(shards))]
+        if cfg.pushgateway:
+            env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
+        if cfg.s3_endpoint:
+            env.append(("STSEG_S3_ENDPOINT", cfg.s3_endpoint))
+        env += _option_env(req.options)
+        module = STAGE_MODULES[req.stage]
+        if req.stage == "finetune" and gpus > 1:
+            # One pod, all its GPUs: torchrun starts one process per GPU (DDP over NCCL, no cross-node fabric).
+            command = ("torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", module)
+        else:
+            command = ("python", "-m", module)
+        res = Resources(gpus=gpus, gpu_type=cfg.gpu_type,
+                        cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
+                        memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
+                        scratch="100Gi" if gpus else "20Gi", shm="16Gi" if gpus else "2Gi")
+        labels = (("stseg.io/run", run), ("stseg.io/stage", req.stage), ("stseg.io/model", model or "all"))
+        specs.append(JobSpec(
+            run=run, stage=req.stage, model=model, image=_image(cfg, req.stage, model), command=command,
+            env=tuple(env), resources=res, shards=shards, parallelism=min(req.parallelism or shards, shards),
+            retries=req.retries, max_failed_shards=min(shards, req.max_failed_shards or math.ceil(shards / 4)),
+            deadline_s=req.deadline_s, labels=labels, waits_for=waits_for))
+    return specs
+
+
+def _with_models(specs: list[JobSpec], models: tuple[str, ...]) -> list[JobSpec]:
+    """fuse and eval learn which models' predictions to read from STSEG_MODELS."""
+    return [replace(s, env=(*s.env, ("STSEG_MODELS", ",".join(models)))) for s in specs]
+
+
+def fuse_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, default_gpus: bool) -> list[JobSpec]:
+    """The fuse job; it waits for the done marker of every infer shard of every model in `req.models`."""
+    if infer_shards < 1:
+        raise BadInputError(f"--infer-shards must be at least 1 (got {infer_shards})")
+    for m in req.models:
+        check_model(m)
+    waits = tuple(DoneWait(done_prefix("infer", m), infer_shards) for m in req.models)
+    return _with_models(build_specs(cfg, run, replace(req, stage="fuse"), default_gpus=default_gpus,
+                                    waits_for=waits), req.models)
+
+
+def eval_specs(cfg, run: str, req: StageRequest, *, fuse_shards: int, default_gpus: bool) -> list[JobSpec]:
+    """The eval job (one index); it waits for every fuse marker."""
+    if fuse_shards < 1:
+        raise BadInputError(f"--fuse-shards must be at least 1 (got {fuse_shards})")
+    for m in req.models:
+        check_model(m)
+    waits = (DoneWait(done_prefix("fuse", ""), fuse_shards),)
+    return _with_models(build_specs(cfg, run, replace(req, stage="eval", shards=1), default_gpus=default_gpus,
+                                    waits_for=waits), req.models)
+
+
+def pipeline_specs(cfg, run: str, infer: StageRequest, *, fuse_shards: int = 1, default_gpus: bool) -> list[JobSpec]:
+    """infer (every model) → fuse (waits for every infer marker) → eval (waits for every fuse marker)."""
+    infer_specs = build_specs(cfg, run, infer, default_gpus=default_gpus)
+    downstream = replace(infer, parallelism=None, gpus=None if infer.gpus is None else 0)
+    fuse = fuse_specs(cfg, run, replace(downstream, shards=fuse_shards), infer_shards=infer.shards,
+                      default_gpus=default_gpus)
+    evals = eval_specs(cfg, run, downstream, fuse_shards=fuse_shards, default_gpus=default_gpus)
+    return [*infer_specs, *fuse, *evals]

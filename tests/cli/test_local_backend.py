@@ -1,0 +1,192 @@
+"""The local backend runs real shard processes: markers, retries, waits, kill-and-resume, a restarted CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from stseg_cli.backends.base import get_backend
+from stseg_cli.backends.local import LocalBackend
+from stseg_cli.config import Config
+from stseg_cli.spec import StageRequest, build_specs, pipeline_specs
+
+from stseg_core.errors import BackendError, BadInputError
+from stseg_core.store import open_store
+
+# A stand-in stage with the contract of a real one: Job env in, outputs then a done marker, exit 2 on bad input.
+STAGE = textwrap.dedent("""
+    import json, os, sys, time
+    from pathlib import Path
+    stage, model = os.environ["STSEG_STAGE"], os.environ["STSEG_MODEL"]
+    k = int(os.environ["JOB_COMPLETION_INDEX"])
+    root = Path(os.environ["STSEG_RUN_ROOT"].removeprefix("file://"))
+    print(f"{stage} {model} shard {k} of {os.environ['STSEG_NUM_SHARDS']} starts", flush=True)
+    if os.environ.get("STSEG_BAD_SHARD") == str(k):
+        print(f"stseg: error: shard {k}: video v{k} has no first-frame annotation", flush=True)
+        sys.exit(2)
+    out = root / ("pred/" + model if stage == "infer" else "fused")
+    for f in range(3):
+        (out / f"v{k}").mkdir(parents=True, exist_ok=True)
+        (out / f"v{k}" / f"{f:05d}.png").write_bytes(b"png")
+        time.sleep(float(os.environ.get("STSEG_SLOW_" + str(k), "0")) / 3)
+    (out / "_done").mkdir(exist_ok=True)
+    files = {f"v{k}/{f:05d}.png": {"size": 3} for f in range(3)}
+    (out / "_done" / f"{k}.json").write_text(json.dumps({"files": files, "t": time.time()}))
+    with open(root / "markers.log", "a") as log:
+        log.write(f"{stage}/{model}/{k} {time.time()}\\n")
+""")
+
+
+@pytest.fixture()
+def env(tmp_path: Path):
+    stage = tmp_path / "stage.py"
+    stage.write_text(STAGE)
+    (tmp_path / "store").mkdir()
+    cfg = Config(store=str(tmp_path / "store"), data_root=str(tmp_path / "data"), state_dir=str(tmp_path / "state"))
+    return cfg, stage
+
+
+def _specs(cfg: Config, stage: Path, req: StageRequest, run: str = "r1"):
+    return [replace(s, command=("python", str(stage))) for s in build_specs(cfg, run, req, default_gpus=False)]
+
+
+def _markers(cfg: Config, run: str = "r1") -> list[str]:
+    return [ln.split()[0] for ln in (Path(cfg.store) / "runs" / run / "markers.log").read_text().splitlines()]
+
+
+def test_runs_every_shard_and_reports_status(env) -> None:
+    cfg, stage = env
+    backend = get_backend("local", cfg, workers=2)
+    specs = _specs(cfg, stage, StageRequest("infer", models=("flowprop", "sam2"), shards=3))
+    final = backend.submit(specs, wait=True)
+    assert final.succeeded and final.finished
+    assert {j.name: sorted(j.done) for j in final.jobs} == {"stseg-r1-infer-flowprop": [0, 1, 2],
+                                                           "stseg-r1-infer-sam2": [0, 1, 2]}
+    # frames/s comes from the markers: 3 PNGs per shard
+    assert [j.frames for j in final.jobs] == [9, 9]
+    store = open_store(Path(cfg.store) / "runs" / "r1")
+    assert len(store.list("pred/sam2")) == 3 * 3 + 3
+    assert sorted(_markers(cfg)) == sorted(f"infer/{m}/{k}" for m in ("flowprop", "sam2") for k in range(3))
+    log = "".join(backend.logs("r1", "infer", "sam2", 1))
+    assert "infer sam2 shard 1 of 3 starts" in log
+    assert backend.runs() == ["r1"]
+
+
+def test_bad_input_fails_the_shard_at_once_with_its_reason(env) -> None:
+    cfg, stage = env
+    specs = _specs(cfg, stage, StageRequest("infer", models=("flowprop",), shards=2, retries=3,
+                                            options=(("bad_shard", "1"),)))
+    final = LocalBackend(cfg, workers=2).submit(specs, wait=True)
+    job = final.jobs[0]
+    assert job.done == {0}
+    assert job.failed == {1: "exit 2: stseg: error: shard 1: video v1 has no first-frame annotation"}
+    state = json.loads((Path(cfg.state_dir) / "runs/r1/stseg-r1-infer-flowprop/1.json").read_text())
+    assert state["attempts"] == 1  # exit code 2 is never retried
+
+
+def test_second_submit_is_refused_unless_resumed(env) -> None:
+    cfg, stage = env
+    backend = LocalBackend(cfg, workers=2)
+    specs = _specs(cfg, stage, StageRequest("infer", models=("flowprop",), shards=2))
+    backend.submit(specs, wait=True)
+    with pytest.raises(BadInputError, match=r"run r1 already has stseg-r1-infer-flowprop; pass --resume"):
+        backend.submit(specs, wait=True)
+    assert backend.submit(specs, wait=True, resume=True).succeeded
+    assert len(_markers(cfg)) == 2  # resuming a finished job starts nothing
+
+
+def test_killed_worker_then_resume_finishes_without_double_markers(env) -> None:
+    cfg, stage = env
+    backend = LocalBackend(cfg, workers=2)
+    specs = _specs(cfg, stage, StageRequest("infer", models=("flowprop",), shards=4, retries=0,
+                                            options=(("slow_2", "30"),)))
+    backend.submit(specs, wait=False)  # detached supervisor
+    pid_file = Path(cfg.state_dir) / "runs/r1/stseg-r1-infer-flowprop/2.pid"
+    deadline = time.time() + 20
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    # A fresh backend object (a restarted CLI) sees the live run from disk alone.
+    seen = LocalBackend(cfg).status("r1").jobs[0]
+    assert 2 in seen.running
+    os.killpg(json.loads(pid_file.read_text())["pid"], signal.SIGKILL)
+    while LocalBackend(cfg).status("r1").jobs[0].running or (Path(cfg.state_dir) / "runs/r1/supervisor.pid").exists():
+        assert time.time() < deadline, "the detached supervisor did not finish"
+        time.sleep(0.05)
+    job = LocalBackend(cfg).status("r1").jobs[0]
+    assert job.done == {0, 1, 3} and job.failed == {2: "killed by signal 9"}
+    shard2 = Path(cfg.store) / "runs/r1/pred/flowprop/v2"
+    assert not (shard2.parent / "_done/2.json").exists()
+    fast = [replace(s, env=tuple(p for p in s.env if p[0] != "STSEG_SLOW_2")) for s in specs]
+    final = LocalBackend(cfg, workers=2).submit(fast, wait=True, resume=True)
+    assert final.succeeded
+    assert sorted(_markers(cfg)) == [f"infer/flowprop/{k}" for k in range(4)]  # each shard marked done once
+    assert sorted(p.name for p in shard2.iterdir()) == ["00000.png", "00001.png", "00002.png"]
+
+
+def test_pipeline_stage_starts_only_after_its_inputs(env) -> None:
+    cfg, stage = env
+    specs = [replace(s, command=("python", str(stage))) for s in
+             pipeline_specs(cfg, "r1", StageRequest("infer", models=("flowprop", "tmo"), shards=2),
+                            default_gpus=False)]
+    specs = [s for s in specs if s.stage != "eval"]  # the stand-in writes no eval outputs
+    assert LocalBackend(cfg, workers=2).submit(specs, wait=True).succeeded
+    lines = (Path(cfg.store) / "runs/r1/markers.log").read_text().splitlines()
+    times = {ln.split()[0]: float(ln.split()[1]) for ln in lines}
+    fuse_log = "".join(LocalBackend(cfg).logs("r1", "fuse", "", 0))
+    assert "fuse  shard 0 of 1 starts" in fuse_log
+    assert times["fuse//0"] > max(t for name, t in times.items() if name.startswith("infer/"))
+
+
+def test_waiting_on_markers_nobody_writes_fails_at_once(env) -> None:
+    cfg, stage = env
+    specs = [replace(s, command=("python", str(stage))) for s in
+             pipeline_specs(cfg, "r1", StageRequest("infer", models=("flowprop",), shards=1), default_gpus=False)]
+    fuse = [s for s in specs if s.stage == "fuse"]
+    final = LocalBackend(cfg).submit(fuse, wait=True)
+    reason = final.jobs[0].failed[0]
+    assert reason.startswith("needs file://") and reason.endswith("pred/flowprop/_done/0.json, which no job of this "
+                                                                  "run produces")
+
+
+def test_gpu_request_is_refused_before_anything_starts(env) -> None:
+    cfg, stage = env
+    specs = _specs(cfg, stage, StageRequest("infer", models=("sam2",), shards=1, gpus=1))
+    with pytest.raises(BadInputError) as err:
+        LocalBackend(cfg).submit(specs, wait=True)
+    assert str(err.value) == ("stseg-r1-infer-sam2: the local backend has no GPUs (asked for 1); "
+                              "pass --gpus 0 or use --backend kubernetes")
+    assert not (Path(cfg.state_dir) / "runs/r1").exists()
+
+
+def test_cancel_kills_the_process_groups(env) -> None:
+    cfg, stage = env
+    backend = LocalBackend(cfg, workers=2)
+    specs = _specs(cfg, stage, StageRequest("infer", models=("flowprop",), shards=2,
+                                            options=(("slow_0", "60"), ("slow_1", "60"))))
+    backend.submit(specs, wait=False)
+    deadline = time.time() + 20
+    while len(backend.status("r1").jobs[0].running) < 2:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    with pytest.raises(BackendError, match=r"run r1 is still running \(supervisor pid \d+\); wait, or `stseg cancel"):
+        backend.submit(specs, resume=True)
+    pids = [json.loads((Path(cfg.state_dir) / f"runs/r1/stseg-r1-infer-flowprop/{k}.pid").read_text())["pid"]
+            for k in range(2)]
+    assert backend.cancel("r1") == 1
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+    job = backend.status("r1").jobs[0]
+    assert not job.running and job.failed == {0: "cancelled", 1: "cancelled"}
+
+
+def test_unknown_backend_lists_the_known_ones(env) -> None:
+    cfg, _ = env
+    with pytest.raises(BadInputError, match=r"unknown backend 'slurm' \(known: kubernetes, local\)"):
+        get_backend("slurm", cfg)
+
