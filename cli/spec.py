@@ -67,7 +67,7 @@ class Resources:
     cpu: str = "2"
     memory: str = "8Gi"
     scratch: str = "20Gi"  # emptyDir for caches and temporary files
-    shm: str = "2Gi"  # /dev/shm (PyTorch data-loader workers share tensors through it)
+    shm: str = "2Gi"  # /dev/shm (data-loader workers share tensors there); counts against `memory`
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
         res = Resources(gpus=gpus, gpu_type=cfg.gpu_type,
                         cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
                         memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
-                        scratch="100Gi" if gpus else "20Gi", shm="16Gi" if gpus else "2Gi")
+                        scratch="100Gi" if gpus else "20Gi", shm="8Gi" if gpus else "2Gi")
         labels = (("stseg.io/run", run), ("stseg.io/stage", req.stage), ("stseg.io/model", model or "all"))
         specs.append(JobSpec(
             run=run, stage=req.stage, model=model, image=_image(cfg, req.stage, model), command=command,

@@ -1,0 +1,108 @@
+"""Every Job manifest the CLI can produce validates strictly against current Kubernetes; dry-run output is golden.
+
+Golden files under tests/cli/golden/ are rewritten only with STSEG_REGEN_GOLDEN=1 (then review the diff).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from click.testing import CliRunner
+from kubernetes_validate import utils as kv_utils
+from stseg_cli.backends.kubernetes import NODE_POOLS, KubernetesBackend
+from stseg_cli.config import Config
+from stseg_cli.main import cli
+from stseg_cli.spec import STAGE_MODULES, StageRequest, build_specs, known_models, pipeline_specs
+
+GOLDEN = Path(__file__).parent / "golden"
+# backoffLimitPerIndex and the FailIndex action are GA from 1.33: the oldest minor these Jobs need.
+VERSIONS = sorted({kv_utils.major_minor(v) for v in kv_utils.all_versions()
+                   if tuple(map(int, kv_utils.major_minor(v).split("."))) >= (1, 33)},
+                  key=lambda v: tuple(map(int, v.split("."))))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cached_schemas():
+    """kubernetes-validate re-reads its multi-megabyte schema files on every call; read each once."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kv_utils, "schema_contents", functools.lru_cache(maxsize=None)(kv_utils.schema_contents))
+        yield
+
+
+def _manifests(node_pool: str, kueue: str, secret: str) -> list[dict]:
+    """Every Job a run can hold under one configuration: finetune (1 and 8 GPUs), infer per model, fuse, eval."""
+    cfg = Config(store="s3://bucket/stseg", data_root="s3://bucket/mose/valid", node_pool=node_pool,
+                 kueue_queue=kueue, s3_secret=secret)
+    specs = pipeline_specs(cfg, "r1", StageRequest("infer", models=tuple(known_models()), shards=16),
+                           fuse_shards=2, default_gpus=True)
+    for model, gpus in (("sam2", 8), ("tmo", 1)):
+        specs += build_specs(cfg, "r1", StageRequest("finetune", models=(model,), gpus=gpus), default_gpus=True)
+    assert {s.stage for s in specs} == set(STAGE_MODULES)
+    return KubernetesBackend(cfg).render(specs)
+
+
+CONFIGS = list(itertools.product(NODE_POOLS, ("", "a100-queue"), ("", "stseg-s3")))
+
+
+@pytest.mark.parametrize(("node_pool", "kueue", "secret"), CONFIGS)
+def test_every_manifest_validates_on_the_newest_release(node_pool: str, kueue: str, secret: str) -> None:
+    for doc in _manifests(node_pool, kueue, secret):
+        assert kubernetes_validate.validate(doc, VERSIONS[-1], strict=True) == VERSIONS[-1]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_each_stage_model_preset_and_queue_validates_on_every_current_release(version: str) -> None:
+    # each model and stage under one preset, plus one pipeline per preset with Kueue on and off
+    docs = _manifests("gke", "a100-queue", "stseg-s3")
+    for node_pool, kueue in itertools.product(NODE_POOLS, ("", "q")):
+        docs += _manifests(node_pool, kueue, "")[:1]
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_full_cross_product_validates_on_every_current_release(version: str) -> None:
+    for config in CONFIGS:
+        for doc in _manifests(*config):
+            kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_a_misspelled_field_is_caught() -> None:
+    doc = _manifests("gke", "", "")[0]
+    doc["spec"]["backoffLimitPerIndx"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError, match="backoffLimitPerIndx"):
+        kubernetes_validate.validate(doc, VERSIONS[-1], strict=True)
+
+
+GOLDEN_CASES = {
+    "pipeline-gke": ["submit", "pipeline", "--models", "sam2,flowprop", "--shards", "4", "--node-pool", "gke",
+                     "--s3-secret", "stseg-s3"],
+    "finetune-eks-kueue-8gpu": ["submit", "finetune", "--model", "sam2", "--gpus", "8", "--node-pool", "eks",
+                                "--kueue-queue", "a100-queue", "--option", "epochs=40"],
+    "infer-gfd": ["submit", "infer", "--models", "cutie", "--shards", "64", "--parallelism", "16",
+                  "--node-pool", "gfd", "--retries", "1"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+def test_dry_run_prints_the_golden_manifests(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in os.environ if v.startswith("STSEG_") and v != "STSEG_REGEN_GOLDEN"]:
+        monkeypatch.delenv(var)
+    args = [*GOLDEN_CASES[case], "--backend", "kubernetes", "--run", "golden", "--store", "s3://bucket/stseg",
+            "--data-root", "s3://bucket/mose/valid", "--image-tag", "0.1.0", "--dry-run", "-o", "yaml"]
+    result = CliRunner().invoke(cli, args, env={"STSEG_CONFIG": "", "STSEG_NAMESPACE": "stseg"})
+    assert result.exit_code == 0, result.output
+    path = GOLDEN / f"{case}.yaml"
+    if os.environ.get("STSEG_REGEN_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(result.output)
+    assert result.output == path.read_text(), f"{path} differs (STSEG_REGEN_GOLDEN=1 rewrites it)"
+    for doc in yaml.safe_load_all(result.output):
+        kubernetes_validate.validate(doc, VERSIONS[-1], strict=True)
