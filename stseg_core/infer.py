@@ -17,7 +17,7 @@ from pathlib import Path
 from stseg_core.data.mose import ANNOTATIONS_DIR, FRAMES_DIR, MoseSplit
 from stseg_core.errors import BadInputError, StsegError
 from stseg_core.models.base import FrameResult, VideoInput, VOSModel
-from stseg_core.plan import ShardPlan
+from stseg_core.plan import PLAN_FILE, ShardPlan, plan_shards, video_cost
 from stseg_core.predictions import write_video_predictions
 from stseg_core.runlayout import ShardOutcome, pred_prefix, run_shard_once
 from stseg_core.store import FileStore, Store, open_store
@@ -69,6 +69,22 @@ def _video_error(model: str, name: str, err: BaseException) -> StsegError:
     return StsegError(f"{model} video {name}: {type(err).__name__}: {text}")
 
 
+def ensure_plan(data_root: str, run_root: str, num_shards: int) -> ShardPlan:
+    """The run's plan; when the run has none yet (a laptop run without the planner step), plan the split by
+    work (frames × objects) and save it. Planning is deterministic, so concurrent shards write the same plan."""
+    run_store = open_store(run_root)
+    if run_store.exists(PLAN_FILE):
+        return ShardPlan.load(run_store)
+    data = MoseSplit(open_store(data_root))
+    names = data.videos()
+    if not names:
+        raise BadInputError(f"{data.store.root}: no videos to plan (expected JPEGImages/<video>/…)")
+    costs = {v: video_cost(data.video(v).num_frames, len(data.video(v).object_ids)) for v in names}
+    plan = plan_shards(costs, num_shards)
+    plan.save(run_store)
+    return plan
+
+
 def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num_shards: int,
               model_overrides: Mapping[str, object] | None = None, metrics: JobMetrics | None = None,
               scratch: str | Path | None = None, fetch_workers: int = 8) -> ShardOutcome:
@@ -80,7 +96,7 @@ def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num
     run_store = open_store(run_root)
     plan = ShardPlan.load(run_store)
     if plan.num_shards != num_shards:
-        raise BadInputError(f"{run_store.uri('plan.json')}: plan has {plan.num_shards} shards, the job was "
+        raise BadInputError(f"{run_store.uri(PLAN_FILE)}: plan has {plan.num_shards} shards, the job was "
                             f"started with {num_shards}")
     videos = plan.videos(shard)
     prefix = pred_prefix(model_name)

@@ -1,0 +1,62 @@
+"""`python -m stseg_jobs.infer`: one shard of one model's inference, configured by the Job environment."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stseg_jobs._env import env_field, from_env, job_main, json_object, non_negative_int, positive_int, run_id_of
+
+
+@dataclass(frozen=True)
+class InferEnv:
+    """What an infer Job reads. `model_options` are the model's overrides (`STSEG_MODEL_OPTIONS`, a JSON
+    object such as {"flow": "farneback"}); `checkpoint` and `device`, when set, join them."""
+
+    run_root: str = env_field("STSEG_RUN_ROOT", doc="the run root URI, e.g. s3://bucket/runs/<run-id>")
+    data_root: str = env_field("STSEG_DATA_ROOT", doc="the split root URI holding JPEGImages/ and Annotations/")
+    model: str = env_field("STSEG_MODEL", doc="a registered model name")
+    num_shards: int = env_field("STSEG_NUM_SHARDS", parse=positive_int, doc="the plan's number of shards")
+    shard: int = env_field("JOB_COMPLETION_INDEX", parse=non_negative_int, default=0)
+    stage: str = env_field("STSEG_STAGE", default="infer")
+    pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
+    model_options: Mapping[str, object] | None = env_field("STSEG_MODEL_OPTIONS", parse=json_object, default=None)
+    checkpoint: str | None = env_field("STSEG_CHECKPOINT", default=None)
+    device: str | None = env_field("STSEG_DEVICE", default=None)
+    scratch: str | None = env_field("STSEG_SCRATCH", default=None)
+
+    def overrides(self) -> dict:
+        extra = {k: v for k, v in (("checkpoint", self.checkpoint), ("device", self.device)) if v is not None}
+        return {**(self.model_options or {}), **extra}
+
+
+def run(env: Mapping[str, str] | None = None) -> str:
+    from stseg_core.errors import BadInputError
+    from stseg_core.infer import run_shard
+    from stseg_core.telemetry import JobMetrics
+
+    cfg = from_env(InferEnv, env)
+    if cfg.stage != "infer":
+        raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the infer stage")
+    if cfg.shard >= cfg.num_shards:
+        raise BadInputError(f"JOB_COMPLETION_INDEX={cfg.shard}: must be below STSEG_NUM_SHARDS={cfg.num_shards}")
+    metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="infer", model=cfg.model, shard=str(cfg.shard),
+                         pushgateway=cfg.pushgateway)
+    with metrics:
+        outcome = run_shard(data_root=cfg.data_root, run_root=cfg.run_root, model_name=cfg.model,
+                            shard=cfg.shard, num_shards=cfg.num_shards, model_overrides=cfg.overrides(),
+                            metrics=metrics, scratch=cfg.scratch)
+    what = "already done, skipped" if outcome.skipped else (
+        f"{int(metrics.value('stseg_videos_processed_total'))} videos, "
+        f"{int(metrics.value('stseg_frames_processed_total'))} frames")
+    return (f"{cfg.model} shard {cfg.shard}/{cfg.num_shards}: {what}; "
+            f"{len(outcome.marker['files'])} files under {cfg.run_root}")
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    return job_main("infer", lambda: run(env))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

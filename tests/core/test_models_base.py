@@ -1,0 +1,124 @@
+"""Model interface and registry: input validation, lazy builders, unknown names, device choice."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from stseg_core.data.mose import MoseWriter, write_video
+from stseg_core.errors import BadInputError
+from stseg_core.models import registry
+from stseg_core.models.base import FrameResult, VideoInput, VOSModel
+from stseg_core.models.device import autocast, pick_device
+from stseg_core.store import open_store
+
+
+def _labels() -> np.ndarray:
+    lab = np.zeros((8, 10), np.uint8)
+    lab[1:3, 1:3] = 1
+    lab[5:7, 6:9] = 4
+    return lab
+
+
+def _video(ids=(1, 4), labels=None) -> VideoInput:
+    frames = [np.zeros((8, 10, 3), np.uint8)] * 3
+    return VideoInput(name="cat", stems=("00000", "00001", "00002"), height=8, width=10,
+                      first_labels=_labels() if labels is None else labels, object_ids=ids,
+                      frames=lambda: iter(frames))
+
+
+def test_registry_lists_every_model_and_unknown_name_lists_them():
+    assert registry.available() == ["cutie", "flowprop", "livos", "sam2", "tmo", "xmem"]
+    with pytest.raises(BadInputError) as err:
+        registry.build_model("sam3")
+    assert str(err.value) == "unknown model 'sam3' (known: cutie, flowprop, livos, sam2, tmo, xmem)"
+    assert registry.spec("cutie").builder == "stseg_core.models.upstream:build_cutie"
+    assert registry.spec("flowprop").default_checkpoint is None
+
+
+def test_builders_are_imported_only_when_built(monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, "later", registry.ModelSpec(
+        "later", "stseg_tests_not_a_module:build", "x", None, False))
+    assert "later" in registry.available()
+    assert "stseg_tests_not_a_module" not in sys.modules
+    with pytest.raises(BadInputError, match=r"model later: cannot import stseg_tests_not_a_module"):
+        registry.build_model("later")
+    with pytest.raises(BadInputError, match="builder must be 'module:function'"):
+        registry.register("bad", "no_colon", description="", default_checkpoint=None, needs_gpu=False)
+
+
+def test_build_model_passes_overrides_to_the_builder():
+    model = registry.build_model("flowprop", flow="farneback", size="128")
+    assert isinstance(model, VOSModel)
+    assert (model.name, model.needs_gpu, model.config.flow, model.config.size) == ("flowprop", False, "farneback", 128)
+
+
+def test_video_input_validates_first_frame_ids():
+    v = _video()
+    assert v.num_frames == 3 and v.object_ids == (1, 4)
+    with pytest.raises(BadInputError) as err:
+        _video(ids=(1, 2, 4))  # id 2 vanished in frame 0
+    assert str(err.value) == ("video cat: object ids [2] are absent from the first frame 00000 "
+                              "(ids present there: [1, 4])")
+    with pytest.raises(BadInputError, match=r"video cat: first frame 00000 holds ids \[4\] not listed"):
+        _video(ids=(1,))
+    with pytest.raises(BadInputError, match="video cat: no object ids"):
+        _video(ids=(), labels=np.zeros((8, 10), np.uint8))
+    with pytest.raises(BadInputError, match="must be 8x10 uint8"):
+        _video(labels=_labels().astype(np.int32))
+
+
+def test_first_result_is_the_given_labels():
+    class Echo(VOSModel):
+        name = "echo"
+
+        def segment(self, video):
+            yield self.first_result(video)
+
+    r: FrameResult = next(Echo().segment(_video()))
+    assert r.stem == "00000" and np.array_equal(r.labels, _labels())
+    assert r.scores == {1: 1.0, 4: 1.0} and r.present == {1: True, 4: True} and r.probs is None
+
+
+def test_from_split_streams_frames_and_labels(tmp_path):
+    frames = [np.full((8, 10, 3), 40 * i, np.uint8) for i in range(3)]
+    write_video(tmp_path, "cat", frames, {0: _labels()})
+    from stseg_core.data.mose import MoseSplit
+
+    v = VideoInput.from_split(MoseSplit(tmp_path), "cat")
+    assert v.stems == ("00000", "00001", "00002") and (v.height, v.width) == (8, 10) and v.object_ids == (1, 4)
+    assert np.array_equal(v.first_labels, _labels())
+    means = [round(float(f.mean())) for f in v.frames()]
+    assert means == [0, 40, 80] and len(list(v.frames())) == 3  # re-iterable
+
+
+def test_from_split_refuses_missing_or_empty_first_annotation(tmp_path):
+    from stseg_core.data.mose import MoseSplit
+
+    w = MoseWriter(open_store(tmp_path))
+    for i in range(2):
+        w.write_frame("late", i, np.zeros((8, 10, 3), np.uint8))
+        w.write_frame("empty", i, np.zeros((8, 10, 3), np.uint8))
+    w.write_annotation("late", 1, _labels())  # annotated, but not on its first frame
+    w.write_annotation("empty", 0, np.zeros((8, 10), np.uint8))
+    split = MoseSplit(tmp_path)
+    with pytest.raises(BadInputError, match=r"missing first-frame annotation of video 'late'"):
+        VideoInput.from_split(split, "late")
+    with pytest.raises(BadInputError, match=r"video empty: first frame 00000 annotates no object"):
+        VideoInput.from_split(split, "empty")
+
+
+def test_pick_device():
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    assert pick_device(None) == pick_device("auto") == ("cuda" if has_cuda else "cpu")
+    assert pick_device("cpu") == "cpu"
+    with pytest.raises(BadInputError, match="device 'tpu' is not one of auto, cuda, cpu"):
+        pick_device("tpu")
+    if not has_cuda:
+        with pytest.raises(BadInputError, match="device 'cuda' was forced but torch sees no CUDA GPU"):
+            pick_device("cuda")
+    with autocast("cpu"):
+        x = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert x.dtype == torch.float32
