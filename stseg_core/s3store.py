@@ -102,7 +102,7 @@ class _Client:
 
                 s = self.settings
                 config = Config(
-                    retries={"mode": s.retry_mode, "max_attempts": s.max_attempts},
+                    retries={"mode": s.retry_mode, "total_max_attempts": s.max_attempts},
                     connect_timeout=s.connect_timeout_s,
                     read_timeout=s.read_timeout_s,
                     max_pool_connections=s.max_pool_connections,

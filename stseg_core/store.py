@@ -132,7 +132,7 @@ def _run_parallel(fn, items, workers: int, progress: bool, desc: str) -> None:
     from tqdm import tqdm
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
-        total=len(items), desc=desc, unit="file", disable=not progress, leave=False
+        total=len(items), desc=desc, unit="file", disable=not progress or not items, leave=False
     ) as bar:
         for _ in pool.map(fn, items):
             bar.update(1)

@@ -5,7 +5,8 @@ Each request from the client is read whole (headers and body, `Content-Length` o
 
 - `pass`      forward to the upstream server and relay its reply;
 - `reset`     close the connection without any reply (a dropped connection);
-- `truncate`  forward, relay the reply's headers and half its body, then close (a drop mid-response);
+- `truncate`  forward, relay the reply's headers and half its body (or, for a reply without a body,
+              part of its status line), then close (a drop mid-response);
 - `500`/`503` answer an S3 error (`InternalError` / `SlowDown`) without forwarding;
 - `slow`      forward, but wait `slow_s` seconds before relaying (past the client's read timeout when
               `slow_s` exceeds it).
@@ -236,8 +237,8 @@ class FaultProxy:
         if action == "truncate":
             if reply_body:
                 client.sendall(status_head + reply_body[: len(reply_body) // 2])
-            else:
-                client.sendall(status_head[: len(status_head) // 2])
+            else:  # cut inside the status line: http.client takes a cut inside the headers as their end
+                client.sendall(status_head[:5])
             return False
         client.sendall(status_head + reply_body)
         return keep

@@ -1,0 +1,190 @@
+"""Where a run keeps its outputs (keys under `<store>/runs/<run-id>/`) and the per-shard done markers.
+
+A shard is done when, and only when, `<model_prefix>/_done/<shard>.json` exists. `commit_shard` writes
+it LAST, after reading every output back from the store and recording its size and sha256, so a
+crash or a storage failure at any point before leaves no marker and the shard simply runs again
+(overwriting its half-written outputs). Re-running a done shard is a no-op (`run_shard_once`).
+
+    runs/<run-id>/
+      plan.json
+      pred/<model>/<video>/<frame>.png | scores.json | probs.npz
+      pred/<model>/_done/<shard>.json     {"shard", "files": {key: {"size", "sha256"}}, "created", "meta"}
+      fused/<video>/<frame>.png …,  fused/_done/<shard>.json,  recommend.json
+      eval/<name>/…
+    checkpoints/<model>/<run-id>/epoch_<n>.pt | val.json | best
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.store import Store, join_key
+
+PLAN = "plan.json"
+RECOMMEND = "recommend.json"
+FUSED = "fused"
+DONE_DIR = "_done"
+MARKER_VERSION = 1
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _name(kind: str, value: str | int) -> str:
+    """A single safe key component (model, video, frame stem, shard): no `/`, no `..`, not empty."""
+    text = str(value)
+    if not _NAME.match(text) or ".." in text:
+        raise BadInputError(f"{kind} name {text!r}: use letters, digits, '.', '_', '+', '-' (no '/' or '..')")
+    return text
+
+
+def run_prefix(run_id: str) -> str:
+    """The run root below a store root: `runs/<run-id>`."""
+    return join_key("runs", _name("run id", run_id))
+
+
+def pred_prefix(model: str) -> str:
+    return join_key("pred", _name("model", model))
+
+
+def pred_key(model: str, video: str, stem: str) -> str:
+    """The palette label map of one frame: `pred/<model>/<video>/<stem>.png`."""
+    return join_key(pred_prefix(model), _name("video", video), f"{_name('frame', stem)}.png")
+
+
+def scores_key(model: str, video: str) -> str:
+    return join_key(pred_prefix(model), _name("video", video), "scores.json")
+
+
+def probs_key(model: str, video: str) -> str:
+    return join_key(pred_prefix(model), _name("video", video), "probs.npz")
+
+
+def fused_key(video: str, stem: str) -> str:
+    return join_key(FUSED, _name("video", video), f"{_name('frame', stem)}.png")
+
+
+def eval_prefix(name: str) -> str:
+    return join_key("eval", _name("eval", name))
+
+
+def checkpoint_prefix(model: str, run_id: str) -> str:
+    """Below the store root (not the run root): `checkpoints/<model>/<run-id>`."""
+    return join_key("checkpoints", _name("model", model), _name("run id", run_id))
+
+
+def checkpoint_key(model: str, run_id: str, epoch: int) -> str:
+    return join_key(checkpoint_prefix(model, run_id), f"epoch_{int(epoch)}.pt")
+
+
+def done_key(model_prefix: str, shard: int | str) -> str:
+    """`<model_prefix>/_done/<shard>.json`, e.g. `pred/sam2/_done/3.json`."""
+    return join_key(model_prefix, DONE_DIR, f"{_name('shard', shard)}.json")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One output as the store holds it: size in bytes, sha256 hex digest."""
+
+    size: int
+    sha256: str
+
+
+def _record(store: Store, key: str) -> FileRecord:
+    data = store.read_bytes(key)
+    return FileRecord(len(data), hashlib.sha256(data).hexdigest())
+
+
+def _records(store: Store, keys: Iterable[str], workers: int) -> dict[str, FileRecord]:
+    keys = sorted({join_key(k) for k in keys})
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return dict(zip(keys, pool.map(lambda k: _record(store, k), keys), strict=True))
+
+
+def commit_shard(store: Store, model_prefix: str, shard: int | str, keys: Iterable[str],
+                 meta: dict | None = None, workers: int = 8) -> dict:
+    """Mark a shard done: read every output back, then write `_done/<shard>.json` last; returns the marker.
+
+    `keys` are relative to `store` (the run root). A key that cannot be read raises (MissingArtifactError
+    or BackendError) before the marker is written, so a failed shard is never marked done.
+    """
+    key = done_key(model_prefix, shard)
+    files = _records(store, keys, workers)
+    marker = {
+        "version": MARKER_VERSION,
+        "shard": str(shard),
+        "files": {k: {"size": r.size, "sha256": r.sha256} for k, r in files.items()},
+        "total_bytes": sum(r.size for r in files.values()),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "meta": meta or {},
+    }
+    store.write_json(key, marker)
+    return marker
+
+
+def shard_done(store: Store, model_prefix: str, shard: int | str) -> bool:
+    return store.exists(done_key(model_prefix, shard))
+
+
+def read_marker(store: Store, model_prefix: str, shard: int | str) -> dict:
+    key = done_key(model_prefix, shard)
+    if not store.exists(key):
+        raise MissingArtifactError(f"{store.uri(key)}: shard {shard} of {model_prefix} is not done (no marker)")
+    marker = store.read_json(key)
+    if not isinstance(marker, dict) or not isinstance(marker.get("files"), dict):
+        raise BadInputError(f"{store.uri(key)}: done marker has no 'files' table")
+    return marker
+
+
+def done_shards(store: Store, model_prefix: str) -> list[str]:
+    """Names of the shards marked done under `model_prefix`, in numeric order where numeric."""
+    prefix = join_key(model_prefix, DONE_DIR)
+    names = [k[len(prefix) + 1:-len(".json")] for k in store.list(prefix) if k.endswith(".json")]
+    return sorted(names, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))
+
+
+def verify_shard(store: Store, model_prefix: str, shard: int | str, workers: int = 8) -> list[str]:
+    """Re-read every file a done marker lists; returns one line per problem (empty when all match)."""
+    marker = read_marker(store, model_prefix, shard)
+    listed = marker["files"]
+
+    def check(key: str) -> str | None:
+        if not store.exists(key):
+            return f"{store.uri(key)}: missing"
+        got = _record(store, key)
+        want = listed[key]
+        if got.size != want.get("size"):
+            return f"{store.uri(key)}: size {got.size} != {want.get('size')} in the marker"
+        if got.sha256 != want.get("sha256"):
+            return f"{store.uri(key)}: sha256 differs from the marker"
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return [p for p in pool.map(check, sorted(listed)) if p]
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What `run_shard_once` did: `skipped` when the shard was already done; `marker` is its done marker."""
+
+    shard: str
+    skipped: bool
+    marker: dict
+
+
+def run_shard_once(store: Store, model_prefix: str, shard: int | str,
+                   produce: Callable[[], Iterable[str]], meta: dict | None = None) -> ShardOutcome:
+    """The infer/fuse stages' entry: skip a done shard, else run `produce` (returns the keys it wrote) and commit.
+
+    A half-written shard (outputs but no marker) is simply produced again: writes replace objects, and
+    the marker lists exactly the keys of this run.
+    """
+    if shard_done(store, model_prefix, shard):
+        return ShardOutcome(str(shard), True, read_marker(store, model_prefix, shard))
+    keys = list(produce())
+    return ShardOutcome(str(shard), False, commit_shard(store, model_prefix, shard, keys, meta=meta))

@@ -1,0 +1,122 @@
+"""S3 specifics against the live local S3 server: multipart, pagination, batched delete, retries through faults."""
+
+import hashlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+
+from stseg_core.errors import BackendError, MissingArtifactError
+from stseg_core.s3store import MULTIPART_THRESHOLD, S3Settings, S3Store
+
+MiB = 1024 * 1024
+
+
+def _client(endpoint):
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def _store(bucket, proxy, prefix="p", **settings):
+    """A store that talks to S3 through `proxy`, with quick backoff so fault tests stay fast."""
+    defaults = {"backoff_s": 0.01, "max_backoff_s": 0.05}
+    return S3Store(bucket, prefix, S3Settings.from_env(endpoint=proxy.url, **{**defaults, **settings}))
+
+
+def test_large_objects_are_multipart_and_byte_identical(s3_store, s3_server, tmp_path):
+    big = os.urandom(17 * MiB + 5)  # 8 MiB parts → 3 parts
+    s3_store.write_bytes("big.bin", big)
+    exact = os.urandom(MULTIPART_THRESHOLD)  # exactly 8 MiB: one PUT
+    s3_store.write_bytes("exact.bin", exact)
+    src = tmp_path / "file.bin"
+    src.write_bytes(os.urandom(9 * MiB))
+    s3_store.write_file("file.bin", src)
+
+    client = _client(s3_server)
+    etag = {k: client.head_object(Bucket=s3_store.bucket, Key=f"prefix/{k}")["ETag"].strip('"')
+            for k in ("big.bin", "exact.bin", "file.bin")}
+    assert etag["big.bin"].endswith("-3") and etag["file.bin"].endswith("-2")
+    assert "-" not in etag["exact.bin"]
+    assert s3_store.read_bytes("big.bin") == big
+    s3_store.read_file("file.bin", tmp_path / "back.bin")  # large: ranged parallel GETs
+    assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+    assert s3_store.list_sizes() == {"big.bin": len(big), "exact.bin": len(exact), "file.bin": 9 * MiB}
+
+
+def test_listing_and_deleting_more_than_1000_keys(s3_store):
+    keys = [f"many/{i:05d}.png" for i in range(1005)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: s3_store.write_bytes(k, k.encode()), keys))
+    s3_store.write_bytes("other.txt", b"x")
+    assert s3_store.list("many") == keys  # two pages of list_objects_v2
+    assert len(s3_store.list()) == 1006
+    s3_store.delete("many")  # two DeleteObjects batches
+    assert s3_store.list() == ["other.txt"]
+
+
+def test_missing_bucket_and_key(s3_server, monkeypatch):
+    monkeypatch.setenv("STSEG_S3_ENDPOINT", s3_server)
+    store = S3Store("no-such-bucket-here", "x")
+    with pytest.raises(MissingArtifactError, match=r"^s3://no-such-bucket-here/x: bucket 'no-such-bucket-here'"):
+        store.list()
+    assert not store.exists("k")
+
+
+def test_transfers_complete_byte_identical_through_faults(s3_bucket, fault_proxy, tmp_path):
+    """Dropped connections, truncated replies, 500/503 and slow replies: both retry layers carry it through."""
+    proxy = fault_proxy(fault_proxy.seeded(7, {"reset": 0.08, "truncate": 0.08, "500": 0.06, "503": 0.08}))
+    store = _store(s3_bucket, proxy)
+    src = tmp_path / "src"
+    files = {f"v{i}/{j:05d}.png": os.urandom(200 + 37 * j) for i in range(3) for j in range(10)}
+    files["big/blob.bin"] = os.urandom(10 * MiB)
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    assert store.upload_dir(src, "up", workers=6) == len(files)
+    assert store.download_dir("up", tmp_path / "dest", workers=6) == len(files)
+    got = {p.relative_to(tmp_path / "dest").as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+           for p in (tmp_path / "dest").rglob("*") if p.is_file()}
+    assert got == {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+    assert proxy.faults() >= 5, proxy.counts
+    assert {"reset", "truncate", "500", "503"} <= set(proxy.counts)
+
+
+def test_whole_operation_retry_covers_what_botocore_does_not(s3_bucket, fault_proxy):
+    """With botocore allowed one attempt, only stseg's own retry loop can get past these faults."""
+    data = os.urandom(50_000)
+    proxy = fault_proxy(fault_proxy.schedule(["503", "reset", "truncate", "500"], when=lambda r: r.method == "GET"))
+    store = _store(s3_bucket, proxy, max_attempts=1, retries=4)
+    store.write_bytes("k.bin", data)
+    assert store.read_bytes("k.bin") == data
+    assert proxy.counts == {"pass": 2, "503": 1, "reset": 1, "truncate": 1, "500": 1}
+
+
+def test_slow_replies_past_the_read_timeout_are_retried(s3_bucket, fault_proxy):
+    proxy = fault_proxy(fault_proxy.schedule(["slow", "slow"]), slow_s=1.0)
+    store = _store(s3_bucket, proxy, read_timeout_s=0.3, max_attempts=2)
+    start = time.monotonic()
+    store.write_bytes("slow.txt", b"patience")
+    assert store.read_bytes("slow.txt") == b"patience"
+    assert proxy.counts["slow"] == 2 and time.monotonic() - start < 10
+
+
+def test_failure_outlasting_the_retries_is_one_line_backend_error(s3_bucket, fault_proxy):
+    proxy = fault_proxy(fault_proxy.always("503"))
+    store = _store(s3_bucket, proxy, max_attempts=2, retries=2)
+    with pytest.raises(BackendError) as err:
+        store.write_bytes("runs/r/x.png", b"png")
+    message = str(err.value)
+    assert message.startswith(f"s3://{s3_bucket}/p/runs/r/x.png: write failed after 3 attempts")
+    assert "SlowDown" in message and "\n" not in message
+    assert proxy.counts["503"] == 3 * 2  # 3 whole-operation attempts × 2 botocore attempts
+
+
+def test_failed_multipart_upload_leaves_nothing_visible(s3_bucket, s3_server, fault_proxy):
+    proxy = fault_proxy(fault_proxy.always("500", when=lambda r: r.method == "PUT" and "partNumber=2" in r.path))
+    store = _store(s3_bucket, proxy, max_attempts=1, retries=1)
+    with pytest.raises(BackendError, match=r"big\.bin: write failed after 2 attempts"):
+        store.write_bytes("big.bin", os.urandom(MULTIPART_THRESHOLD + MiB))
+    client = _client(s3_server)
+    assert client.list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0
+    assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")  # aborted, not left dangling
