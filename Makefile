@@ -1,5 +1,6 @@
 # Two commands a newcomer needs: `make demo` and `make test`. Both set everything up themselves.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,9 +14,9 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install -q -c requirements/constraints.txt $(TORCH_PINS) 2>&1 | grep -v "is ignored" || true
-	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q -c requirements/constraints.txt -e '.[ml,kube,report,dev]' 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q --upgrade pip setuptools wheel 2>&1 | sed "/is ignored/d"
+	$(PY) -m pip install -q -c requirements/constraints.txt $(TORCH_PINS) 2>&1 | sed "/is ignored/d"
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q -c requirements/constraints.txt -e '.[ml,kube,report,dev]' 2>&1 | sed "/is ignored/d"
 	$(PY) -c "import torch, sam2, stseg_core, stseg_cli, stseg_jobs"
 	touch $(STAMP)
 
