@@ -7,6 +7,7 @@ Stored as JSON in a store, one immutable file per version: `<prefix>/v0001.json`
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -16,6 +17,7 @@ from stseg_core.fusion.features import VideoFeatures
 from stseg_core.store import Store, open_store
 
 SCHEMA = 1
+_VERSION = re.compile(r"v(\d{4,})\.json")
 FUSED = "pgmr-fused"
 """Candidate name of the fused pseudo-label, next to the model names."""
 
@@ -83,14 +85,14 @@ class PerfDB:
 
 def save_perfdb(store: Store, db: PerfDB, prefix: str = "perfdb") -> str:
     """Write `db` as the next version under `prefix` and point `latest` at it; returns the version's URI."""
-    versions = [int(k.rsplit("/v", 1)[1][:-5]) for k in store.list(prefix) if k.rsplit("/", 1)[-1][:1] == "v"
-                and k.endswith(".json")]
+    folder = store.child(prefix) if prefix else store
+    versions = [int(m.group(1)) for k in folder.list() if "/" not in k and (m := _VERSION.fullmatch(k))]
     version = max(versions, default=0) + 1
     name = f"v{version:04d}.json"
     created = db.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    store.child(prefix).write_json(name, replace(db, version=version, created=created).to_json())
-    store.child(prefix).write_text("latest", name + "\n")
-    return store.child(prefix).uri(name)
+    folder.write_json(name, replace(db, version=version, created=created).to_json())
+    folder.write_text("latest", name + "\n")
+    return folder.uri(name)
 
 
 def load_perfdb(uri: str) -> PerfDB:

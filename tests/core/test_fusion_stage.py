@@ -1,0 +1,170 @@
+"""The fuse stage on a tiny synthetic benchmark: readiness, outputs, Table 2, database build, bad input."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stseg_core.data.mose import MoseSplit
+from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.fusion.perfdb import FUSED, load_perfdb
+from stseg_core.fusion.stage import FuseConfig, build_database, format_table, run_fuse, wait_until_ready
+from stseg_core.plan import ShardPlan, plan_shards, video_cost
+from stseg_core.store import open_store
+from stseg_core.telemetry import JobMetrics
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic_predictors.py"
+SEED = 3
+
+
+def load_fixtures():
+    spec = importlib.util.spec_from_file_location("synthetic_predictors_stage", FIXTURES)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def make_run(data: Path, split: str, run: Path, fixtures, shards: int = 2) -> list[str]:
+    split_data = MoseSplit(str(data / split))
+    costs = {v: video_cost(split_data.video(v).num_frames, len(split_data.video(v).object_ids))
+             for v in split_data.videos()}
+    store = open_store(run)
+    plan = plan_shards(costs, shards)
+    plan.save(store)
+    gt = MoseSplit(str(data / f"{split}_gt"), frames=False)
+    for name in fixtures.PREDICTORS:
+        fixtures.write_predictions(store, name, split_data, gt, SEED, plan)
+    return list(fixtures.PREDICTORS)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    from stseg_core.data.synth import SynthConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("pgmr")
+    cfg = SynthConfig(seed=SEED, height=72, width=112, min_frames=10, max_frames=14, videos=4, min_objects=2,
+                      max_objects=3, noise=1.0)
+    generate_dataset(str(root / "data"), cfg, splits=("valid", "test"))
+    fixtures = load_fixtures()
+    models = make_run(root / "data", "valid", root / "valid", fixtures)
+    make_run(root / "data", "test", root / "test", fixtures)
+    db, uri = build_database(str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"),
+                             models, str(root / "perfdb"))
+    return root, models, db, uri
+
+
+def test_database_built_from_ground_truth(bench):
+    root, models, db, uri = bench
+    assert uri.endswith("perfdb/v0001.json") and db.version == 1
+    assert len(db.records) == 4 and db.models == tuple(models)
+    for rec in db.records:
+        assert set(rec.jf) == {*models, FUSED} and all(0 <= v <= 100 for v in rec.jf.values())
+        assert rec.features.num_objects >= 2 and set(rec.features.vanish) == set(models)
+    assert db.selection["method"] in ("knn", "knn+agreement", "ridge")
+    assert load_perfdb(str(root / "perfdb")).records == db.records
+
+
+def test_fuse_writes_outputs_table_and_metrics(bench):
+    root, models, _db, _uri = bench
+    metrics = JobMetrics(run="test", stage="fuse", model="pgmr")
+    report = run_fuse(FuseConfig(str(root / "test"), str(root / "data" / "test"), tuple(models),
+                                 gt_root=str(root / "data" / "test_gt"), db_uri=str(root / "perfdb")),
+                      metrics=metrics)
+    run = open_store(root / "test")
+    data = MoseSplit(str(root / "data" / "test"))
+    assert report.videos == tuple(data.videos())
+    for video in report.videos:
+        stems = data.video(video).frames
+        assert all(run.exists(f"fused/{video}/{s}.png") for s in stems)
+        assert run.read_json(f"fused/{video}/scores.json")["object_ids"] == list(data.video(video).object_ids)
+    assert run.exists("fused/_done/0.json")
+    rec = run.read_json("recommend.json")
+    assert set(rec["videos"]) == set(report.videos) and rec["database"].endswith("v1")
+    for entry in rec["videos"].values():
+        assert entry["choice"] in (*models, FUSED) and entry["reason"] and set(entry["trust"]) == set(models)
+    table = report.table
+    assert list(table) == [*models, "bbox-average", "bbox-max", FUSED, "pgmr"]
+    assert run.read_json("eval/table2.json")["table"] == table
+    assert 100 * run.read_json("eval/pgmr/results.json")["global"]["J&F-Mean"] == pytest.approx(table["pgmr"]["J&F"])
+    assert run.exists("eval/bbox-max/global_results-test.csv") and run.exists("eval/pgmr/per-sequence_results-test.csv")
+    # the failure modes differ, so the vote beats every single fixture and both baselines
+    best_single = max(table[m]["J&F"] for m in models)
+    assert table[FUSED]["J&F"] > best_single
+    assert table["pgmr"]["J&F"] > max(best_single, table["bbox-average"]["J&F"], table["bbox-max"]["J&F"])
+    assert metrics.value("stseg_eval_jf", method="pgmr", metric="J&F-Mean") == pytest.approx(
+        table["pgmr"]["J&F"], abs=1e-3)
+    assert metrics.value("stseg_videos_processed_total") == len(report.videos)
+    text = format_table(report)
+    assert "PGMR (vote + recommendation)" in text and f"{table['pgmr']['J&F']:.2f}" in text
+
+
+def test_fuse_refuses_until_every_shard_is_done(tmp_path):
+    store = open_store(tmp_path)
+    ShardPlan(2, (("a",), ("b",)), {"a": 1, "b": 1}).save(store)
+    store.write_json("pred/m1/_done/0.json", {"files": {}})
+    store.write_json("pred/m1/_done/1.json", {"files": {}})
+    store.write_json("pred/m2/_done/1.json", {"files": {}})
+    want = r"not every shard is done: m2 shard\(s\) 0 of 2 not done \("
+    with pytest.raises(MissingArtifactError, match=want) as info:
+        wait_until_ready(store, ["m1", "m2"])
+    assert "m1" not in str(info.value) and "\n" not in str(info.value)
+    clock = [0.0]
+    with pytest.raises(MissingArtifactError, match=r"after waiting 30s: m2 shard\(s\) 0 of 2.*m3 shard\(s\) 0, 1"):
+        wait_until_ready(store, ["m2", "m3"], wait_s=30, poll_s=10, sleep=lambda s: clock.append(clock[-1] + s),
+                         clock=lambda: clock[-1])
+    assert clock[-1] == pytest.approx(30.0)
+    # a shard that finishes while we wait: the marker appears on the first poll
+    polls = []
+
+    def sleep(seconds):
+        polls.append(seconds)
+        store.write_json("pred/m2/_done/0.json", {"files": {}})
+
+    assert wait_until_ready(store, ["m1", "m2"], wait_s=60, poll_s=5, sleep=sleep).num_shards == 2
+    assert polls == [5]
+
+
+def test_bad_model_outputs_are_one_line_errors_or_a_recorded_fallback(bench, tmp_path):
+    root, models, _db, _uri = bench
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(root / "test", run, ignore=shutil.ignore_patterns("fused", "eval", "recommend.json"))
+    store = open_store(run)
+    data = MoseSplit(str(root / "data" / "test"))
+    video = data.videos()[0]
+    info = data.video(video)
+    cfg = FuseConfig(str(run), str(root / "data" / "test"), tuple(models))
+    # missing scores file → documented fallback, recorded
+    store.delete(f"pred/{models[0]}/{video}/scores.json")
+    report = run_fuse(cfg)
+    assert report.fallbacks == (f"{models[0]}/{video}: no scores.json; presence from pixels, confidence 1",)
+    assert json.loads((run / "recommend.json").read_text())["fallbacks"] == list(report.fallbacks)
+    # an object id the first frame does not have
+    from stseg_core.data.labels import encode_label_png, read_label_png
+
+    key = f"pred/{models[1]}/{video}/{info.frames[2]}.png"
+    labels = read_label_png(store.read_bytes(key)).copy()
+    labels[0, 0] = 9
+    store.write_bytes(key, encode_label_png(labels))
+    with pytest.raises(BadInputError, match=rf"video {video}, model {models[1]}.*object id 9 is not in the first"):
+        run_fuse(cfg)
+    labels[0, 0] = 0
+    store.write_bytes(key, encode_label_png(labels))
+    # a model with a frame of a different size
+    store.write_bytes(key, encode_label_png(np.zeros((10, 10), np.uint8)))
+    want = rf"video {video}, model {models[1]}, frame {info.frames[2]}: label map is 10x10, the video is {info.width}x"
+    with pytest.raises(BadInputError, match=want):
+        run_fuse(cfg)
+    # a model with a frame missing
+    store.delete(key)
+    store.delete(f"pred/{models[1]}/{video}/scores.json")
+    with pytest.raises(BadInputError, match=rf"video {video}, model {models[1]}: {info.num_frames - 1} frames, "
+                                            rf"the video has {info.num_frames}"):
+        run_fuse(cfg)
+    # a database that does not know a model
+    with pytest.raises(BadInputError, match="has no history for model"):
+        run_fuse(FuseConfig(str(run), str(root / "data" / "test"), (*models[2:], "unknown-model"),
+                            db_uri=str(root / "perfdb")))
