@@ -1,0 +1,60 @@
+"""`stseg eval GT_ROOT PRED_ROOT`: J&F of predictions against ground truth, on any store URI."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from stseg_cli.main import cli
+
+
+def _videos(_ctx, _param, value: tuple[str, ...]) -> list[str] | None:
+    names = [n.strip() for v in value for n in v.split(",") if n.strip()]
+    return names or None
+
+
+@cli.command("eval")
+@click.argument("gt_root")
+@click.argument("pred_root")
+@click.option("--videos", multiple=True, callback=_videos, metavar="NAMES",
+              help="Only these videos (repeat the option or separate names with commas). Default: every video "
+                   "of the ground truth.")
+@click.option("--workers", default=os.cpu_count() or 1, show_default="all cores", type=click.IntRange(1, 512),
+              help="Processes scoring videos in parallel.")
+@click.option("--metric", type=click.Choice(["davis", "mosev2"]), default="davis", show_default=True,
+              help="davis: DAVIS 2017 / MOSEv1 J&F (Mean, Recall, Decay). mosev2: J&Ḟ with the adaptive boundary "
+                   "radius plus the disappearance / reappearance scores J&Ḟ_d, J&Ḟ_r.")
+@click.option("--out", "out_uri", default=None, metavar="URI",
+              help="Write global_results-<split>.csv, per-sequence_results-<split>.csv and results.json here.")
+@click.option("--missing-as-empty", is_flag=True,
+              help="Score a missing prediction frame or video as an empty mask instead of failing.")
+@click.option("--rows", default=25, show_default=True, type=click.IntRange(0, 100000),
+              help="Videos listed in the terminal table (worst first).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
+def eval_cmd(gt_root: str, pred_root: str, videos: list[str] | None, workers: int, metric: str,
+             out_uri: str | None, missing_as_empty: bool, rows: int, progress: bool) -> None:
+    """Score the masks under PRED_ROOT against the ground truth under GT_ROOT.
+
+    GT_ROOT is a MOSE/DAVIS split (holding Annotations/<video>/<frame>.png) or its Annotations folder;
+    PRED_ROOT holds <video>/<frame>.png palette masks, e.g. a run's pred/<model>/ or fused/. Both may be a
+    path, file:///… or s3://bucket/prefix. Frames 1…T−2 of each video are scored for the objects of its
+    first ground-truth frame; global scores are means over all objects of all videos. The split name in
+    the CSV file names is GT_ROOT's folder name.
+
+    Exit codes: 2 bad input (size mismatch, non-palette PNG, predicted id not in the ground truth),
+    3 missing prediction (see --missing-as-empty).
+    """
+    from tqdm import tqdm
+
+    from stseg_core.metrics.evaluate import evaluate
+    from stseg_core.metrics.tables import format_table, write_results
+    from stseg_core.store import open_store
+
+    with tqdm(desc="scoring", unit="video", disable=not progress, leave=False) as bar:
+        result = evaluate(gt_root, pred_root, videos=videos, workers=workers, metric=metric,
+                          missing_as_empty=missing_as_empty, on_video=lambda _v: bar.update(1))
+    click.echo(format_table(result, max_rows=rows))
+    if out_uri:
+        out = open_store(out_uri)
+        written = write_results(result, out)
+        click.echo(f"wrote {', '.join(written)} to {out.root}", err=True)

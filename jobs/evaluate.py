@@ -1,0 +1,90 @@
+"""`python -m stseg_jobs.evaluate`: J&F of one run output against ground truth, configured by the Job environment.
+
+Variables (besides the common ones):
+- `STSEG_DATA_ROOT` (required): the ground-truth split root (holding `Annotations/`), or its `Annotations` folder.
+- `STSEG_RUN_ROOT` (required): the run root; predictions are read from `<run root>/<STSEG_PRED_PREFIX>`.
+- `STSEG_PRED_PREFIX`: default `pred/<STSEG_MODEL>` when `STSEG_MODEL` is set, else `fused`.
+- `STSEG_EVAL_NAME`: results go to `<run root>/eval/<name>/`; default `STSEG_MODEL`, else `fused`.
+- `STSEG_METRIC`: `davis` (default) or `mosev2`.
+- `STSEG_WORKERS`: scoring processes (default: the pod's CPU count).
+- `STSEG_VIDEOS`: comma-separated videos to score (default: all of the ground truth).
+- `STSEG_MISSING_AS_EMPTY`: true to score missing prediction frames/videos as empty masks (default false).
+Reports `stseg_eval_jf{method=<name>, metric=<metric>}` (J&F, or J&Ḟ for mosev2, in percent) and the
+frames/videos scored.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stseg_jobs._env import boolean, env_field, from_env, job_main, positive_int, run_id_of
+
+
+def _metric(text: str) -> str:
+    if text not in ("davis", "mosev2"):
+        raise ValueError("must be davis or mosev2")
+    return text
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+
+
+@dataclass(frozen=True)
+class EvaluateEnv:
+    """What an evaluate Job reads (see the module docstring)."""
+
+    data_root: str = env_field("STSEG_DATA_ROOT", doc="the ground-truth split root holding Annotations/")
+    run_root: str = env_field("STSEG_RUN_ROOT", doc="the run root URI holding the predictions")
+    model: str | None = env_field("STSEG_MODEL", default=None)
+    pred_prefix: str | None = env_field("STSEG_PRED_PREFIX", default=None)
+    eval_name: str | None = env_field("STSEG_EVAL_NAME", default=None)
+    metric: str = env_field("STSEG_METRIC", parse=_metric, default="davis")
+    workers: int = env_field("STSEG_WORKERS", parse=positive_int, default_factory=lambda: os.cpu_count() or 1)
+    videos: tuple[str, ...] = env_field("STSEG_VIDEOS", parse=_names, default=())
+    missing_as_empty: bool = env_field("STSEG_MISSING_AS_EMPTY", parse=boolean, default=False)
+    stage: str = env_field("STSEG_STAGE", default="evaluate")
+    pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
+
+
+def run(env: Mapping[str, str] | None = None) -> str:
+    from stseg_core.errors import BadInputError
+    from stseg_core.metrics.evaluate import evaluate
+    from stseg_core.metrics.tables import write_results
+    from stseg_core.runlayout import eval_prefix
+    from stseg_core.store import join_key, open_store
+    from stseg_core.telemetry import JobMetrics
+
+    cfg = from_env(EvaluateEnv, env)
+    if cfg.stage != "evaluate":
+        raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the evaluate stage")
+    pred_prefix = cfg.pred_prefix or (join_key("pred", cfg.model) if cfg.model else "fused")
+    name = cfg.eval_name or cfg.model or "fused"
+    run_store = open_store(cfg.run_root)
+    metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="evaluate", model=name, pushgateway=cfg.pushgateway)
+
+    def done(video) -> None:
+        metrics.frames(len(video.frames))
+        metrics.video_done()
+
+    with metrics:
+        result = evaluate(cfg.data_root, run_store.uri(pred_prefix), videos=cfg.videos or None, workers=cfg.workers,
+                          metric=cfg.metric, missing_as_empty=cfg.missing_as_empty, on_video=done)
+        key = "J&F-Mean" if cfg.metric == "davis" else "J&Fdot-Mean"
+        metrics.set("stseg_eval_jf", 100 * result.scores[key], method=name, metric=cfg.metric)
+        out = run_store.child(eval_prefix(name))
+        write_results(result, out)
+    label = "J&F" if cfg.metric == "davis" else "J&Ḟ"
+    return (f"{name}: {label} {100 * result.scores[key]:.2f} over {len(result.videos)} videos, {result.frames} frames; "
+            f"wrote {out.root}")
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    return job_main("evaluate", lambda: run(env))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""`python -m stseg_jobs.evaluate`: Job environment in, eval/<name>/ files and the J&F metric out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from stseg_core.data.labels import encode_label_png
+from stseg_core.store import open_store
+
+
+def _layout(tmp_path):
+    lab = np.zeros((32, 40), np.uint8)
+    lab[5:20, 5:25] = 1
+    shifted = np.roll(lab, 2, axis=1)
+    for t in range(4):
+        gt = tmp_path / "split" / "Annotations" / "v"
+        pred = tmp_path / "run" / "pred" / "flowprop" / "v"
+        for folder, img in ((gt, lab), (pred, shifted if t == 1 else lab)):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{t:05d}.png").write_bytes(encode_label_png(img))
+    return {"STSEG_DATA_ROOT": str(tmp_path / "split"), "STSEG_RUN_ROOT": (tmp_path / "run").as_uri(),
+            "STSEG_MODEL": "flowprop", "STSEG_WORKERS": "1"}
+
+
+def test_evaluate_job_writes_eval_and_reports_jf(tmp_path):
+    from stseg_jobs.evaluate import run
+
+    env = _layout(tmp_path)
+    line = run(env)
+    out = open_store(tmp_path / "run").child("eval/flowprop")
+    assert sorted(out.list()) == ["global_results-split.csv", "per-sequence_results-split.csv", "results.json"]
+    js = out.read_json("results.json")
+    j = js["videos"]["v"]["objects"]["1"]["per_frame"]["J"]
+    assert j == [270 / 330, 1.0]  # frame 1: a 15×20 box shifted by 2 columns
+    assert line.startswith(f"flowprop: J&F {100 * js['global']['J&F-Mean']:.2f} over 1 videos, 2 frames")
+
+
+def test_evaluate_job_exit_codes(tmp_path):
+    env = {**_layout(tmp_path), "STSEG_METRIC": "davis2"}
+    proc = subprocess.run([sys.executable, "-m", "stseg_jobs.evaluate"], env={"PATH": "/usr/bin:/bin", **env},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "STSEG_METRIC='davis2'" in proc.stderr
+    env = {**_layout(tmp_path), "STSEG_PRED_PREFIX": "pred/none"}
+    proc = subprocess.run([sys.executable, "-m", "stseg_jobs.evaluate"], env={"PATH": "/usr/bin:/bin", **env},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "no predictions for video(s) v" in proc.stderr
