@@ -11,7 +11,7 @@ from stseg_core.data.mose import MoseSplit
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.fusion.perfdb import FUSED, load_perfdb
 from stseg_core.fusion.stage import FuseConfig, build_database, format_table, run_fuse, wait_until_ready
-from stseg_core.plan import ShardPlan, plan_shards, video_cost
+from stseg_core.plan import ShardPlan
 from stseg_core.store import open_store
 from stseg_core.telemetry import JobMetrics
 
@@ -26,19 +26,6 @@ def load_fixtures():
     return mod
 
 
-def make_run(data: Path, split: str, run: Path, fixtures, shards: int = 2) -> list[str]:
-    split_data = MoseSplit(str(data / split))
-    costs = {v: video_cost(split_data.video(v).num_frames, len(split_data.video(v).object_ids))
-             for v in split_data.videos()}
-    store = open_store(run)
-    plan = plan_shards(costs, shards)
-    plan.save(store)
-    gt = MoseSplit(str(data / f"{split}_gt"), frames=False)
-    for name in fixtures.PREDICTORS:
-        fixtures.write_predictions(store, name, split_data, gt, SEED, plan)
-    return list(fixtures.PREDICTORS)
-
-
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     from stseg_core.data.synth import SynthConfig, generate_dataset
@@ -48,8 +35,8 @@ def bench(tmp_path_factory):
                       max_objects=3, noise=1.0)
     generate_dataset(str(root / "data"), cfg, splits=("valid", "test"))
     fixtures = load_fixtures()
-    models = make_run(root / "data", "valid", root / "valid", fixtures)
-    make_run(root / "data", "test", root / "test", fixtures)
+    models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
+    fixtures.make_run(root / "data", "test", root / "test", SEED)
     db, uri = build_database(str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"),
                              models, str(root / "perfdb"))
     return root, models, db, uri
