@@ -49,12 +49,14 @@ def check_run_id(run: str) -> str:
     return run
 
 
-def done_prefix(stage: str, model: str) -> str | None:
-    """Where a stage's per-shard done markers live under the run root (None: the stage writes none)."""
+def output_prefix(stage: str, model: str) -> str | None:
+    """The run-root prefix whose `_done/<shard>.json` markers say a stage's shard is done (None: no markers)."""
+    from stseg_core import runlayout
+
     if stage == "infer":
-        return f"pred/{model}/_done"
+        return runlayout.pred_prefix(model)
     if stage == "fuse":
-        return "fused/_done"
+        return runlayout.FUSED
     return None
 
 
@@ -72,13 +74,16 @@ class Resources:
 
 @dataclass(frozen=True)
 class DoneWait:
-    """A stage that must be finished first: every `<prefix>/<shard>.json` for shard in 0..shards-1."""
+    """A stage that must be finished first: the done marker of each of its `shards` under `prefix`
+    (`pred/<model>` or `fused`, see `stseg_core.runlayout`)."""
 
     prefix: str
     shards: int
 
     def markers(self) -> list[str]:
-        return [f"{self.prefix}/{k}.json" for k in range(self.shards)]
+        from stseg_core.runlayout import done_key
+
+        return [done_key(self.prefix, k) for k in range(self.shards)]
 
 
 @dataclass(frozen=True)
@@ -114,8 +119,8 @@ class JobSpec:
         return dict(self.env)
 
     @property
-    def done_prefix(self) -> str | None:
-        return done_prefix(self.stage, self.model)
+    def output_prefix(self) -> str | None:
+        return output_prefix(self.stage, self.model)
 
     def to_dict(self) -> dict:
         """JSON-able form (the local backend keeps it in the run's state folder)."""
@@ -224,32 +229,30 @@ def _with_models(specs: list[JobSpec], models: tuple[str, ...]) -> list[JobSpec]
 
 
 def fuse_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, default_gpus: bool) -> list[JobSpec]:
-    """The fuse job; it waits for the done marker of every infer shard of every model in `req.models`."""
+    """The fuse job (one index: PGMR fuses the whole run and writes `fused/_done/0.json`); it waits for the
+    done marker of every infer shard of every model in `req.models`."""
     if infer_shards < 1:
         raise BadInputError(f"--infer-shards must be at least 1 (got {infer_shards})")
     for m in req.models:
         check_model(m)
-    waits = tuple(DoneWait(done_prefix("infer", m), infer_shards) for m in req.models)
-    return _with_models(build_specs(cfg, run, replace(req, stage="fuse"), default_gpus=default_gpus,
+    waits = tuple(DoneWait(output_prefix("infer", m), infer_shards) for m in req.models)
+    return _with_models(build_specs(cfg, run, replace(req, stage="fuse", shards=1), default_gpus=default_gpus,
                                     waits_for=waits), req.models)
 
 
-def eval_specs(cfg, run: str, req: StageRequest, *, fuse_shards: int, default_gpus: bool) -> list[JobSpec]:
-    """The eval job (one index); it waits for every fuse marker."""
-    if fuse_shards < 1:
-        raise BadInputError(f"--fuse-shards must be at least 1 (got {fuse_shards})")
+def eval_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool) -> list[JobSpec]:
+    """The eval job (one index); it waits for the fuse marker."""
     for m in req.models:
         check_model(m)
-    waits = (DoneWait(done_prefix("fuse", ""), fuse_shards),)
+    waits = (DoneWait(output_prefix("fuse", ""), 1),)
     return _with_models(build_specs(cfg, run, replace(req, stage="eval", shards=1), default_gpus=default_gpus,
                                     waits_for=waits), req.models)
 
 
-def pipeline_specs(cfg, run: str, infer: StageRequest, *, fuse_shards: int = 1, default_gpus: bool) -> list[JobSpec]:
-    """infer (every model) → fuse (waits for every infer marker) → eval (waits for every fuse marker)."""
+def pipeline_specs(cfg, run: str, infer: StageRequest, *, default_gpus: bool) -> list[JobSpec]:
+    """infer (every model) → fuse (waits for every infer marker) → eval (waits for the fuse marker)."""
     infer_specs = build_specs(cfg, run, infer, default_gpus=default_gpus)
     downstream = replace(infer, parallelism=None, gpus=None if infer.gpus is None else 0)
-    fuse = fuse_specs(cfg, run, replace(downstream, shards=fuse_shards), infer_shards=infer.shards,
-                      default_gpus=default_gpus)
-    evals = eval_specs(cfg, run, downstream, fuse_shards=fuse_shards, default_gpus=default_gpus)
+    fuse = fuse_specs(cfg, run, downstream, infer_shards=infer.shards, default_gpus=default_gpus)
+    evals = eval_specs(cfg, run, downstream, default_gpus=default_gpus)
     return [*infer_specs, *fuse, *evals]

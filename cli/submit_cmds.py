@@ -117,7 +117,8 @@ class ProgressBars:
             bar = self._bars.get(job.name)
             if bar is None:
                 bar = self._bars[job.name] = tqdm(total=job.shards, desc=job.name, unit="shard",
-                                                  position=len(self._bars), leave=True, file=sys.stderr)
+                                                  position=len(self._bars), leave=True, file=sys.stderr,
+                                                  disable=None)  # no bars when stderr is not a terminal
             bar.n = len(job.done)
             bar.set_postfix_str(f"running {len(job.running)} failed {len(job.failed)}"
                                 + (" (waiting for inputs)" if job.waiting else ""), refresh=False)
@@ -148,7 +149,9 @@ def _submit(kw: dict, build: Callable) -> None:
 
             click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
         return
+    backend.check(specs)  # refuse what the backend cannot do before touching the store
     _check_store(cfg.store)
+    _plan(specs)
     wait = not kw["detach"] if backend.name == "local" else kw["wait"]
     if wait:
         with ProgressBars(lambda: backend.status(run)) as bars:
@@ -160,6 +163,21 @@ def _submit(kw: dict, build: Callable) -> None:
     else:
         backend.submit(specs, resume=kw["resume"], wait=False)
         click.echo(f"submitted run {run}: {', '.join(s.name for s in specs)}  (watch: stseg status {run})")
+
+
+def _plan(specs) -> None:
+    """Write the run's shard plan before any infer shard starts (every shard reads the same plan.json); a
+    run planned with another shard count is refused."""
+    infer = [s for s in specs if s.stage == "infer"]
+    if not infer:
+        return
+    from stseg_core.infer import ensure_plan
+
+    env = infer[0].env_dict
+    plan = ensure_plan(env["STSEG_DATA_ROOT"], env["STSEG_RUN_ROOT"], infer[0].shards)
+    if plan.num_shards != infer[0].shards:
+        raise BadInputError(f"run {infer[0].run} is planned with {plan.num_shards} shards; submit its infer jobs "
+                            f"with --shards {plan.num_shards}")
 
 
 def _request(kw: dict, stage: str, models: tuple[str, ...], shards: int, parallelism=None, gpus=None):
@@ -227,28 +245,27 @@ def infer(shards: int, models: str, parallelism: int | None, gpus: int | None, *
 
 @submit.command()
 @click.option("--models", default=",".join(_ALL_MODELS), show_default=True, help="Models whose masks are fused.")
-@click.option("--shards", type=int, default=1, show_default=True, help="Fuse shards.")
 @click.option("--infer-shards", type=int, default=None, help="Infer shards to wait for (default: the run's plan).")
 @_common
-def fuse(models: str, shards: int, infer_shards: int | None, **kw) -> None:
-    """PGMR fusion; starts once every infer shard of every model is done (an init step waits in the cluster)."""
+def fuse(models: str, infer_shards: int | None, **kw) -> None:
+    """PGMR fusion of the whole run (one pod); starts once every infer shard of every model is done (in the
+    cluster an init step waits for their done markers)."""
     from stseg_cli.spec import fuse_specs
 
-    req = _request(kw, "fuse", _models(models, _ALL_MODELS), shards, gpus=0)
+    req = _request(kw, "fuse", _models(models, _ALL_MODELS), 1, gpus=0)
     _submit(kw, lambda cfg, run, k8s: fuse_specs(cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards),
                                                   default_gpus=k8s))
 
 
 @submit.command("eval")
 @click.option("--models", default=",".join(_ALL_MODELS), show_default=True, help="Models scored beside the fusion.")
-@click.option("--fuse-shards", type=int, default=1, show_default=True, help="Fuse shards to wait for.")
 @_common
-def eval_(models: str, fuse_shards: int, **kw) -> None:
-    """J&F of every model and of the fusion; starts once every fuse shard is done."""
+def eval_(models: str, **kw) -> None:
+    """J&F of every model and of the fusion; starts once the fuse marker exists."""
     from stseg_cli.spec import eval_specs
 
     req = _request(kw, "eval", _models(models, _ALL_MODELS), 1, gpus=0)
-    _submit(kw, lambda cfg, run, k8s: eval_specs(cfg, run, req, fuse_shards=fuse_shards, default_gpus=k8s))
+    _submit(kw, lambda cfg, run, k8s: eval_specs(cfg, run, req, default_gpus=k8s))
 
 
 @submit.command()
@@ -256,14 +273,13 @@ def eval_(models: str, fuse_shards: int, **kw) -> None:
 @click.option("--models", default=",".join(_ALL_MODELS), show_default=True, help="Comma-separated model names.")
 @click.option("--parallelism", type=int, default=None, help="Infer shards running at once per model.")
 @click.option("--gpus", type=int, default=None, help="GPUs per infer shard (default: 1 on Kubernetes, 0 locally).")
-@click.option("--fuse-shards", type=int, default=1, show_default=True, help="Fuse shards.")
 @_common
-def pipeline(shards: int, models: str, parallelism: int | None, gpus: int | None, fuse_shards: int, **kw) -> None:
+def pipeline(shards: int, models: str, parallelism: int | None, gpus: int | None, **kw) -> None:
     """infer (every model) → fuse → eval, all submitted at once; each stage starts when its inputs are done."""
     from stseg_cli.spec import pipeline_specs
 
     req = _request(kw, "infer", _models(models, _ALL_MODELS), shards, parallelism, gpus)
-    _submit(kw, lambda cfg, run, k8s: pipeline_specs(cfg, run, req, fuse_shards=fuse_shards, default_gpus=k8s))
+    _submit(kw, lambda cfg, run, k8s: pipeline_specs(cfg, run, req, default_gpus=k8s))
 
 
 def _fmt_s(seconds: float | None) -> str:
@@ -281,8 +297,9 @@ def _print_status(status) -> None:
                f"{'ETA':>8}")
     for j in status.jobs:
         state = "waiting" if j.waiting else ""
+        eta = _fmt_s(None if j.finished else j.eta_s)
         click.echo(f"{j.name:<34} {j.stage:<9} {j.model or '-':<9} {f'{len(j.done)}/{j.shards}':>9} "
-                   f"{len(j.running):>8} {len(j.failed):>7} {j.frames_per_s:>9.1f} {_fmt_s(j.eta_s):>8} {state}")
+                   f"{len(j.running):>8} {len(j.failed):>7} {j.frames_per_s:>9.1f} {eta:>8} {state}".rstrip())
         for k, reason in sorted(j.failed.items()):
             click.echo(f"    shard {k}: {reason}")
 
@@ -342,7 +359,7 @@ def cancel(run: str, **kw) -> None:
 @click.option("--timeout", type=float, default=24 * 3600, show_default=True, help="Seconds before giving up (exit 3).")
 @click.option("--poll", type=float, default=10.0, show_default=True, help="Seconds between checks.")
 def wait_done(run_root: str, waits: tuple[str, ...], timeout: float, poll: float) -> None:
-    """Wait until every `<PREFIX>/<k>.json` (k < SHARDS) exists under RUN_ROOT.
+    """Wait until the done marker `<PREFIX>/_done/<k>.json` of every shard k < SHARDS exists under RUN_ROOT.
 
     The init step of Jobs that need upstream stages (fuse, eval), so stage ordering holds in the cluster
     even when the machine that submitted the run is gone.
@@ -355,7 +372,7 @@ def wait_done(run_root: str, waits: tuple[str, ...], timeout: float, poll: float
     for w in waits:
         prefix, _, n = w.rpartition(":")
         if not prefix or not n.isdigit() or int(n) < 1:
-            raise BadInputError(f"wait-done: {w!r} is not PREFIX:SHARDS (e.g. pred/sam2/_done:64)")
+            raise BadInputError(f"wait-done: {w!r} is not PREFIX:SHARDS (e.g. pred/sam2:64)")
         parsed.append(DoneWait(prefix, int(n)))
     store = open_store(run_root)
     missing = [m for w in parsed for m in w.markers()]

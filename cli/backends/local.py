@@ -28,6 +28,7 @@ from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus
 from stseg_cli.spec import JobSpec
 
 from stseg_core.errors import BackendError, BadInputError
+from stseg_core.runlayout import done_key, read_marker, shard_done
 from stseg_core.store import open_store
 
 POLL_S = 0.05
@@ -127,10 +128,10 @@ class _RunFiles:
 
 
 def _shard_done(spec: JobSpec, k: int, files: _RunFiles, store_cache: dict) -> bool:
-    if spec.done_prefix:
+    if spec.output_prefix:
         root = spec.env_dict["STSEG_RUN_ROOT"]
         store = store_cache.get(root) or store_cache.setdefault(root, open_store(root))
-        return store.exists(f"{spec.done_prefix}/{k}.json")
+        return shard_done(store, spec.output_prefix, k)
     rec = _read_json(files.result(spec, k))
     return bool(rec) and rec.get("exit_code") == 0
 
@@ -151,7 +152,7 @@ class Supervisor:
 
     def _waits(self, spec: JobSpec, failed_jobs: set[str]) -> str | bool:
         """True when every awaited marker exists, False to keep waiting, a reason string to give up."""
-        producers = {s.done_prefix: s for s in self.specs if s.done_prefix}
+        producers = {s.output_prefix: s for s in self.specs if s.output_prefix}
         store = self._stores.get(spec.env_dict["STSEG_RUN_ROOT"]) or open_store(spec.env_dict["STSEG_RUN_ROOT"])
         for wait in spec.waits_for:
             missing = [m for m in wait.markers() if not store.exists(m)]
@@ -265,7 +266,7 @@ class Supervisor:
             elif code:
                 reason = f"exit {code}: {_last_line(self.files.log(spec, k))}"
             elif not self._done(spec, k):
-                reason, code = f"exited 0 without writing {spec.done_prefix}/{k}.json", 3
+                reason, code = f"exited 0 without writing its done marker {done_key(spec.output_prefix, k)}", 3
             retry = code != 0 and code != BAD_INPUT_EXIT and not timed_out and attempts[key] <= spec.retries
             _write_json(self.files.result(spec, k), {"exit_code": code, "attempts": attempts[key], "reason": reason,
                                                      "final": not retry, "started": t0, "ended": time.time()})
@@ -372,11 +373,11 @@ class LocalBackend(Backend):
     @staticmethod
     def _marker_frames(spec: JobSpec, k: int, stores: dict) -> int:
         """Frames a done shard wrote: the label PNGs its done marker lists."""
-        if not spec.done_prefix:
+        if not spec.output_prefix:
             return 0
         store = stores[spec.env_dict["STSEG_RUN_ROOT"]]
         try:
-            files = store.read_json(f"{spec.done_prefix}/{k}.json").get("files", {})
+            files = read_marker(store, spec.output_prefix, k)["files"]
         except Exception:  # a marker written by a stand-in or older stage: no frame count
             return 0
         return sum(1 for key in files if key.endswith(".png"))

@@ -121,10 +121,10 @@ def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> No
     assert "nvidia.com/gpu" not in flow["containers"][0]["resources"]["limits"] and "nodeSelector" not in flow
     # fuse waits in the cluster for every infer marker; eval for the fuse marker
     fuse_init = jobs["stseg-r1-fuse"]["spec"]["template"]["spec"]["initContainers"][0]
-    assert fuse_init["command"] == ["stseg", "wait-done", "s3://bucket/stseg/runs/r1", "pred/sam2/_done:4",
-                                    "pred/flowprop/_done:4", "--timeout", "86400"]
+    assert fuse_init["command"] == ["stseg", "wait-done", "s3://bucket/stseg/runs/r1", "pred/sam2:4",
+                                    "pred/flowprop:4", "--timeout", "86400"]
     eval_init = jobs["stseg-r1-eval"]["spec"]["template"]["spec"]["initContainers"][0]
-    assert eval_init["command"][3:4] == ["fused/_done:1"]
+    assert eval_init["command"][3:4] == ["fused:1"]
     assert len(emulator.requests("post")) == 4
 
 

@@ -190,3 +190,71 @@ def test_unknown_backend_lists_the_known_ones(env) -> None:
     with pytest.raises(BadInputError, match=r"unknown backend 'slurm' \(known: kubernetes, local\)"):
         get_backend("slurm", cfg)
 
+
+
+# ---- through the `stseg` CLI, with the real stages --------------------------------------------------------------
+@pytest.fixture()
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var in [v for v in os.environ if v.startswith("STSEG_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("STSEG_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "store").mkdir()
+    return tmp_path
+
+
+def _stseg(*args: str):
+    from click.testing import CliRunner
+    from stseg_cli.main import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_real_infer_and_fuse_through_the_cli(cli_env: Path) -> None:
+    from stseg_core.data.synth import SynthConfig, generate_split
+
+    synth = SynthConfig(seed=1, height=64, width=96, min_frames=4, max_frames=6, max_objects=2, videos=4)
+    videos = generate_split(cli_env / "data", synth, "valid")
+    where = ["--store", str(cli_env / "store"), "--data-root", str(cli_env / "data/valid"), "--run", "real"]
+    result = _stseg("submit", "infer", "--models", "flowprop", "--shards", "2", "--workers", "2", *where)
+    assert result.exit_code == 0, result.output
+    assert "stseg-real-infer-flowprop          infer     flowprop        2/2" in result.output
+    result = _stseg("submit", "fuse", "--models", "flowprop", *where,
+                    "--option", f"gt_root={cli_env / 'data/valid_gt'}")
+    assert result.exit_code == 0, result.output
+    run = open_store(cli_env / "store/runs/real")
+    plan = run.read_json("plan.json")
+    assert sorted(v for names in plan["videos"].values() for v in names) == sorted(videos)
+    for video, meta in videos.items():  # every frame of every video has a prediction
+        assert len([k for k in run.list(f"pred/flowprop/{video}") if k.endswith(".png")]) == meta["frames"]
+    assert run.list("pred/flowprop/_done") == ["pred/flowprop/_done/0.json", "pred/flowprop/_done/1.json"]
+    assert run.exists("fused/_done/0.json") and run.exists("recommend.json")
+    single = run.read_json("eval/flowprop/results.json")["global"]["J&F-Mean"]
+    fused = run.read_json("eval/pgmr/results.json")["global"]["J&F-Mean"]
+    assert single > 0.5 and fused == single  # one model: the fusion is that model's masks
+    status = _stseg("status", "real")
+    assert "stseg-real-fuse" in status.output and "1/1" in status.output
+    log = _stseg("logs", "real", "--stage", "fuse").output
+    assert "stseg-fuse: 4 videos fused from 1 models; PGMR J&F " in log
+    assert float(log.split("PGMR J&F ")[1].split(";")[0]) > 50
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["submit", "infer", "--models", "sam3"], "unknown model 'sam3' (known: cutie, flowprop, livos, sam2, tmo, xmem)"),
+    (["submit", "infer", "--models", "flowprop", "--shards", "0"], "--shards must be at least 1 (got 0)"),
+    (["submit", "infer", "--models", "flowprop", "--store", "/nonexistent/store"],
+     "store /nonexistent/store does not exist (create the folder, or fix --store / `store:` in stseg.yaml)"),
+    (["submit", "infer", "--models", "sam2", "--gpus", "1"],
+     "stseg-r-infer-sam2: the local backend has no GPUs (asked for 1); pass --gpus 0 or use --backend kubernetes"),
+    (["runs", "--backend", "kubernetes", "--kube-context", "prod"],
+     "kubeconfig context 'prod' asked for, but there is no kubeconfig at {tmp}/no-kubeconfig"),
+    (["submit", "infer", "--models", "flowprop", "--backend", "kubernetes", "--node-pool", "azure"],
+     "node_pool 'azure' is not a preset (known: none, gke, eks, karpenter, gfd)"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(cli_env: Path, args: list[str], line: str) -> None:
+    result = _stseg(*args, *(["--run", "r", "--store", "store"] if args[0] == "submit" and "--store" not in args
+                             else []))
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"stseg: error: {line.format(tmp=cli_env)}\n"
+    assert not (cli_env / "state/runs/r").exists()

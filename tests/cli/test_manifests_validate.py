@@ -40,7 +40,7 @@ def _manifests(node_pool: str, kueue: str, secret: str) -> list[dict]:
     cfg = Config(store="s3://bucket/stseg", data_root="s3://bucket/mose/valid", node_pool=node_pool,
                  kueue_queue=kueue, s3_secret=secret)
     specs = pipeline_specs(cfg, "r1", StageRequest("infer", models=tuple(known_models()), shards=16),
-                           fuse_shards=2, default_gpus=True)
+                           default_gpus=True)
     for model, gpus in (("sam2", 8), ("tmo", 1)):
         specs += build_specs(cfg, "r1", StageRequest("finetune", models=(model,), gpus=gpus), default_gpus=True)
     assert {s.stage for s in specs} == set(STAGE_MODULES)
