@@ -258,3 +258,17 @@ def test_bad_input_is_one_line_and_exit_code_2(cli_env: Path, args: list[str], l
     assert result.exit_code == 2, result.output
     assert result.stderr == f"stseg: error: {line.format(tmp=cli_env)}\n"
     assert not (cli_env / "state/runs/r").exists()
+
+
+def test_config_precedence_is_flags_then_env_then_file(tmp_path: Path) -> None:
+    from stseg_cli.config import load_config
+
+    path = tmp_path / "stseg.yaml"
+    path.write_text("store: s3://file/store\nnamespace: from-file\nimage-tag: '9'\nworkers: 3\n")
+    cfg = load_config(path, env={"STSEG_NAMESPACE": "from-env", "STSEG_IMAGE_TAG": "8"}, flags={"image_tag": "7",
+                                                                                               "store": None})
+    assert (cfg.store, cfg.namespace, cfg.image_tag, cfg.workers, cfg.backend) == (
+        "s3://file/store", "from-env", "7", 3, "local")
+    path.write_text("namespcae: x\n")
+    with pytest.raises(BadInputError, match=r"stseg.yaml: unknown setting 'namespcae' \(known: backend, store"):
+        load_config(path, env={})
