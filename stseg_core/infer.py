@@ -106,8 +106,14 @@ def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num
 
         model = build_model(model_name, **dict(model_overrides or {}))
         data = MoseSplit(open_store(data_root))
+        planned = 0
+        for name in videos:  # checks every video's layout and first annotation before any work
+            try:
+                planned += data.video(name).num_frames
+            except Exception as err:  # any failure becomes one line naming the video
+                raise _video_error(model_name, name, err) from err
         if metrics is not None:
-            metrics.planned(sum(data.video(v).num_frames for v in videos))
+            metrics.planned(planned)
         with tempfile.TemporaryDirectory(prefix="stseg-infer-", dir=scratch) as tmp:
             return _run_videos(model, model_name, data, videos, run_store, Path(tmp), metrics, fetch_workers)
 

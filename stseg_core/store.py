@@ -101,41 +101,57 @@ class Store(ABC):
 
         self.write_bytes(key, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every key under `prefix` with its size in bytes (sorted like `list`)."""
+        return {key: len(self.read_bytes(key)) for key in self.list(prefix)}
+
     def upload_dir(self, local_dir: str | Path, prefix: str = "", workers: int = 8, progress: bool = False) -> int:
         """Copy every file under `local_dir` to `prefix/…`; returns the number of files."""
         local_dir = Path(local_dir)
-        files = sorted(p for p in local_dir.rglob("*") if p.is_file())
-        jobs = [(p, join_key(prefix, p.relative_to(local_dir).as_posix())) for p in files]
         if not local_dir.is_dir():
             raise BadInputError(f"{local_dir}: not a folder")
-        _run_parallel(lambda job: self.write_file(job[1], job[0]), jobs, workers, progress,
-                      f"upload → {self.uri(prefix)}")
+        files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+        jobs = {join_key(prefix, p.relative_to(local_dir).as_posix()): p for p in files}
+        _run_parallel(lambda key: self.write_file(key, jobs[key]), {k: p.stat().st_size for k, p in jobs.items()},
+                      workers, progress, f"upload → {self.uri(prefix)}")
         return len(jobs)
 
     def download_dir(self, prefix: str, local_dir: str | Path, workers: int = 8, progress: bool = False) -> int:
         """Copy every key under `prefix` into `local_dir`, keeping the relative layout; returns the count."""
         local_dir = Path(local_dir)
         prefix = self._key(prefix)
-        keys = self.list(prefix)
+        sizes = self.list_sizes(prefix)
 
         def fetch(key: str) -> None:
             rel = key[len(prefix):].lstrip("/") if prefix else key
             self.read_file(key, local_dir / (rel or key_name(key)))
 
-        _run_parallel(fetch, keys, workers, progress, f"download ← {self.uri(prefix)}")
-        return len(keys)
+        _run_parallel(fetch, sizes, workers, progress, f"download ← {self.uri(prefix)}")
+        return len(sizes)
 
 
-def _run_parallel(fn, items, workers: int, progress: bool, desc: str) -> None:
-    from concurrent.futures import ThreadPoolExecutor
+def _run_parallel(fn, sizes: dict[str, int], workers: int, progress: bool, desc: str) -> None:
+    """Run `fn(key)` for every key on a thread pool, with a byte-count progress bar on stderr.
+
+    The first failure cancels the copies not yet started and is raised.
+    """
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     from tqdm import tqdm
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
-        total=len(items), desc=desc, unit="file", disable=not progress or not items, leave=False
-    ) as bar:
-        for _ in pool.map(fn, items):
-            bar.update(1)
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        with tqdm(total=sum(sizes.values()), desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                  disable=not progress or not sizes, leave=False) as bar:
+            futures = {pool.submit(fn, key): key for key in sizes}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()  # raises the first failure
+                    bar.update(sizes[futures[future]])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager
@@ -191,6 +207,9 @@ class FileStore(Store):
 
     def exists(self, key: str) -> bool:
         return self._p(key).is_file()
+
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
+        return {key: (self.path / key).stat().st_size for key in self.list(prefix)}
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._p(prefix)

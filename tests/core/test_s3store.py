@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from stseg_core.errors import BackendError, MissingArtifactError
+from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
 from stseg_core.s3store import MULTIPART_THRESHOLD, S3Settings, S3Store
 
 MiB = 1024 * 1024
@@ -65,8 +65,11 @@ def test_missing_bucket_and_key(s3_server, monkeypatch):
 
 def test_transfers_complete_byte_identical_through_faults(s3_bucket, fault_proxy, tmp_path):
     """Dropped connections, truncated replies, 500/503 and slow replies: both retry layers carry it through."""
-    proxy = fault_proxy(fault_proxy.seeded(7, {"reset": 0.08, "truncate": 0.08, "500": 0.06, "503": 0.08}))
-    store = _store(s3_bucket, proxy)
+    proxy = fault_proxy(fault_proxy.seeded(7, {"reset": 0.07, "truncate": 0.07, "500": 0.05, "503": 0.06,
+                                               "slow": 0.04}), slow_s=0.3)
+    # botocore's own backoff sleeps up to seconds; here stseg's quick whole-operation retries do the work
+    # (the two layers together are tested above and below).
+    store = _store(s3_bucket, proxy, max_attempts=1, retries=10)
     src = tmp_path / "src"
     files = {f"v{i}/{j:05d}.png": os.urandom(200 + 37 * j) for i in range(3) for j in range(10)}
     files["big/blob.bin"] = os.urandom(10 * MiB)
@@ -79,7 +82,7 @@ def test_transfers_complete_byte_identical_through_faults(s3_bucket, fault_proxy
            for p in (tmp_path / "dest").rglob("*") if p.is_file()}
     assert got == {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
     assert proxy.faults() >= 5, proxy.counts
-    assert {"reset", "truncate", "500", "503"} <= set(proxy.counts)
+    assert {"reset", "truncate", "500", "503", "slow"} <= set(proxy.counts)
 
 
 def test_whole_operation_retry_covers_what_botocore_does_not(s3_bucket, fault_proxy):
@@ -120,3 +123,36 @@ def test_failed_multipart_upload_leaves_nothing_visible(s3_bucket, s3_server, fa
     client = _client(s3_server)
     assert client.list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0
     assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")  # aborted, not left dangling
+
+
+@pytest.mark.parametrize("mode", ["standard", "adaptive"])
+def test_botocore_retries_alone_in_both_modes(s3_bucket, fault_proxy, mode):
+    """With stseg's own retries off, botocore's request retries get past throttling and 5xx."""
+    proxy = fault_proxy(fault_proxy.schedule(["503", "500"]))
+    store = _store(s3_bucket, proxy, retry_mode=mode, max_attempts=3, retries=0)
+    store.write_bytes("k", b"v")
+    assert store.read_bytes("k") == b"v"
+    assert proxy.counts == {"503": 1, "500": 1, "pass": 2}
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    for name, value in {"STSEG_S3_ENDPOINT": "http://127.0.0.1:9", "STSEG_S3_MAX_ATTEMPTS": "7",
+                        "STSEG_S3_RETRY_MODE": "adaptive", "STSEG_S3_RETRIES": "2",
+                        "STSEG_S3_READ_TIMEOUT": "1.5"}.items():
+        monkeypatch.setenv(name, value)
+    s = S3Settings.from_env()
+    assert (s.endpoint, s.max_attempts, s.retry_mode, s.retries, s.read_timeout_s) == (
+        "http://127.0.0.1:9", 7, "adaptive", 2, 1.5)
+    monkeypatch.setenv("STSEG_S3_RETRIES", "many")
+    with pytest.raises(BadInputError, match=r"^STSEG_S3_RETRIES='many': not a number$"):
+        S3Settings.from_env()
+
+
+def test_upload_dir_stops_at_the_first_lasting_failure(s3_bucket, fault_proxy, tmp_path):
+    for i in range(40):
+        (tmp_path / f"{i:03d}.bin").write_bytes(b"x")
+    proxy = fault_proxy(fault_proxy.always("503"))
+    store = _store(s3_bucket, proxy, max_attempts=1, retries=1)
+    with pytest.raises(BackendError, match=rf"^s3://{s3_bucket}/p/up/\d{{3}}\.bin: write failed after 2 attempts"):
+        store.upload_dir(tmp_path, "up", workers=2)
+    assert proxy.counts["503"] < 40 * 2  # copies not yet started were cancelled
