@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from stseg_core.errors import BadInputError
-from stseg_core.fusion.video import ModelVideo, check_outputs, id_table, index_lut
+from stseg_core.fusion.video import ModelVideo, check_outputs, id_table
 
 METHODS = ("bbox-average", "bbox-max")
 
@@ -45,25 +45,25 @@ def fuse_boxes(boxes: list[tuple[int, int, int, int]], method: str) -> tuple[int
     return int(np.floor(mean[0])), int(np.floor(mean[1])), int(np.ceil(mean[2])), int(np.ceil(mean[3]))
 
 
-def bbox_fuse_frame(stack: np.ndarray, num_objects: int, method: str) -> np.ndarray:
-    """(M, H, W) label indices → (H, W) fused label indices by `method` ("bbox-average" or "bbox-max")."""
+def bbox_fuse_frame(stack, object_ids: tuple[int, ...], method: str) -> np.ndarray:
+    """M label maps (H, W) uint8 of object ids → (H, W) fused ids by `method` ("bbox-average" or "bbox-max")."""
     if method not in METHODS:
         raise BadInputError(f"unknown baseline {method!r}; known: {', '.join(METHODS)}")
-    num_models = stack.shape[0]
+    num_models = len(stack)
     need = 1 if method == "bbox-max" else (num_models + 1) // 2
-    claims = np.zeros((num_objects, *stack.shape[1:]), np.int32)
-    for k in range(num_objects):
-        per_model = stack == k + 1
+    claims = np.zeros((len(object_ids), *stack[0].shape), np.int16)
+    for k, oid in enumerate(object_ids):
+        per_model = [lab == oid for lab in stack]
         boxes = [b for b in (mask_box(m) for m in per_model) if b is not None]
         if not boxes:
             continue
         y0, x0, y1, x1 = fuse_boxes(boxes, method)
-        count = per_model[:, y0:y1, x0:x1].sum(axis=0)
+        count = sum(m[y0:y1, x0:x1].astype(np.int16) for m in per_model)
         claims[k, y0:y1, x0:x1] = np.where(count >= need, count, 0)
-    if num_objects == 0:
-        return np.zeros(stack.shape[1:], np.uint8)
+    if not object_ids:
+        return np.zeros(stack[0].shape, np.uint8)
     best = np.argmax(claims, axis=0)
-    return np.where(claims.max(axis=0) > 0, best + 1, 0).astype(np.uint8)
+    return np.where(claims.max(axis=0) > 0, id_table(tuple(object_ids))[best + 1], 0).astype(np.uint8)
 
 
 def bbox_fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], method: str,
@@ -71,9 +71,7 @@ def bbox_fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], meth
     """(T, H, W) uint8 id maps of one video fused by a baseline."""
     object_ids = tuple(object_ids)
     check_outputs(video, outputs, object_ids)
-    lut, ids = index_lut(object_ids), id_table(object_ids)
     out = np.empty(outputs[0].shape, np.uint8)
     for t in range(out.shape[0]):
-        stack = np.stack([lut[o.labels[t]] for o in outputs])
-        out[t] = ids[bbox_fuse_frame(stack, len(object_ids), method)]
+        out[t] = bbox_fuse_frame([o.labels[t] for o in outputs], object_ids, method)
     return out

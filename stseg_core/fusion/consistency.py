@@ -34,10 +34,10 @@ class FrameConsistency:
         return np.where(claimed > 0, self.object_agree_px / np.maximum(claimed, 1), 1.0)
 
 
-def agreement_map(stack: np.ndarray) -> np.ndarray:
-    """(M, H, W) label indices → (H, W) bool: all models give the same label."""
-    agree = np.ones(stack.shape[1:], bool)
-    for m in range(1, stack.shape[0]):
+def agreement_map(stack) -> np.ndarray:
+    """M label maps (an (M, H, W) array or a list of (H, W)) → (H, W) bool: all models give the same label."""
+    agree = np.ones(stack[0].shape, bool)
+    for m in range(1, len(stack)):
         agree &= stack[m] == stack[0]
     return agree
 

@@ -84,7 +84,8 @@ def check_outputs(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
         if tuple(out.object_ids) != tuple(object_ids):
             raise BadInputError(f"video {video}, model {out.model}: object ids {list(out.object_ids)} differ "
                                 f"from the first frame's {list(object_ids)}")
-        painted = set(np.unique(out.labels).tolist()) - {0}
+        allowed = sum(np.count_nonzero(out.labels == i) for i in (0, *object_ids))
+        painted = set() if allowed == out.labels.size else set(np.unique(out.labels).tolist()) - {0}
         if painted - known:
             bad = min(painted - known)
             frame = int(np.argmax((out.labels == bad).any(axis=(1, 2))))

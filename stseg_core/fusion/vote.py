@@ -67,37 +67,39 @@ def vote_weights(trust: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return trust[:, None] * np.concatenate([frame_conf[:, None], scores], axis=1)
 
 
-def fuse_frame(stack: np.ndarray, weights: np.ndarray, keep: np.ndarray,
-               probs: list[np.ndarray | None] | None = None) -> np.ndarray:
-    """One frame's pseudo-label as label indices.
+def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: list[np.ndarray | None] | None = None,
+               object_ids: tuple[int, ...] | None = None) -> np.ndarray:
+    """One frame's pseudo-label.
 
-    stack: (M, H, W) uint8 label indices; weights: (M, K+1) from `vote_weights`; keep: (K,) bool from
-    `presence`; probs: per model None or (K, H, W) uint8 probability × 255. Returns (H, W) uint8 indices.
+    frames: M label maps (H, W) uint8 of object ids (a list or an (M, H, W) array); weights: (M, K+1) from
+    `vote_weights`; keep: (K,) bool from `presence`; probs: per model None or (K, H, W) uint8 probability × 255;
+    object_ids: the K ids (default 1…K). Returns (H, W) uint8 ids. Only conflict pixels are looked up and
+    voted on, so the cost is a few comparisons per pixel plus work proportional to the disagreement.
     """
-    num_labels = weights.shape[1]
-    agree = agreement_map(stack)
-    out = stack[0].copy()
-    dropped = np.concatenate([[False], ~keep])
-    if dropped.any():
-        out[agree & dropped[out]] = 0
+    object_ids = tuple(range(1, weights.shape[1])) if object_ids is None else tuple(object_ids)
+    agree = agreement_map(frames)
+    out = frames[0].copy()
+    for k in np.flatnonzero(~keep):
+        out[agree & (out == object_ids[k])] = 0
     where = np.nonzero(~agree)
     n = where[0].size
     if n == 0:
         return out
+    lut = index_lut(object_ids)
     cols = np.arange(n)
-    votes = np.zeros((num_labels, n))
-    for m in range(stack.shape[0]):
+    votes = np.zeros((weights.shape[1], n))
+    for m in range(len(frames)):
         p = probs[m] if probs is not None else None
         if p is not None:
             soft = p[(slice(None), *where)].astype(np.float64) / 255.0
             votes[1:] += weights[m, 1:, None] * soft
             votes[0] += weights[m, 0] * np.clip(1.0 - soft.sum(axis=0), 0.0, 1.0)
         else:
-            lab = stack[m][where]
+            lab = lut[frames[m][where]]
             votes[lab, cols] += weights[m, lab]
     votes = np.round(votes, _ROUND)
-    votes[dropped] = -np.inf
-    out[where] = np.argmax(votes, axis=0).astype(np.uint8)
+    votes[np.concatenate([[False], ~keep])] = -np.inf
+    out[where] = id_table(object_ids)[np.argmax(votes, axis=0)]
     return out
 
 
@@ -111,19 +113,18 @@ def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust=Non
     object_ids = tuple(object_ids)
     check_outputs(video, outputs, object_ids)
     trust = normalise_trust(trust, len(outputs))
-    lut, ids = index_lut(object_ids), id_table(object_ids)
     T, K = outputs[0].shape[0], len(object_ids)
     labels = np.empty(outputs[0].shape, np.uint8)
     scores = np.zeros((T, K), np.float32)
     present = np.zeros((T, K), bool)
     have_probs = any(o.probs is not None for o in outputs)
     for t in range(T):
-        stack = np.stack([lut[o.labels[t]] for o in outputs])
+        frames = [o.labels[t] for o in outputs]
         frame_scores = np.stack([o.scores[t] for o in outputs])
         keep = presence(np.stack([o.present[t] for o in outputs]), trust)
         probs = [None if o.probs is None else o.probs[t] for o in outputs] if have_probs else None
-        fused = fuse_frame(stack, vote_weights(trust, frame_scores), keep, probs)
-        labels[t] = ids[fused]
+        fused = fuse_frame(frames, vote_weights(trust, frame_scores), keep, probs, object_ids)
+        labels[t] = fused
         scores[t] = (trust[:, None] * frame_scores).sum(axis=0) / trust.sum()
-        present[t] = keep & np.array([(fused == k + 1).any() for k in range(K)], bool)
+        present[t] = keep & np.array([np.count_nonzero(fused == i) > 0 for i in object_ids], bool)
     return FusedVideo(labels, object_ids, scores, present)

@@ -143,17 +143,27 @@ def test_boxes_and_box_fusion():
 def test_bbox_average_keeps_half_the_models_inside_the_mean_box():
     stack = np.stack([grid("1100"), grid("1110"), grid("0111")])
     # boxes x: [0,2) [0,3) [1,4) → mean [0.33, 3) → [0,3); claims 2,3,2,1 → need ≥ 2
-    assert bbox_fuse_frame(stack, 1, "bbox-average").tolist() == [[1, 1, 1, 0]]
-    assert bbox_fuse_frame(stack, 1, "bbox-max").tolist() == [[1, 1, 1, 1]]
+    assert bbox_fuse_frame(stack, (1,), "bbox-average").tolist() == [[1, 1, 1, 0]]
+    assert bbox_fuse_frame(stack, (1,), "bbox-max").tolist() == [[1, 1, 1, 1]]
 
 
 def test_bbox_overlaps_go_to_the_object_more_models_claim():
     stack = np.stack([grid("12"), grid("22"), grid("11")])
     # pixel 0: object 1 ×2, object 2 ×1 → 1; pixel 1: object 2 ×2 → 2
-    assert bbox_fuse_frame(stack, 2, "bbox-max").tolist() == [[1, 2]]
+    assert bbox_fuse_frame(stack, (1, 2), "bbox-max").tolist() == [[1, 2]]
     # tie (one claim each) → smaller id
-    assert bbox_fuse_frame(np.stack([grid("1"), grid("2")]), 2, "bbox-max").tolist() == [[1]]
+    assert bbox_fuse_frame(np.stack([grid("1"), grid("2")]), (1, 2), "bbox-max").tolist() == [[1]]
     outs = [one_frame("a", "12"), one_frame("b", "22"), one_frame("c", "11")]
     assert bbox_fuse_video(outs, (1, 2), "bbox-average").tolist() == [[[1, 2]]]
     with pytest.raises(BadInputError, match="unknown baseline"):
-        bbox_fuse_frame(stack, 2, "bbox-median")
+        bbox_fuse_frame(stack, (1, 2), "bbox-median")
+
+
+def test_sparse_object_ids_keep_their_ids():
+    # ids 3 and 7: votes, presence and baselines must map indices back to the real ids
+    outs = [one_frame("a", "37|70", ids=(3, 7)), one_frame("b", "37|00", ids=(3, 7)),
+            one_frame("c", "33|70", ids=(3, 7))]
+    fused = fuse_video(outs, (3, 7))
+    assert fused.labels[0].tolist() == [[3, 7], [7, 0]]
+    assert fused.present[0].tolist() == [True, True]
+    assert bbox_fuse_video(outs, (3, 7), "bbox-max").tolist() == [[[3, 7], [7, 0]]]
