@@ -1,0 +1,57 @@
+"""`stseg infer` on this machine: plans when needed, runs one or all shards, skips done ones, one-line errors."""
+
+import json
+
+from click.testing import CliRunner
+from stseg_cli.main import cli
+
+from stseg_core.data.mose import MoseSplit
+from stseg_core.data.synth import SynthConfig, generate_split
+from stseg_core.runlayout import verify_shard
+from stseg_core.store import open_store
+
+CFG = SynthConfig(seed=5, height=64, width=96, videos=3, min_frames=5, max_frames=6, min_objects=1, max_objects=2)
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(cli, ["infer", *args], catch_exceptions=False)
+
+
+def test_infer_plans_runs_a_shard_then_the_rest(tmp_path):
+    generate_split(tmp_path / "data", CFG, "valid")
+    data, run = str(tmp_path / "data" / "valid"), str(tmp_path / "runs" / "r1")
+    res = _invoke("--model", "flowprop", "--data", data, "--run", run, "--shard", "1/2", "--set", "motion=dense")
+    assert res.exit_code == 0, res.output
+    plan = json.loads((tmp_path / "runs/r1/plan.json").read_text())
+    assert plan["num_shards"] == 2 and sorted(plan["videos"]["0"] + plan["videos"]["1"]) == MoseSplit(data).videos()
+    frames = sum(MoseSplit(data).video(v).num_frames for v in plan["videos"]["1"])
+    assert res.output.startswith(f"flowprop shard 1/2: {len(plan['videos']['1'])} videos, {frames} frames in ")
+    store = open_store(run)
+    assert store.exists("pred/flowprop/_done/1.json") and not store.exists("pred/flowprop/_done/0.json")
+    assert store.read_json("pred/flowprop/_done/1.json")["meta"]["overrides"] == {"motion": "dense"}
+
+    res = _invoke("--model", "flowprop", "--data", data, "--run", run, "--shard", "all/2")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("flowprop shard 0/2: ") and lines[1] == "flowprop shard 1/2: already done, skipped"
+    assert verify_shard(store, "pred/flowprop", 0) == [] and verify_shard(store, "pred/flowprop", 1) == []
+    for v in MoseSplit(data).videos():
+        assert store.exists(f"pred/flowprop/{v}/scores.json")
+
+
+def test_infer_errors_are_one_line(tmp_path):
+    generate_split(tmp_path / "data", CFG, "valid")
+    data, run = str(tmp_path / "data" / "valid"), str(tmp_path / "run")
+    cases = [
+        (["--model", "sam3"], "stseg: error: unknown model 'sam3' (known: cutie, flowprop, livos, sam2, tmo, xmem)"),
+        (["--model", "flowprop", "--shard", "2/2"], "stseg: error: --shard '2/2': use K/N with 0 ≤ K < N, or all/N"),
+        (["--model", "flowprop", "--set", "flow"],
+         "stseg: error: --set 'flow': use KEY=VALUE (e.g. --set flow=farneback)"),
+        (["--model", "flowprop", "--set", "flow=raft"],
+         "stseg: error: flowprop option flow='raft' must be 'dis' or 'farneback'"),
+    ]
+    for args, message in cases:
+        res = CliRunner().invoke(cli, ["infer", "--data", data, "--run", run, *args])
+        assert res.exit_code == 2, res.output
+        assert res.output.strip() == message
+    assert not open_store(run).exists("pred/flowprop/_done/0.json")
