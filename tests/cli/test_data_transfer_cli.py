@@ -18,7 +18,8 @@ def test_upload_then_download_round_trip(s3_bucket, tmp_path):
     runner = CliRunner()
     up = runner.invoke(cli, ["data", "upload", str(src), f"s3://{s3_bucket}/data/train", "--workers", "3"])
     assert up.exit_code == 0, up.output
-    assert "uploaded 3 files" in up.output and f"s3://{s3_bucket}/data/train" in up.output
+    assert "uploaded 3 files" in up.output and f"to s3://{s3_bucket}/data/train in" in up.output
+    assert f"upload → s3://{s3_bucket}/data/train" in up.output  # the progress bar (stderr)
     down = runner.invoke(cli, ["data", "download", f"s3://{s3_bucket}/data/train", str(tmp_path / "back"),
                                "--no-progress"])
     assert down.exit_code == 0, down.output
