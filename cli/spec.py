@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 
@@ -157,6 +158,11 @@ def _image(cfg, stage: str, model: str) -> str:
     return f"{cfg.image_registry.rstrip('/')}/stseg-{family}:{cfg.image_tag}"
 
 
+def _absolute(uri: str) -> str:
+    """A plain relative path becomes absolute, so every process (and a later `stseg status`) sees one place."""
+    return uri if "://" in uri else os.path.abspath(os.path.expanduser(uri))
+
+
 def _option_env(options: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
     out = []
     for key, value in options:
@@ -188,7 +194,7 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
     models = req.models if req.stage in ("infer", "finetune") else ("",)
     if not models:
         raise BadInputError(f"stage {req.stage}: name at least one model (--model/--models)")
-    run_root = f"{cfg.store.rstrip('/')}/runs/{run}"
+    run_root = f"{_absolute(cfg.store).rstrip('/')}/runs/{run}"
     specs = []
     for model in models:
         if model:
@@ -197,7 +203,7 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
         if gpus is None:
             gpus = 1 if default_gpus and model and model not in CPU_ONLY_MODELS else 0
         shards = 1 if req.stage == "finetune" else req.shards
-        env = [("STSEG_STAGE", req.stage), ("STSEG_RUN_ROOT", run_root), ("STSEG_DATA_ROOT", cfg.data_root),
+        env = [("STSEG_STAGE", req.stage), ("STSEG_RUN_ROOT", run_root), ("STSEG_DATA_ROOT", _absolute(cfg.data_root)),
                ("STSEG_MODEL", model), ("STSEG_NUM_SHARDS", str(shards))]
         if cfg.pushgateway:
             env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
