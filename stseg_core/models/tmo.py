@@ -12,8 +12,8 @@ channels, refined to stride 4 (d, D×s/4×s/4), then a head gives one foreground
 
 From one foreground to K ids (`ForegroundSplitter`, frame t ≥ 1, all at frame size H×W):
   1. fg = P ≥ threshold, P = the foreground probability resized to H×W.
-  2. Seeds: the previous label map warped to frame t along the flow t−1→t (each pixel x of frame t takes
-     the label at x − F(x), nearest neighbour), kept only inside fg.
+  2. Seeds: the previous label map splatted forward along the flow t−1→t (each labelled pixel p lands on
+     round(p + F(p))), kept only inside fg.
   3. Each connected region of fg that holds seeds: every unclaimed pixel takes the id of its nearest seed.
   4. A region with no seed (an object that reappears, or one the warp lost) and at least `min_region` of
      the frame: the first-frame anchors decide — each object's prototype is its mean decoder feature d over
@@ -48,6 +48,15 @@ CONFIDENCE_DEFINITION = ("mean TMO foreground probability over the pixels assign
 # ----------------------------------------------------------------------------------------------------------
 # Network
 # ----------------------------------------------------------------------------------------------------------
+
+
+def to_input(image: np.ndarray, size: int) -> np.ndarray:
+    """H×W×3 uint8 (RGB frame or flow image) → 3×size×size float32, ImageNet-normalised: what both encoders
+    take, at inference here and in training (so the two never drift apart)."""
+    import cv2
+
+    x = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+    return np.ascontiguousarray(((x - _MEAN) / _STD).transpose(2, 0, 1))
 
 
 def resnet_names() -> list[str]:
@@ -194,6 +203,23 @@ def load_network(uri: str, arch: TMOArch | None = None):
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _splat(labels: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Forward-warp a label map along the flow t−1→t: each labelled pixel p lands on round(p + F(p)).
+
+    Forward flow is defined on frame t−1's grid, so splatting uses it where it is measured (a backward warp
+    would read it at frame t's positions, wrong wherever an object moved more than its own width). Where
+    two objects land on one pixel the smaller id's write is overwritten (occlusion order is unknown).
+    """
+    h, w = labels.shape
+    ys, xs = np.nonzero(labels)
+    tx = np.rint(xs + flow[ys, xs, 0]).astype(np.int64)
+    ty = np.rint(ys + flow[ys, xs, 1]).astype(np.int64)
+    keep = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+    out = np.zeros_like(labels)
+    out[ty[keep], tx[keep]] = labels[ys[keep], xs[keep]]
+    return out
+
+
 class ForegroundSplitter:
     """Owns the object-id rules of one video: ids only ever come from the first frame (see module docstring).
 
@@ -230,10 +256,7 @@ class ForegroundSplitter:
 
         h, w = prob.shape
         fg = prob >= self.threshold
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        warped = cv2.remap(self.prev, gx - flow[..., 0], gy - flow[..., 1], interpolation=cv2.INTER_NEAREST,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        seeds = np.where(fg, warped, 0).astype(np.uint8)
+        seeds = np.where(fg, _splat(self.prev, flow), 0).astype(np.uint8)
         labels = np.zeros((h, w), np.uint8)
         n_regions, regions = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)
         if n_regions > 1:
@@ -355,15 +378,6 @@ class TMO(VOSModel):
 
             self.cache = FlowCache(open_store(config.flow_cache), self.flow.method)
 
-    def _tensor(self, image: np.ndarray):
-        import cv2
-        import torch
-
-        s = self.config.size
-        x = cv2.resize(image, (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
-        x = (x - _MEAN) / _STD
-        return torch.from_numpy(x.transpose(2, 0, 1).copy())[None].to(self.device)
-
     def predict(self, rgb: np.ndarray, flow_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One frame → (foreground probability H×W float32 at the frame's size, decoder features D×s/4×s/4)."""
         import cv2
@@ -372,7 +386,9 @@ class TMO(VOSModel):
         from stseg_core.models.device import autocast
 
         with torch.inference_mode(), autocast(self.device):
-            logit, feat = self.net(self._tensor(rgb), self._tensor(flow_image))
+            s = self.config.size
+            rgb_t, flow_t = (torch.from_numpy(to_input(x, s))[None].to(self.device) for x in (rgb, flow_image))
+            logit, feat = self.net(rgb_t, flow_t)
         prob = torch.sigmoid(logit.float())[0, 0].cpu().numpy()
         h, w = rgb.shape[:2]
         return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR), feat.float()[0].cpu().numpy()
