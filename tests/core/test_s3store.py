@@ -156,3 +156,12 @@ def test_upload_dir_stops_at_the_first_lasting_failure(s3_bucket, fault_proxy, t
     with pytest.raises(BackendError, match=rf"^s3://{s3_bucket}/p/up/\d{{3}}\.bin: write failed after 2 attempts"):
         store.upload_dir(tmp_path, "up", workers=2)
     assert proxy.counts["503"] < 40 * 2  # copies not yet started were cancelled
+
+
+def test_missing_credentials_is_one_line_backend_error(s3_bucket, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookups
+    store = S3Store(s3_bucket, "p")
+    with pytest.raises(BackendError, match=rf"^s3://{s3_bucket}/p/k: read failed: no AWS credentials found"):
+        store.read_bytes("k")
