@@ -79,7 +79,7 @@ class S3Settings:
             read_timeout_s=num("STSEG_S3_READ_TIMEOUT", cls.read_timeout_s, float),
         )
         settings = cls(**{**base.__dict__, **overrides})
-        if settings.retry_mode not in ("standard", "adaptive", "legacy"):
+        if settings.retry_mode not in ("standard", "adaptive"):
             raise BadInputError(f"S3 retry mode {settings.retry_mode!r}: use standard or adaptive")
         return settings
 
