@@ -19,6 +19,7 @@ class Config:
     backend: str = "local"
     store: str = "./stseg-store"  # store root URI; a run lives under <store>/runs/<run>/
     data_root: str = "./stseg-data/valid"  # a MOSE-layout split (JPEGImages/, Annotations/)
+    gt_root: str = ""  # ground truth of data_root for eval; "" = the sibling `<data_root>_gt` (synthetic layout)
     image_registry: str = "ghcr.io/stseg"
     image_tag: str = "0.1.0"
     node_pool: str = "none"  # GPU node selection preset: none, gke, eks, karpenter, gfd
@@ -34,6 +35,9 @@ class Config:
     ttl_seconds: int = 7 * 24 * 3600  # finished Jobs are garbage-collected after this
     workers: int = 0  # local backend: parallel shard processes; 0 = one per core
     state_dir: str = ""  # local backend's pid files and logs; "" = $XDG_STATE_HOME/stseg or ~/.local/state/stseg
+
+    def ground_truth_root(self) -> str:
+        return self.gt_root or f"{self.data_root.rstrip('/')}_gt"
 
     def local_state_dir(self) -> Path:
         if self.state_dir:

@@ -17,6 +17,8 @@ STAGE_MODULES: dict[str, str] = {
     "eval": "stseg_jobs.evaluate",
 }
 FINETUNABLE = ("sam2", "tmo")
+# What the job itself calls its stage (STSEG_STAGE), where that differs from the CLI's name.
+_STAGE_ENV = {"eval": "evaluate"}
 # Models that gain nothing from a GPU: they get none on Kubernetes unless asked (the others get one).
 CPU_ONLY_MODELS = frozenset({"flowprop"})
 # Image per model family; weight-free models, fusion and eval share the light `fusion` image.
@@ -175,7 +177,8 @@ def _option_env(options: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
 
 def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
                 waits_for: tuple[DoneWait, ...] = ()) -> list[JobSpec]:
-    """The JobSpecs of one stage: one per model for finetune/infer, one for fuse/eval.
+    """The JobSpecs of one stage: one per model for finetune/infer/eval (model "" = the fused masks for eval),
+    one for fuse.
 
     `default_gpus` says whether a model that benefits from a GPU gets one when `req.gpus` is None
     (True on Kubernetes, False on the local backend).
@@ -191,7 +194,7 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
         raise BadInputError(f"--gpus must be 0 or more (got {req.gpus})")
     if req.retries < 0:
         raise BadInputError(f"--retries must be 0 or more (got {req.retries})")
-    models = req.models if req.stage in ("infer", "finetune") else ("",)
+    models = req.models if req.stage in ("infer", "finetune", "eval") else ("",)
     if not models:
         raise BadInputError(f"stage {req.stage}: name at least one model (--model/--models)")
     run_root = f"{_absolute(cfg.store).rstrip('/')}/runs/{run}"
@@ -201,10 +204,12 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
             check_model(model, req.stage)
         gpus = req.gpus
         if gpus is None:
-            gpus = 1 if default_gpus and model and model not in CPU_ONLY_MODELS else 0
-        shards = 1 if req.stage == "finetune" else req.shards
-        env = [("STSEG_STAGE", req.stage), ("STSEG_RUN_ROOT", run_root), ("STSEG_DATA_ROOT", _absolute(cfg.data_root)),
-               ("STSEG_MODEL", model), ("STSEG_NUM_SHARDS", str(shards))]
+            gpus = 1 if default_gpus and req.stage in ("infer", "finetune") and model not in CPU_ONLY_MODELS else 0
+        shards = req.shards if req.stage == "infer" else 1
+        # eval scores against the ground truth; every other stage reads the input split
+        data_root = _absolute(cfg.ground_truth_root() if req.stage == "eval" else cfg.data_root)
+        env = [("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)), ("STSEG_RUN_ROOT", run_root),
+               ("STSEG_DATA_ROOT", data_root), ("STSEG_MODEL", model), ("STSEG_NUM_SHARDS", str(shards))]
         if cfg.pushgateway:
             env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
         if cfg.s3_endpoint:
@@ -246,19 +251,26 @@ def fuse_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, default_g
                                     waits_for=waits), req.models)
 
 
-def eval_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool) -> list[JobSpec]:
-    """The eval job (one index); it waits for the fuse marker."""
-    for m in req.models:
-        check_model(m)
-    waits = (DoneWait(output_prefix("fuse", ""), 1),)
-    return _with_models(build_specs(cfg, run, replace(req, stage="eval", shards=1), default_gpus=default_gpus,
-                                    waits_for=waits), req.models)
+def eval_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, fused: bool = True,
+               default_gpus: bool) -> list[JobSpec]:
+    """J&F jobs (one index each): one per model in `req.models`, waiting for that model's infer markers, and,
+    with `fused`, one for the fused masks, waiting for the fuse marker."""
+    specs = []
+    for model in req.models:
+        specs += build_specs(cfg, run, replace(req, stage="eval", models=(model,)), default_gpus=default_gpus,
+                             waits_for=(DoneWait(output_prefix("infer", model), infer_shards),))
+    if fused:
+        specs += build_specs(cfg, run, replace(req, stage="eval", models=("",)), default_gpus=default_gpus,
+                             waits_for=(DoneWait(output_prefix("fuse", ""), 1),))
+    if not specs:
+        raise BadInputError("eval: name models to score (--models) or keep --fused")
+    return specs
 
 
 def pipeline_specs(cfg, run: str, infer: StageRequest, *, default_gpus: bool) -> list[JobSpec]:
-    """infer (every model) → fuse (waits for every infer marker) → eval (waits for the fuse marker)."""
+    """infer (every model) → fuse (waits for every infer marker) → eval of each model and of the fusion."""
     infer_specs = build_specs(cfg, run, infer, default_gpus=default_gpus)
     downstream = replace(infer, parallelism=None, gpus=None if infer.gpus is None else 0)
     fuse = fuse_specs(cfg, run, downstream, infer_shards=infer.shards, default_gpus=default_gpus)
-    evals = eval_specs(cfg, run, downstream, default_gpus=default_gpus)
+    evals = eval_specs(cfg, run, downstream, infer_shards=infer.shards, default_gpus=default_gpus)
     return [*infer_specs, *fuse, *evals]

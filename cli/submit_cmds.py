@@ -20,6 +20,7 @@ _CONFIG_FLAGS = [
                  help="Settings file (default: $STSEG_CONFIG or ./stseg.yaml)."),
     click.option("--store", default=None, help="Store root URI; runs live under <store>/runs/<run>/."),
     click.option("--data-root", default=None, help="MOSE-layout split the stages read (URI)."),
+    click.option("--gt-root", default=None, help="Ground truth of the split for eval (default: <data-root>_gt)."),
     click.option("--namespace", default=None, help="Kubernetes namespace."),
     click.option("--kube-context", default=None, help="kubeconfig context (default: the current one)."),
     click.option("--workers", type=int, default=None, help="Local backend: parallel shard processes (default: cores)."),
@@ -258,14 +259,21 @@ def fuse(models: str, infer_shards: int | None, **kw) -> None:
 
 
 @submit.command("eval")
-@click.option("--models", default=",".join(_ALL_MODELS), show_default=True, help="Models scored beside the fusion.")
+@click.option("--models", default=",".join(_ALL_MODELS), show_default=True,
+              help="Models scored beside the fusion ('' for none).")
+@click.option("--fused/--no-fused", default=True, show_default=True, help="Also score the fused masks.")
+@click.option("--infer-shards", type=int, default=None, help="Infer shards to wait for (default: the run's plan).")
 @_common
-def eval_(models: str, **kw) -> None:
-    """J&F of every model and of the fusion; starts once the fuse marker exists."""
+def eval_(models: str, fused: bool, infer_shards: int | None, **kw) -> None:
+    """J&F (DAVIS toolkit rules) of each model and of the fusion against --gt-root, written to eval/<name>/;
+    each job starts once its predictions are done."""
     from stseg_cli.spec import eval_specs
 
-    req = _request(kw, "eval", _models(models, _ALL_MODELS), 1, gpus=0)
-    _submit(kw, lambda cfg, run, k8s: eval_specs(cfg, run, req, default_gpus=k8s))
+    names = _models(models, ())
+    req = _request(kw, "eval", names, 1, gpus=0)
+    _submit(kw, lambda cfg, run, k8s: eval_specs(
+        cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards) if names else 1, fused=fused,
+        default_gpus=k8s))
 
 
 @submit.command()

@@ -265,7 +265,7 @@ class Supervisor:
                 reason = f"killed by signal {-code}"
             elif code:
                 reason = f"exit {code}: {_last_line(self.files.log(spec, k))}"
-            elif not self._done(spec, k):
+            elif spec.output_prefix and not self._done(spec, k):
                 reason, code = f"exited 0 without writing its done marker {done_key(spec.output_prefix, k)}", 3
             retry = code != 0 and code != BAD_INPUT_EXIT and not timed_out and attempts[key] <= spec.retries
             _write_json(self.files.result(spec, k), {"exit_code": code, "attempts": attempts[key], "reason": reason,

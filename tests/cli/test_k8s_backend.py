@@ -83,7 +83,8 @@ def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> No
     specs = _pipeline(cfg)
     backend.submit(specs)
     jobs = emulator.jobs()
-    assert sorted(jobs) == ["stseg-r1-eval", "stseg-r1-fuse", "stseg-r1-infer-flowprop", "stseg-r1-infer-sam2"]
+    assert sorted(jobs) == ["stseg-r1-eval", "stseg-r1-eval-flowprop", "stseg-r1-eval-sam2", "stseg-r1-fuse",
+                            "stseg-r1-infer-flowprop", "stseg-r1-infer-sam2"]
     # the server holds exactly what --dry-run prints
     assert [jobs[s.name] for s in specs] == backend.render(specs)
     sam2 = jobs["stseg-r1-infer-sam2"]
@@ -123,9 +124,15 @@ def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> No
     fuse_init = jobs["stseg-r1-fuse"]["spec"]["template"]["spec"]["initContainers"][0]
     assert fuse_init["command"] == ["stseg", "wait-done", "s3://bucket/stseg/runs/r1", "pred/sam2:4",
                                     "pred/flowprop:4", "--timeout", "86400"]
-    eval_init = jobs["stseg-r1-eval"]["spec"]["template"]["spec"]["initContainers"][0]
-    assert eval_init["command"][3:4] == ["fused:1"]
-    assert len(emulator.requests("post")) == 4
+    eval_pod = jobs["stseg-r1-eval"]["spec"]["template"]["spec"]
+    assert eval_pod["initContainers"][0]["command"][3:4] == ["fused:1"]
+    eval_env = {e["name"]: e["value"] for e in eval_pod["containers"][0]["env"]}
+    assert (eval_env["STSEG_STAGE"], eval_env["STSEG_DATA_ROOT"]) == ("evaluate", "s3://bucket/mose/valid_gt")
+    assert eval_env["STSEG_MODEL"] == ""  # the fused masks
+    sam2_eval = jobs["stseg-r1-eval-sam2"]["spec"]["template"]["spec"]
+    assert sam2_eval["initContainers"][0]["command"][3:4] == ["pred/sam2:4"]
+    assert "nvidia.com/gpu" not in sam2_eval["containers"][0]["resources"]["limits"]
+    assert len(emulator.requests("post")) == 6
 
 
 def test_kueue_jobs_are_created_suspended_in_their_queue(emulator: Emulator, api) -> None:
@@ -185,10 +192,10 @@ def test_cancel_deletes_the_runs_jobs_with_their_pods(emulator: Emulator, api) -
     backend.submit(_pipeline(cfg, "r1"))
     backend.submit(_pipeline(cfg, "other"))
     assert backend.runs() == ["other", "r1"]
-    assert backend.cancel("r1") == 4
+    assert backend.cancel("r1") == 6
     assert sorted(emulator.jobs()) == sorted(s.name for s in _pipeline(cfg, "other"))
     deletes = emulator.requests("delete")
-    assert len(deletes) == 4
+    assert len(deletes) == 6
     assert all(r.params["propagationPolicy"] == "Foreground" for r in deletes)  # pods go with their Job
 
 

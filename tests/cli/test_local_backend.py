@@ -211,18 +211,19 @@ def _stseg(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_real_infer_and_fuse_through_the_cli(cli_env: Path) -> None:
+def test_real_pipeline_through_the_cli(cli_env: Path) -> None:
     from stseg_core.data.synth import SynthConfig, generate_split
 
     synth = SynthConfig(seed=1, height=64, width=96, min_frames=4, max_frames=6, max_objects=2, videos=4)
-    videos = generate_split(cli_env / "data", synth, "valid")
+    videos = generate_split(cli_env / "data", synth, "valid")  # also writes valid_gt/, the ground truth
     where = ["--store", str(cli_env / "store"), "--data-root", str(cli_env / "data/valid"), "--run", "real"]
-    result = _stseg("submit", "infer", "--models", "flowprop", "--shards", "2", "--workers", "2", *where)
+    result = _stseg("submit", "pipeline", "--models", "flowprop", "--shards", "2", "--workers", "2", *where)
     assert result.exit_code == 0, result.output
-    assert "stseg-real-infer-flowprop          infer     flowprop        2/2" in result.output
-    result = _stseg("submit", "fuse", "--models", "flowprop", *where,
-                    "--option", f"gt_root={cli_env / 'data/valid_gt'}")
-    assert result.exit_code == 0, result.output
+    for row in ("stseg-real-infer-flowprop          infer     flowprop        2/2",
+                "stseg-real-fuse                    fuse      -               1/1",
+                "stseg-real-eval-flowprop           eval      flowprop        1/1",
+                "stseg-real-eval                    eval      -               1/1"):
+        assert row in result.output
     run = open_store(cli_env / "store/runs/real")
     plan = run.read_json("plan.json")
     assert sorted(v for names in plan["videos"].values() for v in names) == sorted(videos)
@@ -231,13 +232,13 @@ def test_real_infer_and_fuse_through_the_cli(cli_env: Path) -> None:
     assert run.list("pred/flowprop/_done") == ["pred/flowprop/_done/0.json", "pred/flowprop/_done/1.json"]
     assert run.exists("fused/_done/0.json") and run.exists("recommend.json")
     single = run.read_json("eval/flowprop/results.json")["global"]["J&F-Mean"]
-    fused = run.read_json("eval/pgmr/results.json")["global"]["J&F-Mean"]
+    fused = run.read_json("eval/fused/results.json")["global"]["J&F-Mean"]
     assert single > 0.5 and fused == single  # one model: the fusion is that model's masks
     status = _stseg("status", "real")
-    assert "stseg-real-fuse" in status.output and "1/1" in status.output
-    log = _stseg("logs", "real", "--stage", "fuse").output
-    assert "stseg-fuse: 4 videos fused from 1 models; PGMR J&F " in log
-    assert float(log.split("PGMR J&F ")[1].split(";")[0]) > 50
+    assert "stseg-real-fuse" in status.output and "    shard " not in status.output  # no failed shard listed
+    assert "stseg-fuse: 4 videos fused from 1 models" in _stseg("logs", "real", "--stage", "fuse").output
+    log = _stseg("logs", "real", "--stage", "eval", "--model", "flowprop").output
+    assert "stseg-evaluate:" in log and "J&F" in log
 
 
 @pytest.mark.parametrize(("args", "line"), [
