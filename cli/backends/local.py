@@ -310,6 +310,10 @@ class LocalBackend(Backend):
         if pid:
             raise BackendError(f"run {run} is still running (supervisor pid {pid}); wait, or `stseg cancel {run}`")
         existing = {s.name: s for s in (files.load_specs() if files.specs_file.exists() else [])}
+        orphans = [p for s in existing.values() for k in range(s.shards) if (p := _pid_alive(files.pid(s, k)))]
+        if orphans:  # their supervisor died; starting the shards again would run them twice
+            raise BackendError(f"run {run} still has shard processes without a supervisor (pids "
+                               f"{', '.join(map(str, orphans[:5]))}); wait for them, or `stseg cancel {run}`")
         clash = sorted(set(existing) & {s.name for s in specs})
         if clash and not resume:
             raise BadInputError(f"run {run} already has {', '.join(clash)}; pass --resume to finish its "

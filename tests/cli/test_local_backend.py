@@ -129,6 +129,29 @@ def test_killed_worker_then_resume_finishes_without_double_markers(env) -> None:
     assert sorted(p.name for p in shard2.iterdir()) == ["00000.png", "00001.png", "00002.png"]
 
 
+def test_shards_orphaned_by_a_dead_supervisor_block_a_resume_until_cancelled(env) -> None:
+    cfg, stage = env
+    backend = LocalBackend(cfg, workers=1)
+    specs = _specs(cfg, stage, StageRequest("infer", models=("flowprop",), shards=2, options=(("slow_0", "60"),)))
+    backend.submit(specs, wait=False)
+    state = Path(cfg.state_dir) / "runs/r1"
+    deadline = time.time() + 20
+    while not (state / "stseg-r1-infer-flowprop/0.pid").exists():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(json.loads((state / "supervisor.pid").read_text())["pid"], signal.SIGKILL)
+    while (sup := json.loads((state / "supervisor.pid").read_text())["pid"]) and Path(f"/proc/{sup}/status").exists() \
+            and "zombie" not in Path(f"/proc/{sup}/status").read_text():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    job = LocalBackend(cfg).status("r1").jobs[0]
+    assert job.running == {0}  # the orphan still works, and a fresh CLI sees it
+    with pytest.raises(BackendError, match=r"run r1 still has shard processes without a supervisor \(pids \d+\)"):
+        backend.submit(specs, resume=True)
+    backend.cancel("r1")
+    assert LocalBackend(cfg).status("r1").jobs[0].failed == {0: "cancelled"}
+
+
 def test_pipeline_stage_starts_only_after_its_inputs(env) -> None:
     cfg, stage = env
     specs = [replace(s, command=("python", str(stage))) for s in
