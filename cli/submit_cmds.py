@@ -39,7 +39,10 @@ _SUBMIT_FLAGS = [
     click.option("--deadline", type=int, default=24 * 3600, show_default=True, help="Seconds before a job is stopped."),
     click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
                  help="Stage option, passed to the job as STSEG_<KEY> (repeatable)."),
-    click.option("--resume", is_flag=True, help="The run's jobs exist already: finish their missing shards."),
+    click.option("--resume", is_flag=True,
+                 help="Submit jobs the run already has: local reruns their unfinished shards; kubernetes creates "
+                      "only missing Jobs and replaces failed ones (done shards are no-ops). Without it such a "
+                      "submit is refused; new jobs always join an existing run."),
     click.option("--detach", is_flag=True, help="Local backend: return at once; the run goes on in the background."),
     click.option("--wait", is_flag=True, help="Kubernetes backend: wait for the jobs to finish."),
     click.option("--dry-run", is_flag=True, help="Print what would be created; create nothing."),
@@ -306,8 +309,9 @@ def _print_status(status) -> None:
     for j in status.jobs:
         state = "waiting" if j.waiting else ""
         eta = _fmt_s(None if j.finished else j.eta_s)
+        rate = f"{j.frames_per_s:.1f}" if j.frames else "-"  # Kubernetes status has no frame counts
         click.echo(f"{j.name:<34} {j.stage:<9} {j.model or '-':<9} {f'{len(j.done)}/{j.shards}':>9} "
-                   f"{len(j.running):>8} {len(j.failed):>7} {j.frames_per_s:>9.1f} {eta:>8} {state}".rstrip())
+                   f"{len(j.running):>8} {len(j.failed):>7} {rate:>9} {eta:>8} {state}".rstrip())
         for k, reason in sorted(j.failed.items()):
             click.echo(f"    shard {k}: {reason}")
 
