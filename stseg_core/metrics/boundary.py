@@ -38,7 +38,7 @@ def davis_radius(height: int, width: int, fraction: float = 0.008) -> int:
     return math.ceil(fraction * math.sqrt(height * height + width * width))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity hash: footprints are cached singletons
 class Footprint:
     """A structuring element as per-row intervals: row offset `dys[i]` covers columns `los[i]…his[i]`.
 
@@ -50,6 +50,17 @@ class Footprint:
     los: np.ndarray  # (R,) int64
     his: np.ndarray  # (R,) int64
     has_origin: bool  # (0, 0) is in the footprint: a point covers itself
+
+    def passes(self, stride: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Key offsets (lo, hi) of the footprint rows, split into the rows within 2 of the anchor and the rest."""
+        return _passes(self, stride)
+
+
+@lru_cache(maxsize=256)
+def _passes(fp: Footprint, stride: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    lo, hi = fp.dys * stride + fp.los, fp.dys * stride + fp.his
+    near = np.abs(fp.dys) <= 2
+    return tuple((lo[sel], hi[sel]) for sel in (near, ~near) if sel.any())
 
 
 @lru_cache(maxsize=256)
@@ -75,11 +86,14 @@ def disk_footprint(radius: float) -> Footprint:
     return Footprint(np.asarray(dys, np.int64), np.asarray(los, np.int64), np.asarray(his, np.int64), has_origin)
 
 
-def boundary_points(mask: np.ndarray, stride: int) -> np.ndarray:
+def boundary_points(mask: np.ndarray, stride: int, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Sorted keys of the `seg2bmap` boundary pixels of a bool mask (empty array for an empty mask).
 
-    Only the bounding box of the mask, grown by one pixel up and left, can hold boundary pixels, so the
-    work is done on that crop.
+    `mask` may be a crop of the frame at `origin` (row, column), as long as the crop holds the object with
+    a one-pixel margin of background wherever it does not reach the frame's edge: then its last row and
+    column are either the frame's or background, and the border rule gives the frame's answer. Only the
+    bounding box of the mask, grown by one pixel up and left, can hold boundary pixels, so the work is
+    done on that crop.
     """
     import cv2
 
@@ -95,11 +109,15 @@ def boundary_points(mask: np.ndarray, stride: int) -> np.ndarray:
     a = sub[:-1, :-1]
     b = (a != sub[:-1, 1:]) | (a != sub[1:, :-1]) | (a != sub[1:, 1:])
     ys, xs = np.nonzero(b)
-    return (ys.astype(np.int64) + r0) * stride + (xs.astype(np.int64) + c0)
+    return (ys.astype(np.int64) + (r0 + origin[0])) * stride + (xs.astype(np.int64) + (c0 + origin[1]))
 
 
 def count_covered(queries: np.ndarray, points: np.ndarray, footprint: Footprint, stride: int) -> int:
-    """How many `queries` lie in `points` dilated by `footprint` (all sorted key arrays)."""
+    """How many `queries` lie in `points` dilated by `footprint` (all sorted key arrays).
+
+    The footprint rows nearest the anchor are tried first: most queries are covered there, and only the
+    rest pay for the outer rows.
+    """
     if queries.size == 0 or points.size == 0:
         return 0
     padded = np.append(points, _FAR)
@@ -107,12 +125,13 @@ def count_covered(queries: np.ndarray, points: np.ndarray, footprint: Footprint,
     if footprint.has_origin:  # a query that is itself a point is covered: skip its search
         same = padded[np.searchsorted(padded, queries)] == queries
         rest, covered = queries[~same], int(np.count_nonzero(same))
-    if rest.size:
-        shift = footprint.dys * stride
-        lo = rest[:, None] + (shift + footprint.los)[None, :]
-        hi = rest[:, None] + (shift + footprint.his)[None, :]
-        first = padded[np.searchsorted(padded, lo.ravel())].reshape(lo.shape)
-        covered += int(np.count_nonzero((first <= hi).any(axis=1)))
+    for lo, hi in footprint.passes(stride):
+        if not rest.size:
+            break
+        first = padded[np.searchsorted(padded, (rest[:, None] + lo[None, :]).ravel())].reshape(rest.size, lo.size)
+        hit = (first <= rest[:, None] + hi[None, :]).any(axis=1)
+        covered += int(np.count_nonzero(hit))
+        rest = rest[~hit]
     return covered
 
 

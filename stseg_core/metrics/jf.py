@@ -134,6 +134,9 @@ class VideoAccumulator:
         stride = key_stride(height, width)
         diag = math.sqrt(height * height + width * width)  # as np.linalg.norm(shape)
         davis_fp = disk_footprint(davis_radius(height, width))
+        # Work inside the bounding box of every labelled pixel of both maps, with a one-pixel margin: all
+        # areas and boundaries lie there (see `boundary_points`).
+        origin, gt, pred = _crop_to_labels(gt, pred)
         predicted = 0
         for k in self.object_ids:
             g = gt == k
@@ -151,8 +154,8 @@ class VideoAccumulator:
                     out["Fdot"].append(1.0)
                     out["gt_empty"].append(float(n_g == 0))
                 continue
-            pb = boundary_points(p, stride) if n_p else np.empty(0, np.int64)
-            gb = boundary_points(g, stride) if n_g else np.empty(0, np.int64)
+            pb = boundary_points(p, stride, origin) if n_p else np.empty(0, np.int64)
+            gb = boundary_points(g, stride, origin) if n_g else np.empty(0, np.int64)
             if self.metric == "davis":
                 out["J"].append(inter / union)
                 out["F"].append(f_measure(pb, gb, davis_fp, stride))
@@ -201,6 +204,21 @@ class VideoAccumulator:
         return VideoResult(self.video, self.metric, tuple(self._frames), self._size, tuple(objects))
 
 
+def _crop_to_labels(gt: np.ndarray, pred: np.ndarray) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
+    """(row, column) origin and views of both maps cropped to their labelled pixels plus a 1-pixel margin."""
+    import cv2
+
+    boxes = [b for b in (cv2.boundingRect(gt), cv2.boundingRect(pred)) if b[2]]
+    if not boxes:
+        return (0, 0), gt[:0, :0], pred[:0, :0]
+    height, width = gt.shape
+    y0 = max(min(b[1] for b in boxes) - 1, 0)
+    x0 = max(min(b[0] for b in boxes) - 1, 0)
+    y1 = min(max(b[1] + b[3] for b in boxes) + 1, height)
+    x1 = min(max(b[0] + b[2] for b in boxes) + 1, width)
+    return (y0, x0), gt[y0:y1, x0:x1], pred[y0:y1, x0:x1]
+
+
 @dataclass(frozen=True)
 class VideoTask:
     """What one worker needs to score one video: store roots as URIs (stores are opened in the worker).
@@ -223,7 +241,7 @@ def score_video(task: VideoTask) -> VideoResult:
 
     Picklable (a plain function of a frozen dataclass), so a process pool can map it over videos.
     """
-    from stseg_core.data.labels import read_label_png
+    from stseg_core.metrics.decode import read_label_png_fast as read_label_png
 
     gt_store, pred_store = _store(task.gt_root), _store(task.pred_root)
     if len(task.stems) < 3:
