@@ -9,8 +9,9 @@
    - `warp+anchors`: the shipped `ForegroundSplitter` (DIS flow through the cached colour-wheel images,
      as `tmo` itself reads it; pixel colour as the anchor feature, standing in for trained decoder features);
    - `nearest-first`: the naive reference, each foreground pixel takes the id of the nearest first-frame pixel.
-   The gap shows what flow warping and anchors add; the true-foreground J&F is an upper bound on what a
-   perfect TMO network would reach with this step.
+   The gap shows what flow warping and anchors add (it grows with video length: objects drift away from
+   where they started); the true-foreground J&F is an upper bound on what a perfect TMO network would
+   reach with this step.
 2. speed: frames per second and peak RSS (fresh child process per row, ru_maxrss) of the whole `tmo` model
    (random weights, DIS flow) against `flowprop` on the same 240×427 video.
 """
@@ -94,7 +95,8 @@ def child(model: str, options: dict, frames: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=4, help="synthetic videos for the ids-step comparison")
-    ap.add_argument("--frames", type=int, default=30, help="frames per synthetic video")
+    ap.add_argument("--frames", type=int, default=60, help="frames per synthetic video (ids step)")
+    ap.add_argument("--speed-frames", type=int, default=30, help="frames of the timed video")
     ap.add_argument("--big", action="store_true", help="also time ResNet-50@256 and ResNet-101@384 (slow)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -116,11 +118,11 @@ def main() -> None:
     if args.big:
         rows += [("tmo", {"backbone": "resnet50", "size": 256, "device": "cpu"}, ""),
                  ("tmo", {"backbone": "resnet101", "size": 384, "device": "cpu"}, "paper")]
-    print(f"CPU speed, one 240×427 video of {args.frames} frames ({os.cpu_count()} cores visible)")
+    print(f"CPU speed, one 240×427 video of {args.speed_frames} frames ({os.cpu_count()} cores visible)")
     print(f"{'model':<10}{'options':<58}{'fps':>7}{'peak RSS MiB':>14}{'fps vs flowprop':>17}")
     ref = None
     for model, options, note in rows:
-        r = child(model, options, args.frames)
+        r = child(model, options, args.speed_frames)
         ref = ref or r["fps"]
         opts = ",".join(f"{k}={v}" for k, v in options.items() if k != "device") or "-"
         print(f"{model:<10}{opts:<58}{r['fps']:>7.2f}{r['rss_mib']:>14.0f}{r['fps'] / ref:>17.2f}  {note}")
