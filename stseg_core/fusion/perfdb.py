@@ -117,6 +117,9 @@ def render(db: PerfDB) -> str:
     if sel:
         lines.append(f"recommender: {sel.get('method')} (leave-one-out mean J&F of the chosen output per method: "
                      + ", ".join(f"{m} {v:.2f}" for m, v in sel.get('loo_jf', {}).items()) + ")")
+    if "trust_power" in sel:
+        lines.append(f"trust sharpening γ = {sel['trust_power']:g} (mean fused J&F per γ, leave-one-out trust: "
+                     + ", ".join(f"γ={g} {v:.2f}" for g, v in sel.get("fused_jf_by_trust_power", {}).items()) + ")")
     lines.append("")
     cols = [*db.candidates]
     head = f"{'video':<24}{'objs':>5}{'edges':>7}{'motion':>8}{'disagr':>8}  " + "".join(f"{c[:12]:>13}" for c in cols)

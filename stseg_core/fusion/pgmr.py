@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stseg_core.errors import BadInputError
 from stseg_core.fusion.baselines import METHODS as BASELINES
 from stseg_core.fusion.baselines import bbox_fuse_video
 from stseg_core.fusion.consistency import model_agreement
@@ -57,8 +58,6 @@ def process_video(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
     if recommender is not None:
         unknown = [m for m in names if m not in recommender.db.models]
         if unknown:
-            from stseg_core.errors import BadInputError
-
             raise BadInputError(f"performance database has no history for model(s) {', '.join(unknown)} "
                                 f"(it knows {', '.join(recommender.db.models)})")
         by_name = recommender.trust(features)

@@ -26,6 +26,9 @@ from stseg_core.fusion.features import VideoFeatures
 from stseg_core.fusion.perfdb import FUSED, PerfDB, VideoRecord
 
 METHODS = ("knn", "knn+agreement", "ridge")
+TRUST_POWERS = (1.0, 2.0, 4.0, 8.0)
+"""Candidate sharpenings of historical trust (τ = (J&F/100)^γ): a larger γ lets one strong model outvote
+several weaker ones whose errors are alike. The database builder keeps the γ with the best fused J&F."""
 DEFAULT_K = 5
 
 
@@ -60,6 +63,7 @@ class Recommender:
         if method not in METHODS:
             raise BadInputError(f"unknown recommender method {method!r}; known: {', '.join(METHODS)}")
         self.db, self.method, self.k = db, method, max(1, min(k, len(db.records)))
+        self.power = float(db.selection.get("trust_power", 1.0))
         self._x = np.stack([r.features.vector() for r in db.records])
         self._mean = self._x.mean(axis=0)
         self._std = np.where(self._x.std(axis=0) > 1e-9, self._x.std(axis=0), 1.0)
@@ -82,9 +86,10 @@ class Recommender:
         return idx, w / w.sum()
 
     def trust(self, features: VideoFeatures) -> dict[str, float]:
-        """Each model's expected J&F / 100 on videos like this one: the fusion's historical weights."""
+        """The fusion's historical weights: each model's expected J&F / 100 on videos like this one, raised to
+        the database's `trust_power` (chosen when the database was built; 1 when absent)."""
         idx, w = self.neighbours(features)
-        return {m: float(np.dot(w, self._jf[m][idx]) / 100.0) for m in self.db.models}
+        return {m: float(np.dot(w, self._jf[m][idx]) / 100.0) ** self.power for m in self.db.models}
 
     # -- fitting ---------------------------------------------------------------------------------
     def _fit_beta(self) -> float:
@@ -171,9 +176,9 @@ def select_method(db: PerfDB, k: int = DEFAULT_K) -> dict:
     return {"method": method, "k": k, "loo_jf": {**scores, **fixed}}
 
 
-def with_selection(db: PerfDB, k: int = DEFAULT_K) -> PerfDB:
-    """The database with its recommender comparison filled in."""
-    return replace(db, selection=select_method(db, k))
+def with_selection(db: PerfDB, k: int = DEFAULT_K, **extra) -> PerfDB:
+    """The database with its recommender comparison (and any `extra` selection entries) filled in."""
+    return replace(db, selection={**select_method(db, k), **extra})
 
 
 def record(video: str, features: VideoFeatures, jf: dict[str, float], agreement: dict[str, float]) -> VideoRecord:

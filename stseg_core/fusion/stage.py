@@ -28,7 +28,7 @@ from stseg_core.fusion.consistency import model_agreement
 from stseg_core.fusion.features import video_features
 from stseg_core.fusion.perfdb import FUSED, PerfDB, load_perfdb, save_perfdb
 from stseg_core.fusion.pgmr import PGMR, VideoOutcome, process_video
-from stseg_core.fusion.recommend import DEFAULT_K, Recommender, record, with_selection
+from stseg_core.fusion.recommend import DEFAULT_K, TRUST_POWERS, Recommender, record, with_selection
 from stseg_core.fusion.video import ModelVideo, from_labels
 from stseg_core.fusion.vote import fuse_video
 from stseg_core.plan import ShardPlan
@@ -302,8 +302,9 @@ def format_table(report: FuseReport) -> str:
 def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence[str], out_uri: str,
                    k: int = DEFAULT_K, wait_s: float = 0.0) -> tuple[PerfDB, str]:
     """Score every model on a split with ground truth, fuse each video with trust learned from the *other*
-    videos (leave-one-out, so the database never grades a pseudo-label on its own history), pick the
-    recommender by leave-one-out, and save the next database version under `out_uri`. → (db, version URI)."""
+    videos (leave-one-out, so the database never grades a pseudo-label on its own history) for each trust
+    sharpening γ in TRUST_POWERS, keep the γ with the best mean fused J&F, pick the recommender by
+    leave-one-out, and save the next database version under `out_uri`. → (db, version URI)."""
     run_store = open_store(run_root)
     models = tuple(dict.fromkeys(models))
     plan = wait_until_ready(run_store, models, wait_s)
@@ -322,21 +323,27 @@ def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence
     if not first_pass:
         raise MissingArtifactError(f"{run_store.uri('plan.json')}: the plan lists no videos")
     provisional = PerfDB(models, tuple(first_pass))
-    records = []
+    fused_jf: dict[float, list[float]] = {g: [] for g in TRUST_POWERS}
+    agreements: dict[float, list[dict[str, float]]] = {g: [] for g in TRUST_POWERS}
     for i, rec in enumerate(first_pass):
         info = data.video(rec.video)
         outputs = [load_model_video(run_store, m, info) for m in models]
+        truth = _ground_truth(gt, info)
         if len(first_pass) > 1:
             others = replace(provisional, records=provisional.records[:i] + provisional.records[i + 1:])
-            trust_by = Recommender(others, k=k, method="knn").trust(rec.features)
-            trust = [trust_by[m] for m in models]
+            expected = Recommender(others, k=k, method="knn").trust(rec.features)
         else:
-            trust = None
-        fused = fuse_video(outputs, info.object_ids, trust, rec.video)
-        truth = _ground_truth(gt, info)
-        agreement = {o.model: model_agreement(o.labels, fused.labels, info.object_ids) for o in outputs}
-        jf = {**rec.jf, FUSED: _jf(_score(rec.video, truth, fused.labels, info.frames))}
-        records.append(record(rec.video, rec.features, jf, agreement))
-    db = with_selection(PerfDB(models, tuple(records), source=str(data_root)), k=k)
+            expected = dict.fromkeys(models, 1.0)
+        for power in TRUST_POWERS:
+            fused = fuse_video(outputs, info.object_ids, [expected[m] ** power for m in models], rec.video)
+            fused_jf[power].append(_jf(_score(rec.video, truth, fused.labels, info.frames)))
+            agreements[power].append({o.model: model_agreement(o.labels, fused.labels, info.object_ids)
+                                      for o in outputs})
+    means = {g: float(np.mean(v)) for g, v in fused_jf.items()}
+    power = max(TRUST_POWERS, key=lambda g: (round(means[g], 6), -g))
+    records = [record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
+               for i, rec in enumerate(first_pass)]
+    db = with_selection(PerfDB(models, tuple(records), source=str(data_root)), k=k, trust_power=power,
+                        fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()})
     uri = save_perfdb(open_store(out_uri), db, prefix="")
     return load_perfdb(uri), uri

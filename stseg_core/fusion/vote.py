@@ -1,7 +1,9 @@
 """Confidence-weighted voting: the pseudo-label of several models' masks, with a fixed conflict-resolution rule.
 
-Weights. Model m's *trust* τ_m is its historical performance (its J&F from the performance database,
-0…1; uniform when there is no database). In frame t its vote for object k weighs
+Weights. Model m's *trust* τ_m is its historical performance: its expected J&F (0…1) on similar videos
+of the performance database, raised to the database's sharpening power γ (see
+`stseg_core.fusion.recommend.TRUST_POWERS`); uniform when there is no database. In frame t its vote for
+object k weighs
     w[m, k+1] = τ_m · s[m, t, k]          (s = the model's own per-frame confidence for the object)
 and its vote for background weighs
     w[m, 0]   = τ_m · mean_k s[m, t, k]   (its overall confidence in that frame),

@@ -79,6 +79,10 @@ def test_recommendation_follows_the_database():
     rec = Recommender(two_kinds_db("b"), k=3, method="knn").recommend("q", feats(0.06, 0.31), {"a": 0.8, "b": 0.8})
     assert rec.choice == "a" and rec.neighbours == ["dynamic1", "dynamic0", "dynamic2"]  # equal distances: by name
     assert "a predicted" in rec.reason and rec.trust["a"] > rec.trust["b"]
+    # the database's trust sharpening γ raises the expected J&F / 100 to that power
+    sharp = replace(two_kinds_db("b"), selection={"trust_power": 2.0})
+    plain = Recommender(two_kinds_db("b"), k=3).trust(feats(0.06, 0.31))
+    assert Recommender(sharp, k=3).trust(feats(0.06, 0.31)) == pytest.approx({m: v ** 2 for m, v in plain.items()})
 
 
 def test_fused_wins_when_the_database_says_so_and_ties_prefer_it():

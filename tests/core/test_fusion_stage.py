@@ -50,6 +50,10 @@ def test_database_built_from_ground_truth(bench):
         assert set(rec.jf) == {*models, FUSED} and all(0 <= v <= 100 for v in rec.jf.values())
         assert rec.features.num_objects >= 2 and set(rec.features.vanish) == set(models)
     assert db.selection["method"] in ("knn", "knn+agreement", "ridge")
+    by_power = db.selection["fused_jf_by_trust_power"]
+    assert set(by_power) == {"1", "2", "4", "8"} and by_power[f"{db.selection['trust_power']:g}"] == max(
+        by_power.values())
+    assert np.mean([r.jf[FUSED] for r in db.records]) == pytest.approx(max(by_power.values()), abs=1e-3)
     assert load_perfdb(str(root / "perfdb")).records == db.records
 
 
