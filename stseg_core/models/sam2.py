@@ -3,7 +3,7 @@
 Notation: T frames of H×W RGB; K objects; S = the model's square input size (`size`, a multiple of 32,
 1024 upstream); the predictor's mask logits come back as K×1×H×W float32 at video resolution.
 
-How a video runs (upstream `init_state` would decode every frame at S×S up front — T·3·S²·4 bytes, 3 GiB
+How a video runs (upstream `init_state` would decode every frame at S×S up front — T·3·S²·4 bytes, 6 GiB
 for 500 frames at 1024 — so the inference state is built here instead, over `_LazyFrames`):
 1. every object id gets `add_new_mask` on frame 0 with its first-frame mask;
 2. `propagate_in_video` runs forward; each frame is decoded from `VideoInput.frames()` only when the
@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -277,33 +278,67 @@ class Sam2Model(VOSModel):
                 del out["non_cond_frame_outputs"][f]
 
 
-_OPTIONS = ("checkpoint", "config", "size", "device", "offload_video_to_cpu", "offload_state_to_cpu",
-            "mask_threshold", "probs", "bf16", "postprocess")
+@dataclass(frozen=True)
+class Sam2Config:
+    """The `sam2` options (registry overrides, `stseg infer --set k=v`, `STSEG_MODEL_OPTIONS`).
+
+    checkpoint (required): URI of a `{"model": state_dict}` file (upstream release or our finetune stage),
+    path / file:// / s3://. config: t | s | b+ | l. size: square input side, a multiple of 32. device:
+    auto | cuda | cpu. offload_video_to_cpu / offload_state_to_cpu: upstream's long-video switches (GPU
+    memory). mask_threshold: a pixel is background where every object's logit is at most this. probs: also
+    return per-object probabilities. bf16: autocast on CUDA. postprocess: upstream hole filling (None: only
+    when the sam2 CUDA extension is installed).
+    """
+
+    checkpoint: str | None = None
+    config: str = "t"
+    size: int = 1024
+    device: str | None = None
+    offload_video_to_cpu: bool = True
+    offload_state_to_cpu: bool = False
+    mask_threshold: float = 0.0
+    probs: bool = False
+    bf16: bool = True
+    postprocess: bool | None = None
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> Sam2Config:
+        """Typed options from overrides that may be strings (CLI, environment)."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise BadInputError(f"sam2: unknown option(s) {', '.join(unknown)} (known: {', '.join(names)})")
+        return cls(**{f.name: _coerce(f.name, overrides[f.name], str(f.type))
+                      for f in fields(cls) if f.name in overrides})
+
+
+def _coerce(name: str, value: Any, annotation: str) -> Any:
+    """`value` (maybe a string) as the option's type; "none"/"" → None where the option allows None."""
+    if isinstance(value, str) and "None" in annotation and value.strip().lower() in ("", "none", "null"):
+        return None
+    kind = annotation.split("|")[0].strip()
+    if kind == "bool":
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise BadInputError(f"sam2 option {name}={value!r} is not a boolean")
+    try:
+        return {"int": int, "float": float, "str": str}[kind](value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"sam2 option {name}={value!r} is not of type {kind}") from None
 
 
 def build(**overrides) -> Sam2Model:
-    """Build `sam2` from keyword overrides.
-
-    checkpoint (required): URI of a `{"model": state_dict}` file (upstream release or our finetune stage),
-    path / file:// / s3://. config: t | s | b+ | l (default t). size: input side, multiple of 32 (default
-    1024). device: auto | cuda | cpu. offload_video_to_cpu (default True), offload_state_to_cpu (default
-    False): upstream's long-video switches. mask_threshold: logit below which a pixel is background
-    (default 0). probs: also return per-object probabilities. bf16: autocast on CUDA (default True).
-    postprocess: upstream hole filling (default: only when the sam2 CUDA extension is installed).
-    """
-    unknown = sorted(set(overrides) - set(_OPTIONS))
-    if unknown:
-        raise BadInputError(f"sam2: unknown option(s) {', '.join(unknown)} (known: {', '.join(_OPTIONS)})")
-    checkpoint = overrides.get("checkpoint")
-    if not checkpoint:
+    """Registry builder: overrides are `Sam2Config` fields; the checkpoint is loaded strictly."""
+    cfg = Sam2Config.from_overrides(overrides)
+    if not cfg.checkpoint:
         raise BadInputError("sam2: no checkpoint given (checkpoint=<path, file:// or s3:// URI>)")
-    config = str(overrides.get("config", "t"))
-    device = pick_device(overrides.get("device"))
-    predictor = build_predictor(config, int(overrides.get("size", 1024)), "cpu", overrides.get("postprocess"))
-    load_checkpoint(predictor, str(checkpoint), model=f"sam2 {Path(config_path(config)).stem}")
+    device = pick_device(cfg.device)
+    predictor = build_predictor(cfg.config, cfg.size, "cpu", cfg.postprocess)
+    load_checkpoint(predictor, cfg.checkpoint, model=f"sam2 {Path(config_path(cfg.config)).stem}")
     predictor.to(device)
-    return Sam2Model(predictor, device=device,
-                     offload_video_to_cpu=bool(overrides.get("offload_video_to_cpu", True)),
-                     offload_state_to_cpu=bool(overrides.get("offload_state_to_cpu", False)),
-                     mask_threshold=float(overrides.get("mask_threshold", 0.0)),
-                     probs=bool(overrides.get("probs", False)), bf16=bool(overrides.get("bf16", True)))
+    return Sam2Model(predictor, device=device, offload_video_to_cpu=cfg.offload_video_to_cpu,
+                     offload_state_to_cpu=cfg.offload_state_to_cpu, mask_threshold=cfg.mask_threshold,
+                     probs=cfg.probs, bf16=cfg.bf16)

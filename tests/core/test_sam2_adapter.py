@@ -113,7 +113,10 @@ def test_adapter_loads_the_checkpoint_from_s3_through_the_registry(short, s3_sto
     ckpt, folder, labels, logits, _obj = short
     monkeypatch.setenv("STSEG_CACHE", str(tmp_path / "cache"))
     s3_store.write_bytes("checkpoints/sam2/r1/epoch_0.pt", ckpt.read_bytes())
-    model = build_model("sam2", checkpoint=f"s3://{s3_bucket}/prefix/checkpoints/sam2/r1/epoch_0.pt", size=SIZE)
+    # Options as the CLI and the job environment pass them: strings.
+    model = build_model("sam2", checkpoint=f"s3://{s3_bucket}/prefix/checkpoints/sam2/r1/epoch_0.pt",
+                        size=str(SIZE), probs="false", device="auto")
+    assert model.default_size == SIZE and model.probs is False
     got = list(model.segment(_video(folder, labels)))
     assert all(np.array_equal(r.labels, _expected_labels(logits[int(r.stem)])) for r in got[1:])
     assert got[1].probs is None
@@ -168,6 +171,8 @@ def test_checkpoint_of_another_model_is_a_one_line_bad_input(short, tmp_path):
     ({"checkpoint": "x.pt", "size": 100}, "sam2 size 100: must be a positive multiple of 32"),
     ({"checkpoint": "x.pt", "imgsize": 256}, "sam2: unknown option(s) imgsize (known: checkpoint, config, size, "
      "device, offload_video_to_cpu, offload_state_to_cpu, mask_threshold, probs, bf16, postprocess)"),
+    ({"checkpoint": "x.pt", "size": "big"}, "sam2 option size='big' is not of type int"),
+    ({"checkpoint": "x.pt", "probs": "maybe"}, "sam2 option probs='maybe' is not a boolean"),
 ])
 def test_bad_options_are_one_line_errors(overrides, message):
     with pytest.raises(BadInputError) as err:
