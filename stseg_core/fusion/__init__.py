@@ -1,1 +1,8 @@
-"""PGMR: pseudo-label fusion of several models' masks and per-video model recommendation."""
+"""PGMR: pseudo-label fusion of several models' masks and per-video model recommendation.
+
+`video` (one model's output as arrays, fusability checks) → `consistency` (agreement / conflict regions,
+per-model agreement) → `vote` (trust × confidence weighted vote, conflict rules) and `baselines`
+(bbox-average, bbox-max); `features` + `perfdb` (versioned performance database) → `recommend` (which
+output to keep per video); `pgmr` runs all of it on one video; `stage` is the `fuse` stage and the
+database builder.
+"""

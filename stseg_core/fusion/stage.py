@@ -234,7 +234,7 @@ def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
             metrics.frames(info.num_frames)
             metrics.video_done()
     commit_shard(run_store, FUSED_PREFIX, 0, keys, meta={"models": list(models), "database": _db_name(db)})
-    run_store.write_json(RECOMMEND, {"models": list(models), "database": _db_name(db),
+    run_store.write_json(RECOMMEND, {"models": list(models), "database": _db_name(db), "database_uri": cfg.db_uri,
                                      "recommender": recommender.method if recommender else "none",
                                      "fallbacks": fallbacks, "videos": per_video})
     table = _write_eval(run_store, results, cfg, db, metrics) if gt else {}
@@ -243,6 +243,7 @@ def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
 
 
 def _db_name(db: PerfDB | None) -> str:
+    """Which database (its source split and version) a run used; empty without one."""
     return f"{db.source} v{db.version}" if db is not None else ""
 
 
@@ -280,7 +281,7 @@ def _write_eval(run_store: Store, results: dict[str, list], cfg: FuseConfig, db:
             for metric, value in (("J&F-Mean", row["J&F"]), ("J-Mean", row["J"]), ("F-Mean", row["F"])):
                 metrics.set("stseg_eval_jf", value, method=method, metric=metric)
     run_store.write_json(TABLE, {"split": split, "gt_root": cfg.gt_root, "database": _db_name(db),
-                                 "table": table})
+                                 "database_uri": cfg.db_uri, "table": table})
     return table
 
 
