@@ -283,38 +283,49 @@ class FlowCache:
         self.store.write_bytes(self.key(video, stem), encode_flow_png(image, max_flow))
 
 
-def video_flow_images(video: VideoInput, estimator: FlowEstimator | None,
-                      cache: FlowCache | None = None) -> Iterator[tuple[str, np.ndarray, float]]:
-    """Yield (stem, flow image, max_flow) for every frame, from the cache or computed (and then cached).
+def frames_with_flow(video: VideoInput, estimator: FlowEstimator | None, cache: FlowCache | None = None
+                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray, float]]:
+    """Yield (stem, RGB frame, flow image, max_flow) per frame, in one pass over `video.frames()`.
 
-    Frame t's image is the flow t→t+1; the last frame's is the negated flow T−1→T−2, and a one-frame video
-    gets zero flow. Frames are streamed, two in memory at a time. `estimator` may be None only when every
-    image is cached (a training set prepared in advance).
+    Flow images come from the cache when it holds the whole video, else they are computed (and cached).
+    Frame t's image is the flow t→t+1; the last frame's is the negated flow T−1→T−2; a one-frame video gets
+    zero flow. Two frames are in memory at a time and each is decoded once. `estimator` may be None only
+    when the cache is complete (a training set prepared in advance).
     """
     stems = video.stems
-    if cache is not None and all(cache.store.exists(cache.key(video.name, s)) for s in stems):
-        for stem in stems:
-            img, mx = cache.get(video.name, stem)
-            yield stem, img, mx
-        return
+    if cache is not None:
+        have = set(cache.store.list(f"flow/{cache.method}/{video.name}/"))
+        if all(cache.key(video.name, s) in have for s in stems):
+            count = 0
+            for rgb in video.frames():
+                if count == len(stems):
+                    raise BadInputError(f"video {video.name}: more frames streamed than its {len(stems)} stems")
+                yield stems[count], rgb, *cache.get(video.name, stems[count])
+                count += 1
+            _check_count(video, count)
+            return
     if estimator is None:
         raise BadInputError(f"video {video.name}: flow images are not all cached and no flow method was given")
     if cache is not None and cache.method != estimator.method:
         raise BadInputError(f"flow cache is for {cache.method!r} but the estimator is {estimator.method!r}")
-    if len(stems) == 1:
-        img, mx = flow_to_image(np.zeros((video.height, video.width, 2), np.float32))
-        yield stems[0], img, mx
-        return
     frames = video.frames()
-    prev = next(frames)
-    prev_stem = stems[0]
-    for stem, frame in zip(stems[1:], frames, strict=False):
-        flow = estimator(prev, frame)
-        last_pair = (prev, frame)
-        yield prev_stem, *_store(cache, video.name, prev_stem, flow)
-        prev, prev_stem = frame, stem
-    flow = -estimator(last_pair[1], last_pair[0])
-    yield prev_stem, *_store(cache, video.name, prev_stem, flow)
+    prev = next(frames, None)
+    if prev is None:
+        _check_count(video, 0)
+    before, count = None, 1
+    for frame in frames:
+        if count == len(stems):
+            raise BadInputError(f"video {video.name}: more frames streamed than its {len(stems)} stems")
+        yield stems[count - 1], prev, *_store(cache, video.name, stems[count - 1], estimator(prev, frame))
+        before, prev, count = prev, frame, count + 1
+    _check_count(video, count)
+    flow = -estimator(prev, before) if before is not None else np.zeros((*prev.shape[:2], 2), np.float32)
+    yield stems[-1], prev, *_store(cache, video.name, stems[-1], flow)
+
+
+def _check_count(video: VideoInput, count: int) -> None:
+    if count != video.num_frames:
+        raise BadInputError(f"video {video.name}: {count} frames streamed for {video.num_frames} stems")
 
 
 def _store(cache: FlowCache | None, video: str, stem: str, flow: np.ndarray) -> tuple[np.ndarray, float]:

@@ -394,15 +394,14 @@ class TMO(VOSModel):
         return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR), feat.float()[0].cpu().numpy()
 
     def segment(self, video: VideoInput) -> Iterator[FrameResult]:
-        from stseg_core.models.flow import image_to_flow, video_flow_images
+        from stseg_core.models.flow import frames_with_flow, image_to_flow
 
-        flows = video_flow_images(video, self.flow, self.cache)
         splitter = None
         prev_flow = None
-        for stem, rgb, (flow_stem, flow_img, max_flow) in zip(video.stems, video.frames(), flows, strict=True):
-            if flow_stem != stem or rgb.shape[:2] != (video.height, video.width):
-                raise BadInputError(f"video {video.name}: frame {stem} is {rgb.shape[:2]}, expected "
-                                    f"{(video.height, video.width)}")
+        for stem, rgb, flow_img, max_flow in frames_with_flow(video, self.flow, self.cache):
+            if rgb.shape[:2] != (video.height, video.width):
+                raise BadInputError(f"video {video.name}: frame {stem} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                                    f"expected {video.width}x{video.height} (WxH)")
             prob, feat = self.predict(rgb, flow_img)
             if splitter is None:
                 splitter = ForegroundSplitter(video.first_labels, video.object_ids, feat,

@@ -14,8 +14,8 @@ from stseg_core.models.flow import (
     decode_flow_png,
     encode_flow_png,
     flow_to_image,
+    frames_with_flow,
     image_to_flow,
-    video_flow_images,
 )
 from stseg_core.store import open_store
 
@@ -90,22 +90,23 @@ def test_cache_round_trip_and_key_layout(tmp_path):
     video = _video(frames)
     store = open_store(tmp_path)
     cache = FlowCache(store, "dis")
-    first = list(video_flow_images(video, build_flow("dis"), cache))
+    first = list(frames_with_flow(video, build_flow("dis"), cache))
     assert store.list("flow") == [f"flow/dis/vid/{i:05d}.png" for i in range(4)]
-    assert [s for s, _, _ in first] == list(video.stems)
+    assert [s for s, *_ in first] == list(video.stems)
+    assert all(np.array_equal(rgb, f) for (_, rgb, _, _), f in zip(first, frames, strict=True))
     # content moves right by 2 px a frame: forward flow points right (red-ish), the last frame's too
-    for _, image, mx in first:
+    for _, _, image, mx in first:
         dx = np.median(image_to_flow(image, mx)[8:-8, 8:-8, 0])
         assert dx == pytest.approx(2.0, abs=0.3)
-    again = list(video_flow_images(video, None, cache))  # no estimator: everything from the cache
-    for (s1, i1, m1), (s2, i2, m2) in zip(first, again, strict=True):
+    again = list(frames_with_flow(video, None, cache))  # no estimator: every flow image from the cache
+    for (s1, _, i1, m1), (s2, _, i2, m2) in zip(first, again, strict=True):
         assert s1 == s2 and m1 == m2 and np.array_equal(i1, i2)
 
 
 def test_uncached_without_estimator_and_unknown_method_are_bad_input(tmp_path):
     video = _video([_texture(16, 16)] * 2)
     with pytest.raises(BadInputError, match=r"^video vid: flow images are not all cached and no flow method"):
-        list(video_flow_images(video, None, FlowCache(open_store(tmp_path), "dis")))
+        list(frames_with_flow(video, None, FlowCache(open_store(tmp_path), "dis")))
     with pytest.raises(BadInputError, match=r"^unknown flow method 'pwc' \(known: dis, raft_small, raft_large\)$"):
         build_flow("pwc")
 
@@ -131,3 +132,11 @@ def test_raft_weights_come_only_from_a_checkpoint(tmp_path):
         build_flow("raft_small", checkpoint=str(tmp_path / "large.pt"), device="cpu")
     with pytest.raises(MissingArtifactError, match=r"^checkpoint .*nope\.pt: not found$"):
         build_flow("raft_large", checkpoint=str(tmp_path / "nope.pt"), device="cpu")
+
+
+def test_frame_count_must_match_stems():
+    frames = [_texture(16, 16)] * 3
+    video = VideoInput(name="short", stems=("a", "b", "c", "d"), height=16, width=16,
+                       first_labels=np.ones((16, 16), np.uint8), object_ids=(1,), frames=lambda: iter(frames))
+    with pytest.raises(BadInputError, match=r"^video short: 3 frames streamed for 4 stems$"):
+        list(frames_with_flow(video, build_flow("dis")))

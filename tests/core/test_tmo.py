@@ -138,3 +138,17 @@ def test_splitter_gives_a_reappearing_object_its_first_frame_id():
     out = _split_video(list(frames), list(truths))
     assert not (out[3] == 3).any() and not (out[4] == 3).any()
     assert _iou(out[5] == 3, truths[5] == 3) > 0.95 and _iou(out[6] == 3, truths[6] == 3) > 0.95
+
+
+def test_flow_cache_is_written_once_and_gives_the_same_outputs(tmp_path, tiny_outputs):
+    from stseg_core.store import open_store
+
+    model = build(seed=3, flow_cache=str(tmp_path), **TINY)
+    cold = list(model.segment(_video()))
+    keys = open_store(tmp_path).list()
+    assert keys == [f"flow/dis/sq/{i:05d}.png" for i in range(T)]
+    model.flow = None  # a warm cache needs no flow estimator at all
+    warm = list(model.segment(_video()))
+    for a, b, c in zip(tiny_outputs, cold, warm, strict=True):
+        assert np.array_equal(a.labels, b.labels) and np.array_equal(b.labels, c.labels)
+        assert np.array_equal(a.probs, c.probs)
