@@ -43,3 +43,19 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache
+
+# Container images (images/<name>/Dockerfile) built from the committed tree (a `git archive` of HEAD, so the
+# image holds exactly the commit it is tagged with), tagged <REGISTRY>/stseg-<name>:<TAG> and :<git sha>.
+REGISTRY ?= ghcr.io/stseg
+TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGES ?= sam2 tmo cutie xmem livos fusion
+.PHONY: images
+images:
+	builder=$$(command -v docker || command -v buildah) || { echo "make images needs docker or buildah" >&2; exit 1; }; \
+	git diff --quiet HEAD || echo "note: uncommitted changes are not in the images (they build HEAD)" >&2; \
+	sha=$$(git rev-parse --short=12 HEAD); ctx=$$(mktemp -d); trap 'rm -rf "$$ctx"' EXIT; \
+	git archive HEAD | tar -x -C "$$ctx"; \
+	for name in $(IMAGES); do \
+	  $$builder build -f "$$ctx/images/$$name/Dockerfile" -t "$(REGISTRY)/stseg-$$name:$(TAG)" \
+	    -t "$(REGISTRY)/stseg-$$name:$$sha" "$$ctx"; \
+	done
