@@ -189,3 +189,32 @@ def test_a_video_shorter_than_its_stems_is_bad_input(short):
     with pytest.raises(BadInputError) as err:
         list(model.segment(cut))
     assert str(err.value) == "video cut: frames() ended after 6 frames, but it lists 7 stems"
+
+
+def test_infer_stage_runs_sam2_on_a_synthetic_split_in_s3(short, s3_store, s3_bucket, tmp_path, monkeypatch):
+    """`run_shard` with sam2 over a split in the local S3 server writes what the adapter yields, then the marker."""
+    from stseg_core.data.mose import MoseSplit
+    from stseg_core.data.synth import SynthConfig, generate_split
+    from stseg_core.infer import ensure_plan, run_shard
+    from stseg_core.predictions import read_video_predictions
+    from stseg_core.runlayout import pred_prefix, shard_done
+
+    monkeypatch.setenv("STSEG_CACHE", str(tmp_path / "cache"))
+    cfg = SynthConfig(seed=1, height=64, width=96, min_frames=4, max_frames=5, max_objects=2, videos=2)
+    videos = sorted(generate_split(s3_store.child("data"), cfg, "valid"))
+    data, run = f"s3://{s3_bucket}/prefix/data/valid", f"s3://{s3_bucket}/prefix/runs/r1"
+    ensure_plan(data, run, 1)
+    options = {"checkpoint": str(short[0]), "size": str(SIZE), "probs": "true"}
+    run_shard(data_root=data, run_root=run, model_name="sam2", shard=0, num_shards=1, model_overrides=options)
+
+    run_store = s3_store.child("runs/r1")
+    assert shard_done(run_store, pred_prefix("sam2"), 0)
+    model = build(**options)
+    split = MoseSplit(s3_store.child("data/valid"))
+    for name in videos:
+        stored = read_video_predictions(run_store, "sam2", name)
+        direct = list(model.segment(VideoInput.from_split(split, name)))
+        assert [s for s, _ in stored.iter_labels()] == [r.stem for r in direct]
+        for (_stem, labels), r in zip(stored.iter_labels(), direct, strict=True):
+            assert np.array_equal(labels, r.labels)
+        assert stored.scores == {r.stem: pytest.approx(r.scores, abs=1e-6) for r in direct}
