@@ -7,6 +7,7 @@ Pushgateway the metrics still accumulate in memory (tests and the local backend 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "stseg_last_progress_timestamp_seconds": ("gauge", "Unix time of the last processed frame or step.", ()),
     "stseg_job_duration_seconds": ("gauge", "Wall time of the job so far (final value at exit).", ()),
     "stseg_job_status": ("gauge", "0 running, 1 succeeded, 2 failed.", ()),
+    "stseg_job_deadline_seconds": ("gauge", "Seconds the job's stage may run (Kubernetes activeDeadlineSeconds).", ()),
     "stseg_gpu_memory_bytes": ("gauge", "Peak GPU memory allocated by this process.", ()),
     "stseg_train_loss": ("gauge", "Training loss of the last step.", ()),
     "stseg_train_lr": ("gauge", "Learning rate by parameter group.", ("group",)),
@@ -52,6 +54,8 @@ class JobMetrics:
     shard: str = ""
     pushgateway: str | None = None
     push_interval_s: float = 15.0
+    deadline_s: float | None = None
+    """The stage's deadline for the past-deadline alert; None = `$STSEG_DEADLINE_S` when set, else no deadline."""
     _metrics: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +71,11 @@ class JobMetrics:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.time()
+        if self.deadline_s is None:
+            try:  # the job environment carries it next to STSEG_PUSHGATEWAY; metrics never fail a job
+                self.deadline_s = float(os.environ.get("STSEG_DEADLINE_S") or 0)
+            except ValueError:
+                self.deadline_s = 0.0
 
     def metric(self, name: str, **extra: str):
         """The labelled child of a metric named in METRICS."""
@@ -120,6 +129,8 @@ class JobMetrics:
         self.metric("stseg_job_start_timestamp_seconds").set(self._t0)
         self.metric("stseg_last_progress_timestamp_seconds").set(self._t0)
         self.metric("stseg_job_status").set(STATUS_RUNNING)
+        if self.deadline_s:
+            self.metric("stseg_job_deadline_seconds").set(self.deadline_s)
         if self.pushgateway:
             self.push()
             self._thread = threading.Thread(target=self._loop, name="stseg-metrics-push", daemon=True)
