@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import click
+
 from stseg_cli.data_cmds import data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from stseg_cli.main import cli
 
 

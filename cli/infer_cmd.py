@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import click
+
 from stseg_cli.main import cli
 
 

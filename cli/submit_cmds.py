@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import click
-from stseg_cli.main import cli
 
+from stseg_cli.main import cli
 from stseg_core.errors import BadInputError, MissingArtifactError
 
 # Flags that override stseg.yaml / STSEG_* settings (the Config field of the same name).
@@ -377,7 +377,6 @@ def wait_done(run_root: str, waits: tuple[str, ...], timeout: float, poll: float
     even when the machine that submitted the run is gone.
     """
     from stseg_cli.spec import DoneWait
-
     from stseg_core.store import open_store
 
     parsed = []

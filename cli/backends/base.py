@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from stseg_cli.config import Config
 from stseg_cli.spec import JobSpec
-
 from stseg_core.errors import BadInputError
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, parse_indexes
 from stseg_cli.spec import JobSpec
-
 from stseg_core.errors import BackendError, BadInputError
 
 CONTAINER = "stage"

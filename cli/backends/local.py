@@ -26,7 +26,6 @@ from pathlib import Path
 
 from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus
 from stseg_cli.spec import JobSpec
-
 from stseg_core.errors import BackendError, BadInputError
 from stseg_core.runlayout import done_key, read_marker, shard_done
 from stseg_core.store import open_store

@@ -3,6 +3,7 @@
 import os
 
 from click.testing import CliRunner
+
 from stseg_cli.main import cli
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from stseg_cli.main import cli
 
+from stseg_cli.main import cli
 from stseg_core.data.labels import encode_label_png
 from stseg_core.store import open_store
 

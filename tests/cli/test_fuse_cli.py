@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from stseg_cli.main import cli
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic_predictors.py"

@@ -3,8 +3,8 @@
 import json
 
 from click.testing import CliRunner
-from stseg_cli.main import cli
 
+from stseg_cli.main import cli
 from stseg_core.data.mose import MoseSplit
 from stseg_core.data.synth import SynthConfig, generate_split
 from stseg_core.runlayout import verify_shard

@@ -10,10 +10,10 @@ from dataclasses import replace
 import kmock
 import pytest
 from kubernetes import client
+
 from stseg_cli.backends.kubernetes import KubernetesBackend
 from stseg_cli.config import Config
 from stseg_cli.spec import StageRequest, build_specs, pipeline_specs
-
 from stseg_core.errors import BadInputError
 
 NS = "stseg"

@@ -11,11 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from stseg_cli.backends.base import get_backend
 from stseg_cli.backends.local import LocalBackend
 from stseg_cli.config import Config
 from stseg_cli.spec import StageRequest, build_specs, pipeline_specs
-
 from stseg_core.errors import BackendError, BadInputError
 from stseg_core.store import open_store
 
@@ -229,6 +229,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _stseg(*args: str):
     from click.testing import CliRunner
+
     from stseg_cli.main import cli
 
     return CliRunner().invoke(cli, list(args))

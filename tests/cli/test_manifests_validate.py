@@ -15,6 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from kubernetes_validate import utils as kv_utils
+
 from stseg_cli.backends.kubernetes import NODE_POOLS, KubernetesBackend
 from stseg_cli.config import Config
 from stseg_cli.main import cli

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from stseg_jobs.fuse import main
 
 from stseg_core.store import open_store
+from stseg_jobs.fuse import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic_predictors.py"
 SEED = 5

@@ -8,7 +8,6 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from stseg_jobs.infer import main
 
 from stseg_core.data.labels import read_label_png
 from stseg_core.data.mose import MoseSplit
@@ -22,6 +21,7 @@ from stseg_core.predictions import read_video_predictions
 from stseg_core.runlayout import verify_shard
 from stseg_core.store import open_store
 from stseg_core.telemetry import JobMetrics
+from stseg_jobs.infer import main
 
 CFG = SynthConfig(seed=3, height=64, width=96, videos=3, min_frames=5, max_frames=7, min_objects=1, max_objects=2)
 

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from stseg_cli.backends.kubernetes import UID
-from stseg_cli.spec import _IMAGE_FAMILY
 
 import stseg_core.models.upstream as upstream
+from stseg_cli.backends.kubernetes import UID
+from stseg_cli.spec import _IMAGE_FAMILY
 from stseg_core.models.upstream import PROGRAMS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,10 +21,10 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate import utils as kv_utils
+
 from stseg_cli.backends.kubernetes import UID, KubernetesBackend
 from stseg_cli.config import Config, load_config
 from stseg_cli.spec import StageRequest, build_specs
-
 from stseg_core.telemetry import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
