@@ -1,0 +1,184 @@
+"""The epoch loop both recipes share: distributed set-up from torchrun's environment, gradient accumulation,
+cosine learning rate, checkpoint + validation every N epochs on rank 0, and resume from the store."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from stseg_core.train.checkpoints import RunCheckpoints, rng_state, set_rng_state
+
+if TYPE_CHECKING:
+    import torch
+
+    from stseg_core.telemetry import JobMetrics
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """This process's place in a torchrun launch (world_size 1 without torchrun).
+
+    torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; the Kubernetes backend runs `torchrun --standalone
+    --nproc_per_node=<gpus>` in one pod, the local backend plain `python -m`.
+    """
+
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DistEnv:
+        env = os.environ if env is None else env
+        return cls(int(env.get("WORLD_SIZE", "1")), int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0")))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_train_device(requested: str, dist: DistEnv) -> str:
+    """`auto` → the rank's own GPU when there is one, else CPU."""
+    import torch
+
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and dist.world_size > 1:
+        return f"cuda:{dist.local_rank}"
+    return requested
+
+
+def init_distributed(dist: DistEnv, device: str) -> None:
+    """One process group per launch: NCCL between GPUs, gloo on CPU (tests and laptops)."""
+    import torch.distributed as tdist
+
+    if dist.world_size > 1 and not tdist.is_initialized():
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.set_device(device)
+        tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+
+
+def barrier(dist: DistEnv) -> None:
+    if dist.world_size > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+
+
+def cosine_lr(start: float, progress: float, end_ratio: float = 0.1) -> float:
+    """Cosine decay from `start` to `start·end_ratio` as progress goes 0 → 1 (upstream SAM2's schedule)."""
+    end = start * end_ratio
+    return end + 0.5 * (start - end) * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+@dataclass
+class TrainParts:
+    """What a recipe hands the loop.
+
+    `model` is the bare network (its state dict is what checkpoints hold); `forward` runs it (through DDP
+    when distributed) on one batch and returns the scalar loss and named float parts; `batches(epoch)`
+    yields this rank's batches of an epoch; `validate(model)` scores the weights on the held-out videos
+    (rank 0 only) and returns {"J&F-Mean": …, …}; `group_lrs` names each optimizer group and its base lr.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    forward: Callable[[Any], tuple[torch.Tensor, dict[str, float]]]
+    batches: Callable[[int], Iterable[Any]]
+    steps_per_epoch: int
+    validate: Callable[[torch.nn.Module], dict[str, float]]
+    group_lrs: tuple[tuple[str, float], ...]
+    arch: dict[str, Any]
+    recipe: dict[str, Any]
+    grad_clip: float | None = None
+    lr_end_ratio: float = 0.1
+    trainable: Callable[[], Iterable[torch.nn.Parameter]] | None = None
+
+
+@dataclass
+class TrainResult:
+    """What a finetune run did; `epoch_losses` are mean step losses of the epochs this process ran."""
+
+    checkpoint_root: str
+    epochs: int
+    step: int
+    resumed_from: str | None
+    epoch_losses: list[float] = field(default_factory=list)
+    saved: list[str] = field(default_factory=list)
+    val: dict[str, dict[str, float]] = field(default_factory=dict)
+    best: str | None = None
+
+
+def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpoint_every: int, grad_accum: int,
+               dist: DistEnv, metrics: JobMetrics | None = None, resume: bool = True) -> TrainResult:
+    """Train to `epochs`, resuming from the run's latest checkpoint; save and validate every
+    `checkpoint_every` epochs and at the last one."""
+    import torch
+
+    start = ckpts.latest() if resume else None
+    step, first_epoch = 0, 1
+    if start is not None:
+        parts.model.load_state_dict(start.payload["model"], strict=True)
+        parts.optimizer.load_state_dict(start.payload["optimizer"])
+        set_rng_state(start.payload["rng"])
+        step, first_epoch = start.step, start.epoch + 1
+    result = TrainResult(ckpts.uri(), start.epoch if start else 0, step, start and ckpts.uri(start.key))
+    total_steps = max(1, epochs * parts.steps_per_epoch)
+    params = list(parts.trainable() if parts.trainable else (p for p in parts.model.parameters() if p.requires_grad))
+    for epoch in range(first_epoch, epochs + 1):
+        if metrics:
+            metrics.set("stseg_train_epoch", epoch)
+        parts.model.train()
+        losses: list[float] = []
+        parts.optimizer.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        for i, batch in enumerate(parts.batches(epoch)):
+            loss, _named = parts.forward(batch)
+            (loss / grad_accum).backward()
+            losses.append(float(loss.detach()))
+            if (i + 1) % grad_accum:
+                continue
+            for group, (name, base) in zip(parts.optimizer.param_groups, parts.group_lrs, strict=True):
+                group["lr"] = cosine_lr(base, step / total_steps, parts.lr_end_ratio)
+                if metrics:
+                    metrics.set("stseg_train_lr", group["lr"], group=name)
+            if parts.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, parts.grad_clip)
+            parts.optimizer.step()
+            parts.optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if metrics:
+                metrics.set("stseg_train_step_seconds", time.perf_counter() - t0)
+                metrics.set("stseg_train_loss", losses[-1])
+                metrics.set("stseg_train_step", step)
+                metrics.gpu_memory()
+            t0 = time.perf_counter()
+        result.epoch_losses.append(sum(losses) / max(1, len(losses)))
+        result.epochs, result.step = epoch, step
+        if epoch % checkpoint_every and epoch != epochs:
+            continue
+        if dist.is_main:
+            _save_and_validate(parts, ckpts, epoch, step, result, metrics)
+        barrier(dist)
+    result.val = ckpts.val_scores()
+    result.best = ckpts.best()
+    return result
+
+
+def _save_and_validate(parts: TrainParts, ckpts: RunCheckpoints, epoch: int, step: int, result: TrainResult,
+                       metrics: JobMetrics | None) -> None:
+    """Validation first, then the checkpoint, then val.json/best: a checkpoint in the store is always one whose
+    score is about to be recorded, and a resumed run re-scores nothing."""
+    state = {k: v.detach().cpu() for k, v in parts.model.state_dict().items()}
+    scores = parts.validate(parts.model)
+    payload = {"model": state, "arch": parts.arch, "epoch": epoch, "step": step,
+               "optimizer": parts.optimizer.state_dict(), "rng": rng_state(), "recipe": parts.recipe}
+    result.saved.append(ckpts.save(epoch, payload))
+    ckpts.record_val(epoch, scores)
+    if metrics:
+        metrics.set("stseg_val_jf", 100.0 * scores["J&F-Mean"], epoch=str(epoch))
