@@ -183,10 +183,14 @@ def test_model_error_mid_video_fails_shard(tmp_path, monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, "probe", registry.ModelSpec("probe", f"{__name__}:build_probe", "",
                                                                          None, False))
     bad = shards["0"][1]
-    with pytest.raises(StsegError) as err:
+    metrics = JobMetrics(run="r", stage="infer", model="probe", shard="0")
+    with pytest.raises(StsegError) as err, metrics:
         run_shard(data_root=data.uri("valid"), run_root=run.root, model_name="probe", shard=0, num_shards=1,
-                  model_overrides={"scratch": tmp_path, "last": shards["0"][-1], "fail_on": bad}, scratch=tmp_path)
+                  model_overrides={"scratch": tmp_path, "last": shards["0"][-1], "fail_on": bad}, scratch=tmp_path,
+                  metrics=metrics)
     assert str(err.value) == f"probe video {bad}: RuntimeError: boom"
+    assert metrics.value("stseg_failures_total", reason="error") == 1
+    assert metrics.value("stseg_videos_processed_total") == 1 and metrics.value("stseg_job_status") == 2
     assert not run.exists("pred/probe/_done/0.json")
     assert run.exists(f"pred/probe/{shards['0'][0]}/scores.json")  # earlier videos stay, to be overwritten
 
