@@ -98,6 +98,8 @@ class TrainParts:
     grad_clip: float | None = None
     lr_end_ratio: float = 0.1
     trainable: Callable[[], Iterable[torch.nn.Parameter]] | None = None
+    train_mode: Callable[[], None] | None = None
+    """Puts the model in training mode at each epoch (default `model.train()`; TMO keeps its BN in eval)."""
 
 
 @dataclass
@@ -133,7 +135,7 @@ def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpo
     for epoch in range(first_epoch, epochs + 1):
         if metrics:
             metrics.set("stseg_train_epoch", epoch)
-        parts.model.train()
+        (parts.train_mode or parts.model.train)()
         losses: list[float] = []
         parts.optimizer.zero_grad(set_to_none=True)
         t0 = time.perf_counter()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from stseg_core.errors import BadInputError
 from stseg_core.train.checkpoints import RunCheckpoints
 from stseg_core.train.loop import DistEnv, TrainParts, TrainResult, init_distributed, pick_train_device, run_epochs
-from stseg_core.train.split import VideoSplit, recorded_split
+from stseg_core.train.split import VideoSplit, check_train_videos, recorded_split
 
 if TYPE_CHECKING:
     from stseg_core.data.mose import MoseSplit
@@ -162,19 +162,6 @@ def _register_resolvers() -> None:
         register_omegaconf_resolvers()
 
 
-def check_train_videos(data: MoseSplit, videos: tuple[str, ...], num_frames: int) -> None:
-    """Every training video must be annotated on every frame and long enough for a clip; say which is not."""
-    for name in videos:
-        info = data.video(name)
-        if info.annotated != info.frames:
-            gap = next(s for s in info.frames if s not in set(info.annotated))
-            raise BadInputError(f"video {name}: frame {gap} has no annotation; finetuning needs every frame "
-                                f"annotated ({len(info.annotated)} of {len(info.frames)} are)")
-        if len(info.frames) < max(num_frames, 3):
-            raise BadInputError(f"video {name}: {len(info.frames)} frames; finetuning samples clips of "
-                                f"{num_frames} (and validation needs 3)")
-
-
 def build_model(cfg, recipe: Sam2Recipe):
     """`SAM2Train` from the composed config, with the `init` weights loaded strictly."""
     from hydra.utils import instantiate
@@ -219,27 +206,16 @@ def param_groups(model, recipe: Sam2Recipe) -> tuple[list[dict], tuple[tuple[str
 def validate(model, recipe: Sam2Recipe, data: MoseSplit, videos: tuple[str, ...], device: str) -> dict[str, float]:
     """J&F of the current weights on `videos` through the `sam2` inference adapter (first-frame masks in,
     every later frame scored against the ground truth, first and last frame dropped as DAVIS does)."""
-    from stseg_core.metrics.evaluate import global_scores
-    from stseg_core.metrics.jf import VideoAccumulator
-    from stseg_core.models.base import VideoInput
     from stseg_core.models.checkpoint import load_strict
     from stseg_core.models.sam2 import Sam2Model, build_predictor
+    from stseg_core.train.val import jf_on_videos
 
     predictor = build_predictor(recipe.config, recipe.resolution, device="cpu")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     load_strict(predictor, state, source="(training weights)", model=f"sam2 {recipe.config}")
     predictor.to(device).eval()
     adapter = Sam2Model(predictor, device=device, bf16=device.startswith("cuda"))
-    results = []
-    for name in videos:
-        video = VideoInput.from_split(data, name)
-        acc = VideoAccumulator(name, video.object_ids)
-        last = video.num_frames - 1
-        for t, res in enumerate(adapter.segment(video)):
-            if 0 < t < last:
-                acc.update(data.annotation(name, res.stem), res.labels, res.stem)
-        results.append(acc.result())
-    return {k: v for k, v in global_scores(results, "davis").items() if v is not None}
+    return jf_on_videos(adapter, data, videos)
 
 
 def _local_split_dirs(data_root: str, scratch: Path) -> Path:

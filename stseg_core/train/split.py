@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stseg_core.errors import BadInputError
 from stseg_core.store import Store
+
+if TYPE_CHECKING:
+    from stseg_core.data.mose import MoseSplit
 
 SPLIT_FILE = "split.json"
 
@@ -60,3 +64,15 @@ def recorded_split(store: Store, videos: list[str] | tuple[str, ...], val_fracti
     store.write_json(SPLIT_FILE, split.to_dict())
     return split
 
+
+def check_train_videos(data: MoseSplit, videos: tuple[str, ...], num_frames: int) -> None:
+    """Every training video must be annotated on every frame and long enough for a clip; say which is not."""
+    for name in videos:
+        info = data.video(name)
+        if info.annotated != info.frames:
+            gap = next(s for s in info.frames if s not in set(info.annotated))
+            raise BadInputError(f"video {name}: frame {gap} has no annotation; finetuning needs every frame "
+                                f"annotated ({len(info.annotated)} of {len(info.frames)} are)")
+        if len(info.frames) < max(num_frames, 3):
+            raise BadInputError(f"video {name}: {len(info.frames)} frames; finetuning samples clips of "
+                                f"{num_frames} (and validation needs 3)")

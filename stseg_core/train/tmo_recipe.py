@@ -1,0 +1,274 @@
+"""TMO finetuning (STSeg's recipe): flow images precomputed into the store, single-foreground cross-entropy.
+
+Notation: s = the square input size (384 default, TMO's); a sample is one frame t of a training video:
+x = RGB frame, m = its flow image (colour wheel of the flow t→t+1, exactly what inference feeds, read from
+the shared cache `<flow_cache>/flow/<method>/<video>/<stem>.png`), y = foreground mask (any object id > 0,
+TMO being single-foreground). x and m are resized bilinearly, y nearest-neighbour, all to s×s.
+
+Small-target enlarging: when the foreground covers less than `enlarge_below` of the frame, with
+probability `enlarge_prob` the sample is cropped to a square around the foreground's bounding box,
+`enlarge_context`× its longer side (clipped to the frame), before resizing — the same crop for x, m and y —
+so small objects reach the network at a size it can learn from.
+
+Optimisation: Adam at lr 1e-5, batch 16, loss = binary cross-entropy of the foreground logit (TMO's
+two-class cross-entropy), every BatchNorm frozen (weights and running statistics: batches of 16 frames from
+a few videos give poor statistics, and the encoders start from ImageNet ones).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stseg_core.errors import BadInputError
+from stseg_core.train.checkpoints import RunCheckpoints
+from stseg_core.train.loop import (
+    DistEnv,
+    TrainParts,
+    TrainResult,
+    barrier,
+    init_distributed,
+    pick_train_device,
+    run_epochs,
+)
+from stseg_core.train.split import VideoSplit, check_train_videos, recorded_split
+
+if TYPE_CHECKING:
+    from stseg_core.data.mose import MoseSplit
+    from stseg_core.models.flow import FlowCache
+    from stseg_core.telemetry import JobMetrics
+
+
+@dataclass(frozen=True)
+class TmoRecipe:
+    """STSeg's TMO finetune settings (defaults = the paper's recipe).
+
+    init: a TMO checkpoint URI to continue from, or "random" (random decoder; encoders from
+    `backbone_weights`, a torchvision ResNet state dict URI, when given). backbone / decoder_channels: the
+    architecture (must match `init`). flow: dis | raft_small | raft_large (flow_checkpoint: RAFT weights).
+    flow_cache: store URI for the flow images (default: the checkpoint store's root, where `stseg infer`
+    finds them with `--set flow_cache=<store>`).
+    """
+
+    init: str
+    backbone: str = "resnet101"
+    decoder_channels: int = 128
+    backbone_weights: str | None = None
+    size: int = 384
+    epochs: int = 40
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-5
+    checkpoint_every: int = 5
+    val_fraction: float = 0.15
+    enlarge_below: float = 0.01
+    enlarge_prob: float = 0.5
+    enlarge_context: float = 4.0
+    flow: str = "dis"
+    flow_checkpoint: str | None = None
+    flow_cache: str | None = None
+    seed: int = 123
+    workers: int = 0
+    device: str = "auto"
+
+    def check(self) -> None:
+        if self.size < 32 or self.size % 32:
+            raise BadInputError(f"tmo finetune size={self.size}: must be a positive multiple of 32")
+        for name in ("epochs", "batch_size", "grad_accum", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise BadInputError(f"tmo finetune {name}={getattr(self, name)}: must be at least 1")
+        if not 0 <= self.enlarge_prob <= 1 or self.enlarge_context < 1:
+            raise BadInputError("tmo finetune enlarge_prob must be in [0, 1] and enlarge_context at least 1")
+
+
+def precompute_flows(data: MoseSplit, videos: tuple[str, ...], cache: FlowCache, method: str,
+                     checkpoint: str | None, device: str) -> int:
+    """Fill the flow cache for `videos` (videos already complete are skipped); returns videos computed.
+
+    The cache layout is the inference adapter's, so a video's flow is computed once for training,
+    validation and later inference alike.
+    """
+    from stseg_core.models.base import VideoInput
+    from stseg_core.models.flow import build_flow, frames_with_flow
+
+    estimator = None
+    done = 0
+    for name in videos:
+        info = data.video(name)
+        have = set(cache.store.list(f"flow/{cache.method}/{name}/"))
+        if all(cache.key(name, s) in have for s in info.frames):
+            continue
+        estimator = estimator or build_flow(method, checkpoint=checkpoint, device=device)
+        for _ in frames_with_flow(VideoInput.from_split(data, name), estimator, cache):
+            pass
+        done += 1
+    return done
+
+
+def enlarge_crop(mask: np.ndarray, below: float, context: float) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of the square crop that enlarges a small foreground, or None when it is not small
+    (or empty). The window is `context`× the bounding box's longer side, centred on it, clipped to the frame."""
+    h, w = mask.shape
+    area = int(np.count_nonzero(mask))
+    if area == 0 or area >= below * h * w:
+        return None
+    ys, xs = np.nonzero(mask)
+    side = int(np.ceil(context * max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)))
+    side = min(side, h, w)
+    cy, cx = (ys.min() + ys.max() + 1) // 2, (xs.min() + xs.max() + 1) // 2
+    y0 = int(np.clip(cy - side // 2, 0, h - side))
+    x0 = int(np.clip(cx - side // 2, 0, w - side))
+    return y0, y0 + side, x0, x0 + side
+
+
+class FrameSamples:
+    """Map-style dataset of (video, stem) training samples → (x 3×s×s, m 3×s×s, y 1×s×s) float32 tensors."""
+
+    def __init__(self, data: MoseSplit, videos: tuple[str, ...], cache: FlowCache, recipe: TmoRecipe) -> None:
+        self.data = data
+        self.cache = cache
+        self.recipe = recipe
+        self.items = [(v, s) for v in videos for s in data.video(v).frames]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        import cv2
+        import torch
+
+        from stseg_core.models.tmo import to_input
+
+        video, stem = self.items[index]
+        rgb = self.data.read_frame(video, stem)
+        flow_img, _ = self.cache.get(video, stem)
+        fg = (self.data.annotation(video, stem) > 0).astype(np.uint8)
+        r = self.recipe
+        box = enlarge_crop(fg, r.enlarge_below, r.enlarge_context)
+        if box is not None and random.random() < r.enlarge_prob:
+            y0, y1, x0, x1 = box
+            rgb, flow_img, fg = rgb[y0:y1, x0:x1], flow_img[y0:y1, x0:x1], fg[y0:y1, x0:x1]
+        y = cv2.resize(fg, (r.size, r.size), interpolation=cv2.INTER_NEAREST).astype(np.float32)[None]
+        return (torch.from_numpy(to_input(rgb, r.size)), torch.from_numpy(to_input(flow_img, r.size)),
+                torch.from_numpy(y))
+
+
+def freeze_batchnorm(net) -> list:
+    """Every BatchNorm's affine parameters stop training; returns the BN modules (kept in eval mode)."""
+    import torch
+
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        for p in bn.parameters():
+            p.requires_grad = False
+    return bns
+
+
+def build_net(recipe: TmoRecipe):
+    """The network and its arch: from `init` (strict, architecture checked) or random + backbone weights."""
+    from stseg_core.models.tmo import TMOArch, build_network, load_network
+
+    arch = TMOArch(backbone=recipe.backbone, decoder_channels=recipe.decoder_channels)
+    if recipe.init == "random":
+        return build_network(arch, seed=recipe.seed, backbone_weights=recipe.backbone_weights), arch
+    return load_network(recipe.init, arch)
+
+
+def validate(net, recipe: TmoRecipe, data: MoseSplit, videos: tuple[str, ...], flow_cache: str,
+             device: str) -> dict[str, float]:
+    """J&F of the current weights through the `tmo` adapter (its splitter turns foreground into ids)."""
+    from stseg_core.models.tmo import TMO, TMOConfig
+    from stseg_core.train.val import jf_on_videos
+
+    adapter = TMO(TMOConfig(backbone=recipe.backbone, decoder_channels=recipe.decoder_channels, size=recipe.size,
+                            flow=recipe.flow, flow_checkpoint=recipe.flow_checkpoint, flow_cache=flow_cache,
+                            device=device, probs=False))
+    adapter.net.load_state_dict(net.state_dict(), strict=True)
+    adapter.net.eval()
+    return jf_on_videos(adapter, data, videos)
+
+
+def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, scratch: str | Path,
+                 metrics: JobMetrics | None = None, dist: DistEnv | None = None) -> TrainResult:
+    """Finetune TMO on the training split at `data_root`; checkpoints go to `<store>/checkpoints/tmo/<run_id>/`.
+    Inputs are checked and flow images precomputed before the first step; a run resumes from its latest
+    checkpoint in the store."""
+    import torch
+
+    from stseg_core.data.mose import MoseSplit
+    from stseg_core.models.checkpoint import resolve_checkpoint
+    from stseg_core.models.flow import FlowCache
+    from stseg_core.store import open_store
+
+    recipe.check()
+    dist = dist or DistEnv.from_env()
+    ckpts = RunCheckpoints(store, "tmo", run_id)
+    if dist.is_main:
+        ckpts.check_writable()
+    if recipe.init != "random":
+        resolve_checkpoint(recipe.init)
+    data = MoseSplit(data_root)
+    split: VideoSplit = recorded_split(ckpts.store, data.videos(), recipe.val_fraction, seed=recipe.seed)
+    check_train_videos(data, split.train + split.val, 3)
+    device = pick_train_device(recipe.device, dist)
+    torch.manual_seed(recipe.seed + dist.rank)
+    random.seed(recipe.seed + dist.rank)
+    net, arch = build_net(recipe)
+    bns = freeze_batchnorm(net)
+    net.to(device)
+    flow_root = recipe.flow_cache or (store if isinstance(store, str) else store.root)
+    cache = FlowCache(open_store(flow_root), recipe.flow)
+    if dist.is_main:
+        precompute_flows(data, split.train + split.val, cache, recipe.flow, recipe.flow_checkpoint, device)
+    init_distributed(dist, device)
+    barrier(dist)
+    parts = _parts(recipe, net, bns, arch, data, split, cache, flow_root, device, dist)
+    return run_epochs(parts, ckpts, epochs=recipe.epochs, checkpoint_every=recipe.checkpoint_every,
+                      grad_accum=recipe.grad_accum, dist=dist, metrics=metrics)
+
+
+def _parts(recipe: TmoRecipe, net, bns, arch, data: MoseSplit, split: VideoSplit, cache: FlowCache,
+           flow_root: str, device: str, dist: DistEnv) -> TrainParts:
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    dataset = FrameSamples(data, split.train, cache, recipe)
+    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                 seed=recipe.seed, drop_last=True)
+    steps = len(sampler) // recipe.batch_size // recipe.grad_accum
+    if steps < 1:
+        raise BadInputError(f"tmo finetune: {len(dataset)} training frames cannot fill one batch of "
+                            f"{recipe.batch_size}{f' per GPU × {dist.world_size}' if dist.world_size > 1 else ''}")
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=recipe.lr)
+    runner = net
+    if dist.world_size > 1:
+        runner = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def train_mode() -> None:
+        net.train()
+        for bn in bns:
+            bn.eval()
+
+    def batches(epoch: int):
+        sampler.set_epoch(epoch)
+        return DataLoader(dataset, batch_size=recipe.batch_size, sampler=sampler, num_workers=recipe.workers,
+                          drop_last=True, pin_memory=device.startswith("cuda"))
+
+    def forward(batch):
+        x, m, y = (t.to(device, non_blocking=True) for t in batch)
+        logit, _ = runner(x, m)
+        loss = loss_fn(logit, y)
+        return loss, {"bce": float(loss.detach())}
+
+    return TrainParts(
+        model=net, optimizer=optimizer, forward=forward, batches=batches, steps_per_epoch=steps,
+        validate=lambda m: validate(m, recipe, data, split.val, flow_root, device),
+        group_lrs=(("all", recipe.lr),), arch=arch.to_dict(), recipe=asdict(recipe), lr_end_ratio=1.0,
+        train_mode=train_mode)

@@ -1,0 +1,124 @@
+"""TMO finetune stage on CPU at toy size (ResNet-18, 64 px): flow precompute shared with inference, store
+checkpoints on live S3, resume, frozen BatchNorm, adapter round trip, loss falling, small-target crops, errors."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from stseg_core.data.synth import SynthConfig, generate_dataset
+from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
+from stseg_core.models.registry import build_model
+from stseg_core.models.tmo import TMOArch, build_network, checkpoint_dict
+from stseg_core.store import open_store
+from stseg_core.telemetry import JobMetrics
+from stseg_core.train.tmo_recipe import TmoRecipe, enlarge_crop, finetune_tmo
+
+ARCH = dict(backbone="resnet18", decoder_channels=16)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tmoft")
+    generate_dataset(root / "ds", SynthConfig(seed=5, height=48, width=64, min_frames=4, max_frames=4,
+                                              min_objects=1, max_objects=2, videos=3), splits=("train",))
+    return root / "ds" / "train"
+
+
+def _recipe(**kw) -> TmoRecipe:
+    base = dict(init="random", size=64, epochs=2, batch_size=4, checkpoint_every=1, lr=1e-3, device="cpu",
+                **ARCH)
+    return TmoRecipe(**{**base, **kw})
+
+
+def _load(store, key):
+    return torch.load(io.BytesIO(store.read_bytes(key)), map_location="cpu", weights_only=True)
+
+
+def test_finetune_to_s3_with_flow_cache_checkpoints_and_resume(data, s3_store, tmp_path):
+    metrics = JobMetrics(run="t1", stage="finetune", model="tmo")
+    res = finetune_tmo(_recipe(epochs=1), data_root=str(data), store=s3_store.root, run_id="t1", scratch=tmp_path,
+                       metrics=metrics)
+    ck = s3_store.child("checkpoints/tmo/t1")
+    assert sorted(ck.list()) == ["best", "epoch_1.pt", "split.json", "val.json"]
+    split = ck.read_json("split.json")
+    # flow images of every train and val frame are cached where the tmo adapter looks (flow/dis/<video>/<stem>)
+    flows = s3_store.list("flow/dis/")
+    assert len(flows) == 3 * 4 and {f.split("/")[2] for f in flows} == set(split["train"] + split["val"])
+    assert res.step == 2 and metrics.value("stseg_train_step") == 2  # 2 videos × 4 frames / batch 4
+    assert 0.0 <= ck.read_json("val.json")["epoch_1.pt"]["J&F-Mean"] <= 1.0
+
+    # every BatchNorm (affine and running statistics) is exactly the initial one
+    start = build_network(TMOArch(**ARCH), seed=123).state_dict()
+    saved = _load(ck, "epoch_1.pt")
+    assert saved["arch"] == ARCH
+    bn_keys = [k for k in start if "running_mean" in k]
+    assert bn_keys
+    for k in bn_keys:
+        prefix = k[: -len("running_mean")]
+        for suffix in ("running_mean", "running_var", "weight", "bias"):
+            assert torch.equal(saved["model"][prefix + suffix], start[prefix + suffix]), prefix + suffix
+    assert not torch.equal(saved["model"]["head.1.weight"], start["head.1.weight"])
+
+    res2 = finetune_tmo(_recipe(epochs=2), data_root=str(data), store=s3_store.root, run_id="t1", scratch=tmp_path)
+    assert res2.resumed_from.endswith("/checkpoints/tmo/t1/epoch_1.pt") and res2.step == 4
+    assert _load(ck, "epoch_2.pt")["step"] == 4 and set(ck.read_json("val.json")) == {"epoch_1.pt", "epoch_2.pt"}
+
+    # the checkpoint loads strictly in the tmo adapter, which reads the same flow cache
+    from stseg_core.data.mose import MoseSplit
+    from stseg_core.models.base import VideoInput
+
+    model = build_model("tmo", checkpoint=s3_store.uri("checkpoints/tmo/t1/epoch_2.pt"), size=64, device="cpu",
+                        flow_cache=s3_store.root)
+    video = VideoInput.from_split(MoseSplit(str(data)), split["val"][0])
+    frames = list(model.segment(video))
+    assert len(frames) == 4 and frames[2].labels.shape == (48, 64)
+    assert set(np.unique(frames[2].labels).tolist()) <= {0, *video.object_ids}
+
+
+def test_loss_falls_when_overfitting(data, tmp_path):
+    res = finetune_tmo(_recipe(epochs=8, checkpoint_every=100, lr=3e-3, enlarge_prob=0.0),
+                       data_root=str(data), store=str(tmp_path / "store"), run_id="fit", scratch=tmp_path)
+    first, last = np.mean(res.epoch_losses[:2]), np.mean(res.epoch_losses[-2:])
+    assert last < 0.7 * first, res.epoch_losses
+
+
+def test_enlarge_crop_only_for_small_targets():
+    mask = np.zeros((100, 200), np.uint8)
+    mask[40:44, 100:106] = 1  # 24 px = 0.12 % of the frame, bbox 4×6
+    assert enlarge_crop(mask, below=0.01, context=4.0) == (30, 54, 91, 115)  # 24×24 centred on the box
+    assert enlarge_crop(mask, below=0.001, context=4.0) is None
+    assert enlarge_crop(np.zeros_like(mask), below=0.01, context=4.0) is None
+    mask[0:2, 0:2] = 1  # box spans the frame: the window is clipped to the frame
+    y0, y1, x0, x1 = enlarge_crop(mask, below=0.01, context=4.0)
+    assert (y1 - y0, x1 - x0) == (100, 100) and x0 >= 0 and x1 <= 200
+
+
+def test_bad_inputs_fail_in_one_line_before_any_step(data, tmp_path):
+    partial = tmp_path / "partial"
+    open_store(str(partial)).upload_dir(data, "")
+    victim = sorted((partial / "Annotations").iterdir())[0]
+    (victim / "00002.png").unlink()
+    wrong = tmp_path / "r34.pt"
+    torch.save(checkpoint_dict(build_network(TMOArch("resnet34", 16)), TMOArch("resnet34", 16)), wrong)
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (BadInputError, f"video {victim.name}: frame 00002 has no annotation", dict(data_root=str(partial))),
+        (MissingArtifactError, "not found", dict(recipe=_recipe(init=str(tmp_path / "nope.pt")))),
+        (BadInputError, "holds TMO resnet34", dict(recipe=_recipe(init=str(wrong)))),
+        (BackendError, "cannot write", dict(store=str(tmp_path / "afile" / "store"))),
+    ]
+    for err_type, text, kw in cases:
+        metrics = JobMetrics(run="bad", stage="finetune", model="tmo")
+        args = dict(recipe=_recipe(), data_root=str(data), store=str(tmp_path / "st"), run_id="bad",
+                    scratch=tmp_path / "s", metrics=metrics) | kw
+        t0 = time.perf_counter()
+        with pytest.raises(err_type) as info:
+            finetune_tmo(args.pop("recipe"), **args)
+        msg = str(info.value)
+        assert text in msg and "\n" not in msg, msg
+        assert metrics.value("stseg_train_step") == 0 and time.perf_counter() - t0 < 30
