@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stseg_core.errors import BadInputError
 from stseg_core.store import Store
+
+if TYPE_CHECKING:
+    from stseg_core.data.mose import MoseSplit
 
 PLAN_FILE = "plan.json"
 COST_UNIT = "frames x objects"
@@ -86,6 +90,15 @@ class ShardPlan:
 def video_cost(num_frames: int, num_objects: int) -> int:
     """Work of one video: frames × objects, at least 1 so an object-less video still counts."""
     return max(1, num_frames * max(1, num_objects))
+
+
+def split_costs(split: MoseSplit) -> dict[str, int]:
+    """{video: frames × objects} of every video of a split (reads each video's first annotation once)."""
+    costs = {}
+    for name in split.videos():
+        info = split.video(name)
+        costs[name] = video_cost(info.num_frames, len(info.object_ids))
+    return costs
 
 
 def plan_shards(costs: Mapping[str, int], num_shards: int, refine_rounds: int = 10_000) -> ShardPlan:

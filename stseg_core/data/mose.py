@@ -367,3 +367,25 @@ def write_video(
             raise BadInputError(f"video {name!r} frame {i}: annotation size {annotations[i].shape} != frame {shape}")
         writer.write_annotation(name, i, annotations[i])
     return n
+
+
+def discover_splits(store_or_uri: Store | str | Path) -> list[tuple[str, bool]]:
+    """Split roots at or one level below a root: [(prefix, has frames)], "" when the root itself is a split.
+
+    A folder with `JPEGImages/` is a split; one with only `Annotations/` is a ground-truth folder (`valid_gt/`).
+    """
+    store = _as_store(store_or_uri)
+    keys = store.list("")
+    tops: dict[str, set[str]] = {}
+    for key in keys:
+        parts = key.split("/")
+        if parts[0] in (FRAMES_DIR, ANNOTATIONS_DIR):
+            tops.setdefault("", set()).add(parts[0])
+        elif len(parts) > 2 and parts[1] in (FRAMES_DIR, ANNOTATIONS_DIR):
+            tops.setdefault(parts[0], set()).add(parts[1])
+    root = store.local_path(FRAMES_DIR)
+    if root is not None and root.is_dir():  # an on-disk split whose video folders are all empty
+        tops.setdefault("", set()).add(FRAMES_DIR)
+    if "" in tops:
+        return [("", FRAMES_DIR in tops[""])]
+    return [(name, FRAMES_DIR in dirs) for name, dirs in sorted(tops.items())]

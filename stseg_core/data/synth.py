@@ -254,7 +254,9 @@ def _plan_video(cfg: SynthConfig, split: str, index: int, attempt: int) -> _Vide
     flags["disappearance"] &= long_enough
     flags["distractors"] &= cfg.max_objects >= 2
     k = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
-    needed = max(2 if flags["occlusion"] else 1, (3 if flags["small_objects"] else 2) if flags["distractors"] else 1)
+    # Enough objects for every planned case: two for an occlusion, one more to disappear, one more to be small.
+    needed = max(2 if flags["distractors"] else 1,
+                 (2 if flags["occlusion"] else 0) + (1 if flags["disappearance"] else 0)) + int(flags["small_objects"])
     k = max(k, min(needed, cfg.max_objects))
 
     # Camera: a smooth pan plus sway; the canvas is larger than the frame by the largest offset.
@@ -361,11 +363,11 @@ def _plan_video(cfg: SynthConfig, split: str, index: int, attempt: int) -> _Vide
         obj.pos = (1 - wgt) * obj.pos + wgt * target
         planned["disappearance"].append({"object": obj.oid, "cause": "behind_occluder" if behind else "out_of_frame",
                                          "frames": [t0, t1]})
-    if flags["occlusion"] and k >= 2:
-        gone = {d["object"] for d in planned["disappearance"]}
-        eligible = [o for o in objects if o.oid not in gone and not o.small]
-        if len(eligible) < 2:
-            eligible = objects
+    gone = {d["object"] for d in planned["disappearance"]}
+    eligible = [o for o in objects if o.oid not in gone and not o.small]
+    if len(eligible) < 2:  # too few objects (max_objects): keep the planned cases that fit
+        eligible = [o for o in objects if o.oid not in gone]
+    if flags["occlusion"] and len(eligible) >= 2:
         hold = max(4, round(n * rng.uniform(0.15, 0.3)))
         t0 = int(rng.integers(ramp + 1, max(ramp + 2, n - hold - ramp - 1)))
         t1 = min(t0 + hold, n - ramp - 1)
