@@ -1,7 +1,8 @@
 """TMO: how well its foreground→ids step assigns MOSE ids, and its speed / peak memory on CPU.
 
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/bench_tmo.py          # ~1 min
-    .venv/bin/python bench/bench_tmo.py --videos 8 --big                  # + ResNet-50@256 and ResNet-101@384
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/bench_tmo.py          # ids step, ~1 min
+    .venv/bin/python bench/bench_tmo.py --speed                           # + speed of the small sizes (~1 min)
+    .venv/bin/python bench/bench_tmo.py --speed --big                     # + ResNet-50@256, ResNet-101@384 (~5 min)
 
 1. ids step (no network): on synthetic MOSE-like valid videos (`stseg_core.data.synth`, every hard case on
    at its default rate) the true foreground (union of all objects) is given as TMO's probability, and the
@@ -12,8 +13,9 @@
    The gap shows what flow warping and anchors add (it grows with video length: objects drift away from
    where they started); the true-foreground J&F is an upper bound on what a perfect TMO network would
    reach with this step.
-2. speed: frames per second and peak RSS (fresh child process per row, ru_maxrss) of the whole `tmo` model
-   (random weights, DIS flow) against `flowprop` on the same 240×427 video.
+2. speed (`--speed`): frames per second and peak RSS (fresh child process per row, ru_maxrss) of the whole
+   `tmo` model (random weights, DIS flow) against `flowprop` on the same 240×427 video, up to the paper's
+   ResNet-101 at 384 px (`--big`). The test-size row also sits in `bench_models_cpu.py` with every model.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=4, help="synthetic videos for the ids-step comparison")
     ap.add_argument("--frames", type=int, default=60, help="frames per synthetic video (ids step)")
     ap.add_argument("--speed-frames", type=int, default=30, help="frames of the timed video")
-    ap.add_argument("--big", action="store_true", help="also time ResNet-50@256 and ResNet-101@384 (slow)")
+    ap.add_argument("--speed", action="store_true", help="also time tmo against flowprop")
+    ap.add_argument("--big", action="store_true", help="with --speed: ResNet-50@256 and ResNet-101@384 too (slow)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -110,7 +113,9 @@ def main() -> None:
     print(f"{'method':<16}{'J&F':>8}")
     for method, jf in scores.items():
         print(f"{method:<16}{100 * jf:>8.1f}")
-    print(f"ratio warp+anchors / nearest-first: {scores['warp+anchors'] / scores['nearest-first']:.2f}\n")
+    print(f"ratio warp+anchors / nearest-first: {scores['warp+anchors'] / scores['nearest-first']:.2f}")
+    if not args.speed:
+        return
 
     rows = [("flowprop", {}, "reference"),
             ("tmo", {"backbone": "resnet18", "decoder_channels": 16, "size": 64, "device": "cpu"}, "test size"),
@@ -118,7 +123,7 @@ def main() -> None:
     if args.big:
         rows += [("tmo", {"backbone": "resnet50", "size": 256, "device": "cpu"}, ""),
                  ("tmo", {"backbone": "resnet101", "size": 384, "device": "cpu"}, "paper")]
-    print(f"CPU speed, one 240×427 video of {args.speed_frames} frames ({os.cpu_count()} cores visible)")
+    print(f"\nCPU speed, one 240×427 video of {args.speed_frames} frames ({os.cpu_count()} cores visible)")
     print(f"{'model':<10}{'options':<58}{'fps':>7}{'peak RSS MiB':>14}{'fps vs flowprop':>17}")
     ref = None
     for model, options, note in rows:

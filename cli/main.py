@@ -34,6 +34,7 @@ def _register() -> None:
     # Each module adds its commands to `cli`; imported here so `stseg --help` lists them all.
     import stseg_cli.data_transfer_cmds
     import stseg_cli.eval_cmd
+    import stseg_cli.finetune_cmd
     import stseg_cli.fuse_cmd
     import stseg_cli.infer_cmd  # noqa: F401
     from stseg_cli import data_cmds, submit_cmds  # noqa: F401
