@@ -29,18 +29,19 @@ def _videos(_ctx, _param, value: tuple[str, ...]) -> list[str] | None:
               help="Write global_results-<split>.csv, per-sequence_results-<split>.csv and results.json here.")
 @click.option("--missing-as-empty", is_flag=True,
               help="Score a missing prediction frame or video as an empty mask instead of failing.")
+@click.option("--split", default=None, metavar="NAME",
+              help="Split name in the CSV file names. Default: GT_ROOT's folder name.")
 @click.option("--rows", default=25, show_default=True, type=click.IntRange(0, 100000),
               help="Videos listed in the terminal table (worst first).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 def eval_cmd(gt_root: str, pred_root: str, videos: list[str] | None, workers: int, metric: str,
-             out_uri: str | None, missing_as_empty: bool, rows: int, progress: bool) -> None:
+             out_uri: str | None, missing_as_empty: bool, split: str | None, rows: int, progress: bool) -> None:
     """Score the masks under PRED_ROOT against the ground truth under GT_ROOT.
 
     GT_ROOT is a MOSE/DAVIS split (holding Annotations/<video>/<frame>.png) or its Annotations folder;
     PRED_ROOT holds <video>/<frame>.png palette masks, e.g. a run's pred/<model>/ or fused/. Both may be a
     path, file:///… or s3://bucket/prefix. Frames 1…T−2 of each video are scored for the objects of its
-    first ground-truth frame; global scores are means over all objects of all videos. The split name in
-    the CSV file names is GT_ROOT's folder name.
+    first ground-truth frame; global scores are means over all objects of all videos.
 
     Exit codes: 2 bad input (size mismatch, non-palette PNG, predicted id not in the ground truth),
     3 missing prediction (see --missing-as-empty).
@@ -53,7 +54,7 @@ def eval_cmd(gt_root: str, pred_root: str, videos: list[str] | None, workers: in
 
     with tqdm(desc="scoring", unit="video", disable=not progress, leave=False) as bar:
         result = evaluate(gt_root, pred_root, videos=videos, workers=workers, metric=metric,
-                          missing_as_empty=missing_as_empty, on_video=lambda _v: bar.update(1))
+                          missing_as_empty=missing_as_empty, on_video=lambda _v: bar.update(1), split=split)
     click.echo(format_table(result, max_rows=rows))
     if out_uri:
         out = open_store(out_uri)

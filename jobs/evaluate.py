@@ -9,6 +9,7 @@ Variables (besides the common ones):
 - `STSEG_WORKERS`: scoring processes (default: the pod's CPU count).
 - `STSEG_VIDEOS`: comma-separated videos to score (default: all of the ground truth).
 - `STSEG_MISSING_AS_EMPTY`: true to score missing prediction frames/videos as empty masks (default false).
+- `STSEG_SPLIT`: split name in the CSV file names (default: the ground-truth root's folder name).
 Reports `stseg_eval_jf{method=<name>, metric=<metric>}` (J&F, or J&Ḟ for mosev2, in percent) and the
 frames/videos scored.
 """
@@ -46,6 +47,7 @@ class EvaluateEnv:
     workers: int = env_field("STSEG_WORKERS", parse=positive_int, default_factory=lambda: os.cpu_count() or 1)
     videos: tuple[str, ...] = env_field("STSEG_VIDEOS", parse=_names, default=())
     missing_as_empty: bool = env_field("STSEG_MISSING_AS_EMPTY", parse=boolean, default=False)
+    split: str | None = env_field("STSEG_SPLIT", default=None)
     stage: str = env_field("STSEG_STAGE", default="evaluate")
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
 
@@ -72,7 +74,8 @@ def run(env: Mapping[str, str] | None = None) -> str:
 
     with metrics:
         result = evaluate(cfg.data_root, run_store.uri(pred_prefix), videos=cfg.videos or None, workers=cfg.workers,
-                          metric=cfg.metric, missing_as_empty=cfg.missing_as_empty, on_video=done)
+                          metric=cfg.metric, missing_as_empty=cfg.missing_as_empty, on_video=done,
+                          split=cfg.split)
         key = "J&F-Mean" if cfg.metric == "davis" else "J&Fdot-Mean"
         metrics.set("stseg_eval_jf", 100 * result.scores[key], method=name, metric=cfg.metric)
         out = run_store.child(eval_prefix(name))

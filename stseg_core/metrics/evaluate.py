@@ -107,13 +107,15 @@ def global_scores(videos: Sequence[VideoResult], metric: str) -> dict[str, float
 
 def evaluate(gt_root: str, pred_root: str, videos: Sequence[str] | None = None, workers: int = 1,
              metric: str = "davis", missing_as_empty: bool = False,
-             on_video: Callable[[VideoResult], None] | None = None) -> EvalResult:
+             on_video: Callable[[VideoResult], None] | None = None, split: str | None = None) -> EvalResult:
     """Score predictions against ground truth; `workers` > 1 scores videos in that many processes.
 
-    `on_video` is called in this process as each video finishes (progress bars, job metrics).
+    `on_video` is called in this process as each video finishes (progress bars, job metrics). `split` names
+    the split in the output file names (default: the ground-truth root's folder name).
     """
     t0 = time.perf_counter()
-    tasks, split = plan_tasks(gt_root, pred_root, videos, metric, missing_as_empty)
+    tasks, found_split = plan_tasks(gt_root, pred_root, videos, metric, missing_as_empty)
+    split = split or found_split
     results: dict[str, VideoResult] = {}
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:

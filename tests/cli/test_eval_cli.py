@@ -61,9 +61,10 @@ def test_eval_on_s3_roots_matches_files(tmp_path, s3_bucket):
     _dataset(tmp_path)
     base = f"s3://{s3_bucket}/data"
     open_store(base).upload_dir(tmp_path, "", workers=4)
-    res = _invoke(f"{base}/valid_gt", f"{base}/pred", "--out", f"s3://{s3_bucket}/eval/x", "--videos", "b")
+    res = _invoke(f"{base}/valid_gt", f"{base}/pred", "--out", f"s3://{s3_bucket}/eval/x", "--videos", "b",
+                  "--split", "valid")
     assert res.exit_code == 0, res.output
-    text = open_store(f"s3://{s3_bucket}/eval/x").read_text("per-sequence_results-valid_gt.csv")
+    text = open_store(f"s3://{s3_bucket}/eval/x").read_text("per-sequence_results-valid.csv")
     assert text.splitlines() == ["Sequence,J-Mean,F-Mean", "b_1,1.000,1.000", "b_2,0.333,0.333"]
 
 
