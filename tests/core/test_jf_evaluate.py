@@ -204,3 +204,14 @@ def test_mosev2_adaptive_radius_and_segments(tmp_path):
     assert res.scores["J&Fdot-Disappear"] == 1.0
     assert res.scores["J&Fdot-Mean"] == pytest.approx((o.series["J"].mean() + o.series["Fdot"].mean()) / 2)
     assert math.isclose(res.scores["F-Mean"], o.series["F"].mean())
+
+
+def test_void_pixels_in_the_ground_truth_count_as_background(tmp_path):
+    h, w = 30, 40
+    a = _square(h, w, (5, 15, 5, 15), 1)
+    void = _square(h, w, (20, 25, 20, 30), 255, base=a)  # DAVIS "void" (255): not an object, not scored
+    _write(tmp_path / "gt", "v", [void, void, void])
+    _write(tmp_path / "pred", "v", [a, a, a])
+    res = evaluate(str(tmp_path / "gt"), str(tmp_path / "pred"))
+    assert [o.object_id for o in res.videos[0].objects] == [1]
+    assert res.scores["J&F-Mean"] == 1.0
