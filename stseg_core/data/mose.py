@@ -95,14 +95,12 @@ def decode_jpeg(data: bytes, uri: str) -> np.ndarray:
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """HxWx3 uint8 RGB → JPEG bytes (4:4:4 chroma so small objects keep their colour)."""
+    """HxWx3 uint8 RGB → JPEG bytes (baseline 4:2:0, as MOSE's own frames)."""
     import cv2
 
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise BadInputError(f"frame must be HxWx3 uint8 RGB, got shape {rgb.shape} dtype {rgb.dtype}")
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality), cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-              cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise BadInputError(f"could not encode a {rgb.shape} frame as JPEG")
     return buf.tobytes()

@@ -457,8 +457,23 @@ def _pillar_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 # ---- rendering --------------------------------------------------------------------------------------------------
 
-def _render_frame(v: _Video, i: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Frame i → (RGB HxWx3 uint8, labels HxW uint8, in-frame px per id (256,), visible-before-pillar px (256,))."""
+_THETA = np.linspace(0, 2 * np.pi, _POLY_POINTS, endpoint=False)
+_COS, _SIN = np.cos(_THETA), np.sin(_THETA)
+
+
+def _histogram(labels: np.ndarray) -> np.ndarray:
+    """(256,) int64 pixel count per id; OpenCV's histogram is ~4× faster than bincount and exact below 2²⁴ px."""
+    import cv2
+
+    if labels.size >= 1 << 24:
+        return np.bincount(labels.ravel(), minlength=256)
+    return cv2.calcHist([labels], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+
+
+def _render_frame(v: _Video, i: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """Frame i → (RGB HxWx3 uint8, labels HxW uint8, and per id (256,): px inside the frame, visible before the
+    pillar is drawn, visible in the end)."""
     import cv2
 
     mx, my = v.margin
@@ -466,12 +481,11 @@ def _render_frame(v: _Video, i: int, h: int, w: int) -> tuple[np.ndarray, np.nda
     frame = v.canvas[my + cy: my + cy + h, mx + cx: mx + cx + w].copy()
     labels = np.zeros((h, w), np.uint8)
     in_frame = np.zeros(256, np.int64)
-    theta = np.linspace(0, 2 * np.pi, _POLY_POINTS, endpoint=False)
     for obj in v.objects:
-        r = obj.radius * obj.scale[i] * (1 + (obj.amp[i][:, None] * np.cos(obj.ks[:, None] * theta + obj.phase[i][
+        r = obj.radius * obj.scale[i] * (1 + (obj.amp[i][:, None] * np.cos(obj.ks[:, None] * _THETA + obj.phase[i][
             :, None])).sum(axis=0))
         ca, sa = math.cos(obj.angle[i]), math.sin(obj.angle[i])
-        lx, ly = r * np.cos(theta), r * np.sin(theta)
+        lx, ly = r * _COS, r * _SIN
         px = obj.pos[i, 0] + ca * lx - sa * ly
         py = obj.pos[i, 1] + sa * lx + ca * ly
         x0, x1 = max(0, math.floor(px.min())), min(w, math.ceil(px.max()) + 1)
@@ -492,11 +506,10 @@ def _render_frame(v: _Video, i: int, h: int, w: int) -> tuple[np.ndarray, np.nda
         m = np.hstack([a, b[:, None]]).astype(np.float64)
         patch = cv2.warpAffine(obj.texture, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REFLECT)
-        sel = mask.astype(bool)
-        np.copyto(frame[y0:y1, x0:x1], patch, where=sel[..., None])
-        labels[y0:y1, x0:x1][sel] = obj.oid
+        cv2.copyTo(patch, mask, frame[y0:y1, x0:x1])  # in place into the view: far faster than a numpy mask
+        labels[y0:y1, x0:x1][mask.view(bool)] = obj.oid
         in_frame[obj.oid] = count
-    before_pillar = np.bincount(labels.ravel(), minlength=256)
+    before_pillar = _histogram(labels)
     if v.pillar is not None:
         xc = v.pillar.x_world - cx
         px0 = round(xc - v.pillar.width / 2)
@@ -508,13 +521,13 @@ def _render_frame(v: _Video, i: int, h: int, w: int) -> tuple[np.ndarray, np.nda
         ox, oy = v.noise_offsets[i]
         plus, minus = v.noise
         frame = cv2.subtract(cv2.add(frame, plus[oy: oy + h, ox: ox + w]), minus[oy: oy + h, ox: ox + w])
-    return frame, labels, in_frame, before_pillar
+    visible = _histogram(labels) if v.pillar is not None else before_pillar
+    return frame, labels, in_frame, before_pillar, visible
 
 
 def _first_frame_ok(v: _Video, h: int, w: int) -> bool:
     """Every id must be clearly visible in frame 0: the first annotation defines the object set."""
-    _, labels, in_frame, _ = _render_frame(v, 0, h, w)
-    visible = np.bincount(labels.ravel(), minlength=256)
+    _, _, in_frame, _, visible = _render_frame(v, 0, h, w)
     return all(visible[o.oid] >= max(3, 0.6 * in_frame[o.oid]) and in_frame[o.oid] > 0 for o in v.objects)
 
 
@@ -539,9 +552,7 @@ def render_video(cfg: SynthConfig, split: str, index: int):
     inf = np.zeros((v.frames, 256), np.int64)
     pre = np.zeros((v.frames, 256), np.int64)
     for i in range(v.frames):
-        rgb, labels, in_frame, before = _render_frame(v, i, h, w)
-        vis[i] = np.bincount(labels.ravel(), minlength=256)
-        inf[i], pre[i] = in_frame, before
+        rgb, labels, inf[i], pre[i], vis[i] = _render_frame(v, i, h, w)
         yield rgb, labels
     return _measure(v, ids, vis[:, ids], inf[:, ids], pre[:, ids], h * w)
 
