@@ -29,12 +29,23 @@ class Config:
     s3_secret: str = ""  # Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; "" = the service account (IRSA)
     s3_endpoint: str = ""  # a non-AWS S3 endpoint, passed to jobs as STSEG_S3_ENDPOINT
     pushgateway: str = ""
+    checkpoints: str = ""  # per-model weights for infer jobs: "sam2=s3://…/best.pt,tmo=file:///…" → STSEG_CHECKPOINT
     kube_context: str = ""  # "" = the kubeconfig's current context, or in-cluster
     kubeconfig: str = ""  # "" = $KUBECONFIG or ~/.kube/config
     kueue_queue: str = ""  # a Kueue LocalQueue; "" = no Kueue
     ttl_seconds: int = 7 * 24 * 3600  # finished Jobs are garbage-collected after this
     workers: int = 0  # local backend: parallel shard processes; 0 = one per core
     state_dir: str = ""  # local backend's pid files and logs; "" = $XDG_STATE_HOME/stseg or ~/.local/state/stseg
+
+    def checkpoint_for(self, model: str) -> str | None:
+        """The checkpoint URI `checkpoints` names for `model`, if any."""
+        for item in filter(None, (part.strip() for part in self.checkpoints.split(","))):
+            name, sep, uri = item.partition("=")
+            if not sep or not name.strip() or not uri.strip():
+                raise BadInputError(f"checkpoints: {item!r} is not MODEL=URI")
+            if name.strip() == model:
+                return uri.strip()
+        return None
 
     def ground_truth_root(self) -> str:
         return self.gt_root or f"{self.data_root.rstrip('/')}_gt"

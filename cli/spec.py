@@ -214,6 +214,9 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
             env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
         if cfg.s3_endpoint:
             env.append(("STSEG_S3_ENDPOINT", cfg.s3_endpoint))
+        checkpoint = cfg.checkpoint_for(model) if req.stage == "infer" and model else None
+        if checkpoint:
+            env.append(("STSEG_CHECKPOINT", _absolute(checkpoint)))
         env += _option_env(req.options)
         module = STAGE_MODULES[req.stage]
         if req.stage == "finetune" and gpus > 1:

@@ -33,6 +33,8 @@ _SUBMIT_FLAGS = [
     click.option("--gpu-type", default=None, help="Value of the preset's GPU label (default: its A100 value)."),
     click.option("--kueue-queue", default=None, help="Kueue LocalQueue: Jobs are created suspended in it."),
     click.option("--s3-secret", default=None, help="Secret holding the S3 credentials (else the service account)."),
+    click.option("--checkpoints", default=None, metavar="MODEL=URI,…",
+                 help="Weights of each model's infer jobs, e.g. sam2=s3://b/checkpoints/sam2/r/epoch_40.pt."),
     click.option("--cpu", default=None, help="CPU per shard (Kubernetes quantity)."),
     click.option("--memory", default=None, help="Memory per shard (Kubernetes quantity, e.g. 32Gi)."),
     click.option("--retries", type=int, default=2, show_default=True, help="Retries per shard."),

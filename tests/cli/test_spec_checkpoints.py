@@ -1,0 +1,30 @@
+"""Per-model checkpoints reach exactly that model's infer jobs as STSEG_CHECKPOINT."""
+
+import pytest
+
+from stseg_cli.config import Config
+from stseg_cli.spec import StageRequest, build_specs
+from stseg_core.errors import BadInputError
+
+
+def _env(spec) -> dict[str, str]:
+    return dict(spec.env)
+
+
+def test_checkpoint_goes_to_its_models_infer_job_only() -> None:
+    cfg = Config(store="s3://b/stseg", data_root="s3://b/mose/valid",
+                 checkpoints="sam2=s3://b/checkpoints/sam2/r1/epoch_40.pt, tmo=/ckpt/tmo.pt")
+    specs = build_specs(cfg, "r1", StageRequest("infer", models=("sam2", "tmo", "flowprop"), shards=2),
+                        default_gpus=False)
+    envs = {s.model: _env(s) for s in specs}
+    assert envs["sam2"]["STSEG_CHECKPOINT"] == "s3://b/checkpoints/sam2/r1/epoch_40.pt"
+    assert envs["tmo"]["STSEG_CHECKPOINT"] == "/ckpt/tmo.pt"
+    assert "STSEG_CHECKPOINT" not in envs["flowprop"]
+    fin = build_specs(cfg, "r1", StageRequest("finetune", models=("sam2",)), default_gpus=False)
+    assert "STSEG_CHECKPOINT" not in _env(fin[0])
+
+
+def test_malformed_checkpoints_setting_is_one_line() -> None:
+    cfg = Config(store="/s", data_root="/d", checkpoints="sam2")
+    with pytest.raises(BadInputError, match=r"^checkpoints: 'sam2' is not MODEL=URI$"):
+        build_specs(cfg, "r1", StageRequest("infer", models=("sam2",)), default_gpus=False)
