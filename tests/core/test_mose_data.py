@@ -229,3 +229,24 @@ def test_write_video_refuses_unannotated_first_frame_and_empty_video(tmp_path):
         write_video(tmp_path, "v", _frames(2), {1: _labels([1])})
     with pytest.raises(BadInputError, match=r"video 'v': empty video \(no frames\)"):
         write_video(tmp_path, "v", [], {0: _labels([1])})
+
+
+def test_split_in_s3_reads_like_the_local_one(tmp_path, s3_store):
+    """The same split written locally and to the local S3 server reads back identically, problems included."""
+    from stseg_core.data.mose import discover_splits
+
+    for root in (tmp_path, s3_store.child("data/train")):
+        write_video(root, "v1", _frames(3), {i: _labels([1, 2], i) for i in range(3)})
+        write_video(root, "v2", _frames(2), {0: _labels([5], 0)})
+    local, remote = MoseSplit(tmp_path), MoseSplit(f"{s3_store.root}/data/train")
+    assert remote.videos() == local.videos() == ["v1", "v2"]
+    for name in local.videos():
+        assert remote.video(name) == local.video(name)
+        for (sa, a), (sb, b) in zip(remote.iter_frames(name), local.iter_frames(name), strict=True):
+            assert sa == sb and np.array_equal(a, b)
+        for (sa, a), (sb, b) in zip(remote.iter_annotations(name), local.iter_annotations(name), strict=True):
+            assert sa == sb and np.array_equal(a, b)
+    assert discover_splits(s3_store.child("data")) == [("train", True)]
+    s3_store.write_bytes("data/train/JPEGImages/v2/00001.jpg", b"\xff\xd8 cut short")
+    assert remote.validate() == [
+        f"{s3_store.root}/data/train/JPEGImages/v2/00001.jpg: unreadable or corrupt image (not a complete JPEG)"]
