@@ -59,3 +59,34 @@ images:
 	  $$builder build -f "$$ctx/images/$$name/Dockerfile" -t "$(REGISTRY)/stseg-$$name:$(TAG)" \
 	    -t "$(REGISTRY)/stseg-$$name:$$sha" "$$ctx"; \
 	done
+
+# Security scan (checkov, in its own venv: it pins an old boto3) of what goes into a cluster: every k8s/ tree
+# as kustomize renders it, and the Jobs the CLI renders (pipeline on GKE + Kueue, 8-GPU finetune on EKS).
+# Skips live next to the object as `checkov.io/skipN: CKV_…=reason` annotations, except the three for the
+# CLI's Jobs below, which belong in cli/backends/kubernetes.py's Job metadata:
+#   CKV_K8S_43 digest: Jobs name the release tag/git-sha tag `make images` pushes; a digest needs the registry
+#   CKV_K8S_15 pull Always: multi-GB CUDA images are pulled once per node, not once per shard
+#   CKV_K8S_35 secret as env: boto3 reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment
+#              (IRSA/workload identity, the recommended path, needs no Secret at all)
+SCAN_VENV ?= .venv-scan
+SCAN_OUT ?= build/scan
+SCAN_JOB_SKIPS := CKV_K8S_43,CKV_K8S_15,CKV_K8S_35
+SCAN_SITE := --store s3://bucket/stseg --backend kubernetes --run scan --s3-secret stseg-s3 --dry-run -o yaml
+.PHONY: scan
+$(SCAN_VENV)/.installed:
+	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install -q checkov==3.3.30 2>&1 | sed "/is ignored/d"
+	touch $@
+scan: $(SCAN_VENV)/.installed | $(STAMP)  # order-only: never reinstalls an existing venv
+	rm -rf $(SCAN_OUT) && mkdir -p $(SCAN_OUT)/k8s $(SCAN_OUT)/jobs
+	for tree in base monitoring overlays/gke-a100 overlays/eks-a100 overlays/kueue; do \
+	  $(VENV)/bin/kubectl kustomize k8s/$$tree > $(SCAN_OUT)/k8s/$${tree//\//-}.yaml; done
+	STSEG_CONFIG= $(VENV)/bin/stseg submit pipeline $(SCAN_SITE) --models sam2,tmo,cutie,xmem,livos,flowprop \
+	  --shards 4 --data-root s3://bucket/mose/valid --node-pool gke --kueue-queue stseg-a100 > $(SCAN_OUT)/jobs/pipeline.yaml
+	STSEG_CONFIG= $(VENV)/bin/stseg submit finetune $(SCAN_SITE) --model sam2 --gpus 8 \
+	  --data-root s3://bucket/mose/train --node-pool eks > $(SCAN_OUT)/jobs/finetune.yaml
+	cp $(SCAN_OUT)/k8s/base.yaml $(SCAN_OUT)/jobs/  # the NetworkPolicy that covers the Jobs' pods (CKV2_K8S_6)
+	BC_SKIP_MAPPING=TRUE $(SCAN_VENV)/bin/checkov --skip-download --quiet --compact --framework kubernetes \
+	  -d $(SCAN_OUT)/k8s
+	BC_SKIP_MAPPING=TRUE $(SCAN_VENV)/bin/checkov --skip-download --quiet --compact --framework kubernetes \
+	  -d $(SCAN_OUT)/jobs --skip-check $(SCAN_JOB_SKIPS)
