@@ -174,7 +174,7 @@ class Sam2Model(VOSModel):
 
     Label map: per pixel the object with the largest mask logit, background where that logit is at most
     `mask_threshold` (0 = probability 0.5, upstream's binarisation). `probs` (when asked) are
-    sigmoid(logit)·255 rounded, uint8, per object.
+    sigmoid(logit)·255 rounded, uint8, per object. One instance segments one video at a time.
     """
 
     name = "sam2"
@@ -193,8 +193,8 @@ class Sam2Model(VOSModel):
         self.probs = probs
         self.bf16 = bf16
         self._ious = _IouTap(predictor)
-        # Oldest frame (relative to the one being tracked) whose output the model can still read: spatial
-        # memories reach (num_maskmem - 1) strided frames back, object pointers max_obj_ptrs_in_encoder - 1.
+        # How many past frames' outputs to keep: the next frame reads spatial memories up to
+        # (num_maskmem - 1) strided frames back and object pointers up to max_obj_ptrs_in_encoder - 1 back.
         p = predictor
         self.memory_reach = max(p.num_maskmem * p.memory_temporal_stride_for_eval, p.max_obj_ptrs_in_encoder) + 1
 
