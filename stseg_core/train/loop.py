@@ -104,7 +104,9 @@ class TrainParts:
 
 @dataclass
 class TrainResult:
-    """What a finetune run did; `epoch_losses` are mean step losses of the epochs this process ran."""
+    """What a finetune run did; `epoch_losses` are mean step losses of the epochs this process ran,
+    `step_seconds` the wall time of each optimizer step (data loading included), `val_seconds` of each
+    validation (rank 0)."""
 
     checkpoint_root: str
     epochs: int
@@ -114,6 +116,8 @@ class TrainResult:
     saved: list[str] = field(default_factory=list)
     val: dict[str, dict[str, float]] = field(default_factory=dict)
     best: str | None = None
+    step_seconds: list[float] = field(default_factory=list)
+    val_seconds: list[float] = field(default_factory=list)
 
 
 def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpoint_every: int, grad_accum: int,
@@ -154,8 +158,9 @@ def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpo
             parts.optimizer.step()
             parts.optimizer.zero_grad(set_to_none=True)
             step += 1
+            result.step_seconds.append(time.perf_counter() - t0)
             if metrics:
-                metrics.set("stseg_train_step_seconds", time.perf_counter() - t0)
+                metrics.set("stseg_train_step_seconds", result.step_seconds[-1])
                 metrics.set("stseg_train_loss", losses[-1])
                 metrics.set("stseg_train_step", step)
                 metrics.gpu_memory()
@@ -177,7 +182,9 @@ def _save_and_validate(parts: TrainParts, ckpts: RunCheckpoints, epoch: int, ste
     """Validation first, then the checkpoint, then val.json/best: a checkpoint in the store is always one whose
     score is about to be recorded, and a resumed run re-scores nothing."""
     state = {k: v.detach().cpu() for k, v in parts.model.state_dict().items()}
+    t0 = time.perf_counter()
     scores = parts.validate(parts.model)
+    result.val_seconds.append(time.perf_counter() - t0)
     payload = {"model": state, "arch": parts.arch, "epoch": epoch, "step": step,
                "optimizer": parts.optimizer.state_dict(), "rng": rng_state(), "recipe": parts.recipe}
     result.saved.append(ckpts.save(epoch, payload))
