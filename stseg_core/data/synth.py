@@ -289,7 +289,9 @@ def _plan_video(cfg: SynthConfig, split: str, index: int, attempt: int) -> _Vide
         else:
             shape = str(rng.choice(list(_SHAPES)))
             base_amp = np.array([a * rng.uniform(0.7, 1.3) for _, a in _SHAPES[shape]])
-            frac = rng.uniform(0.002, 0.004) if small else rng.uniform(0.012, 0.045)
+            # Share of the frame: small < 1 %; herd members smaller than solo objects, as in MOSE's crowds.
+            frac = rng.uniform(0.002, 0.004) if small else rng.uniform(0.006, 0.02) if in_crowd else rng.uniform(
+                0.012, 0.045)
             radius = max(2.0, math.sqrt(frac * area / math.pi))
             texture = None
         ks = np.array([kk for kk, _ in _SHAPES[shape]], np.float64)
@@ -312,21 +314,26 @@ def _plan_video(cfg: SynthConfig, split: str, index: int, attempt: int) -> _Vide
         objects.append(_Object(oid, shape, radius, ks, amp, phase, scale, angle, np.zeros((n, 2)), texture,
                                crowd=0 if in_crowd else None, small=small, deforms=deforms))
 
-    # Base paths: spread-out starts, drift + sway, camera-induced shift, folded into the frame.
-    starts = _spread_points(rng, k, w, h)
+    # Base paths: spread-out starts, drift + sway, camera-induced shift, folded into the frame. The herd is one
+    # disc holding its members on a ring wide enough that neighbours do not overlap at the start.
+    crowd_reach = max((o.reach() for o in objects if o.crowd is not None), default=0.0)
+    ring = 1.15 * crowd_reach / math.sin(math.pi / crowd_size) if crowd_size >= 2 else 0.0
+    discs = ([ring + crowd_reach] if crowd_size >= 2 else []) + [o.reach() for o in objects if o.crowd is None]
+    centres = _spread_points(rng, discs, w, h)
+    herd_centre, solo = (centres[0], iter(centres[1:])) if crowd_size >= 2 else (None, iter(centres))
     herd_heading = rng.uniform(0, 2 * math.pi)
     for i, obj in enumerate(objects):
         speed = rng.uniform(0.002, 0.008) * math.sqrt(area)
         if obj.crowd is not None:  # the herd drifts together; members orbit its centre, alternating direction
-            ring = 2.2 * objects[0].radius * math.sqrt(crowd_size)
             phi = 2 * math.pi * i / crowd_size + 0.02 * t * (1 if i % 2 else -1)
-            start = starts[0] + ring * np.stack([np.cos(phi), np.sin(phi)], 1)
+            start = herd_centre + ring * np.stack([np.cos(phi), np.sin(phi)], 1)
             heading, speed = herd_heading, 0.7 * speed
         else:
-            start = np.broadcast_to(starts[i], (n, 2))
+            start = np.broadcast_to(next(solo), (n, 2))
             heading = rng.uniform(0, 2 * math.pi)
         drift = np.array([math.cos(heading), math.sin(heading)]) * speed * t[:, None]
-        path = start + drift + _wobble(rng, t, 0.04 * math.sqrt(area), 2) - (cam - cam[0])
+        sway = _wobble(rng, t, 0.04 * math.sqrt(area), 2)
+        path = start + drift + sway - sway[0] - (cam - cam[0])
         r = min(obj.reach(), 0.45 * min(w, h))
         obj.pos = np.stack([_fold(path[:, 0], r, w - r), _fold(path[:, 1], r, h - r)], 1)
 
@@ -434,14 +441,16 @@ def _occluding_offsets(back: _Object, front: _Object, t0: int, t1: int, ang: flo
     return dists[:, None] * direction
 
 
-def _spread_points(rng: np.random.Generator, k: int, w: int, h: int) -> np.ndarray:
-    """k start points far from each other (best of a few random candidates each), so frame 0 shows every id."""
+def _spread_points(rng: np.random.Generator, radii: list[float], w: int, h: int) -> np.ndarray:
+    """Centres for discs of the given radii, each the best of 16 random candidates at keeping clear of the discs
+    placed before it, so frame 0 shows every id."""
     pts: list[np.ndarray] = []
-    for _ in range(k):
-        cand = rng.uniform([0.15 * w, 0.15 * h], [0.85 * w, 0.85 * h], (12, 2))
+    for r in radii:
+        lo = np.minimum([r, r], [w / 2, h / 2])
+        cand = rng.uniform(lo, np.array([w, h]) - lo, (16, 2))
         if pts:
-            d = np.min(np.linalg.norm(cand[:, None, :] - np.array(pts)[None], axis=2), axis=1)
-            pts.append(cand[int(np.argmax(d))])
+            gap = np.linalg.norm(cand[:, None, :] - np.array(pts)[None], axis=2) - np.array(radii[: len(pts)]) - r
+            pts.append(cand[int(np.argmax(gap.min(axis=1)))])
         else:
             pts.append(cand[0])
     return np.array(pts)
