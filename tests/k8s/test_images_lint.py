@@ -76,7 +76,9 @@ def test_runs_as_the_jobs_non_root_user_with_python_m_entrypoint(path: Path) -> 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
 def test_bases_are_exact_tags_and_nothing_secret_is_baked_in(path: Path) -> None:
     text = path.read_text()
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))  # a base given by build-arg: its default
     for base in re.findall(r"^FROM (\S+)", text, re.M):
+        base = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], base)
         tag = base.partition(":")[2]
         assert tag and tag != "latest" and re.search(r"\d", tag), f"{path}: base {base} has no exact tag"
     for key in re.findall(r"^(?:ENV|ARG)\s+(.*)$", text, re.M):
