@@ -148,8 +148,8 @@ class MoseSplit:
         out: dict[str, list[str]] = {}
         for key in self.store.list(top):
             parts = key.split("/")
-            if parts[-1].startswith("."):
-                continue  # hidden files (.DS_Store, editor swap files)
+            if any(p.startswith(".") for p in parts[1:]):
+                continue  # hidden files and folders (.DS_Store, editor swap files, .ipynb_checkpoints)
             if len(parts) != 3:
                 stray.append(f"{self.store.uri(key)}: not in the layout {top}/<video>/<frame> (stray file)")
                 continue

@@ -24,6 +24,14 @@ Dataset layout written by `generate_dataset(root, config)`::
     root/valid/JPEGImages/…            root/valid/Annotations/<video>/00000.png  (first frame only)
     root/valid_gt/Annotations/<video>/00000.png …  (every frame: the ground truth for J&F)
     root/test/…, root/test_gt/…        as valid
+
+Per video, `meta.json` → `splits.<split>.<video>` holds: `frames`, `object_ids`, `objects` {id: shape, crowd,
+small, deforms}, `present` (hard cases measured in this video), `hard_cases` {`occlusion`: frames where an object
+shows < 75 % of its in-frame pixels because of other objects, per object, plus the planned event;
+`disappearance`: [{object, absent: [first, last] frame, frames, cause: out_of_frame | behind_occluder |
+behind_object}]; `distractors`: [[ids of one crowd]]; `small_objects`: ids never above 1 % of the frame;
+`camera_motion`: {max_shift_px, offsets per frame} or null; `deformation`: {objects, in_frame_px_range};
+`textured_background`: bool}, and `visible_px` / `in_frame_px`: {id: pixel count per frame}.
 """
 
 from __future__ import annotations
@@ -394,10 +402,9 @@ def _plan_video(cfg: SynthConfig, split: str, index: int, attempt: int) -> _Vide
             objects.insert(objects.index(back) + 1, front)
         planned["occlusion"].append({"object": back.oid, "by": front.oid, "frames": [t0, t1]})
     order = rng.permutation(len(objects))
-    if not planned["occlusion"]:
+    if not planned["occlusion"]:  # depth order: random, unless an occlusion already fixed who is in front
         objects = [objects[i] for i in order]
-    planned["distractors"] = [[o.oid for o in objects if o.crowd is not None]] if crowd_size >= 2 else []
-    planned["distractors"] = [sorted(g) for g in planned["distractors"]]
+    planned["distractors"] = [sorted(o.oid for o in objects if o.crowd is not None)] if crowd_size >= 2 else []
     planned["small_objects"] = [o.oid for o in objects if o.small]
     planned["deformation"] = sorted(o.oid for o in objects if o.deforms)
 
