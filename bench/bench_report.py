@@ -17,7 +17,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -67,17 +66,24 @@ def clone_run(base: Path, dest: Path, videos: int) -> None:
         path.write_text(json.dumps(doc))
 
 
+_CHILD = ("import atexit, resource, sys\n"
+          "atexit.register(lambda: print(f'maxrss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}',"
+          " file=sys.stderr))\n"
+          "from stseg_cli.main import main\n"
+          "sys.argv = ['stseg', *sys.argv[1:]]\n"
+          "main()\n")
+
+
 def build(run: Path, out: Path) -> tuple[float, float, str]:
-    """(seconds, peak RSS MiB of the child, last line) of `stseg report` in a fresh process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(seconds, peak RSS MiB, last line) of `stseg report` in a fresh process that reports its own peak RSS."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "stseg_cli", "report", str(run), "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-c", _CHILD, "report", str(run), "--out", str(out)],
                           capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"stseg report failed: {proc.stderr.strip()}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024, proc.stdout.strip().splitlines()[-1]
+    rss = next(int(line.split("=")[1]) for line in proc.stderr.splitlines() if line.startswith("maxrss_kib="))
+    return seconds, rss / 1024, proc.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
