@@ -52,7 +52,10 @@ def pick_train_device(requested: str, dist: DistEnv) -> str:
 
 
 def init_distributed(dist: DistEnv, device: str) -> None:
-    """One process group per launch: NCCL between GPUs, gloo on CPU (tests and laptops)."""
+    """One process group per launch: NCCL between GPUs, gloo on CPU (tests and laptops). The timeout covers
+    rank 0's validation pass, which the other ranks wait for at a barrier."""
+    import datetime
+
     import torch.distributed as tdist
 
     if dist.world_size > 1 and not tdist.is_initialized():
@@ -60,7 +63,8 @@ def init_distributed(dist: DistEnv, device: str) -> None:
             import torch
 
             torch.cuda.set_device(device)
-        tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
+                                 timeout=datetime.timedelta(hours=3))
 
 
 def barrier(dist: DistEnv) -> None:
