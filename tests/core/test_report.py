@@ -179,3 +179,17 @@ def test_bad_input_one_line_error_or_a_page_that_names_what_is_missing(runs, tmp
     page = Page((tmp_path / "p" / "index.html").read_text())
     assert "missing" in page.ids and f"pred/{models[-1]}/" in "".join(page.text)
     assert _png(tmp_path / "p" / f"img/{first}-overlay.png").shape[0] == TITLE_HEIGHT + 6 * (64 + 2)
+
+
+def test_report_written_next_to_a_run_in_s3(runs, s3_bucket):
+    root, _models = runs
+    run = open_store(f"s3://{s3_bucket}/runs/r1")
+    run.upload_dir(root / "run", "", workers=4)
+    result = build_report(ReportConfig(run.root, data_root=str(root / "data" / "test"), per_kind=1))
+    assert result.index == run.uri("report/index.html")
+    page = Page(run.read_text("report/index.html"))
+    assert page.links and all(run.exists(f"report/{link}") for link in page.links)
+    assert sorted(k for k in run.list("report")) == sorted(f"report/{k}" for k in result.files)
+    strip = [i["src"] for i in page.imgs if i.get("class") == "overlay"]
+    assert len(strip) == len(result.selected) >= 1
+    assert Image.open(io.BytesIO(run.read_bytes(f"report/{strip[0]}"))).size[1] == TITLE_HEIGHT + 7 * (64 + 2)
