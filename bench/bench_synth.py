@@ -2,7 +2,9 @@
 
 Reference measured in the same run: encoding alone (JPEG q95 4:4:4 + label PNG of the same frames), the floor
 any writer pays. Goal: ≥ 50 frames/s written at 480×854 on one core.
-Run: .venv/bin/python bench/bench_synth.py [--videos 3] [--frames 60] [--height 480 --width 854]
+With `--jf SEEDS`: how hard and how stable the benchmark is: J&F of the classical flow tracker (flowprop) and of
+a static copy of the first mask (the floor) on a synthetic valid split per seed (192×336, `--jf-videos` videos).
+Run: .venv/bin/python bench/bench_synth.py [--videos 3] [--frames 60] [--height 480 --width 854] [--jf 3]
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=854)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jf", type=int, default=0, help="Also score flowprop vs a static mask on this many seeds.")
+    ap.add_argument("--jf-videos", type=int, default=10)
     args = ap.parse_args()
     cv2.setNumThreads(1)
     # Every hard case on, so the measurement covers the most expensive videos.
@@ -66,6 +70,49 @@ def main() -> None:
         print(f"{name:<32} {secs:>7.2f} {n / secs:>9.1f}")
     fps = n / write_s
     print(f"written frames/s ÷ goal 50: {fps / 50:.2f}; encoding share of the write time: {encode_s / write_s:.0%}")
+    if args.jf:
+        jf_stability(args.jf, args.jf_videos)
+
+
+def jf_stability(seeds: int, videos: int) -> None:
+    """J&F-Mean (%) of flowprop and of the first mask held still, per seed, with mean and spread."""
+    import statistics
+    from pathlib import Path
+
+    from stseg_core.data.labels import encode_label_png
+    from stseg_core.data.mose import MoseSplit
+    from stseg_core.data.synth import SynthConfig, generate_split
+    from stseg_core.metrics.evaluate import evaluate
+    from stseg_core.models.base import VideoInput
+    from stseg_core.models.registry import build_model
+
+    model = build_model("flowprop")
+    rows: dict[str, list[float]] = {"flowprop": [], "static first mask": []}
+    print(f"\nJ&F-Mean % on a synthetic valid split of {videos} videos (192x336, 30-60 frames) per seed")
+    print(f"{'seed':>4} {'flowprop':>9} {'static':>7} {'gap':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(seeds):
+            root = Path(tmp) / str(seed)
+            generate_split(root, SynthConfig(seed=seed, height=192, width=336, min_frames=30, max_frames=60,
+                                             videos=videos), "valid")
+            split = MoseSplit(root / "valid")
+            for kind in rows:
+                out = root / "pred" / kind
+                for name in split.videos():
+                    video = VideoInput.from_split(split, name)
+                    (out / name).mkdir(parents=True)
+                    if kind == "flowprop":
+                        pairs = ((r.stem, r.labels) for r in model.segment(video))
+                    else:
+                        pairs = ((stem, video.first_labels) for stem in video.stems)
+                    for stem, labels in pairs:
+                        (out / name / f"{stem}.png").write_bytes(encode_label_png(labels))
+                rows[kind].append(100 * evaluate(str(root / "valid_gt"), str(out)).scores["J&F-Mean"])
+            flow, static = rows["flowprop"][-1], rows["static first mask"][-1]
+            print(f"{seed:>4} {flow:>9.1f} {static:>7.1f} {flow - static:>6.1f}")
+    for kind, vals in rows.items():
+        spread = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        print(f"{kind:<18} mean {statistics.mean(vals):5.1f}  std over seeds {spread:4.1f}")
 
 
 if __name__ == "__main__":

@@ -410,7 +410,7 @@ def _plan_video(cfg: SynthConfig, split: str, index: int, attempt: int) -> _Vide
 
     noise = None
     if cfg.noise > 0:
-        field_ = rng.normal(0.0, cfg.noise, (h + 16, w + 16, 3))
+        field_ = rng.standard_normal((h + 16, w + 16, 3), dtype=np.float32) * np.float32(cfg.noise)
         noise = (np.clip(field_, 0, 255).astype(np.uint8), np.clip(-field_, 0, 255).astype(np.uint8))
     offsets = rng.integers(0, 17, (n, 2))
     return _Video(video_name(cfg.seed, split, index), n, objects, cam, (mx, my), canvas, pillar, noise, offsets,
