@@ -3,9 +3,13 @@
 Notation: frame t at full size H×W, working size h×w (short side ≤ `size`, where flow is computed);
 `fb` = flow t→t−1 (for a pixel of frame t, where it was in t−1), `ff` = flow t−1→t; K objects.
 
-Per frame: warp the one-hot of the previous labels along `fb` (bilinear, so boundaries stay soft) and
-take the arg-max; a pixel whose forward and backward flows disagree (Sundaram et al. 2010 test) is
-unreliable, and an object's confidence is the exponential average of the share of its pixels that pass.
+Per frame: warp the one-hot of the previous labels along `fb` (bilinear, so boundaries stay soft) — or, for
+an object whose corners track well (`motion="hybrid"`), along the similarity transform fitted to them, since
+dense flow underestimates motion inside uniform regions — and take the arg-max. A colour step then trims
+pixels whose colour is almost surely background and adds nearby ones almost surely the object (per-object
+RGB histograms against the first frame's background), median-smoothed. A pixel whose forward and backward
+flows disagree (Sundaram et al. 2010 test) is unreliable, and an object's confidence is the exponential
+average of the share of its pixels (or tracked corners) that pass.
 An object whose area collapses below a fraction of its remembered area is declared absent; with
 `reacquire`, each absent object is searched for in every later frame by its colour (first-frame anchor
 histogram mixed with its last confident appearance) among background pixels, and is brought back when one
