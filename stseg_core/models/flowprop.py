@@ -115,9 +115,10 @@ class FlowProp(VOSModel):
     needs_gpu = False
     default_size = 360
     confidence_definition = (
-        "exponential average (0.7 previous, 0.3 current) of the share of the object's propagated pixels whose "
-        "forward and backward optical flows agree; 0 when the object is absent; a re-acquired object starts "
-        "at its colour-match posterior")
+        "exponential average (0.7 previous, 0.3 current) of the share of the object's tracked corners that fit "
+        "its similarity motion (when it moved by one) or else of its propagated pixels whose forward and "
+        "backward optical flows agree; 0 when the object is absent; a re-acquired object starts at its "
+        "colour-match posterior")
 
     def __init__(self, config: FlowPropConfig | None = None) -> None:
         self.config = config or FlowPropConfig()
