@@ -87,8 +87,9 @@ def _agreement_table(run: RunSummary, rows: list[VideoRow]) -> str:
     for model in (*run.models, "pgmr-fused"):
         vals = [r.values[model] for r in rows if model in r.values]
         mean = sum(vals) / len(vals) if vals else None
+        shown = "reference" if model == "pgmr-fused" else _pct(mean)
         body.append(f'<tr data-method="{escape(model)}"><td class="name">{escape(NAMES.get(model, model))}</td>'
-                    f"<td>{_pct(mean)}</td><td>{choices.count(model)}</td></tr>")
+                    f"<td>{shown}</td><td>{choices.count(model)}</td></tr>")
     return f'<table id="table2">{head}{"".join(body)}</table>'
 
 

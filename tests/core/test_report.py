@@ -147,6 +147,11 @@ def test_without_ground_truth_shows_agreement_and_says_so(runs, tmp_path):
     assert "no-gt" in page.ids and "agreement with the PGMR pseudo-label" in "".join(page.text)
     assert any("eval/: no J&F results" in m for m in result.missing)
     rec = open_store(root / "nogt").read_json("recommend.json")["videos"]
+    agree = page.tables["table2"]
+    for m in models:
+        mean = np.mean([100 * rec[v]["agreement"][m] for v in rec])
+        assert agree[m][1] == f"{mean:.1f}" and agree[m][2] == str(sum(e["choice"] == m for e in rec.values()))
+    assert agree["pgmr-fused"][1:] == ["reference", str(sum(e["choice"] == "pgmr-fused" for e in rec.values()))]
     for video, cells in page.tables["videos"].items():
         assert cells[1:1 + len(models)] == [f"{100 * rec[video]['agreement'][m]:.1f}" for m in models]
         assert cells[-2] == rec[video]["choice"]
