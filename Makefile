@@ -49,14 +49,20 @@ clean:
 REGISTRY ?= ghcr.io/stseg
 TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGES ?= sam2 tmo cutie xmem livos fusion
+# BUILDER: docker or buildah (default: docker when its daemon answers, else buildah; buildah builds in docker
+# format, which keeps SHELL). BUILD_ARGS: extra flags, e.g. --pull=never --build-arg PYTHON_BASE=….
+BUILDER ?=
+BUILD_ARGS ?=
 .PHONY: images
 images:
-	builder=$$(command -v docker || command -v buildah) || { echo "make images needs docker or buildah" >&2; exit 1; }; \
+	builder="$(BUILDER)"; [ -n "$$builder" ] || { docker info >/dev/null 2>&1 && builder=docker; } \
+	  || builder=$$(command -v buildah) || { echo "make images needs a running docker or buildah" >&2; exit 1; }; \
 	git diff --quiet HEAD || echo "note: uncommitted changes are not in the images (they build HEAD)" >&2; \
 	sha=$$(git rev-parse --short=12 HEAD); ctx=$$(mktemp -d); trap 'rm -rf "$$ctx"' EXIT; \
 	git archive HEAD | tar -x -C "$$ctx"; \
+	fmt=$$([ "$${builder##*/}" = buildah ] && echo "--format docker"); \
 	for name in $(IMAGES); do \
-	  $$builder build -f "$$ctx/images/$$name/Dockerfile" -t "$(REGISTRY)/stseg-$$name:$(TAG)" \
+	  $$builder build $$fmt $(BUILD_ARGS) -f "$$ctx/images/$$name/Dockerfile" -t "$(REGISTRY)/stseg-$$name:$(TAG)" \
 	    -t "$(REGISTRY)/stseg-$$name:$$sha" "$$ctx"; \
 	done
 
