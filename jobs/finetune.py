@@ -17,7 +17,8 @@ from stseg_jobs._env import env_field, from_env, job_main, json_object, positive
 @dataclass(frozen=True)
 class FinetuneEnv:
     """What a finetune Job reads. Recipe fields come from STSEG_RECIPE (a JSON object such as
-    {"epochs": 40, "config": "l"}) and from the single-option variables below, which win over it."""
+    {"config": "l", "resolution": 1024}; `stseg submit finetune --option recipe=…`) and from STSEG_INIT,
+    STSEG_EPOCHS, STSEG_DEVICE (`--option init=… --option epochs=…`), which win over it."""
 
     run_root: str = env_field("STSEG_RUN_ROOT", doc="the run root URI, <store>/runs/<run-id>")
     data_root: str = env_field("STSEG_DATA_ROOT", doc="the training split root holding JPEGImages/ and Annotations/")
@@ -30,12 +31,10 @@ class FinetuneEnv:
     recipe: Mapping[str, object] | None = env_field("STSEG_RECIPE", parse=json_object, default=None)
     init: str | None = env_field("STSEG_INIT", default=None, doc="initial checkpoint URI, or 'random'")
     epochs: int | None = env_field("STSEG_EPOCHS", parse=positive_int, default=None)
-    config: str | None = env_field("STSEG_CONFIG", default=None, doc="sam2 size t|s|b+|l")
-    resolution: int | None = env_field("STSEG_RESOLUTION", parse=positive_int, default=None)
     device: str | None = env_field("STSEG_DEVICE", default=None)
 
     def options(self) -> dict[str, object]:
-        single = {k: getattr(self, k) for k in ("init", "epochs", "config", "resolution", "device")}
+        single = {k: getattr(self, k) for k in ("init", "epochs", "device")}
         return {**(self.recipe or {}), **{k: v for k, v in single.items() if v is not None}}
 
 
