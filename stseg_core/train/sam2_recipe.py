@@ -252,8 +252,8 @@ def finetune_sam2(recipe: Sam2Recipe, *, data_root: str, store: str, run_id: str
         resolve_checkpoint(recipe.init)  # a missing init fails here, before the data is read
     data = MoseSplit(data_root)
     videos = data.videos()
+    check_train_videos(data, videos, recipe.num_frames)  # before split.json is written
     split: VideoSplit = recorded_split(ckpts.store, videos, recipe.val_fraction, seed=recipe.seed)
-    check_train_videos(data, split.train + split.val, recipe.num_frames)
     device = pick_train_device(recipe.device, dist)
     scratch = Path(scratch)
     scratch.mkdir(parents=True, exist_ok=True)

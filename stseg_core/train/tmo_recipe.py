@@ -212,8 +212,8 @@ def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, 
     if recipe.init != "random":
         resolve_checkpoint(recipe.init)
     data = MoseSplit(data_root)
+    check_train_videos(data, data.videos(), 3)  # before split.json is written
     split: VideoSplit = recorded_split(ckpts.store, data.videos(), recipe.val_fraction, seed=recipe.seed)
-    check_train_videos(data, split.train + split.val, 3)
     device = pick_train_device(recipe.device, dist)
     torch.manual_seed(recipe.seed + dist.rank)
     random.seed(recipe.seed + dist.rank)

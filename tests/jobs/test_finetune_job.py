@@ -19,7 +19,9 @@ CFG = SynthConfig(seed=9, height=48, width=64, videos=3, min_frames=4, max_frame
 
 
 def _env(tmp_path, **extra):
-    return {"STSEG_STAGE": "finetune", "STSEG_RUN_ROOT": str(tmp_path / "store/runs/j1"),
+    # one intra-op thread per process: on a shared 2-core machine spinning OpenMP workers cost more than they give
+    return {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+            "STSEG_STAGE": "finetune", "STSEG_RUN_ROOT": str(tmp_path / "store/runs/j1"),
             "STSEG_DATA_ROOT": str(tmp_path / "ds/train"), "STSEG_MODEL": "tmo", "STSEG_INIT": "random", **extra}
 
 
