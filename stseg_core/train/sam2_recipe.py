@@ -116,6 +116,11 @@ def _hydra_value(value: Any) -> str:
     return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
 
 
+def _quoted(path: str) -> str:
+    """A path as a hydra override value: quoted, so spaces, '=' or commas in it stay part of the string."""
+    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def compose_config(recipe: Sam2Recipe, img_folder: str, gt_folder: str, file_list: str | None,
                    device: str = "cpu"):
     """Upstream's MOSE finetune config with the recipe's values as hydra overrides (an OmegaConf DictConfig)."""
@@ -131,8 +136,9 @@ def compose_config(recipe: Sam2Recipe, img_folder: str, gt_folder: str, file_lis
         f"scratch.max_num_objects={recipe.max_objects}", f"scratch.train_batch_size={recipe.batch_size}",
         f"scratch.base_lr={recipe.base_lr}", f"scratch.vision_lr={recipe.vision_lr}",
         f"scratch.num_epochs={recipe.epochs}", f"scratch.num_train_workers={recipe.workers}",
-        f"dataset.img_folder={img_folder}", f"dataset.gt_folder={gt_folder}",
-        f"dataset.file_list_txt={file_list if file_list else 'null'}", f"dataset.multiplier={recipe.multiplier}",
+        f"dataset.img_folder={_quoted(img_folder)}", f"dataset.gt_folder={_quoted(gt_folder)}",
+        f"dataset.file_list_txt={_quoted(file_list) if file_list else 'null'}",
+        f"dataset.multiplier={recipe.multiplier}",
         f"trainer.accelerator={'cuda' if cuda else 'cpu'}", f"trainer.seed_value={recipe.seed}",
         f"trainer.distributed.backend={'nccl' if cuda else 'gloo'}", f"trainer.optim.amp.enabled={cuda}",
         "trainer.checkpoint.model_weight_initializer=null",

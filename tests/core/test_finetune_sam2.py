@@ -130,3 +130,24 @@ def test_bad_inputs_fail_in_one_line_before_any_step(data, tmp_path):
         msg = str(info.value)
         assert text in msg and "\n" not in msg, msg
         assert _no_step(metrics) and time.perf_counter() - t0 < 30
+
+
+@pytest.mark.parametrize("size", ["t", "s", "b+", "l"])
+def test_composed_config_takes_each_sizes_trunk_and_the_recipe(size):
+    from importlib.resources import files
+
+    import yaml
+
+    from stseg_core.models.sam2 import config_path
+    from stseg_core.train.sam2_recipe import compose_config
+
+    cfg = compose_config(Sam2Recipe(init="random", config=size), "/d/a b,c=1/JPEGImages", "/d/Ann", None)
+    want = yaml.safe_load(files("sam2").joinpath(config_path(size)).read_text())["model"]["image_encoder"]
+    trunk = cfg.trainer.model.image_encoder.trunk
+    assert {k: trunk[k] for k in want["trunk"] if k != "_target_"} == {k: v for k, v in want["trunk"].items()
+                                                                        if k != "_target_"}
+    assert list(cfg.trainer.model.image_encoder.neck.backbone_channel_list) == want["neck"]["backbone_channel_list"]
+    assert cfg.dataset.img_folder == "/d/a b,c=1/JPEGImages" and cfg.dataset.file_list_txt is None
+    assert cfg.trainer.model.freeze_image_encoder is True and cfg.scratch.base_lr == 5e-6
+    assert dict(cfg.trainer.loss.all.weight_dict) == {"loss_mask": 20, "loss_dice": 1, "loss_iou": 1, "loss_class": 1}
+    assert cfg.scratch.num_epochs == 40 and cfg.trainer.optim.amp.enabled is False
