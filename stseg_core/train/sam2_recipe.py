@@ -286,6 +286,11 @@ def _parts(cfg, recipe: Sam2Recipe, model, data: MoseSplit, split: VideoSplit, d
     dataset.set_epoch(0)
     sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                  seed=recipe.seed, drop_last=True)
+    steps = len(sampler) // recipe.batch_size // recipe.grad_accum
+    if steps < 1:
+        raise BadInputError(f"sam2 finetune: {len(dataset)} training clips per epoch cannot fill one step of "
+                            f"{recipe.batch_size}×{recipe.grad_accum} clips"
+                            f"{f' per rank × {dist.world_size}' if dist.world_size > 1 else ''}")
     loss_fn = instantiate(cfg.trainer.loss.all, _convert_="all")
     groups, group_lrs = param_groups(model, recipe)
     opt_cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
@@ -313,7 +318,7 @@ def _parts(cfg, recipe: Sam2Recipe, model, data: MoseSplit, split: VideoSplit, d
 
     return TrainParts(
         model=model, optimizer=optimizer, forward=forward, batches=batches,
-        steps_per_epoch=len(sampler) // recipe.batch_size // recipe.grad_accum,
+        steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, device),
         group_lrs=group_lrs, arch={"model": "sam2", "config": recipe.config, "resolution": recipe.resolution},
         recipe=_plain(asdict(recipe)), grad_clip=float(cfg.trainer.optim.gradient_clip.max_norm))
