@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from stseg_core.errors import BadInputError, MissingArtifactError
-from stseg_core.store import FileStore, open_store
+from stseg_core.store import open_store
 
 if TYPE_CHECKING:
     import torch
@@ -49,7 +49,7 @@ def resolve_checkpoint(uri: str) -> Path:
     Local files are used in place. Remote ones are downloaded once into `cache_dir()`, under a folder named
     by a hash of the URI and the object's size: checkpoint keys are written once by the run layout
     (`checkpoints/<model>/<run>/epoch_<n>.pt`), and the size guards against a replaced object. The
-    cache write is atomic (temp file + rename), so concurrent jobs on one node never read a
+    store's download is atomic (temp file + rename), so concurrent jobs on one node never read a
     half-written file.
     """
     uri = str(uri)
@@ -66,7 +66,7 @@ def resolve_checkpoint(uri: str) -> Path:
     digest = hashlib.sha256(f"{uri}\n{size}".encode()).hexdigest()[:20]
     dest = cache_dir() / digest / key
     if not (dest.is_file() and dest.stat().st_size == size):
-        FileStore(dest.parent).write_bytes(dest.name, store.read_bytes(key))
+        store.read_file(key, dest)  # streamed, ranged parallel GETs for large files, temp + rename
     return dest
 
 
