@@ -33,6 +33,7 @@ def cli() -> None:
 def _register() -> None:
     # Each module adds its commands to `cli`; imported here so `stseg --help` lists them all.
     import stseg_cli.data_transfer_cmds
+    import stseg_cli.demo
     import stseg_cli.eval_cmd
     import stseg_cli.finetune_cmd
     import stseg_cli.fuse_cmd

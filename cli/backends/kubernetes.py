@@ -29,6 +29,14 @@ INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 UID = 10001  # the images' non-root user
 BAD_INPUT_EXIT = 2
+# Security-scan exceptions, written on every Job with their reasons (checkov reads them from the object).
+CHECKOV_SKIPS = (
+    ("checkov.io/skip1", "CKV_K8S_43=images are named by the release/git-SHA tag `make images` pushes; a digest "
+                         "needs the registry at render time"),
+    ("checkov.io/skip2", "CKV_K8S_15=multi-GB CUDA images are pulled once per node (IfNotPresent), not per shard"),
+    ("checkov.io/skip3", "CKV_K8S_35=boto3 reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment; "
+                         "IRSA/workload identity needs no Secret at all"),
+)
 
 
 @dataclass(frozen=True)
@@ -177,7 +185,8 @@ class KubernetesBackend(Backend):
         ])
         return c.V1Job(
             api_version="batch/v1", kind="Job",
-            metadata=c.V1ObjectMeta(name=spec.name, namespace=cfg.namespace, labels=job_labels),
+            metadata=c.V1ObjectMeta(name=spec.name, namespace=cfg.namespace, labels=job_labels,
+                                    annotations=dict(CHECKOV_SKIPS)),
             spec=c.V1JobSpec(
                 completion_mode="Indexed", completions=spec.shards, parallelism=spec.parallelism,
                 backoff_limit_per_index=spec.retries, max_failed_indexes=spec.max_failed_shards,
