@@ -17,11 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-FLOWPROP_VARIANTS = {
-    "flowprop-dis": {},
-    "flowprop-farneback": {"flow": "farneback", "motion": "dense"},
-    "flowprop-plain": {"refine": False, "reacquire": False},
-}
+FLOWPROP_VARIANTS = ("flowprop", "flowprop-farneback", "flowprop-plain")  # registered names
 
 
 def _fixtures():
@@ -32,37 +28,11 @@ def _fixtures():
     return mod
 
 
-def run_flowprop(name: str, overrides: dict, data_root: str, run_root: str) -> None:
-    """Run one flowprop variant over every shard of the run's plan into pred/<name>/ (done markers last)."""
-    from stseg_core.data.mose import MoseSplit
-    from stseg_core.models.base import VideoInput
-    from stseg_core.models.registry import build_model
-    from stseg_core.plan import ShardPlan
-    from stseg_core.predictions import write_video_predictions
-    from stseg_core.runlayout import pred_prefix, run_shard_once
-    from stseg_core.store import open_store
-
-    run_store = open_store(run_root)
-    plan = ShardPlan.load(run_store)
-    data = MoseSplit(open_store(data_root))
-    model = build_model("flowprop", **overrides)
-    for shard in range(plan.num_shards):
-        def produce(shard=shard):
-            keys = []
-            for video in plan.videos(shard):
-                vi = VideoInput.from_split(data, video)
-                keys += write_video_predictions(run_store, name, video, model.segment(vi), stems=vi.stems,
-                                                object_ids=vi.object_ids,
-                                                confidence_definition=model.confidence_definition)
-            return keys
-        run_shard_once(run_store, pred_prefix(name), shard, produce, meta={"model": "flowprop", **overrides})
-
-
 def prepare(out: Path, seed: int, videos: int, size: tuple[int, int], frames: tuple[int, int], workers: int,
             shards: int) -> list[str]:
     from stseg_core.data.mose import MoseSplit
     from stseg_core.data.synth import SynthConfig, generate_dataset
-    from stseg_core.infer import ensure_plan
+    from stseg_core.infer import ensure_plan, run_shard
     from stseg_core.plan import ShardPlan
     from stseg_core.store import open_store
 
@@ -76,9 +46,11 @@ def prepare(out: Path, seed: int, videos: int, size: tuple[int, int], frames: tu
     for split in ("valid", "test"):
         run_root = str(out / "runs" / split)
         ensure_plan(str(data / split), run_root, shards)
-        for name, overrides in FLOWPROP_VARIANTS.items():
+        for name in FLOWPROP_VARIANTS:
             t0 = time.perf_counter()
-            run_flowprop(name, overrides, str(data / split), run_root)
+            for shard in range(shards):
+                run_shard(data_root=str(data / split), run_root=run_root, model_name=name, shard=shard,
+                          num_shards=shards)
             print(f"{split}: {name} {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         run_store = open_store(run_root)
         for name in fixtures.PREDICTORS:

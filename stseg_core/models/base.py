@@ -131,3 +131,5 @@ class ModelSpec:
     description: str
     default_checkpoint: str | None
     needs_gpu: bool
+    defaults: tuple[tuple[str, object], ...] = ()
+    """Options this name presets (a variant of another model); explicit overrides win."""

@@ -70,6 +70,20 @@ def resolve_checkpoint(uri: str) -> Path:
     return dest
 
 
+def read_entry(uri: str, key: str) -> dict[str, Any]:
+    """A dict our finetune stage writes beside the weights (`arch`: config and resolution; `recipe`: every
+    training setting), so inference defaults to how the model was trained; {} when absent (upstream
+    releases carry none)."""
+    import torch
+
+    try:
+        obj = torch.load(resolve_checkpoint(uri), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable files are reported by read_state_dict with the reason
+        return {}
+    entry = obj.get(key) if isinstance(obj, Mapping) else None
+    return dict(entry) if isinstance(entry, Mapping) else {}
+
+
 def read_state_dict(uri: str, key: str = "model") -> dict[str, torch.Tensor]:
     """The state dict stored at `uri`: `ckpt[key]` (upstream SAM2 and our finetune stage save
     `{"model": state_dict, …}`) or the file itself when it is a bare state dict of tensors."""

@@ -33,17 +33,6 @@ _DROP_BELOW, _ADD_ABOVE, _BAND, _SMOOTH = 0.05, 0.95, 0.04, 5
 _BINS = 8  # colour histogram: 8 levels per RGB channel → 512 bins
 
 
-def _parse_bool(name: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise BadInputError(f"flowprop option {name}={value!r} is not a boolean")
-
-
 @dataclass(frozen=True)
 class FlowPropConfig:
     """Options of the tracker (all overridable by name through the registry).
@@ -366,26 +355,6 @@ def _fit_motion(prev: np.ndarray, new: np.ndarray, mask: np.ndarray) -> tuple[np
 
 def build(**overrides) -> FlowProp:
     """Registry builder: overrides are FlowPropConfig fields, given as values or strings (from the CLI/env)."""
-    fields = FlowPropConfig.__dataclass_fields__
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise BadInputError(f"flowprop has no option(s) {', '.join(unknown)} (options: {', '.join(fields)}); "
-                            "it takes no checkpoint")
-    kw: dict = {}
-    for key, value in overrides.items():
-        if key in ("reacquire", "refine", "probs"):
-            kw[key] = _parse_bool(key, value)
-        elif key == "size":
-            kw[key] = _number(key, value, int)
-        elif key == "vanish_ratio":
-            kw[key] = _number(key, value, float)
-        else:
-            kw[key] = str(value)
-    return FlowProp(FlowPropConfig(**kw))
+    from stseg_core.models.options import parse_options
 
-
-def _number(name: str, value, kind):
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"flowprop option {name}={value!r} is not a {kind.__name__}") from None
+    return FlowProp(parse_options(FlowPropConfig, overrides, model="flowprop", note="; it takes no checkpoint"))

@@ -12,13 +12,15 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, builder: str, *, description: str, default_checkpoint: str | None,
-             needs_gpu: bool) -> ModelSpec:
+             needs_gpu: bool, defaults: dict[str, object] | None = None) -> ModelSpec:
     """Add (or replace) a model. `builder` is "package.module:function"; the function takes keyword
-    overrides and returns a `VOSModel`."""
+    overrides and returns a `VOSModel`. `defaults` preset options, so a variant gets a name of its own (its
+    own `pred/<name>/`, its own row in the performance database)."""
     if ":" not in builder:
         raise BadInputError(f"model {name}: builder must be 'module:function', got {builder!r}")
     spec = ModelSpec(name=name, builder=builder, description=description,
-                     default_checkpoint=default_checkpoint, needs_gpu=needs_gpu)
+                     default_checkpoint=default_checkpoint, needs_gpu=needs_gpu,
+                     defaults=tuple(sorted((defaults or {}).items())))
     _REGISTRY[name] = spec
     return spec
 
@@ -48,11 +50,17 @@ def build_model(name: str, **overrides) -> VOSModel:
     builder = getattr(module, func_name, None)
     if builder is None:
         raise BadInputError(f"model {name}: {module_name} has no builder {func_name!r}")
-    return builder(**overrides)
+    return builder(**{**dict(entry.defaults), **overrides})
 
 
 register("flowprop", "stseg_core.models.flowprop:build", default_checkpoint=None, needs_gpu=False,
          description="weight-free optical-flow label propagation with forward-backward confidence")
+register("flowprop-farneback", "stseg_core.models.flowprop:build", default_checkpoint=None, needs_gpu=False,
+         defaults={"flow": "farneback", "motion": "dense"},
+         description="flowprop variant: Farneback dense flow moves every object (errors differ from DIS)")
+register("flowprop-plain", "stseg_core.models.flowprop:build", default_checkpoint=None, needs_gpu=False,
+         defaults={"refine": False, "reacquire": False},
+         description="flowprop variant without colour refinement or re-acquisition of vanished objects")
 register("sam2", "stseg_core.models.sam2:build", default_checkpoint=None, needs_gpu=False,
          description="SAM2.1 video predictor (official sam2 package), checkpoint from the store")
 register("tmo", "stseg_core.models.tmo:build", default_checkpoint=None, needs_gpu=False,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from stseg_core.errors import BadInputError
 from stseg_core.models.base import FrameResult, VideoInput, VOSModel
-from stseg_core.models.checkpoint import load_checkpoint
+from stseg_core.models.checkpoint import load_checkpoint, read_entry
 from stseg_core.models.device import autocast, pick_device
 
 if TYPE_CHECKING:
@@ -278,12 +278,17 @@ class Sam2Model(VOSModel):
                 del out["non_cond_frame_outputs"][f]
 
 
+DEFAULT_CONFIG, DEFAULT_SIZE = "t", 1024
+"""Used when neither the options nor the checkpoint's `arch` say (upstream releases carry no `arch`)."""
+
+
 @dataclass(frozen=True)
 class Sam2Config:
     """The `sam2` options (registry overrides, `stseg infer --set k=v`, `STSEG_MODEL_OPTIONS`).
 
     checkpoint (required): URI of a `{"model": state_dict}` file (upstream release or our finetune stage),
-    path / file:// / s3://. config: t | s | b+ | l. size: square input side, a multiple of 32. device:
+    path / file:// / s3://. config: t | s | b+ | l. size: square input side, a multiple of 32 (config and size
+    default to what a finetuned checkpoint's `arch` records, else DEFAULT_CONFIG / DEFAULT_SIZE). device:
     auto | cuda | cpu. offload_video_to_cpu / offload_state_to_cpu: upstream's long-video switches (GPU
     memory). mask_threshold: a pixel is background where every object's logit is at most this. probs: also
     return per-object probabilities. bf16: autocast on CUDA. postprocess: upstream hole filling (None: only
@@ -291,8 +296,8 @@ class Sam2Config:
     """
 
     checkpoint: str | None = None
-    config: str = "t"
-    size: int = 1024
+    config: str | None = None
+    size: int | None = None
     device: str | None = None
     offload_video_to_cpu: bool = True
     offload_state_to_cpu: bool = False
@@ -301,43 +306,21 @@ class Sam2Config:
     bf16: bool = True
     postprocess: bool | None = None
 
-    @classmethod
-    def from_overrides(cls, overrides: dict[str, Any]) -> Sam2Config:
-        """Typed options from overrides that may be strings (CLI, environment)."""
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise BadInputError(f"sam2: unknown option(s) {', '.join(unknown)} (known: {', '.join(names)})")
-        return cls(**{f.name: _coerce(f.name, overrides[f.name], str(f.type))
-                      for f in fields(cls) if f.name in overrides})
-
-
-def _coerce(name: str, value: Any, annotation: str) -> Any:
-    """`value` (maybe a string) as the option's type; "none"/"" → None where the option allows None."""
-    if isinstance(value, str) and "None" in annotation and value.strip().lower() in ("", "none", "null"):
-        return None
-    kind = annotation.split("|")[0].strip()
-    if kind == "bool":
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise BadInputError(f"sam2 option {name}={value!r} is not a boolean")
-    try:
-        return {"int": int, "float": float, "str": str}[kind](value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"sam2 option {name}={value!r} is not of type {kind}") from None
-
 
 def build(**overrides) -> Sam2Model:
     """Registry builder: overrides are `Sam2Config` fields; the checkpoint is loaded strictly."""
-    cfg = Sam2Config.from_overrides(overrides)
+    from stseg_core.models.options import parse_options
+
+    cfg = parse_options(Sam2Config, overrides, model="sam2")
     if not cfg.checkpoint:
         raise BadInputError("sam2: no checkpoint given (checkpoint=<path, file:// or s3:// URI>)")
+    # A finetuned checkpoint records its config and training resolution; explicit options win.
+    arch = read_entry(cfg.checkpoint, "arch")
+    config = cfg.config or str(arch.get("config") or DEFAULT_CONFIG)
+    size = cfg.size or int(arch.get("resolution") or DEFAULT_SIZE)
     device = pick_device(cfg.device)
-    predictor = build_predictor(cfg.config, cfg.size, "cpu", cfg.postprocess)
-    load_checkpoint(predictor, cfg.checkpoint, model=f"sam2 {Path(config_path(cfg.config)).stem}")
+    predictor = build_predictor(config, size, "cpu", cfg.postprocess)
+    load_checkpoint(predictor, cfg.checkpoint, model=f"sam2 {Path(config_path(config)).stem}")
     predictor.to(device)
     return Sam2Model(predictor, device=device, offload_video_to_cpu=cfg.offload_video_to_cpu,
                      offload_state_to_cpu=cfg.offload_state_to_cpu, mask_threshold=cfg.mask_threshold,

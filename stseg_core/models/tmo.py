@@ -418,35 +418,14 @@ class TMO(VOSModel):
             prev_flow = image_to_flow(flow_img, max_flow)
 
 
-def _coerce(name: str, value, default):
-    """A CLI/env string (or a value) → the type of the option's default; "none" → None for optional ones."""
-    field = TMOConfig.__dataclass_fields__[name]
-    optional = "None" in str(field.type)
-    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
-        if not optional:
-            raise BadInputError(f"tmo option {name} needs a value")
-        return None
-    kind = type(default) if default is not None else (int if "int" in str(field.type) else str)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise BadInputError(f"tmo option {name}={value!r} is not a boolean")
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"tmo option {name}={value!r} is not a {kind.__name__}") from None
-
-
 def build(**overrides) -> TMO:
-    """Registry builder: overrides are `TMOConfig` fields."""
-    fields = TMOConfig.__dataclass_fields__
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise BadInputError(f"tmo has no option(s) {', '.join(unknown)} (options: {', '.join(fields)})")
-    kw = {k: _coerce(k, v, fields[k].default) for k, v in overrides.items()}
-    return TMO(TMOConfig(**kw))
+    """Registry builder: overrides are `TMOConfig` fields, given as values or strings (from the CLI/env)."""
+    from stseg_core.models.checkpoint import read_entry
+    from stseg_core.models.options import parse_options
+
+    if overrides.get("checkpoint") and "size" not in overrides:
+        # a checkpoint of our finetune stage runs at the input size it was trained at
+        trained = read_entry(str(overrides["checkpoint"]), "recipe").get("size")
+        if trained:
+            overrides = {**overrides, "size": trained}
+    return TMO(parse_options(TMOConfig, overrides, model="tmo"))

@@ -243,18 +243,19 @@ def _tail(log: Path) -> str:
     return " | ".join(lines[-3:])[-_LOG_TAIL:] or "no output"
 
 
-def _parse_bool(name: str, model: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise BadInputError(f"{model} option {name}={value!r} is not a boolean")
+@dataclass(frozen=True)
+class UpstreamOptions:
+    """Options of the upstream adapters (see `build_upstream`)."""
 
-
-_OPTIONS = ("checkpoint", "home", "python", "size", "scores", "scratch", "extra_args", "timeout_s", "device")
+    checkpoint: str | None = None
+    home: str | None = None
+    python: str | None = None
+    size: int | None = None
+    scores: bool = True
+    scratch: str | None = None
+    extra_args: str = ""
+    timeout_s: float | None = None
+    device: str | None = None
 
 
 def build_upstream(name: str, **overrides) -> UpstreamModel:
@@ -266,36 +267,28 @@ def build_upstream(name: str, **overrides) -> UpstreamModel:
     (ask for probability files), scratch (where the layout goes; default the system temp dir),
     extra_args (appended to the command, shell-split), timeout_s, device (only "cuda"/"auto" make sense).
     """
+    from stseg_core.models.options import parse_options
+
     program = PROGRAMS[name]
-    unknown = sorted(set(overrides) - set(_OPTIONS))
-    if unknown:
-        raise BadInputError(f"{name} has no option(s) {', '.join(unknown)} (options: {', '.join(_OPTIONS)})")
-    home = Path(overrides.get("home") or os.environ.get(f"{program.env_prefix}_HOME") or program.default_home)
+    opts = parse_options(UpstreamOptions, overrides, model=name)
+    home = Path(opts.home or os.environ.get(f"{program.env_prefix}_HOME") or program.default_home)
     script = home / program.script
     if not script.is_file():
         raise MissingArtifactError(
             f"{name}: upstream program {script} not found; the real {program.repo} runs only in the {name} "
             f"image (elsewhere set {program.env_prefix}_HOME or home= to a checkout)")
-    if overrides.get("device") not in (None, "", "auto", "cuda"):
-        raise BadInputError(f"{name} option device={overrides['device']!r}: the upstream program runs on CUDA only")
-    checkpoint = overrides.get("checkpoint")
-    if not checkpoint:
+    if opts.device not in (None, "", "auto", "cuda"):
+        raise BadInputError(f"{name} option device={opts.device!r}: the upstream program runs on CUDA only")
+    if not opts.checkpoint:
         raise BadInputError(f"{name} needs checkpoint=URI (the upstream weights file, copied into the store)")
     from stseg_core.models.checkpoint import resolve_checkpoint
 
-    weights = resolve_checkpoint(str(checkpoint))
-    try:
-        size = int(overrides.get("size", program.default_size))
-        timeout = overrides.get("timeout_s")
-        timeout_s = float(timeout) if timeout not in (None, "") else None
-    except (TypeError, ValueError):
-        raise BadInputError(f"{name} options size / timeout_s must be numbers, got "
-                            f"{overrides.get('size')!r} / {overrides.get('timeout_s')!r}") from None
-    python = str(overrides.get("python") or os.environ.get(f"{program.env_prefix}_PYTHON") or sys.executable)
-    return UpstreamModel(program, weights=weights, home=home, python=python, size=size,
-                         scores=_parse_bool("scores", name, overrides.get("scores", True)),
-                         scratch=overrides.get("scratch") or None,
-                         extra=tuple(shlex.split(str(overrides.get("extra_args") or ""))), timeout_s=timeout_s)
+    weights = resolve_checkpoint(opts.checkpoint)
+    python = opts.python or os.environ.get(f"{program.env_prefix}_PYTHON") or sys.executable
+    return UpstreamModel(program, weights=weights, home=home, python=python,
+                         size=program.default_size if opts.size is None else opts.size, scores=opts.scores,
+                         scratch=opts.scratch or None, extra=tuple(shlex.split(opts.extra_args)),
+                         timeout_s=opts.timeout_s)
 
 
 def build_cutie(**overrides) -> UpstreamModel:

@@ -85,7 +85,7 @@ def test_options_are_checked():
         build(flow="raft")
     with pytest.raises(BadInputError, match="reacquire='maybe' is not a boolean"):
         build(reacquire="maybe")
-    with pytest.raises(BadInputError, match="size='big' is not a int"):
+    with pytest.raises(BadInputError, match="size='big' is not an integer"):
         build(size="big")
 
 
