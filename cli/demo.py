@@ -10,10 +10,12 @@ The layout it leaves under OUT:
     OUT/store/perfdb/                   the PGMR performance database (built on valid, never sees test)
     OUT/store/runs/test/                every model on test → PGMR fusion → eval/ (Table 2)
     OUT/report/index.html               the run's report
+    OUT/state/                          the local backend's pid files and per-shard logs
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -36,7 +38,7 @@ def _run(args: list[str]) -> None:
 @click.option("--out", default="demo-run", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the data, the store and the report (reused: done steps are skipped).")
 @click.option("--seed", default=7, show_default=True, help="Seed of the synthetic data set.")
-@click.option("--videos", default=6, show_default=True, help="Videos per split.")
+@click.option("--videos", default=5, show_default=True, help="Videos per split.")
 @click.option("--shards", default=2, show_default=True, help="Infer shards per model.")
 @click.option("--models", default=",".join(DEMO_MODELS), show_default=True, help="Models to run and fuse.")
 @click.option("--epochs", default=2, show_default=True, help="Finetune epochs (the recipe's 40 is for GPUs).")
@@ -46,10 +48,12 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
     root = Path(out).resolve()
     data, store = root / "data", root / "store"
     names = [m.strip() for m in models.split(",") if m.strip()]
+    # the local backend's pid files and logs live beside this demo's store, not in the user's state folder
+    os.environ.setdefault("STSEG_STATE_DIR", str(root / "state"))
     t0 = time.perf_counter()
     if not (data / "meta.json").exists():
         _run(["data", "synth", str(data), "--seed", str(seed), "--videos", str(videos), "--height", "240",
-              "--width", "432", "--frames", "24-40", "--objects", "1-4", "--workers", "2"])
+              "--width", "432", "--frames", "20-32", "--objects", "1-4", "--workers", "2"])
     checkpoints = []
     finetune = {"sam2": ["--size", "t", "--resolution", "128", "--set", "num_frames=3"],
                 "tmo": ["--size", "128", "--set", "backbone=resnet18", "--set", "batch_size=4"]}
@@ -67,6 +71,10 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
           "--gt", str(data / "valid_gt"), "--models", ",".join(names), "--out", str(store / "perfdb")])
     _run(["submit", "pipeline", "--run", "test", "--data-root", str(data / "test"), *common,
           "--option", f"db={store / 'perfdb'}"])
+    from stseg_core.fusion.stage import saved_table
+
+    click.secho("Table 2 on test (the videos the performance database never saw):", bold=True)
+    click.echo(saved_table(str(store / "runs" / "test")))
     _run(["report", str(store / "runs" / "test"), "--data", str(data / "test"), "--out", str(root / "report")])
     click.secho(f"demo finished in {time.perf_counter() - t0:.0f} s; open {root / 'report' / 'index.html'}",
                 fg="green", bold=True)

@@ -251,8 +251,23 @@ def fuse_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, default_g
     for m in req.models:
         check_model(m)
     waits = tuple(DoneWait(output_prefix("infer", m), infer_shards) for m in req.models)
-    return _with_models(build_specs(cfg, run, replace(req, stage="fuse", shards=1), default_gpus=default_gpus,
-                                    waits_for=waits), req.models)
+    specs = _with_models(build_specs(cfg, run, replace(req, stage="fuse", shards=1), default_gpus=default_gpus,
+                                     waits_for=waits), req.models)
+    gt = _known_ground_truth(cfg)
+    return [replace(s, env=(*s.env, ("STSEG_GT_ROOT", gt))) for s in specs] if gt else specs
+
+
+def _known_ground_truth(cfg) -> str | None:
+    """Ground truth for the fuse job's Table 2 (every model, both baselines, PGMR): an explicit `gt_root`, or the
+    default sibling `<data_root>_gt` when it is a local folder that exists. A default on S3 is not probed (a
+    dry run must not need the network), and a test split has none: then fuse writes no Table 2."""
+    if cfg.gt_root:
+        return _absolute(cfg.gt_root)
+    default = cfg.ground_truth_root()
+    if "://" in default and not default.startswith("file://"):
+        return None
+    path = default[len("file://"):] if default.startswith("file://") else default
+    return _absolute(default) if os.path.isdir(path) else None
 
 
 def eval_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, fused: bool = True,

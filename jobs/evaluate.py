@@ -4,7 +4,8 @@ Variables (besides the common ones):
 - `STSEG_DATA_ROOT` (required): the ground-truth split root (holding `Annotations/`), or its `Annotations` folder.
 - `STSEG_RUN_ROOT` (required): the run root; predictions are read from `<run root>/<STSEG_PRED_PREFIX>`.
 - `STSEG_PRED_PREFIX`: default `pred/<STSEG_MODEL>` when `STSEG_MODEL` is set, else `fused`.
-- `STSEG_EVAL_NAME`: results go to `<run root>/eval/<name>/`; default `STSEG_MODEL`, else `fused`.
+- `STSEG_EVAL_NAME`: results go to `<run root>/eval/<name>/`; default `STSEG_MODEL`, else `pgmr` (the fuse
+  stage's name for its output).
 - `STSEG_METRIC`: `davis` (default) or `mosev2`.
 - `STSEG_WORKERS`: scoring processes (default: the pod's CPU count).
 - `STSEG_VIDEOS`: comma-separated videos to score (default: all of the ground truth).
@@ -64,7 +65,7 @@ def run(env: Mapping[str, str] | None = None) -> str:
     if cfg.stage != "evaluate":
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the evaluate stage")
     pred_prefix = cfg.pred_prefix or (join_key("pred", cfg.model) if cfg.model else "fused")
-    name = cfg.eval_name or cfg.model or "fused"
+    name = cfg.eval_name or cfg.model or "pgmr"
     run_store = open_store(cfg.run_root)
     metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="evaluate", model=name, pushgateway=cfg.pushgateway)
 

@@ -168,7 +168,10 @@ class Supervisor:
     def _launch(self, spec: JobSpec, k: int, attempt: int) -> None:
         jobdir = self.files.job(spec)
         jobdir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **spec.env_dict, "JOB_COMPLETION_INDEX": str(k), "PYTHONUNBUFFERED": "1"}
+        # Shard processes share the cores: each gets its slice of math-library threads unless the user chose.
+        threads = str(max(1, (os.cpu_count() or 1) // self.workers))
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **os.environ, **spec.env_dict,
+               "JOB_COMPLETION_INDEX": str(k), "PYTHONUNBUFFERED": "1"}
         command = list(spec.command)
         if command[0] == "python":
             command[0] = sys.executable

@@ -287,15 +287,27 @@ def _write_eval(run_store: Store, results: dict[str, list], cfg: FuseConfig, db:
 
 def format_table(report: FuseReport) -> str:
     """The report's Table 2 for this run: J&F, J, F per method (single models, baselines, vote, PGMR)."""
+    return _table_text(report.table, report.choices.values(), report.database)
+
+
+def saved_table(run_root: str) -> str:
+    """Table 2 of a run whose fuse stage already ran with ground truth, as `stseg fuse` printed it."""
+    store = open_store(run_root)
+    saved = store.read_json(TABLE)
+    choices = [v["choice"] for v in store.read_json(RECOMMEND)["videos"].values()]
+    return _table_text(saved["table"], choices, saved.get("database"))
+
+
+def _table_text(table: dict, choices, database: str | None) -> str:
     names = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (vote + recommendation)"}
     lines = [f"{'method':<32}{'J&F':>8}{'J':>8}{'F':>8}"]
-    for method, row in report.table.items():
+    for method, row in table.items():
         lines.append(f"{names.get(method, method):<32}{row['J&F']:>8.2f}{row['J']:>8.2f}{row['F']:>8.2f}")
-    kept = {}
-    for choice in report.choices.values():
+    kept: dict[str, int] = {}
+    for choice in choices:
         kept[choice] = kept.get(choice, 0) + 1
     lines.append(f"kept per video: {', '.join(f'{c} ×{n}' for c, n in sorted(kept.items()))}"
-                 + (f"; database: {report.database}" if report.database else "; no performance database"))
+                 + (f"; database: {database}" if database else "; no performance database"))
     return "\n".join(lines)
 
 

@@ -256,7 +256,7 @@ def test_real_pipeline_through_the_cli(cli_env: Path) -> None:
     assert run.list("pred/flowprop/_done") == ["pred/flowprop/_done/0.json", "pred/flowprop/_done/1.json"]
     assert run.exists("fused/_done/0.json") and run.exists("recommend.json")
     single = run.read_json("eval/flowprop/results.json")["global"]["J&F-Mean"]
-    fused = run.read_json("eval/fused/results.json")["global"]["J&F-Mean"]
+    fused = run.read_json("eval/pgmr/results.json")["global"]["J&F-Mean"]
     assert single > 0.5 and fused == single  # one model: the fusion is that model's masks
     status = _stseg("status", "real")
     assert "stseg-real-fuse" in status.output and "    shard " not in status.output  # no failed shard listed

@@ -226,7 +226,7 @@ def test_jf_table_equals_the_eval_results(stack, pushed) -> None:
     _, prom = stack
     table = _panel(prom, "J&F by method", "good")
     run = open_store(pushed["store"] / "runs/good")
-    assert {dict(k)["method"] for k in table} == {"flowprop", "fused"}
+    assert {dict(k)["method"] for k in table} == {"flowprop", "pgmr"}
     for key, value in table.items():  # metric = the evaluation mode (davis = DAVIS/MOSEv1 J&F)
         labels = dict(key)
         assert labels["metric"] == "davis"

@@ -1,4 +1,4 @@
-"""Per-model checkpoints reach exactly that model's infer jobs as STSEG_CHECKPOINT."""
+"""What build_specs puts in a job's environment: per-model checkpoints, the fuse job's ground truth."""
 
 import pytest
 
@@ -28,3 +28,24 @@ def test_malformed_checkpoints_setting_is_one_line() -> None:
     cfg = Config(store="/s", data_root="/d", checkpoints="sam2")
     with pytest.raises(BadInputError, match=r"^checkpoints: 'sam2' is not MODEL=URI$"):
         build_specs(cfg, "r1", StageRequest("infer", models=("sam2",)), default_gpus=False)
+
+
+def test_fuse_job_gets_the_ground_truth_only_when_it_is_known(tmp_path) -> None:
+    from stseg_cli.spec import fuse_specs
+
+    req = StageRequest("fuse", models=("flowprop",))
+    data = tmp_path / "valid"
+    data.mkdir()
+    no_gt = fuse_specs(Config(store=str(tmp_path / "s"), data_root=str(data)), "r1", req, infer_shards=2,
+                       default_gpus=False)
+    assert "STSEG_GT_ROOT" not in _env(no_gt[0])
+    (tmp_path / "valid_gt").mkdir()
+    sibling = fuse_specs(Config(store=str(tmp_path / "s"), data_root=str(data)), "r1", req, infer_shards=2,
+                         default_gpus=False)
+    assert _env(sibling[0])["STSEG_GT_ROOT"] == str(tmp_path / "valid_gt")
+    s3 = fuse_specs(Config(store="s3://b/s", data_root="s3://b/mose/valid"), "r1", req, infer_shards=2,
+                    default_gpus=False)
+    assert "STSEG_GT_ROOT" not in _env(s3[0])
+    explicit = fuse_specs(Config(store="s3://b/s", data_root="s3://b/mose/valid", gt_root="s3://b/mose/valid_gt"),
+                          "r1", req, infer_shards=2, default_gpus=False)
+    assert _env(explicit[0])["STSEG_GT_ROOT"] == "s3://b/mose/valid_gt"
