@@ -38,7 +38,7 @@ def _run(args: list[str]) -> None:
 @click.option("--out", default="demo-run", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the data, the store and the report (reused: done steps are skipped).")
 @click.option("--seed", default=7, show_default=True, help="Seed of the synthetic data set.")
-@click.option("--videos", default=5, show_default=True, help="Videos per split.")
+@click.option("--videos", default=8, show_default=True, help="Videos per split.")
 @click.option("--shards", default=2, show_default=True, help="Infer shards per model.")
 @click.option("--models", default=",".join(DEMO_MODELS), show_default=True, help="Models to run and fuse.")
 @click.option("--epochs", default=2, show_default=True, help="Finetune epochs (the recipe's 40 is for GPUs).")
@@ -53,7 +53,7 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
     t0 = time.perf_counter()
     if not (data / "meta.json").exists():
         _run(["data", "synth", str(data), "--seed", str(seed), "--videos", str(videos), "--height", "240",
-              "--width", "432", "--frames", "20-32", "--objects", "1-4", "--workers", "2"])
+              "--width", "432", "--frames", "24-40", "--objects", "1-4", "--workers", "2"])
     checkpoints = []
     finetune = {"sam2": ["--size", "t", "--resolution", "128", "--set", "num_frames=3"],
                 "tmo": ["--size", "128", "--set", "backbone=resnet18", "--set", "batch_size=4"]}

@@ -11,8 +11,8 @@ Variables (besides the common ones):
 - `STSEG_VIDEOS`: comma-separated videos to score (default: all of the ground truth).
 - `STSEG_MISSING_AS_EMPTY`: true to score missing prediction frames/videos as empty masks (default false).
 - `STSEG_SPLIT`: split name in the CSV file names (default: the ground-truth root's folder name).
-Reports `stseg_eval_jf{method=<name>, metric=<metric>}` (J&F, or J&Ḟ for mosev2, in percent) and the
-frames/videos scored.
+Reports `stseg_eval_jf{method=<name>, metric=<statistic>}` (J&F-Mean, J-Mean, F-Mean; the J&Ḟ ones for
+mosev2; in percent) and the frames/videos scored.
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ def run(env: Mapping[str, str] | None = None) -> str:
                           metric=cfg.metric, missing_as_empty=cfg.missing_as_empty, on_video=done,
                           split=cfg.split)
         key = "J&F-Mean" if cfg.metric == "davis" else "J&Fdot-Mean"
-        metrics.set("stseg_eval_jf", 100 * result.scores[key], method=name, metric=cfg.metric)
+        # `metric` is the statistic, as the fuse stage labels its Table 2 rows
+        for stat in (key, "J-Mean", "F-Mean" if cfg.metric == "davis" else "Fdot-Mean"):
+            if stat in result.scores:
+                metrics.set("stseg_eval_jf", 100 * result.scores[stat], method=name, metric=stat)
         out = run_store.child(eval_prefix(name))
         write_results(result, out)
     label = "J&F" if cfg.metric == "davis" else "J&Ḟ"
