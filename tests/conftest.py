@@ -83,3 +83,15 @@ def fault_proxy(s3_server):
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module's training tests: on a shared 2-core machine, spinning OpenMP
+    workers cost more than they give. Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,7 +1,6 @@
 """`stseg finetune` on this machine: a TMO run prints its checkpoints' J&F; bad options fail in one line."""
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from stseg_cli.main import cli
@@ -11,13 +10,7 @@ CFG = SynthConfig(seed=7, height=48, width=64, videos=3, min_frames=4, max_frame
 TINY = ("--set", "backbone=resnet18", "--set", "decoder_channels=16", "--set", "batch_size=4")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP workers cost more than they give."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _invoke(*args: str):

@@ -23,13 +23,7 @@ RES = 64
 DETERMINISTIC = ("trainer.model.prob_to_use_pt_input_for_train=0.0",)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP workers cost more than they give."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from stseg_core.train.tmo_recipe import TmoRecipe, enlarge_crop, finetune_tmo
 ARCH = dict(backbone="resnet18", decoder_channels=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP workers cost more than they give."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Generates `valid` (the performance database's split) and `test` (never seen by t
 synthetic generator, runs flowprop variants and the seeded synthetic predictors (test fixtures imitating
 memory-tracker failures) on both, builds the database from valid, then runs the fuse stage on test.
 
-    .venv/bin/python bench/pgmr_synthetic.py --seed 7 --out /tmp/pgmr-bench     # prints the table
+    .venv/bin/python bench/bench_pgmr_synthetic.py --seed 7 --out /tmp/pgmr-bench     # prints the table
     .venv/bin/stseg fuse --run /tmp/pgmr-bench/runs/test --data /tmp/pgmr-bench/data/test \\
         --gt /tmp/pgmr-bench/data/test_gt --db /tmp/pgmr-bench/perfdb --models …  # prints it again
 """
