@@ -210,7 +210,9 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
         data_root = _absolute(cfg.ground_truth_root() if req.stage == "eval" else cfg.data_root)
         env = [("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)), ("STSEG_RUN_ROOT", run_root),
                ("STSEG_DATA_ROOT", data_root), ("STSEG_MODEL", model), ("STSEG_NUM_SHARDS", str(shards)),
-               ("STSEG_DEADLINE_S", str(req.deadline_s))]
+               ("STSEG_DEADLINE_S", str(req.deadline_s)),
+               # a Job's output is a log file: upstream progress bars (sam2's propagate_in_video) are noise there
+               ("TQDM_DISABLE", "1")]
         if cfg.pushgateway:
             env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
         if cfg.s3_endpoint:

@@ -49,3 +49,10 @@ def test_fuse_job_gets_the_ground_truth_only_when_it_is_known(tmp_path) -> None:
     explicit = fuse_specs(Config(store="s3://b/s", data_root="s3://b/mose/valid", gt_root="s3://b/mose/valid_gt"),
                           "r1", req, infer_shards=2, default_gpus=False)
     assert _env(explicit[0])["STSEG_GT_ROOT"] == "s3://b/mose/valid_gt"
+
+
+def test_jobs_run_without_progress_bars_in_their_logs() -> None:
+    cfg = Config(store="/s", data_root="/d")
+    for stage in ("infer", "finetune", "eval"):
+        spec = build_specs(cfg, "r1", StageRequest(stage, models=("sam2",)), default_gpus=False)[0]
+        assert _env(spec)["TQDM_DISABLE"] == "1"
