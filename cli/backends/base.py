@@ -93,6 +93,11 @@ class Backend(ABC):
         if self.config.node_pool != "none" and not caps.node_pools:
             raise BadInputError(f"the {self.name} backend has no node pools (node_pool="
                                 f"{self.config.node_pool!r}); unset it or use --backend kubernetes")
+        self._check(specs)
+
+    def _check(self, specs: Sequence[JobSpec]) -> None:
+        """A backend's own refusals beyond its declared capabilities (default: none)."""
+        return None
 
     def render(self, specs: Sequence[JobSpec]) -> list[dict]:
         """What submit would create, as plain dicts (for --dry-run -o yaml)."""

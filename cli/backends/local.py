@@ -304,6 +304,15 @@ class LocalBackend(Backend):
                         "logs": str(self._files(s.run).root / s.name / "<shard>.log")})
         return out
 
+    def _check(self, specs: Sequence[JobSpec]) -> None:
+        files = self._files(specs[0].run)
+        if not files.specs_file.exists():
+            return
+        roots = {s.env_dict["STSEG_RUN_ROOT"] for s in files.load_specs()}
+        if specs[0].env_dict["STSEG_RUN_ROOT"] not in roots:  # local state is keyed by run id alone
+            raise BadInputError(f"run {specs[0].run} already belongs to {sorted(roots)[0]} (local state "
+                                f"{files.root}); choose another --run for this store")
+
     def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
                 on_change: Callable[[], None] | None) -> RunStatus | None:
         run = specs[0].run

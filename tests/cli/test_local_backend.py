@@ -101,6 +101,18 @@ def test_second_submit_is_refused_unless_resumed(env) -> None:
     assert len(_markers(cfg)) == 2  # resuming a finished job starts nothing
 
 
+def test_same_run_id_in_another_store_is_refused(env, tmp_path: Path) -> None:
+    cfg, stage = env
+    backend = LocalBackend(cfg, workers=2)
+    backend.submit(_specs(cfg, stage, StageRequest("infer", models=("flowprop",))), wait=True)
+    (tmp_path / "other").mkdir()
+    other = replace(cfg, store=str(tmp_path / "other"))
+    with pytest.raises(BadInputError, match=rf"^run r1 already belongs to {tmp_path}/store/runs/r1 \(local state "):
+        LocalBackend(other, workers=2).submit(_specs(other, stage, StageRequest("infer", models=("tmo",))),
+                                              wait=True, resume=True)
+    assert not (tmp_path / "other" / "runs").exists()
+
+
 def test_killed_worker_then_resume_finishes_without_double_markers(env) -> None:
     cfg, stage = env
     backend = LocalBackend(cfg, workers=2)
