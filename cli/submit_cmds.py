@@ -311,7 +311,7 @@ def _print_status(status) -> None:
     for j in status.jobs:
         state = "waiting" if j.waiting else ""
         eta = _fmt_s(None if j.finished else j.eta_s)
-        rate = f"{j.frames_per_s:.1f}" if j.frames else "-"  # Kubernetes status has no frame counts
+        rate = f"{j.frames_per_s:.1f}" if j.frames else "-"  # no frames: a stage without markers, or none done
         click.echo(f"{j.name:<34} {j.stage:<9} {j.model or '-':<9} {f'{len(j.done)}/{j.shards}':>9} "
                    f"{len(j.running):>8} {len(j.failed):>7} {rate:>9} {eta:>8} {state}".rstrip())
         for k, reason in sorted(j.failed.items()):

@@ -22,6 +22,20 @@ class Capabilities:
     detach: bool = False  # a submitted run keeps going when the CLI exits
 
 
+def marker_frames(store, prefix: str | None, shard: int) -> int:
+    """Frames a done shard wrote: the label PNGs its done marker lists (0 when the stage writes no marker or the
+    marker cannot be read, e.g. no access to the store): status figures are best-effort, never an error."""
+    if not prefix:
+        return 0
+    from stseg_core.runlayout import read_marker
+
+    try:
+        files = read_marker(store, prefix, shard)["files"]
+    except Exception:
+        return 0
+    return sum(1 for key in files if key.endswith(".png"))
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """One job (stage × model) of a run. Shard sets hold indexes; `failed` maps an index to a one-line reason."""

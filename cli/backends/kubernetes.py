@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, parse_indexes
-from stseg_cli.spec import JobSpec
+from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, marker_frames, parse_indexes
+from stseg_cli.spec import JobSpec, output_prefix
 from stseg_core.errors import BackendError, BadInputError
 
 CONTAINER = "stage"
@@ -273,6 +273,7 @@ class KubernetesBackend(Backend):
         if not jobs:
             raise BadInputError(f"no jobs of run {run} in namespace {self.config.namespace} (see `stseg runs`)")
         pods = self._pods(run)
+        stores: dict = {}
         out = []
         for job in jobs:
             st = job.status
@@ -293,10 +294,11 @@ class KubernetesBackend(Backend):
             end = (st.completion_time if st else None) or None
             elapsed = ((end.timestamp() if end else time.time()) - start.timestamp()) if start else 0.0
             labels = job.metadata.labels or {}
+            stage = labels.get("stseg.io/stage", "")
+            model = "" if labels.get("stseg.io/model") == "all" else labels.get("stseg.io/model", "")
             out.append(JobStatus(
-                name=job.metadata.name, stage=labels.get("stseg.io/stage", ""),
-                model="" if labels.get("stseg.io/model") == "all" else labels.get("stseg.io/model", ""),
-                shards=shards, done=done,
+                name=job.metadata.name, stage=stage, model=model, shards=shards, done=done,
+                frames=_done_frames(job, output_prefix(stage, model), done, stores),
                 running=running, failed=failed, waiting=bool(job.spec.suspend) or _has_condition(job, "Suspended"),
                 elapsed_s=max(0.0, elapsed)))
         return RunStatus(run=run, jobs=tuple(out))
@@ -351,3 +353,19 @@ def _pod_reason(pods: list, index: int) -> str:
         if pod.status.reason:
             return f"{pod.status.reason}: {pod.status.message or ''}".rstrip(": ")
     return "failed (no pod left to read the reason from)"
+
+
+def _done_frames(job, prefix: str | None, done: frozenset[int], stores: dict) -> int:
+    """Frames the Job's done shards wrote, from their markers in the run root its pods were given."""
+    env = {e.name: e.value for e in (job.spec.template.spec.containers[0].env or [])}
+    root = env.get("STSEG_RUN_ROOT")
+    if not (root and prefix and done):
+        return 0
+    if root not in stores:
+        from stseg_core.store import open_store
+
+        try:
+            stores[root] = open_store(root)
+        except Exception:  # status never fails for want of store access
+            return 0
+    return sum(marker_frames(stores[root], prefix, k) for k in done)

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus
+from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, marker_frames
 from stseg_cli.spec import JobSpec
 from stseg_core.errors import BackendError, BadInputError
-from stseg_core.runlayout import done_key, read_marker, shard_done
+from stseg_core.runlayout import done_key, shard_done
 from stseg_core.store import open_store
 
 POLL_S = 0.05
@@ -387,15 +387,7 @@ class LocalBackend(Backend):
 
     @staticmethod
     def _marker_frames(spec: JobSpec, k: int, stores: dict) -> int:
-        """Frames a done shard wrote: the label PNGs its done marker lists."""
-        if not spec.output_prefix:
-            return 0
-        store = stores[spec.env_dict["STSEG_RUN_ROOT"]]
-        try:
-            files = read_marker(store, spec.output_prefix, k)["files"]
-        except Exception:  # a marker written by a stand-in or older stage: no frame count
-            return 0
-        return sum(1 for key in files if key.endswith(".png"))
+        return marker_frames(stores[spec.env_dict["STSEG_RUN_ROOT"]], spec.output_prefix, k)
 
     def _find(self, run: str, stage: str, model: str) -> JobSpec:
         specs = self._files(run).load_specs()

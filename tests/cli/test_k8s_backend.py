@@ -186,6 +186,28 @@ def test_status_reads_back_done_running_and_failed_indexes(emulator: Emulator, a
     assert status["stseg-r1-fuse"].done == frozenset()
 
 
+def test_status_counts_the_frames_of_done_shards_from_their_markers(emulator: Emulator, api, tmp_path) -> None:
+    from stseg_core.runlayout import commit_shard
+    from stseg_core.store import open_store
+
+    cfg = _cfg(store=str(tmp_path / "store"))
+    backend = KubernetesBackend(cfg, api_client=api)
+    backend.submit(_pipeline(cfg, shards=2))
+    run = open_store(tmp_path / "store" / "runs" / "r1")
+    for shard, frames in ((0, 3), (1, 5)):
+        keys = [f"pred/sam2/v{shard}/{f:05d}.png" for f in range(frames)] + [f"pred/sam2/v{shard}/scores.json"]
+        for key in keys:
+            run.write_bytes(key, b"x")
+        commit_shard(run, "pred/sam2", shard, keys)
+    client.BatchV1Api(api).patch_namespaced_job_status("stseg-r1-infer-sam2", NS, {"status": {
+        "completedIndexes": "0-1", "startTime": "2026-01-01T00:00:00Z",
+        "completionTime": "2026-01-01T00:00:04Z"}})
+    status = {j.name: j for j in backend.status("r1").jobs}
+    assert status["stseg-r1-infer-sam2"].frames == 8  # PNGs the two markers list, not scores.json
+    assert status["stseg-r1-infer-sam2"].frames_per_s == 2.0
+    assert status["stseg-r1-infer-flowprop"].frames == 0  # nothing done yet
+
+
 def test_cancel_deletes_the_runs_jobs_with_their_pods(emulator: Emulator, api) -> None:
     cfg = _cfg()
     backend = KubernetesBackend(cfg, api_client=api)
