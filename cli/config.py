@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from stseg_core.errors import BadInputError
+from stseg_core.names import split_names
 
 NODE_POOLS = ("none", "gke", "eks", "karpenter", "gfd")
 
@@ -39,7 +40,7 @@ class Config:
 
     def checkpoint_for(self, model: str) -> str | None:
         """The checkpoint URI `checkpoints` names for `model`, if any."""
-        for item in filter(None, (part.strip() for part in self.checkpoints.split(","))):
+        for item in split_names(self.checkpoints):
             name, sep, uri = item.partition("=")
             if not sep or not name.strip() or not uri.strip():
                 raise BadInputError(f"checkpoints: {item!r} is not MODEL=URI")

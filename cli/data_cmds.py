@@ -57,8 +57,9 @@ def synth(out_root: str, seed: int, videos: int, height: int, width: int, frames
     """
     from stseg_core.data.synth import SPLITS, SynthConfig, generate_dataset
     from stseg_core.errors import BadInputError
+    from stseg_core.names import split_names
 
-    chosen = tuple(s.strip() for s in splits.split(",") if s.strip())
+    chosen = split_names(splits)
     unknown = [s for s in chosen if s not in SPLITS]
     if unknown:
         raise BadInputError(f"--splits: unknown split {unknown[0]!r}; known: {', '.join(SPLITS)}")

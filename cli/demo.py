@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 
 from stseg_cli.main import cli
+from stseg_core.names import split_names
 
 DEMO_MODELS = ("flowprop", "flowprop-farneback", "flowprop-plain", "sam2", "tmo")
 
@@ -47,7 +48,7 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
     shards → PGMR fusion → J&F → report. CPU only, no cluster, no cloud; a few minutes on 2 cores."""
     root = Path(out).resolve()
     data, store = root / "data", root / "store"
-    names = [m.strip() for m in models.split(",") if m.strip()]
+    names = split_names(models)
     # the local backend's pid files and logs live beside this demo's store, not in the user's state folder
     os.environ.setdefault("STSEG_STATE_DIR", str(root / "state"))
     t0 = time.perf_counter()

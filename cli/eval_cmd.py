@@ -10,8 +10,9 @@ from stseg_cli.main import cli
 
 
 def _videos(_ctx, _param, value: tuple[str, ...]) -> list[str] | None:
-    names = [n.strip() for v in value for n in v.split(",") if n.strip()]
-    return names or None
+    from stseg_core.names import split_names
+
+    return list(split_names(",".join(value))) or None
 
 
 @cli.command("eval")

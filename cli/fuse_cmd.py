@@ -9,8 +9,9 @@ from stseg_cli.main import cli
 
 def _models(text: str) -> tuple[str, ...]:
     from stseg_core.errors import BadInputError
+    from stseg_core.names import split_names
 
-    names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    names = split_names(text)
     if not names:
         raise BadInputError(f"--models {text!r}: give a comma-separated list of model names")
     return names

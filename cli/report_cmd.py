@@ -31,9 +31,10 @@ def report(run_root: str, out: str, in_run: bool, videos: str, per_kind: int, da
     drop, DAVIS palette, ground truth beside), J per frame across models and an animated PGMR preview.
     Without eval/ (no ground truth) it shows agreement with the pseudo-label instead, and says so.
     """
+    from stseg_core.names import split_names
     from stseg_core.report.build import ReportConfig, build_report
 
-    wanted = tuple(v.strip() for v in videos.split(",") if v.strip())
+    wanted = split_names(videos)
     result = build_report(ReportConfig(run_root, None if in_run else out, wanted, data_root, gt_root, per_kind))
     for line in result.missing:
         click.echo(f"missing: {line}", err=True)

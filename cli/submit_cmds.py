@@ -85,7 +85,9 @@ def _parse_options(options: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 def _models(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(m.strip() for m in text.split(",") if m.strip()) if text else default
+    from stseg_core.names import split_names
+
+    return split_names(text) if text else default
 
 
 def _check_store(uri: str) -> None:

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from stseg_core.names import split_names
 from stseg_jobs._env import boolean, env_field, from_env, job_main, positive_int, run_id_of
 
 
@@ -29,10 +30,6 @@ def _metric(text: str) -> str:
     if text not in ("davis", "mosev2"):
         raise ValueError("must be davis or mosev2")
     return text
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,7 @@ class EvaluateEnv:
     eval_name: str | None = env_field("STSEG_EVAL_NAME", default=None)
     metric: str = env_field("STSEG_METRIC", parse=_metric, default="davis")
     workers: int = env_field("STSEG_WORKERS", parse=positive_int, default_factory=lambda: os.cpu_count() or 1)
-    videos: tuple[str, ...] = env_field("STSEG_VIDEOS", parse=_names, default=())
+    videos: tuple[str, ...] = env_field("STSEG_VIDEOS", parse=split_names, default=())
     missing_as_empty: bool = env_field("STSEG_MISSING_AS_EMPTY", parse=boolean, default=False)
     split: str | None = env_field("STSEG_SPLIT", default=None)
     stage: str = env_field("STSEG_STAGE", default="evaluate")

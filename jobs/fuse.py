@@ -6,11 +6,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from stseg_core.names import split_names
 from stseg_jobs._env import env_field, from_env, job_main, non_negative_int, run_id_of
 
 
 def _models(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    names = split_names(text)
     if not names:
         raise ValueError("no model names (use a comma-separated list, e.g. sam2,tmo,cutie)")
     return names
