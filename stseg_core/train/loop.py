@@ -15,7 +15,9 @@ from stseg_core.train.checkpoints import RunCheckpoints, rng_state, set_rng_stat
 if TYPE_CHECKING:
     import torch
 
+    from stseg_core.data.mose import MoseSplit
     from stseg_core.telemetry import JobMetrics
+    from stseg_core.train.split import VideoSplit
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,41 @@ class DistEnv:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a recipe has settled before its first step: ranks, the run's checkpoint folder, the data, the
+    recorded train/val split and the device."""
+
+    dist: DistEnv
+    ckpts: RunCheckpoints
+    data: MoseSplit
+    split: VideoSplit
+    device: str
+
+
+def prepare_run(recipe, model: str, *, data_root: str, store, run_id: str, dist: DistEnv | None,
+                min_frames: int) -> RunInputs:
+    """The checks every recipe makes before any step, cheapest first so a bad input costs no GPU time:
+    its settings, a writable store, the init checkpoint, full-video annotations; then the split is recorded.
+    `recipe` has `check()`, `init`, `val_fraction`, `seed` and `device`."""
+    from stseg_core.data.mose import MoseSplit
+    from stseg_core.models.checkpoint import resolve_checkpoint
+    from stseg_core.train.split import check_train_videos, recorded_split
+
+    recipe.check()
+    dist = dist or DistEnv.from_env()
+    ckpts = RunCheckpoints(store, model, run_id)
+    if dist.is_main:
+        ckpts.check_writable()
+    if recipe.init != "random":
+        resolve_checkpoint(recipe.init)  # a missing init fails here, before the data is read
+    data = MoseSplit(data_root)
+    videos = data.videos()
+    check_train_videos(data, videos, min_frames)  # before split.json is written
+    split = recorded_split(ckpts.store, videos, recipe.val_fraction, seed=recipe.seed)
+    return RunInputs(dist, ckpts, data, split, pick_train_device(recipe.device, dist))
 
 
 def pick_train_device(requested: str, dist: DistEnv) -> str:

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stseg_core.errors import BadInputError
-from stseg_core.train.checkpoints import RunCheckpoints
-from stseg_core.train.loop import DistEnv, TrainParts, TrainResult, init_distributed, pick_train_device, run_epochs
-from stseg_core.train.split import VideoSplit, check_train_videos, recorded_split
+from stseg_core.train.loop import DistEnv, TrainParts, TrainResult, init_distributed, prepare_run, run_epochs
+from stseg_core.train.split import VideoSplit
 
 if TYPE_CHECKING:
     from stseg_core.data.mose import MoseSplit
@@ -246,21 +245,9 @@ def finetune_sam2(recipe: Sam2Recipe, *, data_root: str, store: str, run_id: str
     the first step; a run with checkpoints already in the store resumes from the latest."""
     import torch
 
-    from stseg_core.data.mose import MoseSplit
-    from stseg_core.models.checkpoint import resolve_checkpoint
-
-    recipe.check()
-    dist = dist or DistEnv.from_env()
-    ckpts = RunCheckpoints(store, "sam2", run_id)
-    if dist.is_main:
-        ckpts.check_writable()
-    if recipe.init != "random":
-        resolve_checkpoint(recipe.init)  # a missing init fails here, before the data is read
-    data = MoseSplit(data_root)
-    videos = data.videos()
-    check_train_videos(data, videos, recipe.num_frames)  # before split.json is written
-    split: VideoSplit = recorded_split(ckpts.store, videos, recipe.val_fraction, seed=recipe.seed)
-    device = pick_train_device(recipe.device, dist)
+    run = prepare_run(recipe, "sam2", data_root=data_root, store=store, run_id=run_id, dist=dist,
+                      min_frames=recipe.num_frames)
+    dist, ckpts, data, split, device = run.dist, run.ckpts, run.data, run.split, run.device
     scratch = Path(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     folder = _local_split_dirs(data_root, scratch)

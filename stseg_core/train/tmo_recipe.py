@@ -25,17 +25,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stseg_core.errors import BadInputError
-from stseg_core.train.checkpoints import RunCheckpoints
 from stseg_core.train.loop import (
     DistEnv,
     TrainParts,
     TrainResult,
     barrier,
     init_distributed,
-    pick_train_device,
+    prepare_run,
     run_epochs,
 )
-from stseg_core.train.split import VideoSplit, check_train_videos, recorded_split
+from stseg_core.train.split import VideoSplit
 
 if TYPE_CHECKING:
     from stseg_core.data.mose import MoseSplit
@@ -199,22 +198,11 @@ def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, 
     checkpoint in the store."""
     import torch
 
-    from stseg_core.data.mose import MoseSplit
-    from stseg_core.models.checkpoint import resolve_checkpoint
     from stseg_core.models.flow import FlowCache
     from stseg_core.store import open_store
 
-    recipe.check()
-    dist = dist or DistEnv.from_env()
-    ckpts = RunCheckpoints(store, "tmo", run_id)
-    if dist.is_main:
-        ckpts.check_writable()
-    if recipe.init != "random":
-        resolve_checkpoint(recipe.init)
-    data = MoseSplit(data_root)
-    check_train_videos(data, data.videos(), 3)  # before split.json is written
-    split: VideoSplit = recorded_split(ckpts.store, data.videos(), recipe.val_fraction, seed=recipe.seed)
-    device = pick_train_device(recipe.device, dist)
+    run = prepare_run(recipe, "tmo", data_root=data_root, store=store, run_id=run_id, dist=dist, min_frames=3)
+    dist, ckpts, data, split, device = run.dist, run.ckpts, run.data, run.split, run.device
     torch.manual_seed(recipe.seed + dist.rank)
     random.seed(recipe.seed + dist.rank)
     net, arch = build_net(recipe)
