@@ -24,6 +24,15 @@ CPU_ONLY_MODELS = frozenset({"flowprop", "flowprop-farneback", "flowprop-plain"}
 # Image per model family; weight-free models, fusion and eval share the light `fusion` image.
 _IMAGE_FAMILY = {"sam2": "sam2", "tmo": "tmo", "cutie": "cutie", "xmem": "xmem", "livos": "livos"}
 
+# Job variables the spec or a backend sets: where a job reads and writes, what it runs, and its store endpoint.
+# A stage option (`--option key=value` → STSEG_KEY) may never set one of them (it would win over the spec's value
+# and point a job at another bucket or endpoint). The Kubernetes backend adds STSEG_SCRATCH to every pod.
+RESERVED_ENV = frozenset({
+    "STSEG_STAGE", "STSEG_RUN_ROOT", "STSEG_DATA_ROOT", "STSEG_GT_ROOT", "STSEG_STORE", "STSEG_MODEL",
+    "STSEG_MODELS", "STSEG_NUM_SHARDS", "STSEG_DEADLINE_S", "STSEG_PUSHGATEWAY", "STSEG_S3_ENDPOINT",
+    "STSEG_CHECKPOINT", "STSEG_SCRATCH",
+})
+
 _RUN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$")
 
 
@@ -171,6 +180,9 @@ def _option_env(options: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
         name = re.sub(r"[^A-Za-z0-9]", "_", key).upper()
         if not name or name[0].isdigit():
             raise BadInputError(f"stage option {key!r}: names start with a letter (e.g. --option epochs=2)")
+        if f"STSEG_{name}" in RESERVED_ENV:
+            raise BadInputError(f"--option {key}=…: STSEG_{name} is set by stseg itself and cannot be overridden "
+                                "(use the matching flag, e.g. --store, --data-root, --models)")
         out.append((f"STSEG_{name}", value))
     return out
 
