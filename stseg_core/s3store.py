@@ -9,15 +9,21 @@ upload is aborted by the transfer manager.
 
 Settings (read when a store is built, never at import): `STSEG_S3_ENDPOINT` (else the standard AWS
 variables/config, e.g. `AWS_ENDPOINT_URL_S3`), `STSEG_S3_MAX_ATTEMPTS` (botocore attempts per request,
-default 5), `STSEG_S3_RETRY_MODE` (else `AWS_RETRY_MODE`, default `standard`), `STSEG_S3_RETRIES`
-(whole-operation retries, default 4), `STSEG_S3_READ_TIMEOUT` (seconds, default 60). Credentials come
-from the standard AWS chain.
+default 5), `STSEG_S3_RETRY_MODE` (else `AWS_RETRY_MODE`, default `standard`), `STSEG_S3_DEADLINE_S`
+(seconds an operation keeps retrying, default 120), `STSEG_S3_RETRIES` (at most this many whole-operation
+retries within the deadline, default no cap), `STSEG_S3_READ_TIMEOUT` (seconds, default 60; capped so that
+one attempt's requests fit in half the deadline). Credentials come from the standard AWS chain.
+
+Bounded and audible: no new attempt of an operation starts once its deadline has passed, and its first retry
+logs one warning (logger `stseg.store`) naming the endpoint (without any `user:pass@`) and what is retried.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +35,7 @@ from stseg_core.errors import BackendError, BadInputError, MissingArtifactError,
 from stseg_core.store import Store, _atomic_dest, join_key
 
 T = TypeVar("T")
+log = logging.getLogger("stseg.store")
 
 MiB = 1024 * 1024
 # Objects larger than this go up as multipart uploads (and come down as parallel ranged GETs).
@@ -51,7 +58,8 @@ class S3Settings:
     endpoint: str | None = None
     max_attempts: int = 5  # botocore attempts per HTTP request
     retry_mode: str = "standard"  # botocore: "standard" or "adaptive" (client-side rate limiting)
-    retries: int = 4  # whole-operation retries on top of botocore's
+    deadline_s: float = 120.0  # an operation starts no new attempt after this many seconds
+    retries: int | None = None  # optional cap on whole-operation retries within the deadline
     backoff_s: float = 0.25  # first whole-operation backoff; doubles each retry, full jitter
     max_backoff_s: float = 20.0
     connect_timeout_s: float = 10.0
@@ -75,13 +83,21 @@ class S3Settings:
             endpoint=env.get("STSEG_S3_ENDPOINT") or None,
             max_attempts=num("STSEG_S3_MAX_ATTEMPTS", cls.max_attempts, int),
             retry_mode=env.get("STSEG_S3_RETRY_MODE") or env.get("AWS_RETRY_MODE") or cls.retry_mode,
+            deadline_s=num("STSEG_S3_DEADLINE_S", cls.deadline_s, float),
             retries=num("STSEG_S3_RETRIES", cls.retries, int),
             read_timeout_s=num("STSEG_S3_READ_TIMEOUT", cls.read_timeout_s, float),
         )
         settings = cls(**{**base.__dict__, **overrides})
         if settings.retry_mode not in ("standard", "adaptive"):
             raise BadInputError(f"S3 retry mode {settings.retry_mode!r}: use standard or adaptive")
+        if settings.deadline_s <= 0:
+            raise BadInputError(f"STSEG_S3_DEADLINE_S={settings.deadline_s:g}: must be more than 0 seconds")
         return settings
+
+    def request_timeout_s(self, configured: float) -> float:
+        """A request timeout capped so that one attempt (up to `max_attempts` requests) fits in half the
+        deadline: a server that accepts connections but never answers fails the operation in time."""
+        return min(configured, self.deadline_s / (2 * max(1, self.max_attempts)))
 
 
 class _Client:
@@ -103,8 +119,8 @@ class _Client:
                 s = self.settings
                 config = Config(
                     retries={"mode": s.retry_mode, "total_max_attempts": s.max_attempts},
-                    connect_timeout=s.connect_timeout_s,
-                    read_timeout=s.read_timeout_s,
+                    connect_timeout=s.request_timeout_s(s.connect_timeout_s),
+                    read_timeout=s.request_timeout_s(s.read_timeout_s),
                     max_pool_connections=s.max_pool_connections,
                     # Non-AWS endpoints (moto, MinIO, Ceph) rarely resolve bucket sub-domains.
                     s3={"addressing_style": "path"} if s.endpoint else None,
@@ -169,8 +185,16 @@ def is_retryable(err: BaseException) -> bool:
     return isinstance(err, Urllib3Error)
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """`text` without the `user:pass@` of any URL in it (an endpoint may carry credentials)."""
+    return _USERINFO.sub("", text)
+
+
 def _one_line(err: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
+    text = redact(" ".join(str(err).split())) or type(err).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -196,12 +220,15 @@ class S3Store(Store):
         return full_key[len(self.prefix) + 1:] if self.prefix else full_key
 
     def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
-        """Run `fn`, retrying whole-operation failures with exponential backoff and full jitter."""
+        """Run `fn`, retrying whole-operation failures with exponential backoff and full jitter until the
+        deadline (or the optional retry cap); the first retry logs one warning."""
         from botocore.exceptions import ClientError, NoCredentialsError
 
         s = self.settings
         uri = self.uri(key)
-        for attempt in range(s.retries + 1):
+        start = time.monotonic()
+        attempt = 0
+        while True:
             try:
                 return fn()
             except StsegError:
@@ -222,11 +249,22 @@ class S3Store(Store):
                                            "check the AWS credentials and bucket policy") from None
                 if not is_retryable(err):
                     raise BackendError(f"{uri}: {what} failed: {_one_line(err)}") from None
-                if attempt == s.retries:
-                    raise BackendError(f"{uri}: {what} failed after {s.retries + 1} attempts "
-                                       f"(each up to {s.max_attempts} requests): {_one_line(err)}") from None
-                time.sleep(random.uniform(0, min(s.max_backoff_s, s.backoff_s * 2 ** attempt)))
-        raise AssertionError("unreachable")
+                left = s.deadline_s - (time.monotonic() - start)
+                if left <= 0 or (s.retries is not None and attempt >= s.retries):
+                    raise BackendError(f"{uri}: {what} failed after {attempt + 1} attempts in "
+                                       f"{time.monotonic() - start:.0f} s (each up to {s.max_attempts} requests; "
+                                       f"STSEG_S3_DEADLINE_S={s.deadline_s:g}): {_one_line(err)}") from None
+                if attempt == 0:
+                    log.warning("stseg: S3 endpoint %s: %s of %s failed (%s); retrying for up to %.0f s",
+                                self.endpoint_name, what, uri, _one_line(err, 160), left)
+                attempt += 1
+                time.sleep(min(left, random.uniform(0, min(s.max_backoff_s, s.backoff_s * 2 ** (attempt - 1)))))
+
+    @property
+    def endpoint_name(self) -> str:
+        """The endpoint requests go to, for messages: never with credentials."""
+        client = self._client.get()
+        return redact(self.settings.endpoint or client.meta.endpoint_url)
 
     # -- Store API ------------------------------------------------------------------------------
     def read_bytes(self, key: str) -> bytes:

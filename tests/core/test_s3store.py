@@ -2,6 +2,8 @@
 
 import hashlib
 import os
+import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -165,3 +167,54 @@ def test_missing_credentials_is_one_line_backend_error(s3_bucket, monkeypatch):
     store = S3Store(s3_bucket, "p")
     with pytest.raises(BackendError, match=rf"^s3://{s3_bucket}/p/k: read failed: no AWS credentials found"):
         store.read_bytes("k")
+
+
+@pytest.fixture()
+def silent_endpoint():
+    """A server that accepts connections and reads requests but never answers: `http://user:pw@host:port`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)  # kept open, never answered
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://user:s3cret@127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_an_endpoint_that_never_answers_fails_within_the_deadline_and_says_so(silent_endpoint, s3_bucket, caplog):
+    store = S3Store(s3_bucket, "p", S3Settings.from_env(endpoint=silent_endpoint, deadline_s=3.0))
+    start = time.monotonic()
+    with caplog.at_level("WARNING", logger="stseg.store"), pytest.raises(BackendError) as err:
+        store.exists("runs/r/pred/sam2/_done/0.json")
+    elapsed = time.monotonic() - start
+    # default 5 botocore attempts of 0.3 s read timeout each fit in half the deadline; no attempt starts after it
+    assert 3.0 <= elapsed < 3.0 + 5 * 0.3 + 16, elapsed  # + botocore's own backoff between its attempts (≤ 15 s)
+    message = str(err.value)
+    assert message.startswith(f"s3://{s3_bucket}/p/runs/r/pred/sam2/_done/0.json: exists failed after ")
+    assert "STSEG_S3_DEADLINE_S=3" in message and "\n" not in message
+    endpoint = silent_endpoint.replace("user:s3cret@", "")
+    assert [r.getMessage().split(" failed (")[0] for r in caplog.records] == [
+        f"stseg: S3 endpoint {endpoint}: exists of s3://{s3_bucket}/p/runs/r/pred/sam2/_done/0.json"]
+    assert "s3cret" not in message and "s3cret" not in caplog.text
+
+
+def test_deadline_caps_request_timeouts_and_must_be_positive(monkeypatch):
+    s = S3Settings.from_env(deadline_s=120.0)
+    assert (s.request_timeout_s(60.0), s.request_timeout_s(10.0)) == (12.0, 10.0)  # 5 attempts in 60 s
+    monkeypatch.setenv("STSEG_S3_DEADLINE_S", "0")
+    with pytest.raises(BadInputError, match=r"^STSEG_S3_DEADLINE_S=0: must be more than 0 seconds$"):
+        S3Settings.from_env()
