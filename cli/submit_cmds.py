@@ -307,7 +307,7 @@ def _fmt_s(seconds: float | None) -> str:
 
 
 def _print_status(status) -> None:
-    click.echo(f"run {status.run}")
+    click.echo(f"run {status.run}" + (f"  {status.note}" if status.note else ""))
     click.echo(f"{'JOB':<34} {'STAGE':<9} {'MODEL':<9} {'DONE':>9} {'RUNNING':>8} {'FAILED':>7} {'FRAMES/S':>9} "
                f"{'ETA':>8}")
     for j in status.jobs:
@@ -358,6 +358,24 @@ def logs(run: str, stage: str, model: str, shard: int, follow: bool, **kw) -> No
     """Print one shard's log (stdout and stderr of its process or pod)."""
     for chunk in _backend(_config(kw)).logs(run, stage, model, shard, follow=follow):
         click.echo(chunk, nl=False)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--detach", is_flag=True, help="Return at once; the run goes on in the background.")
+@_config_only
+def resume(run: str, detach: bool, **kw) -> None:
+    """Local backend: go on with a stopped, orphaned or failed run (its unfinished shards run again)."""
+    backend = _backend(_config(kw))
+    if detach:
+        backend.resume(run, wait=False)
+        click.echo(f"resumed run {run}  (watch: stseg status {run})")
+        return
+    with ProgressBars(lambda: backend.status(run)) as bars:
+        final = backend.resume(run, wait=True, on_change=bars.refresh)
+    _print_status(final)
+    if not final.succeeded:
+        sys.exit(1)
 
 
 @cli.command()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -95,8 +97,11 @@ def job_main(stage: str, body: Callable[[], str]) -> int:
     """Run a job's body; print its one-line summary, or one line naming the failure; return the exit code.
 
     Library errors exit with their own code (2 bad input, 3 missing artifact, 4 backend); anything else
-    exits 1. Set STSEG_DEBUG=1 to see the traceback as well.
+    exits 1. Set STSEG_DEBUG=1 to see the traceback as well. SIGTERM (cancel, deadline, pod eviction) unwinds
+    the body like an exit, so its `finally` blocks and temporary folders (infer's `stseg-infer-*`) are cleaned.
     """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         print(f"stseg-{stage}: {body()}", flush=True)
         return 0

@@ -72,6 +72,7 @@ class JobStatus:
 class RunStatus:
     run: str
     jobs: tuple[JobStatus, ...]
+    note: str = ""  # one line when the run stopped short: why, and the command that goes on
 
     @property
     def finished(self) -> bool:
@@ -140,6 +141,16 @@ class Backend(ABC):
 
     def runs(self) -> list[str]:
         return self._runs()
+
+    def resume(self, run: str, *, wait: bool = False, on_change: Callable[[], None] | None = None
+               ) -> RunStatus | None:
+        """Go on with a stopped, orphaned or failed run from what the backend recorded: its unfinished shards
+        run again (done shards are no-ops)."""
+        return self._resume(run, wait, on_change)
+
+    def _resume(self, run: str, wait: bool, on_change: Callable[[], None] | None) -> RunStatus | None:
+        raise BadInputError(f"the {self.name} backend keeps no run to resume: submit the same command again with "
+                            "--resume")
 
     # -- what each backend implements ------------------------------------------------------------
     @abstractmethod

@@ -5,12 +5,18 @@ A supervisor (in the CLI process, or detached with `python -m stseg_cli.backends
 for exist. Everything it knows is on disk, so a restarted CLI still knows the run:
 
     <state>/runs/<run>/specs.json            the run's JobSpecs
-    <state>/runs/<run>/supervisor.pid        {"pid", "start"} while a supervisor runs
+    <state>/runs/<run>/supervisor.pid        {"pid", "start"} while a supervisor runs (left behind if it is killed)
+    <state>/runs/<run>/stopped.json          {"reason", "at"} when the supervisor stopped before the run finished
     <state>/runs/<run>/<job>/<k>.log         shard k's stdout+stderr (appended across attempts)
     <state>/runs/<run>/<job>/<k>.pid         {"pid", "start"} while shard k's process lives
     <state>/runs/<run>/<job>/<k>.json        {"exit_code", "attempts", "reason", "started", "ended"} of the last attempt
 
 A shard is done when the store holds its done marker (stages that write them) or its last exit code was 0.
+
+The supervisor's own store checks (done markers) treat a store error as an outage, not a failure: shards keep
+running, the check is retried with backoff, and only an outage longer than `STSEG_LOCAL_OUTAGE_S` (default
+600 s; each check already retries for `STSEG_S3_DEADLINE_S`) stops the run, with the reason in `stopped.json`.
+Stopping a process is SIGTERM to its group, `STSEG_LOCAL_GRACE_S` (default 10 s), then SIGKILL.
 """
 
 from __future__ import annotations
@@ -26,12 +32,53 @@ from pathlib import Path
 
 from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, marker_frames
 from stseg_cli.spec import JobSpec
-from stseg_core.errors import BackendError, BadInputError
+from stseg_core.errors import BackendError, BadInputError, StsegError
 from stseg_core.runlayout import done_key, shard_done
 from stseg_core.store import open_store
 
 POLL_S = 0.05
 BAD_INPUT_EXIT = 2  # the stage's BadInputError: retrying cannot help
+MAX_OUTAGE_BACKOFF_S = 10.0
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise BadInputError(f"{name}={raw!r}: not a number of seconds") from None
+    if value < 0:
+        raise BadInputError(f"{name}={raw!r}: must be 0 or more seconds")
+    return value
+
+
+def outage_limit_s() -> float:
+    """How long the supervisor rides out a store it cannot reach before it stops the run."""
+    return _env_seconds("STSEG_LOCAL_OUTAGE_S", 600.0)
+
+
+def grace_s() -> float:
+    """Between SIGTERM and SIGKILL when a shard (or a run) is stopped: time to clean scratch and exit."""
+    return _env_seconds("STSEG_LOCAL_GRACE_S", 10.0)
+
+
+def terminate(pids: Sequence[int], grace: float) -> None:
+    """SIGTERM each process group, wait up to `grace` seconds for them to end, then SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pid in pids:
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait
+        while any(_proc_start(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not any(_proc_start(p) for p in pids):
+            return
+
+
+class _StoreDown(Exception):
+    """A store error on one of the supervisor's own checks: an outage to ride out, not a failed shard."""
 
 
 def _proc_start(pid: int) -> str | None:
@@ -115,6 +162,10 @@ class _RunFiles:
     def cancelled(self) -> Path:
         return self.root / "cancelled"
 
+    @property
+    def stopped(self) -> Path:
+        return self.root / "stopped.json"
+
     def load_specs(self) -> list[JobSpec]:
         data = _read_json(self.specs_file)
         if data is None:
@@ -129,8 +180,11 @@ class _RunFiles:
 def _shard_done(spec: JobSpec, k: int, files: _RunFiles, store_cache: dict) -> bool:
     if spec.output_prefix:
         root = spec.env_dict["STSEG_RUN_ROOT"]
-        store = store_cache.get(root) or store_cache.setdefault(root, open_store(root))
-        return shard_done(store, spec.output_prefix, k)
+        try:
+            store = store_cache.get(root) or store_cache.setdefault(root, open_store(root))
+            return shard_done(store, spec.output_prefix, k)
+        except StsegError as err:
+            raise _StoreDown(str(err)) from None
     rec = _read_json(files.result(spec, k))
     return bool(rec) and rec.get("exit_code") == 0
 
@@ -152,9 +206,13 @@ class Supervisor:
     def _waits(self, spec: JobSpec, failed_jobs: set[str]) -> str | bool:
         """True when every awaited marker exists, False to keep waiting, a reason string to give up."""
         producers = {s.output_prefix: s for s in self.specs if s.output_prefix}
-        store = self._stores.get(spec.env_dict["STSEG_RUN_ROOT"]) or open_store(spec.env_dict["STSEG_RUN_ROOT"])
+        root = spec.env_dict["STSEG_RUN_ROOT"]
         for wait in spec.waits_for:
-            missing = [m for m in wait.markers() if not store.exists(m)]
+            try:
+                store = self._stores.get(root) or self._stores.setdefault(root, open_store(root))
+                missing = [m for m in wait.markers() if not store.exists(m)]
+            except StsegError as err:
+                raise _StoreDown(str(err)) from None
             if not missing:
                 continue
             producer = producers.get(wait.prefix)
@@ -190,35 +248,69 @@ class Supervisor:
         self._running[(spec.name, k)] = (spec, proc, time.time())
 
     def _kill_all(self) -> None:
-        for _spec, proc, _ in self._running.values():
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for (_name, k), (spec, proc, _) in list(self._running.items()):
+        """Stop every running shard (SIGTERM, grace, SIGKILL) and record why each ended."""
+        terminate([proc.pid for _spec, proc, _ in self._running.values()], grace_s())
+        reason = "cancelled" if self.files.cancelled.exists() else "stopped with its supervisor"
+        for (_name, k), (spec, proc, t0) in list(self._running.items()):
             proc.wait()
+            _write_json(self.files.result(spec, k), {"exit_code": 130, "attempts": 0, "reason": reason,
+                                                     "final": True, "started": t0, "ended": time.time()})
             self.files.pid(spec, k).unlink(missing_ok=True)
         self._running.clear()
 
     def run(self, on_change: Callable[[], None] | None = None) -> None:
-        """Until every shard is done or has failed for good (or the run is cancelled)."""
+        """Until every shard is done or has failed for good (or the run is cancelled). A store outage longer
+        than `outage_limit_s()` stops every shard and raises BackendError; any stop before the end leaves its
+        reason in `stopped.json`."""
         self.files.cancelled.unlink(missing_ok=True)
-        pending = [(s, k) for s in self.specs for k in range(s.shards) if not self._done(s, k)]
+        self.files.stopped.unlink(missing_ok=True)
+        pending: list | None = None
         attempts: dict[tuple[str, int], int] = {}
         failed_jobs: set[str] = set()
+        outage: tuple[float, int] | None = None  # (since, checks failed)
         try:
-            while pending or self._running:
+            while pending is None or pending or self._running:
                 if self.files.cancelled.exists():
                     self._kill_all()
                     return
-                changed = self._reap(pending, attempts, failed_jobs)
-                changed |= self._start_ready(pending, attempts, failed_jobs)
+                try:
+                    if pending is None:
+                        pending = [(s, k) for s in self.specs for k in range(s.shards) if not self._done(s, k)]
+                    changed = self._reap(pending, attempts, failed_jobs)
+                    changed |= self._start_ready(pending, attempts, failed_jobs)
+                except _StoreDown as err:
+                    outage = self._ride_out(outage, str(err))
+                    continue
+                if outage:
+                    print(f"stseg local: store reachable again after {time.monotonic() - outage[0]:.0f} s",
+                          file=sys.stderr, flush=True)
+                    outage = None
                 if changed and on_change:
                     on_change()
                 time.sleep(POLL_S)
-        except BaseException:
+        except BaseException as err:
+            if not self.files.stopped.exists() and not self.files.cancelled.exists():
+                self._stop_reason(f"supervisor failed: {' '.join(str(err).split()) or type(err).__name__}")
             self._kill_all()
             raise
+
+    def _ride_out(self, outage: tuple[float, int] | None, error: str) -> tuple[float, int]:
+        """One failed store check: log the first, back off, keep the shards running; past the limit, stop."""
+        since, n = outage or (time.monotonic(), 0)
+        down = time.monotonic() - since
+        limit = outage_limit_s()
+        if not outage:
+            print(f"stseg local: store unreachable, shards keep running; retrying for up to {limit:.0f} s: {error}",
+                  file=sys.stderr, flush=True)
+        if down >= limit:
+            reason = f"store unreachable for {down:.0f} s (STSEG_LOCAL_OUTAGE_S={limit:g}): {error}"
+            self._stop_reason(reason)
+            raise BackendError(f"run {self.specs[0].run} stopped: {reason}; resume: stseg resume {self.specs[0].run}")
+        time.sleep(min(MAX_OUTAGE_BACKOFF_S, 0.25 * 2 ** n, max(0.0, limit - down)))
+        return since, n + 1
+
+    def _stop_reason(self, reason: str) -> None:
+        _write_json(self.files.stopped, {"reason": reason, "at": time.time()})
 
     def _start_ready(self, pending: list, attempts: dict, failed_jobs: set[str]) -> bool:
         changed = False
@@ -252,13 +344,15 @@ class Supervisor:
             code = proc.poll()
             timed_out = code is None and time.time() - self._job_start[spec.name] > spec.deadline_s
             if timed_out:
-                os.killpg(proc.pid, signal.SIGKILL)
+                terminate([proc.pid], grace_s())
                 code = proc.wait()
             if code is None:
                 continue
+            k = key[1]
+            # checked before the shard leaves `_running`: a store outage here is retried on the next pass
+            unmarked = code == 0 and not timed_out and spec.output_prefix and not self._done(spec, k)
             changed = True
             del self._running[key]
-            k = key[1]
             self.files.pid(spec, k).unlink(missing_ok=True)
             reason = ""
             if timed_out:
@@ -267,7 +361,7 @@ class Supervisor:
                 reason = f"killed by signal {-code}"
             elif code:
                 reason = f"exit {code}: {_last_line(self.files.log(spec, k))}"
-            elif spec.output_prefix and not self._done(spec, k):
+            elif unmarked:
                 reason, code = f"exited 0 without writing its done marker {done_key(spec.output_prefix, k)}", 3
             retry = code != 0 and code != BAD_INPUT_EXIT and not timed_out and attempts[key] <= spec.retries
             _write_json(self.files.result(spec, k), {"exit_code": code, "attempts": attempts[key], "reason": reason,
@@ -376,14 +470,35 @@ class LocalBackend(Backend):
                 elif rec and rec.get("exit_code") != 0 and (rec.get("final") or not supervised):
                     failed[k] = rec.get("reason") or f"exit {rec.get('exit_code')}"
                 elif pid_rec and not supervised:
-                    failed[k] = "interrupted: its supervisor is gone (submit again with --resume)"
+                    failed[k] = f"interrupted: its supervisor is gone (stseg resume {run})"
             end = time.time() if running or supervised else max(ends, default=0.0)
             elapsed = max(0.0, end - min(starts)) if starts else 0.0
             waiting = supervised and not running and not done and not failed
             jobs.append(JobStatus(name=spec.name, stage=spec.stage, model=spec.model, shards=spec.shards,
                                   done=frozenset(done), running=frozenset(running), failed=failed,
                                   waiting=waiting, frames=frames, elapsed_s=elapsed))
-        return RunStatus(run=run, jobs=tuple(jobs))
+        return RunStatus(run=run, jobs=tuple(jobs), note=self._note(run, files, jobs, supervised))
+
+    @staticmethod
+    def _note(run: str, files: _RunFiles, jobs: list[JobStatus], supervised: bool) -> str:
+        """Why a run that is not running stopped short, and how to go on: stopped, orphaned, or failed shards."""
+        if supervised or all(len(j.done) == j.shards for j in jobs):
+            return ""
+        resume = f"resume: stseg resume {run}"
+        stopped = _read_json(files.stopped)
+        orphans = sum(len(j.running) for j in jobs)
+        if orphans:
+            return (f"orphaned: its supervisor is gone while {orphans} shard process(es) still run; wait for them "
+                    f"or `stseg cancel {run}`, then {resume}")
+        if stopped:
+            return f"stopped: {stopped['reason']}; {resume}"
+        if files.supervisor.exists():  # a supervisor that ends normally removes its pid file
+            log = files.root / "supervisor.log"
+            return f"orphaned: its supervisor died before the run finished (see {log}); {resume}"
+        if files.cancelled.exists():
+            return f"cancelled; {resume}"
+        failed = sum(len(j.failed) for j in jobs)
+        return f"failed: {failed} shard(s) failed (reasons below); {resume}" if failed else ""
 
     @staticmethod
     def _marker_frames(spec: JobSpec, k: int, stores: dict) -> int:
@@ -426,14 +541,7 @@ class LocalBackend(Backend):
         victims = [p for p in [_pid_alive(files.supervisor)] if p]
         for s in specs:
             victims += [p for k in range(s.shards) if (p := _pid_alive(files.pid(s, k)))]
-        for pid in victims:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        deadline = time.time() + 5
-        while any(_proc_start(p) for p in victims) and time.time() < deadline:
-            time.sleep(0.05)
+        terminate(victims, grace_s())
         for s in specs:
             for k in range(s.shards):
                 if files.pid(s, k).exists() and not _pid_alive(files.pid(s, k)):
@@ -443,6 +551,9 @@ class LocalBackend(Backend):
         files.supervisor.unlink(missing_ok=True)
         return len(specs)
 
+    def _resume(self, run: str, wait: bool, on_change: Callable[[], None] | None) -> RunStatus | None:
+        return self._submit(self._files(run).load_specs(), resume=True, wait=wait, on_change=on_change)
+
     def _runs(self) -> list[str]:
         if not self.root.is_dir():
             return []
@@ -450,11 +561,17 @@ class LocalBackend(Backend):
 
 
 def main(argv: list[str]) -> int:
-    """`python -m stseg_cli.backends.local RUN_DIR WORKERS`: the detached supervisor of a run."""
+    """`python -m stseg_cli.backends.local RUN_DIR WORKERS`: the detached supervisor of a run. Its output
+    (supervisor.log) is one line per event; why it stopped early is also in stopped.json."""
     run_dir, workers = Path(argv[0]), int(argv[1])
     files = _RunFiles(run_dir)
+    # `stseg cancel` sends SIGTERM: unwind (stopping the shards gracefully) instead of dying on the spot
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         Supervisor(run_dir, workers).run()
+    except StsegError as err:
+        print(f"stseg local: error: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
     finally:
         if _pid_alive(files.supervisor) == os.getpid():
             files.supervisor.unlink(missing_ok=True)

@@ -156,12 +156,57 @@ def test_shards_orphaned_by_a_dead_supervisor_block_a_resume_until_cancelled(env
             and "zombie" not in Path(f"/proc/{sup}/status").read_text():
         assert time.time() < deadline
         time.sleep(0.05)
-    job = LocalBackend(cfg).status("r1").jobs[0]
-    assert job.running == {0}  # the orphan still works, and a fresh CLI sees it
+    status = LocalBackend(cfg).status("r1")
+    assert status.jobs[0].running == {0}  # the orphan still works, and a fresh CLI sees it
+    assert status.note == ("orphaned: its supervisor is gone while 1 shard process(es) still run; wait for them or "
+                           "`stseg cancel r1`, then resume: stseg resume r1")
     with pytest.raises(BackendError, match=r"run r1 still has shard processes without a supervisor \(pids \d+\)"):
         backend.submit(specs, resume=True)
     backend.cancel("r1")
-    assert LocalBackend(cfg).status("r1").jobs[0].failed == {0: "cancelled"}
+    status = LocalBackend(cfg).status("r1")
+    assert status.jobs[0].failed == {0: "cancelled"} and status.note == "cancelled; resume: stseg resume r1"
+
+
+def test_a_supervisor_that_died_alone_is_shown_orphaned_and_stseg_resume_finishes_the_run(env) -> None:
+    cfg, stage = env
+    specs = _specs(cfg, stage, StageRequest("infer", models=("flowprop",), shards=2, options=(("slow_1", "1.5"),)))
+    LocalBackend(cfg, workers=1).submit(specs, wait=False)
+    state = Path(cfg.state_dir) / "runs/r1"
+    deadline = time.time() + 20
+    while not (state / "stseg-r1-infer-flowprop/1.pid").exists():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    for pid_file in (state / "supervisor.pid", state / "stseg-r1-infer-flowprop/1.pid"):  # kill -9 of both
+        os.killpg(json.loads(pid_file.read_text())["pid"], signal.SIGKILL)
+    while LocalBackend(cfg).status("r1").jobs[0].running:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    status = LocalBackend(cfg).status("r1")
+    assert status.note == (f"orphaned: its supervisor died before the run finished (see {state}/supervisor.log); "
+                           "resume: stseg resume r1")
+    final = LocalBackend(cfg, workers=1).resume("r1", wait=True)
+    assert final.succeeded and final.note == ""
+    assert sorted(_markers(cfg)) == ["infer/flowprop/0", "infer/flowprop/1"]
+
+
+def test_cancel_sends_sigterm_then_sigkill_after_the_grace_period(env, monkeypatch) -> None:
+    cfg, _ = env
+    stubborn = Path(cfg.store).parent / "stubborn.py"  # ignores SIGTERM, like a process stuck in a syscall
+    stubborn.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\n"
+                        "time.sleep(60)\n")
+    specs = _specs(cfg, stubborn, StageRequest("infer", models=("flowprop",), shards=1))
+    backend = LocalBackend(cfg, workers=1)
+    backend.submit(specs, wait=False)
+    log = Path(cfg.state_dir) / "runs/r1/stseg-r1-infer-flowprop/0.log"
+    deadline = time.time() + 20
+    while "up" not in (log.read_text() if log.exists() else ""):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    monkeypatch.setenv("STSEG_LOCAL_GRACE_S", "1")
+    start = time.monotonic()
+    backend.cancel("r1")
+    assert 1.0 <= time.monotonic() - start < 10  # waited the grace period, then SIGKILL
+    assert backend.status("r1").jobs[0].failed == {0: "cancelled"}
 
 
 def test_pipeline_stage_starts_only_after_its_inputs(env) -> None:

@@ -19,3 +19,27 @@ def test_failure_is_one_line_with_its_exit_code(error, code, capsys) -> None:
     assert job_main("fuse", body) == code
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("stseg-fuse: error: ")
+
+
+def test_sigterm_unwinds_the_body_so_scratch_is_removed(tmp_path) -> None:
+    """`stseg cancel` and a Job's deadline send SIGTERM: the job's temporary folders must not outlive it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, tempfile, time\n"
+        "from stseg_jobs._env import job_main\n"
+        "def body():\n"
+        f"    with tempfile.TemporaryDirectory(prefix='stseg-infer-', dir={str(tmp_path)!r}):\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "sys.exit(job_main('infer', body))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    assert [p.name.startswith("stseg-infer-") for p in tmp_path.iterdir()] == [True]
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM and time.monotonic() - start < 5
+    assert list(tmp_path.iterdir()) == []
