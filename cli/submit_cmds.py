@@ -162,15 +162,22 @@ def _submit(kw: dict, build: Callable) -> None:
     _plan(specs)
     wait = not kw["detach"] if backend.name == "local" else kw["wait"]
     if wait:
-        with ProgressBars(lambda: backend.status(run)) as bars:
-            final = backend.submit(specs, resume=kw["resume"], wait=True, on_change=bars.refresh)
-        _print_status(final)
-        if not final.succeeded:
-            click.echo(f"stseg: run {run} finished with failed shards (see `stseg status {run}`)", err=True)
-            sys.exit(1)
+        _attached(backend, run, lambda bars: backend.submit(specs, resume=kw["resume"], wait=True,
+                                                            on_change=bars.refresh))
     else:
         backend.submit(specs, resume=kw["resume"], wait=False)
         click.echo(f"submitted run {run}: {', '.join(s.name for s in specs)}  (watch: stseg status {run})")
+
+
+def _attached(backend, run: str, start: Callable) -> None:
+    """Run `start(bars)` (a submit or resume that waits) under progress bars, print the final status, and exit 1
+    when a shard failed."""
+    with ProgressBars(lambda: backend.status(run)) as bars:
+        final = start(bars)
+    _print_status(final)
+    if not final.succeeded:
+        click.echo(f"stseg: run {run} finished with failed shards (see `stseg status {run}`)", err=True)
+        sys.exit(1)
 
 
 def _plan(specs) -> None:
@@ -371,11 +378,7 @@ def resume(run: str, detach: bool, **kw) -> None:
         backend.resume(run, wait=False)
         click.echo(f"resumed run {run}  (watch: stseg status {run})")
         return
-    with ProgressBars(lambda: backend.status(run)) as bars:
-        final = backend.resume(run, wait=True, on_change=bars.refresh)
-    _print_status(final)
-    if not final.succeeded:
-        sys.exit(1)
+    _attached(backend, run, lambda bars: backend.resume(run, wait=True, on_change=bars.refresh))
 
 
 @cli.command()
