@@ -103,6 +103,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     for name, value in (flags or {}).items():
         if value is not None:
             values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+    if (flags or {}).get("workers") is not None and values["workers"] < 1:
+        raise BadInputError(f"--workers must be at least 1 (got {values['workers']})")
+    if values.get("workers", 0) < 0:
+        raise BadInputError(f"workers must be 0 (one per core) or more (got {values['workers']})")
     cfg = replace(Config(), **values)
     if cfg.node_pool not in NODE_POOLS:
         raise BadInputError(f"node_pool {cfg.node_pool!r} is not a preset (known: {', '.join(NODE_POOLS)})")

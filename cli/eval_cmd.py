@@ -49,10 +49,14 @@ def eval_cmd(gt_root: str, pred_root: str, videos: list[str] | None, workers: in
     """
     from tqdm import tqdm
 
+    from stseg_core.errors import BadInputError
     from stseg_core.metrics.evaluate import evaluate
     from stseg_core.metrics.tables import format_table, write_results
     from stseg_core.store import open_store
 
+    out_path = open_store(out_uri).local_path("") if out_uri else None
+    if out_path is not None and out_path.is_file():  # refused before the scoring, not after
+        raise BadInputError(f"--out {out_uri}: is a file, not a folder")
     with tqdm(desc="scoring", unit="video", disable=not progress, leave=False) as bar:
         result = evaluate(gt_root, pred_root, videos=videos, workers=workers, metric=metric,
                           missing_as_empty=missing_as_empty, on_video=lambda _v: bar.update(1), split=split)

@@ -53,11 +53,12 @@ def infer(model: str, data_root: str, run_root: str, shard: str, sets: tuple[str
     (one line naming the video) leaves it unmarked so the next run redoes it. Runs in this process, the
     same code a `python -m stseg_jobs.infer` Job runs.
     """
-    from stseg_core.infer import ensure_plan, run_shard
+    from stseg_core.infer import check_scratch, ensure_plan, run_shard
     from stseg_core.models.registry import spec
     from stseg_core.telemetry import JobMetrics
 
     spec(model)  # an unknown model fails before anything is read
+    check_scratch(scratch)
     k, n = _parse_shard(shard)
     overrides: dict[str, object] = dict(_parse_sets(sets))
     if checkpoint:

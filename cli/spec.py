@@ -34,6 +34,9 @@ RESERVED_ENV = frozenset({
 })
 
 _RUN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$")
+# Kubernetes quantities for --cpu (cores or millicores) and --memory (bytes with an optional SI/binary suffix).
+_CPU_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?m?$")
+_MEMORY_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?([KMGTPE]i?|k)?$")
 
 
 def known_models() -> list[str]:
@@ -206,6 +209,12 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
         raise BadInputError(f"--gpus must be 0 or more (got {req.gpus})")
     if req.retries < 0:
         raise BadInputError(f"--retries must be 0 or more (got {req.retries})")
+    if req.deadline_s < 1:
+        raise BadInputError(f"--deadline must be at least 1 second (got {req.deadline_s})")
+    for flag, value, pattern, example in (("--cpu", req.cpu, _CPU_RE, "2 or 500m"),
+                                          ("--memory", req.memory, _MEMORY_RE, "8Gi or 512Mi")):
+        if value is not None and not pattern.match(value):
+            raise BadInputError(f"{flag} {value!r} is not a Kubernetes quantity (e.g. {example})")
     models = req.models if req.stage in ("infer", "finetune", "eval") else ("",)
     if not models:
         raise BadInputError(f"stage {req.stage}: name at least one model (--model/--models)")

@@ -145,6 +145,11 @@ def _submit(kw: dict, build: Callable) -> None:
     backend = _backend(cfg)
     run = kw.pop("run_id") or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
     specs = build(cfg, run, backend.name == "kubernetes")
+    if backend.name == "kubernetes":
+        for flag, uri in (("--store", cfg.store), ("--data-root", cfg.data_root)):
+            if "://" not in uri or uri.startswith("file://"):  # a pod cannot see this machine's folders
+                raise BadInputError(f"{flag} {uri}: the kubernetes backend needs a location pods can reach "
+                                    "(s3://bucket/prefix), not a local path")
     if kw["dry_run"]:
         docs = backend.render(specs)
         if kw["output"] == "json":

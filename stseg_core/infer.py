@@ -35,9 +35,7 @@ class _Staged:
 
 def _stage(data: MoseSplit, name: str, scratch: Path, workers: int) -> _Staged:
     """Copy a video's frames and first annotation into `scratch/<name>/` and open it as a VideoInput."""
-    info = data.video(name)
-    if not info.object_ids:
-        raise BadInputError(f"video {name}: first frame {info.frames[0]} annotates no object (nothing to segment)")
+    info = data.video(name)  # refuses a first frame without objects
     root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=scratch))
     first_ann = f"{ANNOTATIONS_DIR}/{name}/{info.frames[0]}.png"
     dest = root / first_ann
@@ -61,9 +59,14 @@ def _counted(results: Iterator[FrameResult], metrics: JobMetrics | None) -> Iter
         yield r
 
 
-def _video_error(model: str, name: str, err: BaseException) -> StsegError:
-    """The same error kind, its one line prefixed with the model and video so a failed shard says where."""
+def _video_error(model: str, name: str, err: BaseException, staged: _Staged | None = None,
+                 data_root: str = "") -> StsegError:
+    """The same error kind, its one line prefixed with the model and video so a failed shard says where; a file
+    of the video's scratch copy is named by the user's own location under `data_root`."""
     text = " ".join(str(err).split()) or type(err).__name__
+    if staged is not None:
+        text = text.replace(staged.root.as_uri(), data_root).replace(str(staged.root), data_root)
+    text = text.removeprefix(f"video {name}: ")  # said once, by the prefix below
     if isinstance(err, StsegError):
         return type(err)(f"{model} video {name}: {text}")
     return StsegError(f"{model} video {name}: {type(err).__name__}: {text}")
@@ -85,6 +88,12 @@ def ensure_plan(data_root: str, run_root: str, num_shards: int) -> ShardPlan:
     return plan
 
 
+def check_scratch(scratch: str | Path | None) -> None:
+    """A scratch folder that is not there fails in one line before any work (the default is the system's)."""
+    if scratch is not None and not Path(scratch).is_dir():
+        raise BadInputError(f"scratch folder {scratch} does not exist or is not a folder (--scratch / STSEG_SCRATCH)")
+
+
 def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num_shards: int,
               model_overrides: Mapping[str, object] | None = None, metrics: JobMetrics | None = None,
               scratch: str | Path | None = None, fetch_workers: int = 8) -> ShardOutcome:
@@ -93,6 +102,7 @@ def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num
     A shard already marked done is skipped (no model is built). Any video's failure raises an error naming
     the model and video, and the shard's marker is not written, so a re-run redoes the whole shard.
     """
+    check_scratch(scratch)
     run_store = open_store(run_root)
     plan = ShardPlan.load(run_store)
     if plan.num_shards != num_shards:
@@ -144,7 +154,7 @@ def _run_videos(model: VOSModel, model_name: str, data: MoseSplit, videos: tuple
             except Exception as err:  # any failure becomes one line naming the video
                 if pending is not None:
                     pending.cancel()
-                raise _video_error(model_name, name, err) from err
+                raise _video_error(model_name, name, err, staged, data.store.root) from err
             finally:
                 shutil.rmtree(staged.root, ignore_errors=True)
             if metrics is not None:

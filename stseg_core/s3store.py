@@ -125,7 +125,11 @@ class _Client:
                     # Non-AWS endpoints (moto, MinIO, Ceph) rarely resolve bucket sub-domains.
                     s3={"addressing_style": "path"} if s.endpoint else None,
                 )
-                self._client = boto3.session.Session().client("s3", endpoint_url=s.endpoint, config=config)
+                try:
+                    self._client = boto3.session.Session().client("s3", endpoint_url=s.endpoint, config=config)
+                except ValueError as err:  # botocore: "Invalid endpoint: …"
+                    raise BadInputError(f"S3 endpoint {redact(s.endpoint or '')!r}: not a valid URL (e.g. "
+                                        f"http://host:9000; STSEG_S3_ENDPOINT): {redact(str(err))}") from None
                 self._transfer_config = TransferConfig(
                     multipart_threshold=MULTIPART_THRESHOLD + 1,  # "> 8 MiB is multipart"
                     multipart_chunksize=MULTIPART_CHUNKSIZE,

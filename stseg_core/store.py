@@ -183,6 +183,12 @@ class FileStore(Store):
     def _p(self, key: str) -> Path:
         return self.path / self._key(key)
 
+    def _file_in_the_way(self, key: str) -> BadInputError:
+        """A key whose folders cross a regular file (e.g. `--run` or `--out` naming a file): name that file."""
+        path = self._p(key)
+        blocker = next((p for p in path.parents if p.is_file()), path)
+        return BadInputError(f"{blocker}: is a file, not a folder (needed for {self.uri(key)})")
+
     def read_bytes(self, key: str) -> bytes:
         try:
             return self._p(key).read_bytes()
@@ -190,13 +196,21 @@ class FileStore(Store):
             raise MissingArtifactError(f"{self.uri(key)}: not found") from None
         except IsADirectoryError:
             raise BadInputError(f"{self.uri(key)}: is a folder, not a file") from None
+        except NotADirectoryError:
+            raise self._file_in_the_way(key) from None
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        _atomic_write(self._p(key), data)
+        try:
+            _atomic_write(self._p(key), data)
+        except (FileExistsError, NotADirectoryError):
+            raise self._file_in_the_way(key) from None
 
     def write_file(self, key: str, src: str | Path) -> None:
-        with _atomic_dest(self._p(key)) as tmp:
-            shutil.copyfile(src, tmp)
+        try:
+            with _atomic_dest(self._p(key)) as tmp:
+                shutil.copyfile(src, tmp)
+        except (FileExistsError, NotADirectoryError):
+            raise self._file_in_the_way(key) from None
 
     def read_file(self, key: str, dest: str | Path) -> None:
         src = self._p(key)

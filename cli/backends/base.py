@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from stseg_cli.config import Config
-from stseg_cli.spec import JobSpec
+from stseg_cli.spec import JobSpec, check_run_id
 from stseg_core.errors import BadInputError
 
 
@@ -130,14 +130,14 @@ class Backend(ABC):
         return self._submit(list(specs), resume=resume, wait=wait, on_change=on_change)
 
     def status(self, run: str) -> RunStatus:
-        return self._status(run)
+        return self._status(check_run_id(run))
 
     def logs(self, run: str, stage: str, model: str, shard: int, follow: bool = False) -> Iterator[str]:
-        return self._logs(run, stage, model, shard, follow)
+        return self._logs(check_run_id(run), stage, model, shard, follow)
 
     def cancel(self, run: str) -> int:
         """Stop every job of `run`; returns how many jobs were stopped."""
-        return self._cancel(run)
+        return self._cancel(check_run_id(run))
 
     def runs(self) -> list[str]:
         return self._runs()
@@ -146,7 +146,7 @@ class Backend(ABC):
                ) -> RunStatus | None:
         """Go on with a stopped, orphaned or failed run from what the backend recorded: its unfinished shards
         run again (done shards are no-ops)."""
-        return self._resume(run, wait, on_change)
+        return self._resume(check_run_id(run), wait, on_change)
 
     def _resume(self, run: str, wait: bool, on_change: Callable[[], None] | None) -> RunStatus | None:
         raise BadInputError(f"the {self.name} backend keeps no run to resume: submit the same command again with "

@@ -21,13 +21,16 @@ Stopping a process is SIGTERM to its group, `STSEG_LOCAL_GRACE_S` (default 10 s)
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, marker_frames
@@ -96,10 +99,25 @@ def _proc_start(pid: int) -> str | None:
 
 
 def _write_json(path: Path, obj) -> None:
+    """Atomically, through a temp file of its own (two CLIs may write the same run's files at once)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(obj))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _run_lock(root: Path) -> Iterator[None]:
+    """Held while a submit checks and claims a run, so two concurrent submits of one run id cannot both start it."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _read_json(path: Path) -> dict | None:
@@ -411,35 +429,36 @@ class LocalBackend(Backend):
                 on_change: Callable[[], None] | None) -> RunStatus | None:
         run = specs[0].run
         files = self._files(run)
-        pid = _pid_alive(files.supervisor)
-        if pid:
-            raise BackendError(f"run {run} is still running (supervisor pid {pid}); wait, or `stseg cancel {run}`")
-        existing = {s.name: s for s in (files.load_specs() if files.specs_file.exists() else [])}
-        orphans = [p for s in existing.values() for k in range(s.shards) if (p := _pid_alive(files.pid(s, k)))]
-        if orphans:  # their supervisor died; starting the shards again would run them twice
-            raise BackendError(f"run {run} still has shard processes without a supervisor (pids "
-                               f"{', '.join(map(str, orphans[:5]))}); wait for them, or `stseg cancel {run}`")
-        clash = sorted(set(existing) & {s.name for s in specs})
-        if clash and not resume:
-            raise BadInputError(f"run {run} already has {', '.join(clash)}; pass --resume to finish its "
-                                "missing shards, or choose another --run")
-        for s in specs:
-            if s.name in existing:  # a resumed job gets its retries back
-                for k in range(existing[s.name].shards):
-                    rec = _read_json(files.result(s, k))
-                    if rec and rec.get("exit_code") != 0:
-                        files.result(s, k).unlink()
-            existing[s.name] = s
-        files.save_specs(list(existing.values()))
-        if not wait:
-            files.root.mkdir(parents=True, exist_ok=True)
-            with (files.root / "supervisor.log").open("ab") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "stseg_cli.backends.local", str(files.root),
-                                         str(self.workers)], stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
-            _record_pid(files.supervisor, proc.pid)
-            return None
-        _record_pid(files.supervisor, os.getpid())
+        with _run_lock(files.root):  # check-and-claim: a concurrent submit of this run waits, then is refused
+            pid = _pid_alive(files.supervisor)
+            if pid:
+                raise BackendError(f"run {run} is still running (supervisor pid {pid}); wait, or `stseg cancel {run}`")
+            existing = {s.name: s for s in (files.load_specs() if files.specs_file.exists() else [])}
+            orphans = [p for s in existing.values() for k in range(s.shards) if (p := _pid_alive(files.pid(s, k)))]
+            if orphans:  # their supervisor died; starting the shards again would run them twice
+                raise BackendError(f"run {run} still has shard processes without a supervisor (pids "
+                                   f"{', '.join(map(str, orphans[:5]))}); wait for them, or `stseg cancel {run}`")
+            clash = sorted(set(existing) & {s.name for s in specs})
+            if clash and not resume:
+                raise BadInputError(f"run {run} already has {', '.join(clash)}; pass --resume to finish its "
+                                    "missing shards, or choose another --run")
+            for s in specs:
+                if s.name in existing:  # a resumed job gets its retries back
+                    for k in range(existing[s.name].shards):
+                        rec = _read_json(files.result(s, k))
+                        if rec and rec.get("exit_code") != 0:
+                            files.result(s, k).unlink()
+                existing[s.name] = s
+            files.save_specs(list(existing.values()))
+            if not wait:
+                files.root.mkdir(parents=True, exist_ok=True)
+                with (files.root / "supervisor.log").open("ab") as log:
+                    proc = subprocess.Popen([sys.executable, "-m", "stseg_cli.backends.local", str(files.root),
+                                             str(self.workers)], stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                _record_pid(files.supervisor, proc.pid)
+                return None
+            _record_pid(files.supervisor, os.getpid())
         try:
             Supervisor(files.root, self.workers).run(on_change)
         finally:

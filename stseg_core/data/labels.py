@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 
@@ -41,6 +42,17 @@ def encode_label_png(labels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def image_error(name: str, data: bytes, err: BaseException, kind: str = "image") -> BadInputError:
+    """One line for an image PIL cannot read, naming the file (PIL's own text names an in-memory buffer)."""
+    from PIL import UnidentifiedImageError
+
+    if not data:
+        return BadInputError(f"{name}: empty file (0 bytes), not a {kind}")
+    if isinstance(err, UnidentifiedImageError):
+        return BadInputError(f"{name}: unreadable or corrupt {kind} (not an image format stseg reads)")
+    return BadInputError(f"{name}: unreadable or corrupt {kind} ({re.sub(r'<_io[^>]*>', 'the file', str(err))})")
+
+
 def read_label_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Palette ("P") or single-channel grey ("L") PNG → HxW uint8 ids; anything else is bad input."""
     from PIL import Image, UnidentifiedImageError
@@ -49,7 +61,7 @@ def read_label_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
         img = Image.open(io.BytesIO(data))
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise BadInputError(f"{name}: unreadable or corrupt PNG ({err})") from None
+        raise image_error(name, data, err, "PNG") from None
     if img.mode not in ("P", "L"):
         raise BadInputError(f"{name}: annotation must be a palette or grey single-channel PNG, got mode {img.mode}")
     return np.asarray(img, dtype=np.uint8)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stseg_core.data.labels import encode_label_png, read_label_png
+from stseg_core.data.labels import encode_label_png, image_error, read_label_png
 from stseg_core.errors import BadInputError, StsegError
 from stseg_core.store import Store, open_store
 
@@ -114,8 +114,31 @@ def _image_size(data: bytes, uri: str) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise BadInputError(f"{uri}: unreadable or corrupt image ({err})") from None
+        raise image_error(uri, data, err) from None
     return h, w
+
+
+def frame_sequence(stems: Iterable[str], where: str, gaps_ok: bool = False) -> list[str]:
+    """Frame stems sorted by number; refuses non-numeric names, duplicates and (unless `gaps_ok`) gaps. One check
+    for the dataset reader (and so `data validate`) and the J&F ground truth, so they cannot disagree."""
+    stems = list(stems)
+    for stem in stems:
+        if not stem.isdigit():
+            raise BadInputError(f"{where}/{stem}: frame name {stem!r} is not a number")
+    stems.sort(key=int)
+    for a, b in pairwise(stems):
+        if int(b) == int(a) or (int(b) != int(a) + 1 and not gaps_ok):
+            what = "duplicate frame number" if int(a) == int(b) else "gap in frame numbers"
+            raise BadInputError(f"{where}: {what} ({a} → {b})")
+    return stems
+
+
+def first_frame_objects(labels: np.ndarray, where: str, video: str) -> tuple[int, ...]:
+    """The object ids of a video's first annotation; none is bad input (there is nothing to segment or score)."""
+    ids = tuple(int(i) for i in np.flatnonzero(np.bincount(labels.ravel(), minlength=256)) if i != 0)
+    if not ids:
+        raise BadInputError(f"{where}: the first frame of video {video!r} annotates no object (nothing to segment)")
+    return ids
 
 
 class MoseSplit:
@@ -169,15 +192,10 @@ class MoseSplit:
             stem, dot, suffix = f.rpartition(".")
             if not dot or suffix.lower() != ext:
                 raise BadInputError(f"{self.store.uri(f'{top}/{name}/{f}')}: expected a .{ext} file")
-            if not stem.isdigit():
+            if not stem.isdigit():  # named with its extension here; `frame_sequence` checks bare stems too
                 raise BadInputError(f"{self.store.uri(f'{top}/{name}/{f}')}: frame name {stem!r} is not a number")
             stems.append(stem)
-        stems.sort(key=int)
-        for a, b in pairwise(stems):
-            if int(b) == int(a) or (int(b) != int(a) + 1 and not gaps_ok):
-                what = "duplicate frame number" if int(a) == int(b) else "gap in frame numbers"
-                raise BadInputError(f"{self.store.uri(f'{top}/{name}')}: {what} ({a} → {b})")
-        return stems
+        return frame_sequence(stems, self.store.uri(f"{top}/{name}"), gaps_ok)
 
     def video(self, name: str) -> VideoInfo:
         """Stems, size and object ids of one video; checks names, gaps and the first-frame annotation."""
@@ -186,7 +204,8 @@ class MoseSplit:
             return self._info[name]
         frames_by_video, anns_by_video, _ = self._list()
         if name not in frames_by_video and name not in anns_by_video:
-            raise BadInputError(f"{self.store.uri(f'{FRAMES_DIR}/{name}')}: no such video")
+            top = FRAMES_DIR if self.has_frames else ANNOTATIONS_DIR
+            raise BadInputError(f"{self.store.uri(f'{top}/{name}')}: no such video")
         # Annotated frames may be a subset (valid/test: the first only); frames themselves may not skip numbers.
         ann_stems = self._stems(name, anns_by_video.get(name, []), ANNOTATIONS_DIR, "png", gaps_ok=self.has_frames)
         if self.has_frames:
@@ -213,7 +232,7 @@ class MoseSplit:
             self._check_size(labels, h, w, first_ann, first_frame)
         else:
             h, w = labels.shape
-        ids = tuple(int(i) for i in np.flatnonzero(np.bincount(labels.ravel(), minlength=256)) if i != 0)
+        ids = first_frame_objects(labels, self.store.uri(first_ann), name)
         info = VideoInfo(name, tuple(stems), h, w, ids, tuple(ann_stems))
         self._info[name] = info
         return info
@@ -254,6 +273,11 @@ class MoseSplit:
             raise BadInputError(f"{self.store.uri(key)}: frame {stem} of video {name!r} has no annotation")
         labels = decode_label_png(self.store.read_bytes(key), self.store.uri(key))
         self._check_size(labels, info.height, info.width, key, f"{FRAMES_DIR}/{name}/{stem}.jpg")
+        extra = sorted(set(np.flatnonzero(np.bincount(labels.ravel(), minlength=256)).tolist())
+                       - {0, *info.object_ids})
+        if extra:
+            raise BadInputError(f"{self.store.uri(key)}: object ids {extra} are absent from the first frame "
+                                f"{info.frames[0]} of video {name!r} (ids there: {list(info.object_ids)})")
         return labels
 
     def first_annotation(self, name: str) -> np.ndarray:
@@ -275,7 +299,7 @@ class MoseSplit:
             problems.append(f"{self.store.uri(top)}: no videos")
         for name in names:
             problems.extend(self._validate_video(name))
-        return problems
+        return list(dict.fromkeys(problems))  # a file a structural check already named is listed once
 
     def _validate_video(self, name: str) -> list[str]:
         try:

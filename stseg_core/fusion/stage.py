@@ -206,6 +206,8 @@ def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
     videos = tuple(sorted(v for shard in plan.shards for v in shard))
     data = MoseSplit(open_store(cfg.data_root))
     gt = MoseSplit(open_store(cfg.gt_root), frames=False) if cfg.gt_root else None
+    for name in videos if gt is not None else ():
+        gt.video(name)  # a missing or broken ground truth fails before anything is written
     if metrics is not None:
         metrics.planned(sum(data.video(v).num_frames for v in videos))
     methods = (*models, *BASELINES, FUSED, PGMR)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stseg_core.data.mose import frame_sequence
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.metrics.jf import METRICS, VideoResult, VideoTask, score_video
 from stseg_core.store import Store, open_store
@@ -73,6 +74,8 @@ def plan_tasks(gt_root: str, pred_root: str, videos: Sequence[str] | None = None
     unknown = [v for v in names if v not in gt_frames]
     if unknown:
         raise BadInputError(f"{gt_store.root}: no ground truth for video(s) {', '.join(unknown)}")
+    for v in names:  # the dataset reader's own check: `data validate` flags the same gaps
+        frame_sequence(gt_frames[v], gt_store.uri(v))
     missing = [v for v in names if v not in pred_frames]
     if missing and not missing_as_empty:
         raise MissingArtifactError(f"{pred_store.root}: no predictions for video(s) {', '.join(missing[:10])}"

@@ -66,9 +66,7 @@ class VideoInput:
     @classmethod
     def from_split(cls, split: MoseSplit, name: str) -> VideoInput:
         """A video of a MOSE-layout split; its first frame must be annotated and hold every object id."""
-        info = split.video(name)  # raises on a missing first-frame annotation
-        if not info.object_ids:
-            raise BadInputError(f"video {name}: first frame {info.frames[0]} annotates no object (nothing to segment)")
+        info = split.video(name)  # raises on a missing first-frame annotation or one without objects
         first = split.first_annotation(name)
         ids = tuple(sorted(int(i) for i in info.object_ids))
 

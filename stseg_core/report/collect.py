@@ -125,6 +125,9 @@ def collect_run(store: Store) -> RunSummary:
     if not evals:
         missing.append("eval/: no J&F results (no ground truth, e.g. a test split) — the page shows each model's "
                        "agreement with the PGMR pseudo-label instead of J&F")
+    elif PGMR not in evals:
+        missing.append(f"eval/{PGMR}/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
+                       "`stseg eval`, or fuse with --gt)")
     if recommend is None:
         missing.append("recommend.json: the fuse stage has not run — no per-video choice, reasons or PGMR masks")
     for method in evals:

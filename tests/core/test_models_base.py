@@ -107,7 +107,8 @@ def test_from_split_refuses_missing_or_empty_first_annotation(tmp_path):
     split = MoseSplit(tmp_path)
     with pytest.raises(BadInputError, match=r"missing first-frame annotation of video 'late'"):
         VideoInput.from_split(split, "late")
-    with pytest.raises(BadInputError, match=r"video empty: first frame 00000 annotates no object"):
+    with pytest.raises(BadInputError, match=r"Annotations/empty/00000.png: the first frame of video 'empty' "
+                                            r"annotates no object \(nothing to segment\)$"):
         VideoInput.from_split(split, "empty")
 
 

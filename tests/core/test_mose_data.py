@@ -101,9 +101,20 @@ def test_annotation_not_palette_or_grey(tmp_path):
 
 def test_grey_annotation_is_accepted(tmp_path):
     split = _split(tmp_path, {"v": 2})
-    grey = _labels([4, 9])
+    grey = _labels([2, 7])
     cv2.imwrite(str(tmp_path / "Annotations/v/00001.png"), grey)
     np.testing.assert_array_equal(split.annotation("v", "00001"), grey)
+
+
+def test_a_later_annotation_with_an_id_absent_from_the_first_frame_is_refused_by_reader_and_validate(tmp_path):
+    split = _split(tmp_path, {"v": 3})
+    cv2.imwrite(str(tmp_path / "Annotations/v/00002.png"), _labels([2, 9]))
+    line = (f"{_uri(split, 'Annotations/v/00002.png')}: object ids [9] are absent from the first frame 00000 of "
+            "video 'v' (ids there: [1, 2, 7])")
+    with pytest.raises(BadInputError) as err:
+        split.annotation("v", "00002")
+    assert str(err.value) == line
+    assert MoseSplit(tmp_path).validate() == [line]
 
 
 def test_frame_annotation_size_mismatch(tmp_path):
