@@ -80,8 +80,9 @@ def terminate(pids: Sequence[int], grace: float) -> None:
             return
 
 
-class _StoreDown(Exception):
-    """A store error on one of the supervisor's own checks: an outage to ride out, not a failed shard."""
+class _StoreDown(BackendError):
+    """A store error on one of the supervisor's own checks: an outage to ride out, not a failed shard (and, in
+    `stseg status`, one line)."""
 
 
 def _proc_start(pid: int) -> str | None:
@@ -296,6 +297,8 @@ class Supervisor:
                         pending = [(s, k) for s in self.specs for k in range(s.shards) if not self._done(s, k)]
                     changed = self._reap(pending, attempts, failed_jobs)
                     changed |= self._start_ready(pending, attempts, failed_jobs)
+                    if changed and on_change:
+                        on_change()  # progress bars read the markers too
                 except _StoreDown as err:
                     outage = self._ride_out(outage, str(err))
                     continue
@@ -303,8 +306,6 @@ class Supervisor:
                     print(f"stseg local: store reachable again after {time.monotonic() - outage[0]:.0f} s",
                           file=sys.stderr, flush=True)
                     outage = None
-                if changed and on_change:
-                    on_change()
                 time.sleep(POLL_S)
         except BaseException as err:
             if not self.files.stopped.exists() and not self.files.cancelled.exists():

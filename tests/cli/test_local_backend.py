@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import textwrap
 import time
@@ -355,3 +356,30 @@ def test_config_precedence_is_flags_then_env_then_file(tmp_path: Path) -> None:
     path.write_text("namespcae: x\n")
     with pytest.raises(BadInputError, match=r"stseg.yaml: unknown setting 'namespcae' \(known: backend, store"):
         load_config(path, env={})
+
+
+def test_two_concurrent_submits_of_one_run_id_start_it_once(env) -> None:
+    import threading
+
+    cfg, stage = env
+    specs = _specs(cfg, stage, StageRequest("infer", models=("flowprop",), shards=1, options=(("slow_0", "1"),)))
+    barrier, outcomes = threading.Barrier(2), []
+
+    def submit() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(LocalBackend(cfg, workers=1).submit(specs, wait=False))
+        except BackendError as err:
+            outcomes.append(str(err))
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes, key=str)[0] is None  # one started the run …
+    assert re.match(r"run r1 is still running \(supervisor pid \d+\)", str(sorted(outcomes, key=str)[1]))  # … once
+    while LocalBackend(cfg).status("r1").jobs[0].done != {0}:
+        time.sleep(0.05)
+    assert _markers(cfg) == ["infer/flowprop/0"]
+    assert not list((Path(cfg.state_dir) / "runs/r1").glob(".*.tmp"))

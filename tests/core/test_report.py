@@ -184,6 +184,12 @@ def test_bad_input_one_line_error_or_a_page_that_names_what_is_missing(runs, tmp
     page = Page((tmp_path / "p" / "index.html").read_text())
     assert "missing" in page.ids and f"pred/{models[-1]}/" in "".join(page.text)
     assert _png(tmp_path / "p" / f"img/{first}-overlay.png").shape[0] == TITLE_HEIGHT + 6 * (64 + 2)
+    # eval/ without eval/pgmr/: the PGMR row is not dropped silently
+    shutil.rmtree(partial / "eval" / "pgmr")
+    res = CliRunner().invoke(cli, ["report", str(partial), "--out", str(tmp_path / "q"), "--videos", first])
+    assert res.exit_code == 0, res.output
+    assert ("missing: eval/pgmr/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
+            "`stseg eval`, or fuse with --gt)") in res.output
 
 
 def test_report_written_next_to_a_run_in_s3(runs, s3_bucket):
