@@ -26,7 +26,7 @@ _IMAGE_FAMILY = {"sam2": "sam2", "tmo": "tmo", "cutie": "cutie", "xmem": "xmem",
 
 # Job variables the spec or a backend sets: where a job reads and writes, what it runs, and its store endpoint.
 # A stage option (`--option key=value` → STSEG_KEY) may never set one of them (it would win over the spec's value
-# and point a job at another bucket or endpoint). The Kubernetes backend adds STSEG_SCRATCH to every pod.
+# and point a job at another bucket or endpoint). Both backends add STSEG_SCRATCH to every shard.
 RESERVED_ENV = frozenset({
     "STSEG_STAGE", "STSEG_RUN_ROOT", "STSEG_DATA_ROOT", "STSEG_GT_ROOT", "STSEG_STORE", "STSEG_MODEL",
     "STSEG_MODELS", "STSEG_NUM_SHARDS", "STSEG_DEADLINE_S", "STSEG_PUSHGATEWAY", "STSEG_S3_ENDPOINT",

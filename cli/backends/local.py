@@ -10,6 +10,7 @@ for exist. Everything it knows is on disk, so a restarted CLI still knows the ru
     <state>/runs/<run>/<job>/<k>.log         shard k's stdout+stderr (appended across attempts)
     <state>/runs/<run>/<job>/<k>.pid         {"pid", "start"} while shard k's process lives
     <state>/runs/<run>/<job>/<k>.json        {"exit_code", "attempts", "reason", "started", "ended"} of the last attempt
+    <state>/runs/<run>/<job>/<k>.scratch/    shard k's STSEG_SCRATCH, removed whenever its process ends (SIGKILL too)
 
 A shard is done when the store holds its done marker (stages that write them) or its last exit code was 0.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,6 +171,14 @@ class _RunFiles:
     def result(self, spec: JobSpec, k: int) -> Path:
         return self.job(spec) / f"{k}.json"
 
+    def scratch(self, spec: JobSpec, k: int) -> Path:
+        return self.job(spec) / f"{k}.scratch"
+
+    def ended(self, spec: JobSpec, k: int) -> None:
+        """Shard k's process is gone, however it ended: forget its pid and remove its scratch."""
+        self.pid(spec, k).unlink(missing_ok=True)
+        shutil.rmtree(self.scratch(spec, k), ignore_errors=True)
+
     @property
     def specs_file(self) -> Path:
         return self.root / "specs.json"
@@ -247,8 +257,10 @@ class Supervisor:
         jobdir.mkdir(parents=True, exist_ok=True)
         # Shard processes share the cores: each gets its slice of math-library threads unless the user chose.
         threads = str(max(1, (os.cpu_count() or 1) // self.workers))
+        scratch = self.files.scratch(spec, k)
+        scratch.mkdir(exist_ok=True)
         env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **os.environ, **spec.env_dict,
-               "JOB_COMPLETION_INDEX": str(k), "PYTHONUNBUFFERED": "1"}
+               "JOB_COMPLETION_INDEX": str(k), "PYTHONUNBUFFERED": "1", "STSEG_SCRATCH": str(scratch)}
         command = list(spec.command)
         if command[0] == "python":
             command[0] = sys.executable
@@ -274,7 +286,7 @@ class Supervisor:
             proc.wait()
             _write_json(self.files.result(spec, k), {"exit_code": 130, "attempts": 0, "reason": reason,
                                                      "final": True, "started": t0, "ended": time.time()})
-            self.files.pid(spec, k).unlink(missing_ok=True)
+            self.files.ended(spec, k)
         self._running.clear()
 
     def run(self, on_change: Callable[[], None] | None = None) -> None:
@@ -372,7 +384,7 @@ class Supervisor:
             unmarked = code == 0 and not timed_out and spec.output_prefix and not self._done(spec, k)
             changed = True
             del self._running[key]
-            self.files.pid(spec, k).unlink(missing_ok=True)
+            self.files.ended(spec, k)
             reason = ""
             if timed_out:
                 reason = f"deadline of {spec.deadline_s} s exceeded"
@@ -412,7 +424,8 @@ class LocalBackend(Backend):
             command = [sys.executable if c == "python" else c for c in s.command]
             out.append({"kind": "LocalJob", "name": s.name, "shards": s.shards, "parallelism": s.parallelism,
                         "retries": s.retries, "deadlineSeconds": s.deadline_s, "command": command,
-                        "env": {**s.env_dict, "JOB_COMPLETION_INDEX": f"0..{s.shards - 1}"},
+                        "env": {**s.env_dict, "JOB_COMPLETION_INDEX": f"0..{s.shards - 1}",
+                                "STSEG_SCRATCH": str(self._files(s.run).root / s.name / "<shard>.scratch")},
                         "waitsFor": [f"{w.prefix}/0..{w.shards - 1}.json" for w in s.waits_for],
                         "logs": str(self._files(s.run).root / s.name / "<shard>.log")})
         return out
@@ -565,7 +578,7 @@ class LocalBackend(Backend):
         for s in specs:
             for k in range(s.shards):
                 if files.pid(s, k).exists() and not _pid_alive(files.pid(s, k)):
-                    files.pid(s, k).unlink(missing_ok=True)
+                    files.ended(s, k)
                     _write_json(files.result(s, k), {"exit_code": 130, "attempts": 0, "reason": "cancelled",
                                                      "final": True, "started": time.time(), "ended": time.time()})
         files.supervisor.unlink(missing_ok=True)

@@ -193,8 +193,9 @@ def test_a_supervisor_that_died_alone_is_shown_orphaned_and_stseg_resume_finishe
 def test_cancel_sends_sigterm_then_sigkill_after_the_grace_period(env, monkeypatch) -> None:
     cfg, _ = env
     stubborn = Path(cfg.store).parent / "stubborn.py"  # ignores SIGTERM, like a process stuck in a syscall
-    stubborn.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\n"
-                        "time.sleep(60)\n")
+    stubborn.write_text("import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                        "open(os.path.join(os.environ['STSEG_SCRATCH'], 'frame.jpg'), 'w').close()\n"
+                        "print('up', flush=True)\ntime.sleep(60)\n")
     specs = _specs(cfg, stubborn, StageRequest("infer", models=("flowprop",), shards=1))
     backend = LocalBackend(cfg, workers=1)
     backend.submit(specs, wait=False)
@@ -208,6 +209,7 @@ def test_cancel_sends_sigterm_then_sigkill_after_the_grace_period(env, monkeypat
     backend.cancel("r1")
     assert 1.0 <= time.monotonic() - start < 10  # waited the grace period, then SIGKILL
     assert backend.status("r1").jobs[0].failed == {0: "cancelled"}
+    assert not (log.parent / "0.scratch").exists()  # its scratch is gone even though it never cleaned up
 
 
 def test_pipeline_stage_starts_only_after_its_inputs(env) -> None:
