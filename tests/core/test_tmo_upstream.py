@@ -194,3 +194,40 @@ def test_other_backbone_or_network_fails_in_one_line_naming_the_key(rn101, tmp_p
     with pytest.raises(BadInputError, match=r"first mismatching key vos\.decoder\.predictor\.conv\.weight "
                                             r"\(checkpoint \[3, 256, 3, 3\], model \[2, 256, 3, 3\]\)"):
         load_network(str(tmp_path / "bent.pth"))
+
+
+def test_training_step_loss_equals_upstream_trainers(upstream, rn101, monkeypatch):
+    """Upstream's own `Trainer.cycle_dataset('train')` (CUDA calls made no-ops; its `utils` imports pypng only to
+    write palette PNGs, never reached here) against our recipe's step on the same batch."""
+    import types
+
+    from stseg_core.train.tmo_recipe import batchnorms, step_loss, train_mode
+
+    theirs, official, ours = rn101
+    monkeypatch.setattr(torch.nn.Module, "cuda", lambda self, *a, **k: self)
+    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
+    monkeypatch.setitem(sys.modules, "png", types.ModuleType("png"))
+    monkeypatch.syspath_prepend(str(UPSTREAM))
+    for name in ("utils", "evaluation", "evaluation.metrics", "evaluation.evaluator", "trainer"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    from trainer import Trainer
+
+    g = torch.Generator().manual_seed(7)
+    batch = {"imgs": torch.rand(2, 1, 3, SIZE, SIZE, generator=g),
+             "flows": torch.rand(2, 1, 3, SIZE, SIZE, generator=g),
+             "indices": torch.tensor([0.0, 1.0]).view(2, 1, 1, 1, 1),  # sample 0: motion as option (RGB as motion)
+             "masks": (torch.rand(2, 1, 1, SIZE, SIZE, generator=g) > 0.7).long()}
+    try:
+        trainer = Trainer(theirs, "rn101", torch.optim.Adam(theirs.parameters(), lr=1e-5), [batch], None,
+                          save_name="t", save_step=1, val_step=1)
+        trainer.cycle_dataset(mode="train")
+        want = trainer.stats["loss"].avg
+    finally:
+        theirs.load_state_dict(torch.load(official, weights_only=True))
+    train_mode(ours, batchnorms(ours))
+    try:
+        got = step_loss(ours, batch["imgs"][:, 0], batch["flows"][:, 0], batch["indices"][:, 0],
+                        batch["masks"][:, 0, 0])
+    finally:
+        ours.eval()
+    assert abs(float(got) - want) < 1e-5 * max(1.0, want)
