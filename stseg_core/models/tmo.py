@@ -108,6 +108,16 @@ def checkpoint_backbone(uri: str) -> str | None:
     return found
 
 
+def _first_mismatch(expected: dict, state: dict) -> str | None:
+    """The first key (in the model's order, then the checkpoint's extras) where `state` does not fit, and why."""
+    for k, v in expected.items():
+        if k not in state:
+            return f"{k} (missing from the checkpoint)"
+        if tuple(state[k].shape) != tuple(v.shape):
+            return f"{k} (checkpoint {list(state[k].shape)}, model {list(v.shape)})"
+    return next((f"{k} (not in the model)" for k in state if k not in expected), None)
+
+
 def load_network(uri: str, backbone: str | None = None, aos: bool = False, size: int = 384) -> TMONet:
     """TMONet with the weights at `uri`: an official TMO state dict (`torch.save(model.state_dict())`) or our
     `{"model": …, "arch": …}`, loaded strictly. `backbone`: None = the checkpoint's recorded one, else rn101
@@ -124,11 +134,7 @@ def load_network(uri: str, backbone: str | None = None, aos: bool = False, size:
     backbone = backbone or recorded or DEFAULT_BACKBONE
     with torch.device("meta"):  # shapes only: no init work before the check, the weights come from `state`
         net = TMONet(backbone, aos=aos, size=size)
-    expected = net.state_dict()
-    problem = next((f"{k} (missing from the checkpoint)" for k in expected if k not in state), None)
-    problem = problem or next((f"{k} (checkpoint {list(state[k].shape)}, model {list(v.shape)})"
-                               for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)), None)
-    problem = problem or next((f"{k} (not in the model)" for k in state if k not in expected), None)
+    problem = _first_mismatch(net.state_dict(), state)
     if problem is not None:
         raise BadInputError(f"checkpoint {uri}: not a TMO {backbone} state dict; first mismatching key {problem}; "
                             f"expected backbone {backbone} (set backbone= to load another)")

@@ -230,4 +230,4 @@ def test_training_step_loss_equals_upstream_trainers(upstream, rn101, monkeypatc
                         batch["masks"][:, 0, 0])
     finally:
         ours.eval()
-    assert abs(float(got) - want) < 1e-5 * max(1.0, want)
+    assert abs(float(got.detach()) - want) < 1e-5 * max(1.0, want)
