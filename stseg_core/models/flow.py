@@ -272,16 +272,21 @@ def torch_cache_weights(arch: str):
     return path
 
 
+def flow_method(name: str) -> str:
+    """The estimator's own name for method `name` (`raft` → `raft_large`): what a cache key holds."""
+    if name not in FLOW_METHODS:
+        raise BadInputError(f"unknown flow method {name!r} (known: {', '.join(FLOW_METHODS)})")
+    return _ALIASES.get(name, name)
+
+
 def build_flow(method: str = "dis", checkpoint: str | None = None, device: str | None = None,
                **options) -> FlowEstimator:
     """`dis` (CPU, no weights) or `raft` (= `raft_large`) / `raft_small` (weights: `checkpoint`, a store URI,
     else torchvision's file in the torch cache)."""
-    method = _ALIASES.get(method, method)
+    method = flow_method(method)
     if method == "dis":
         return DISFlow(**options)
-    if method in ("raft_small", "raft_large"):
-        return RAFTFlow(arch=method, checkpoint=checkpoint, device=device, **options)
-    raise BadInputError(f"unknown flow method {method!r} (known: {', '.join(FLOW_METHODS)})")
+    return RAFTFlow(arch=method, checkpoint=checkpoint, device=device, **options)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -92,6 +92,12 @@ class TmoRecipe:
             raise BadInputError("tmo finetune enlarge_prob must be in [0, 1] and enlarge_context at least 1")
         if not 0 <= self.rgb_motion_prob <= 1:
             raise BadInputError(f"tmo finetune rgb_motion_prob={self.rgb_motion_prob}: must be in [0, 1]")
+        from stseg_core.models.flow import flow_method
+        from stseg_core.models.tmo_net import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            raise BadInputError(f"tmo finetune backbone={self.backbone!r}: must be one of {', '.join(BACKBONES)}")
+        flow_method(self.flow)
 
 
 def precompute_flows(data: MoseSplit, videos: tuple[str, ...], cache: FlowCache, method: str,
@@ -221,7 +227,7 @@ def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, 
     checkpoint in the store."""
     import torch
 
-    from stseg_core.models.flow import FlowCache
+    from stseg_core.models.flow import FlowCache, flow_method
     from stseg_core.store import open_store
 
     run = prepare_run(recipe, "tmo", data_root=data_root, store=store, run_id=run_id, dist=dist, min_frames=3)
@@ -232,7 +238,7 @@ def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, 
     bns = batchnorms(net)
     net.to(device)
     flow_root = recipe.flow_cache or (store if isinstance(store, str) else store.root)
-    cache = FlowCache(open_store(flow_root), recipe.flow)
+    cache = FlowCache(open_store(flow_root), flow_method(recipe.flow))
     if dist.is_main:
         precompute_flows(data, split.train + split.val, cache, recipe.flow, recipe.flow_checkpoint, device)
     init_distributed(dist, device)

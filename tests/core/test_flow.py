@@ -13,6 +13,7 @@ from stseg_core.models.flow import (
     build_flow,
     decode_flow_png,
     encode_flow_png,
+    flow_method,
     flow_to_image,
     frames_with_flow,
     image_to_flow,
@@ -152,7 +153,7 @@ def test_raft_without_checkpoint_uses_torchvisions_file_in_the_torch_cache(tmp_p
     (tmp_path / "hub/checkpoints").mkdir(parents=True)
     torch.save(released, tmp_path / "hub/checkpoints/raft_large_C_T_SKHT_V2-ff5fadd5.pth")
     est = build_flow("raft", device="cpu")
-    assert est.method == "raft_large"  # the cache key's method: `raft` and `raft_large` share images
+    assert est.method == flow_method("raft") == "raft_large"  # the cache key: `raft` and `raft_large` share images
     assert all(torch.equal(v, released[k]) for k, v in est.net.state_dict().items())
 
 

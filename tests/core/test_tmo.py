@@ -73,6 +73,19 @@ def test_checkpoint_saved_and_loaded_gives_identical_outputs(tmp_path, tiny_outp
     assert any(not np.array_equal(a.probs, b.probs) for a, b in zip(tiny_outputs[1:], other[1:], strict=True))
 
 
+def test_backbone_weights_start_both_encoders(tmp_path):
+    import torch
+    import torchvision
+
+    torch.manual_seed(8)
+    imagenet = torchvision.models.resnet18(weights=None).state_dict()  # torchvision's format, fc.* included
+    torch.save(imagenet, tmp_path / "resnet18.pth")
+    net = build(backbone="rn18", backbone_weights=str(tmp_path / "resnet18.pth"), size=64, device="cpu").net
+    for enc in (net.vos.app_encoder, net.vos.mo_encoder):
+        assert torch.equal(enc.conv1.weight, imagenet["conv1.weight"])
+        assert torch.equal(enc.layer4[1].bn2.running_var, imagenet["layer4.1.bn2.running_var"])
+
+
 def test_aos_option_runs_the_image_branch_too():
     with_aos = list(build(seed=3, aos="true", **TINY).segment(_video()))
     assert len(with_aos) == T and with_aos[2].labels.shape == (H, W)

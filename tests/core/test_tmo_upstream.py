@@ -176,6 +176,18 @@ def test_mitb1_both_directions(upstream, tmp_path):
         assert torch.equal(back.state_dict()[k], v), k
 
 
+def test_mitb1_backbone_weights_from_a_segformer_classification_file(tmp_path):
+    from transformers import SegformerModel
+
+    torch.manual_seed(4)
+    imagenet = {f"segformer.{k}": v for k, v in SegformerModel(mit_b1_config()).state_dict().items()}
+    imagenet["classifier.weight"] = torch.zeros(1000, 512)  # nvidia/mit-b1 is an ImageNet classifier
+    torch.save(imagenet, tmp_path / "mit_b1.pt")
+    net = build_network("mitb1", backbone_weights=str(tmp_path / "mit_b1.pt"))
+    key = "encoder.block.3.1.mlp.dense2.weight"
+    assert torch.equal(net.vos.mo_encoder.backbone.state_dict()[key], imagenet[f"segformer.{key}"])
+
+
 def test_other_backbone_or_network_fails_in_one_line_naming_the_key(rn101, tmp_path):
     _, official, _ = rn101
     with pytest.raises(BadInputError) as info:
