@@ -75,18 +75,17 @@ def flow_to_image(flow: np.ndarray, max_flow: float | None = None) -> tuple[np.n
     """
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise BadInputError(f"flow must be HxWx2, got shape {flow.shape}")
-    u = flow[..., 0].astype(np.float64)
-    v = flow[..., 1].astype(np.float64)
-    if max_flow is None:
-        max_flow = float(np.sqrt(u * u + v * v).max(initial=0.0))
+    u, v = flow[..., 0], flow[..., 1]
+    if max_flow is None:  # in the field's own precision, as RAFT (so its fastest pixel may land just past 1)
+        max_flow = float(np.sqrt(np.square(u) + np.square(v)).max(initial=0.0))
     scale = float(max_flow) + float(np.finfo(float).eps)
-    u, v = u / scale, v / scale
+    u, v = u.astype(np.float64) / scale, v.astype(np.float64) / scale
     rad = np.sqrt(u * u + v * v)[..., None]
     n = len(_WHEEL)
-    pos = (np.arctan2(-v, -u) / np.pi + 1.0) / 2.0 * (n - 1)  # motion to the right (+x) lands on red
+    pos = (np.arctan2(-v, -u) / np.pi + 1.0) / 2.0 * (n - 1) + 1.0  # 1-based as RAFT; +x motion lands on red
     k0 = np.floor(pos).astype(np.int64)
     frac = (pos - k0)[..., None]
-    col = ((1.0 - frac) * _WHEEL[k0] + frac * _WHEEL[(k0 + 1) % n]) / 255.0
+    col = ((1.0 - frac) * _WHEEL[k0 - 1] + frac * _WHEEL[k0 % n]) / 255.0
     col = np.where(rad <= 1.0, 1.0 - rad * (1.0 - col), 0.75 * col)
     return np.floor(255.0 * col).astype(np.uint8), float(max_flow)
 
