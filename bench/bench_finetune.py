@@ -47,7 +47,7 @@ def child(case: str, args) -> dict:
                     multiplier=2, epochs=args.epochs, checkpoint_every=args.epochs, device="cpu")
         frames_per_step = frames  # one clip of T frames per step
     else:
-        opts = dict(init="random", backbone="resnet18", decoder_channels=16, size=args.tmo_size, batch_size=4,
+        opts = dict(init="random", backbone="rn18", size=args.tmo_size, batch_size=4,
                     epochs=args.epochs, checkpoint_every=args.epochs, device="cpu")
         frames_per_step = 4
     t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def main() -> None:
           f"{'train/infer':>11} {'peak RSS MiB':>12} {'wall s':>7}")
     for r in rows:
         label = (f"sam2 hiera-t @{args.sam2_res} T={r['frames_per_step']}" if r["case"] == "sam2"
-                 else f"tmo resnet18 @{args.tmo_size} B=4")
+                 else f"tmo rn18 @{args.tmo_size} B=4")
         per_frame = r["step_s"] / r["frames_per_step"]
         r["ratio"] = per_frame / r["infer_frame_s"]
         print(f"{label:<24} {r['steps']:>5} {r['step_s']:>8.3f} {per_frame:>13.3f} {r['infer_frame_s']:>13.3f} "

@@ -57,7 +57,7 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
               "--width", "432", "--frames", "24-40", "--objects", "1-4", "--workers", "2"])
     checkpoints = []
     finetune = {"sam2": ["--size", "t", "--resolution", "128", "--set", "num_frames=3"],
-                "tmo": ["--size", "128", "--set", "backbone=resnet18", "--set", "batch_size=4"]}
+                "tmo": ["--size", "64", "--set", "backbone=rn18", "--set", "batch_size=4"]}
     for model, extra in finetune.items():
         if model not in names:
             continue

@@ -1,4 +1,4 @@
-"""Optical flow for TMO: RAFT (torchvision) or OpenCV DIS, the colour-wheel flow image, and its store cache.
+"""Optical flow for TMO: RAFT (torchvision) or OpenCV DIS, RAFT's colour-wheel flow image, and its store cache.
 
 Notation: a flow field is H×W×2 float32 (dx, dy) in pixels, from frame t to frame t+1 (a pixel at (x, y) in
 frame t moves to (x + dx, y + dy) in t+1). A flow image is H×W×3 uint8 RGB in the standard colour-wheel
@@ -20,14 +20,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stseg_core.errors import BadInputError
+from stseg_core.errors import BadInputError, MissingArtifactError
 
 if TYPE_CHECKING:
     from stseg_core.models.base import VideoInput
     from stseg_core.store import Store
 
-FLOW_METHODS = ("dis", "raft_small", "raft_large")
-"""Names accepted by `build_flow`; also the `<method>` part of a cache key."""
+FLOW_METHODS = ("dis", "raft", "raft_large", "raft_small")
+"""Names accepted by `build_flow`; `raft` is `raft_large` (RAFT as TMO used it), and a cache key's `<method>`
+is the estimator's own name (`dis`, `raft_large`, `raft_small`), so images of two methods never mix."""
+_ALIASES = {"raft": "raft_large"}
 
 _MAX_FLOW_KEY = "stseg_max_flow"
 
@@ -39,20 +41,24 @@ _MAX_FLOW_KEY = "stseg_max_flow"
 # Segment lengths of the Middlebury colour wheel (Baker et al. 2011): red→yellow, yellow→green, green→cyan,
 # cyan→blue, blue→magenta, magenta→red; 55 hues in all, more of them where the eye separates hues better.
 _SEGMENTS = (15, 6, 4, 11, 13, 6)
+# Per segment: (channel at 255 throughout, channel that ramps, does it ramp up?), red→…→red
+_PLAN = ((0, 1, True), (1, 0, False), (1, 2, True), (2, 1, False), (2, 0, True), (0, 2, False))
+
+
+def _ramp(n: int) -> np.ndarray:
+    """The n wheel steps of a rising ramp, 0…255 integers as RAFT's `make_colorwheel` floors them."""
+    return np.floor(255.0 * np.arange(n) / n)
 
 
 def _colour_wheel() -> np.ndarray:
-    """(55, 3) float32 hues in [0, 1]; every entry has one channel at 1 and one at 0."""
-    ramps = []
-    # (channel that is 1 throughout, channel that ramps, ramp goes up?) per segment, red→…→red
-    plan = ((0, 1, True), (1, 0, False), (1, 2, True), (2, 1, False), (2, 0, True), (0, 2, False))
-    for n, (full, ramp, up) in zip(_SEGMENTS, plan, strict=True):
-        seg = np.zeros((n, 3), np.float32)
-        seg[:, full] = 1.0
-        t = np.arange(n, dtype=np.float32) / n
-        seg[:, ramp] = t if up else 1.0 - t
-        ramps.append(seg)
-    return np.concatenate(ramps)
+    """(55, 3) float64 wheel entries, integers in 0…255; every entry has one channel at 255 and one at 0."""
+    segments = []
+    for n, (full, ramp, up) in zip(_SEGMENTS, _PLAN, strict=True):
+        seg = np.zeros((n, 3))
+        seg[:, full] = 255.0
+        seg[:, ramp] = _ramp(n) if up else 255.0 - _ramp(n)
+        segments.append(seg)
+    return np.concatenate(segments)
 
 
 _WHEEL = _colour_wheel()
@@ -61,33 +67,32 @@ _WHEEL = _colour_wheel()
 def flow_to_image(flow: np.ndarray, max_flow: float | None = None) -> tuple[np.ndarray, float]:
     """Flow field (H×W×2, pixels) → (colour-wheel RGB uint8 H×W×3, the max_flow used).
 
-    `max_flow` is the radius that maps to full saturation; None uses the field's largest magnitude (TMO's
-    per-frame normalisation), so the image shows the direction and relative speed of motion. Magnitudes
-    above `max_flow` are clipped to it.
+    RAFT's visualisation (`core/utils/flow_viz.py: flow_to_image`, what TMO's flow images were made with):
+    the field is divided by max_flow (+ float64 eps), hue = direction interpolated between the two nearest wheel
+    entries, saturation = relative speed, channels floored to 8 bits. `max_flow` None = the field's largest
+    magnitude (RAFT's per-image normalisation); a given smaller one darkens the faster pixels to 0.75× their hue
+    as RAFT does for out-of-range flow.
     """
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise BadInputError(f"flow must be HxWx2, got shape {flow.shape}")
-    u = flow[..., 0].astype(np.float32)
-    v = flow[..., 1].astype(np.float32)
-    mag = np.sqrt(u * u + v * v)
-    if max_flow is None:
-        max_flow = float(mag.max())
-    max_flow = max(float(max_flow), 1e-6)
-    rad = np.minimum(mag / max_flow, 1.0)
+    u, v = flow[..., 0], flow[..., 1]
+    if max_flow is None:  # in the field's own precision, as RAFT (so its fastest pixel may land just past 1)
+        max_flow = float(np.sqrt(np.square(u) + np.square(v)).max(initial=0.0))
+    scale = float(max_flow) + float(np.finfo(float).eps)
+    u, v = u.astype(np.float64) / scale, v.astype(np.float64) / scale
+    rad = np.sqrt(u * u + v * v)[..., None]
     n = len(_WHEEL)
-    # angle measured so that motion to the right (+x) is red, as in the Middlebury convention
-    pos = (np.arctan2(-v, -u) / np.pi + 1.0) / 2.0 * (n - 1)
-    k0 = np.floor(pos).astype(np.int64) % n
-    k1 = (k0 + 1) % n
-    frac = (pos - np.floor(pos))[..., None]
-    hue = (1.0 - frac) * _WHEEL[k0] + frac * _WHEEL[k1]
-    col = 1.0 - rad[..., None] * (1.0 - hue)
-    return np.clip(np.round(col * 255.0), 0, 255).astype(np.uint8), max_flow
+    pos = (np.arctan2(-v, -u) / np.pi + 1.0) / 2.0 * (n - 1) + 1.0  # 1-based as RAFT; +x motion lands on red
+    k0 = np.floor(pos).astype(np.int64)
+    frac = (pos - k0)[..., None]
+    col = ((1.0 - frac) * _WHEEL[k0 - 1] + frac * _WHEEL[k0 % n]) / 255.0
+    col = np.where(rad <= 1.0, 1.0 - rad * (1.0 - col), 0.75 * col)
+    return np.floor(255.0 * col).astype(np.uint8), float(max_flow)
 
 
 # Each wheel segment: (channel at 1, channel at 0, first wheel position, length, does the third channel rise?)
-_SEGMENT_TABLE = ((0, 2, 0, 15, True), (1, 2, 15, 6, False), (1, 0, 21, 4, True),
-                  (2, 0, 25, 11, False), (2, 1, 36, 13, True), (0, 1, 49, 6, False))
+_SEGMENT_TABLE = tuple((full, 3 - full - ramp, start, n, up) for n, (full, ramp, up), start
+                       in zip(_SEGMENTS, _PLAN, np.cumsum((0, *_SEGMENTS[:-1])).tolist(), strict=True))
 
 
 def image_to_flow(image: np.ndarray, max_flow: float) -> np.ndarray:
@@ -95,15 +100,16 @@ def image_to_flow(image: np.ndarray, max_flow: float) -> np.ndarray:
 
     Inverts `flow_to_image` in closed form: the smallest channel gives the magnitude (every wheel hue has a
     zero channel); which channels are full and empty give the wheel segment, the third channel the position
-    in it, hence the direction. Accuracy is set by 8-bit quantisation: magnitude to about max_flow/255,
-    direction worse for very slow pixels, so the vector error stays within about 2 % of max_flow.
+    in it (through the segment's floored ramp), hence the direction. Accuracy is set by 8-bit flooring:
+    magnitude to about max_flow/255, direction worse for very slow pixels, so the vector error stays within
+    about 2 % of max_flow.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise BadInputError(f"flow image must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
-    col = image.astype(np.float32) / 255.0
-    rad = 1.0 - col.min(axis=2)
+    col = (image.astype(np.float64) + 0.5) / 255.0  # centre of the floored bin
+    rad = np.clip(1.0 - col.min(axis=2), 0.0, 1.0)
     safe = np.maximum(rad, 1e-6)[..., None]
-    hue = 1.0 - (1.0 - col) / safe
+    hue = np.clip(1.0 - (1.0 - col) / safe, 0.0, 1.0)
     full = hue.argmax(axis=2)
     zero = hue.argmin(axis=2)
     zero = np.where(zero == full, (full + 1) % 3, zero)  # grey pixels (no motion): any valid segment
@@ -111,18 +117,18 @@ def image_to_flow(image: np.ndarray, max_flow: float) -> np.ndarray:
     hi = np.take_along_axis(hue, full[..., None], 2)[..., 0]
     lo = np.take_along_axis(hue, zero[..., None], 2)[..., 0]
     m = (np.take_along_axis(hue, mid[..., None], 2)[..., 0] - lo) / np.maximum(hi - lo, 1e-6)
-    pos = np.zeros(rad.shape, np.float32)
+    pos = np.zeros(rad.shape)
     for f, z, start, length, rises in _SEGMENT_TABLE:
         sel = (full == f) & (zero == z)
-        pos[sel] = start + (m[sel] if rises else 1.0 - m[sel]) * length
+        steps = np.append(_ramp(length) / 255.0, 1.0)
+        pos[sel] = start + np.interp(m[sel] if rises else 1.0 - m[sel], steps, np.arange(length + 1))
     n = len(_WHEEL)
     # positions (n-1, n) are never written (the wheel's seam sits at angle ±π): snap them to either end
     pos = np.where(pos > n - 0.5, 0.0, np.minimum(pos, n - 1))
     angle = (pos / (n - 1) * 2.0 - 1.0) * np.pi  # = arctan2(-v, -u)
+    rad = np.where(image.min(axis=2) == 255, 0.0, rad)  # white: no motion
     mag = rad * float(max_flow)
-    flow = np.stack([-mag * np.cos(angle), -mag * np.sin(angle)], axis=-1).astype(np.float32)
-    flow[rad <= 0] = 0.0
-    return flow
+    return np.stack([-mag * np.cos(angle), -mag * np.sin(angle)], axis=-1).astype(np.float32)
 
 
 def encode_flow_png(image: np.ndarray, max_flow: float) -> bytes:
@@ -197,11 +203,13 @@ class DISFlow(FlowEstimator):
 
 
 class RAFTFlow(FlowEstimator):
-    """torchvision's RAFT (`raft_large` / `raft_small` architecture); weights only from a checkpoint URI.
+    """torchvision's RAFT (`raft_large` / `raft_small` architecture), never downloading.
 
-    The checkpoint is the torchvision state dict (or `{"model": state_dict}`), loaded strictly. Frames are
-    edge-padded to multiples of 8 (RAFT's 1/8 feature grid) and to at least 128 px (its correlation pyramid's
-    minimum), and the flow cropped back.
+    Weights: `checkpoint` (a store URI: the torchvision state dict or `{"model": state_dict}`), else
+    torchvision's own release file already in the torch cache (`$TORCH_HOME/hub/checkpoints/`, where the tmo
+    image bakes `raft_large_C_T_SKHT_V2-ff5fadd5.pth`); both loaded strictly; neither present is an error, never
+    random weights. Frames are edge-padded to multiples of 8 (RAFT's 1/8 feature grid) and to at least 128 px
+    (its correlation pyramid's minimum), and the flow cropped back.
     """
 
     def __init__(self, arch: str = "raft_large", checkpoint: str | None = None, device: str | None = None,
@@ -209,6 +217,7 @@ class RAFTFlow(FlowEstimator):
         import torch
         from torchvision.models import optical_flow
 
+        from stseg_core.models.checkpoint import load_checkpoint
         from stseg_core.models.device import pick_device
 
         if arch not in ("raft_large", "raft_small"):
@@ -217,10 +226,7 @@ class RAFTFlow(FlowEstimator):
         self.device = pick_device(device)
         self.num_flow_updates = int(num_flow_updates)
         net = getattr(optical_flow, arch)(weights=None, progress=False)
-        if checkpoint is not None:
-            from stseg_core.models.checkpoint import load_checkpoint
-
-            load_checkpoint(net, checkpoint, model=arch)
+        load_checkpoint(net, checkpoint or torch_cache_weights(arch).as_uri(), model=arch)
         self.net = net.to(self.device).eval()
         self._torch = torch
 
@@ -247,14 +253,39 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
         raise BadInputError(f"flow inputs differ in size: {a.shape} vs {b.shape}")
 
 
+def torch_cache_weights(arch: str):
+    """Path of torchvision's released weights for RAFT `arch` in the torch cache; MissingArtifactError if absent."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    import torch
+    from torchvision.models import optical_flow
+
+
+    weights = {"raft_large": optical_flow.Raft_Large_Weights.C_T_SKHT_V2,
+               "raft_small": optical_flow.Raft_Small_Weights.C_T_V2}[arch]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if not path.is_file():
+        raise MissingArtifactError(f"{arch}: no flow_checkpoint given and torchvision's weights are not in the torch "
+                                   f"cache ({path}); pass flow_checkpoint=<URI> (the tmo image holds them)")
+    return path
+
+
+def flow_method(name: str) -> str:
+    """The estimator's own name for method `name` (`raft` → `raft_large`): what a cache key holds."""
+    if name not in FLOW_METHODS:
+        raise BadInputError(f"unknown flow method {name!r} (known: {', '.join(FLOW_METHODS)})")
+    return _ALIASES.get(name, name)
+
+
 def build_flow(method: str = "dis", checkpoint: str | None = None, device: str | None = None,
                **options) -> FlowEstimator:
-    """`dis` (CPU, no weights) or `raft_small` / `raft_large` (weights from `checkpoint`, a store URI)."""
+    """`dis` (CPU, no weights) or `raft` (= `raft_large`) / `raft_small` (weights: `checkpoint`, a store URI,
+    else torchvision's file in the torch cache)."""
+    method = flow_method(method)
     if method == "dis":
         return DISFlow(**options)
-    if method in ("raft_small", "raft_large"):
-        return RAFTFlow(arch=method, checkpoint=checkpoint, device=device, **options)
-    raise BadInputError(f"unknown flow method {method!r} (known: {', '.join(FLOW_METHODS)})")
+    return RAFTFlow(arch=method, checkpoint=checkpoint, device=device, **options)
 
 
 # ----------------------------------------------------------------------------------------------------------

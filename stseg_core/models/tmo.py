@@ -1,24 +1,26 @@
-"""`tmo`: TMO ("Treating Motion as Option", Cho et al. 2023) re-implemented, plus the step that splits its
-single foreground into MOSE object ids.
+"""`tmo`: TMO ("Treating Motion as Option", Cho et al., WACV 2023) as published, plus our step that splits
+its single foreground into MOSE object ids.
 
-Notation: the network works at s×s (default 384, TMO's input size); x = RGB frame t, m = the flow image of
-frame t (colour-wheel encoding of the flow t→t+1, see `flow.py`), both resized to s×s and normalised with the
-ImageNet mean/std. Two ResNets of the same architecture (`weights=None` always; weights only ever come
-from a checkpoint URI): the appearance encoder on x gives a1…a4, the motion encoder on m gives m1…m4, at
-strides 4, 8, 16, 32 with c1…c4 channels (256…2048 for ResNet-50/101/152, 64…512 for ResNet-18/34).
-Fusion per stage i: gᵢ = aᵢ + σ(Wᵢ[aᵢ; mᵢ]) ⊙ mᵢ — a learnt gate decides how much motion to trust (motion
-as an *option*: where the flow is uninformative the gate can shut it out). Decoder: top-down FPN, D
-channels, refined to stride 4 (d, D×s/4×s/4), then a head gives one foreground logit, upsampled to s×s.
+Upstream-exact (checked against suhwan-cho/TMO's own `tmo.py` in tests/core/test_tmo_upstream.py): the network
+(`tmo_net.TMONet`, same state-dict keys: official `TMO_rn101.pth` / `TMO_mitb1.pth` files load strictly), its
+input pipeline (frames and flow images in [0, 1], bicubic to s×s, ImageNet normalisation in the encoders,
+2-class scores bicubic back to frame size, softmax) and adaptive output selection (`aos`). Default aos=false:
+upstream's `run.py` evaluates (and trains) its released weights with AOS off; aos=true is the paper's
+optional test-time variant, at about 1.7× the cost (a third encoder pass and a second decoder pass).
+The flow image is TMO's motion input: its method (`flow=dis` default on CPU, `flow=raft` as upstream used)
+changes what the network sees. Ours: the foreground → ids step below (TMO is single-foreground).
 
 From one foreground to K ids (`ForegroundSplitter`, frame t ≥ 1, all at frame size H×W):
-  1. fg = P ≥ threshold, P = the foreground probability resized to H×W.
+  1. fg = P ≥ threshold, P = TMO's foreground probability (softmax of the 2-class scores, class 1).
   2. Seeds: the previous label map splatted forward along the flow t−1→t (each labelled pixel p lands on
      round(p + F(p))), kept only inside fg.
   3. Each connected region of fg that holds seeds: every unclaimed pixel takes the id of its nearest seed.
   4. A region with no seed (an object that reappears, or one the warp lost) and at least `min_region` of
-     the frame: the first-frame anchors decide — each object's prototype is its mean decoder feature d over
-     its first-frame mask (cosine-normalised); the region goes to the object whose prototype is most
-     similar to the region's features on average. Smaller seedless regions are dropped as clutter.
+     the frame: the first-frame anchors decide — each object's prototype is its mean feature over its
+     first-frame mask (cosine-normalised), the feature being TMO's last decoder map y4 (256 channels at
+     stride 4, the input of the 2-class predictor, of the AOS branch kept); the region goes to the object
+     whose prototype is most similar to the region's features on average. Smaller seedless regions are
+     dropped as clutter.
 Confidence: score(k) = mean P over the pixels labelled k (0 when absent); present(k) = k has ≥ 1 pixel.
 Soft output: probs(k) = P inside the Voronoi cell of k's pixels (each pixel's nearest labelled pixel).
 """
@@ -38,164 +40,107 @@ from stseg_core.models.base import FrameResult, VideoInput, VOSModel
 if TYPE_CHECKING:
     import torch
 
-_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_STD = np.array([0.229, 0.224, 0.225], np.float32)
+    from stseg_core.models.tmo_net import TMONet
 
 CONFIDENCE_DEFINITION = ("mean TMO foreground probability over the pixels assigned to the object "
                          "(0 when it has none); present = at least one pixel assigned")
+DEFAULT_BACKBONE = "rn101"
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Network
+# Network weights
 # ----------------------------------------------------------------------------------------------------------
 
 
-def to_input(image: np.ndarray, size: int) -> np.ndarray:
-    """H×W×3 uint8 (RGB frame or flow image) → 3×size×size float32, ImageNet-normalised: what both encoders
-    take, at inference here and in training (so the two never drift apart)."""
-    import cv2
-
-    x = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
-    return np.ascontiguousarray(((x - _MEAN) / _STD).transpose(2, 0, 1))
-
-
-def resnet_names() -> list[str]:
-    """torchvision ResNet-family builders usable as TMO encoders (resnet18 … resnet152, resnext*, wide_*)."""
-    import torchvision
-
-    return sorted(n for n in torchvision.models.list_models(module=torchvision.models)
-                  if n.startswith(("resnet", "resnext", "wide_resnet")))
-
-
-@dataclass(frozen=True)
-class TMOArch:
-    """What fixes the shapes of TMO's weights; stored in every checkpoint as `arch`."""
-
-    backbone: str = "resnet101"
-    decoder_channels: int = 128
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, source: str) -> TMOArch:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(data, dict) or set(data) != names:
-            raise BadInputError(f"checkpoint {source}: 'arch' must hold exactly {sorted(names)}, got {data!r}")
-        return cls(backbone=str(data["backbone"]), decoder_channels=int(data["decoder_channels"]))
-
-
-def _build_network(arch: TMOArch):
-    """A TMONet for `arch` (random init). Defined lazily so importing this module never imports torch."""
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """H×W×3 uint8 (RGB frame or flow image) → 3×H×W float32 in [0, 1], what TMONet takes (upstream's
+    `to_tensor`); used by inference and training alike."""
     import torch
-    import torchvision
-    from torch import nn
 
-    if arch.backbone not in resnet_names():
-        raise BadInputError(f"tmo backbone {arch.backbone!r} is not a torchvision ResNet "
-                            f"(choose from {', '.join(resnet_names())})")
-    if arch.decoder_channels < 8:
-        raise BadInputError(f"tmo decoder_channels={arch.decoder_channels} must be at least 8")
-
-    def encoder() -> nn.Module:
-        net = torchvision.models.get_model(arch.backbone, weights=None)
-        net.fc = nn.Identity()  # the classifier is unused; backbone checkpoints have their fc.* keys dropped
-        return net
-
-    def stages(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-        out = []
-        for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
-            x = layer(x)
-            out.append(x)
-        return out
-
-    def conv_bn_relu(cin: int, cout: int, k: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
-                             nn.ReLU(inplace=True))
-
-    class TMONet(nn.Module):
-        """(rgb B×3×s×s, flow image B×3×s×s, both normalised) → (logit B×1×s×s, d B×D×s/4×s/4)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.appearance = encoder()
-            self.motion = encoder()
-            a = self.appearance
-            widths = [_stage_width(layer) for layer in (a.layer1, a.layer2, a.layer3, a.layer4)]
-            d = arch.decoder_channels
-            self.gates = nn.ModuleList(nn.Conv2d(2 * c, c, 1) for c in widths)
-            self.laterals = nn.ModuleList(conv_bn_relu(c, d, 1) for c in widths)
-            self.refine = nn.ModuleList(conv_bn_relu(d, d, 3) for _ in widths[:-1])
-            self.head = nn.Sequential(conv_bn_relu(d, d, 3), nn.Conv2d(d, 1, 1))
-
-        def forward(self, rgb: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            fused = []
-            for gate, a, m in zip(self.gates, stages(self.appearance, rgb), stages(self.motion, flow),
-                                  strict=True):
-                fused.append(a + torch.sigmoid(gate(torch.cat([a, m], 1))) * m)
-            y = self.laterals[3](fused[3])
-            for i in (2, 1, 0):
-                up = nn.functional.interpolate(y, size=fused[i].shape[-2:], mode="bilinear", align_corners=False)
-                y = self.refine[i](self.laterals[i](fused[i]) + up)
-            logit = nn.functional.interpolate(self.head(y), size=rgb.shape[-2:], mode="bilinear",
-                                              align_corners=False)
-            return logit, y
-
-    return TMONet()
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div(255.0)
 
 
-def _stage_width(layer) -> int:
-    """Output channels of a ResNet stage (last block's last BatchNorm)."""
-    block = layer[-1]
-    bn = block.bn3 if hasattr(block, "bn3") else block.bn2
-    return int(bn.num_features)
-
-
-def build_network(arch: TMOArch, seed: int = 0, backbone_weights: str | None = None):
+def build_network(backbone: str = DEFAULT_BACKBONE, seed: int = 0, backbone_weights: str | None = None,
+                  aos: bool = False, size: int = 384) -> TMONet:
     """A TMONet with a reproducible random init (`seed`, without touching the global RNG); optionally both
-    encoders start from a torchvision ResNet state dict at `backbone_weights` (a store URI; fc.* ignored)."""
+    encoders start from ImageNet weights at `backbone_weights` (a store URI: a torchvision ResNet state dict,
+    fc.* ignored; for mitb1 a Segformer state dict, `segformer.` prefix and classifier.* ignored)."""
     import torch
+
+    from stseg_core.models.tmo_net import TMONet
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = _build_network(arch)
+        net = TMONet(backbone, aos=aos, size=size)
     if backbone_weights is not None:
         from stseg_core.models.checkpoint import load_strict, read_state_dict
 
-        state = {k: v for k, v in read_state_dict(backbone_weights).items() if not k.startswith("fc.")}
-        for enc in (net.appearance, net.motion):
-            load_strict(enc, state, source=backbone_weights, model=f"tmo {arch.backbone} encoder")
+        state = {k.removeprefix("segformer."): v for k, v in read_state_dict(backbone_weights).items()
+                 if not k.startswith(("fc.", "classifier."))}
+        for enc in (net.vos.app_encoder, net.vos.mo_encoder):
+            if backbone == "mitb1":
+                load_strict(enc.backbone, state, source=backbone_weights, model="tmo mitb1 encoder")
+            else:  # the normalisation buffers are TMO's own, not the ResNet's
+                load_strict(enc, {**state, "mean": enc.mean, "std": enc.std}, source=backbone_weights,
+                            model=f"tmo {backbone} encoder")
     return net
 
 
-def checkpoint_dict(net, arch: TMOArch) -> dict:
-    """What a TMO checkpoint file holds (`torch.save` it): `{"model": state_dict, "arch": {...}}`."""
-    return {"model": net.state_dict(), "arch": arch.to_dict()}
+def arch_entry(net: TMONet) -> dict:
+    """The `arch` entry of our TMO checkpoints: what `load_network` reads back as the recorded backbone."""
+    return {"backbone": net.backbone}
 
 
-def load_network(uri: str, arch: TMOArch | None = None):
-    """(TMONet, its TMOArch) from the checkpoint at `uri`, loaded strictly.
+def checkpoint_dict(net: TMONet) -> dict:
+    """What our TMO checkpoint file holds (`torch.save` it): `{"model": state_dict, "arch": {"backbone"}}`;
+    `model` is upstream's state dict exactly, so `TMO(ver, aos).load_state_dict(ckpt["model"])` takes it."""
+    return {"model": net.state_dict(), "arch": arch_entry(net)}
 
-    `arch`, when given, must equal the checkpoint's own: a checkpoint of another backbone or width is bad
-    input, never silently re-shaped.
-    """
+
+def checkpoint_backbone(uri: str) -> str | None:
+    """The backbone our finetune stage recorded in the checkpoint at `uri` (None for official files)."""
+    from stseg_core.models.checkpoint import read_entry
+    from stseg_core.models.tmo_net import BACKBONES
+
+    found = read_entry(uri, "arch").get("backbone")
+    if found is not None and found not in BACKBONES:
+        raise BadInputError(f"checkpoint {uri}: arch backbone {found!r} is not one of {', '.join(BACKBONES)}")
+    return found
+
+
+def _first_mismatch(expected: dict, state: dict) -> str | None:
+    """The first key (in the model's order, then the checkpoint's extras) where `state` does not fit, and why."""
+    for k, v in expected.items():
+        if k not in state:
+            return f"{k} (missing from the checkpoint)"
+        if tuple(state[k].shape) != tuple(v.shape):
+            return f"{k} (checkpoint {list(state[k].shape)}, model {list(v.shape)})"
+    return next((f"{k} (not in the model)" for k in state if k not in expected), None)
+
+
+def load_network(uri: str, backbone: str | None = None, aos: bool = False, size: int = 384) -> TMONet:
+    """TMONet with the weights at `uri`: an official TMO state dict (`torch.save(model.state_dict())`) or our
+    `{"model": …, "arch": …}`, loaded strictly. `backbone`: None = the checkpoint's recorded one, else rn101
+    (the official default); a file of another backbone or network fails naming the first mismatching key."""
     import torch
 
-    from stseg_core.models.checkpoint import load_strict, read_state_dict, resolve_checkpoint
+    from stseg_core.models.checkpoint import read_state_dict
+    from stseg_core.models.tmo_net import TMONet
 
     state = read_state_dict(uri)  # validates the file (missing → MissingArtifactError, junk → BadInputError)
-    meta = torch.load(resolve_checkpoint(uri), map_location="cpu", weights_only=True, mmap=True)
-    if not isinstance(meta, dict) or "arch" not in meta:
-        raise BadInputError(f"checkpoint {uri}: not a TMO checkpoint (no 'arch' entry; expected "
-                            "{'model': state_dict, 'arch': {...}})")
-    found = TMOArch.from_dict(meta["arch"], uri)
-    if arch is not None and arch != found:
-        raise BadInputError(f"checkpoint {uri}: holds TMO {found.backbone} (decoder {found.decoder_channels}) "
-                            f"but {arch.backbone} (decoder {arch.decoder_channels}) was asked for")
-    net = _build_network(found)
-    load_strict(net, state, source=uri, model=f"tmo {found.backbone}")
-    return net, found
+    recorded = checkpoint_backbone(uri)
+    if backbone is not None and recorded is not None and backbone != recorded:
+        raise BadInputError(f"checkpoint {uri}: holds TMO {recorded} but backbone {backbone} was asked for")
+    backbone = backbone or recorded or DEFAULT_BACKBONE
+    with torch.device("meta"):  # shapes only: no init work before the check, the weights come from `state`
+        net = TMONet(backbone, aos=aos, size=size)
+    problem = _first_mismatch(net.state_dict(), state)
+    if problem is not None:
+        raise BadInputError(f"checkpoint {uri}: not a TMO {backbone} state dict; first mismatching key {problem}; "
+                            f"expected backbone {backbone} (set backbone= to load another)")
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True,
+                        assign=True)
+    return net
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -317,17 +262,19 @@ class ForegroundSplitter:
 class TMOConfig:
     """Options of `tmo` (all overridable by name through the registry, as values or strings).
 
-    checkpoint: URI of a TMO checkpoint; None = random weights from `seed` (tests and smoke runs only).
-    backbone / decoder_channels: the architecture; None = take it from the checkpoint (resnet101 / 128
-    without one). size: s, the square network input. flow: "dis", "raft_small" or "raft_large";
-    flow_checkpoint: RAFT weights URI. flow_cache: store URI under which flow images are cached
+    checkpoint: URI of a TMO checkpoint (official state dict or our finetune's); None = random weights from
+    `seed` (tests and smoke runs only). backbone: rn101 | mitb1 (published) | rn18 | rn34 | rn50 (ours, small);
+    None = the checkpoint's recorded one, else rn101. aos: adaptive output selection (default off, as
+    upstream's run.py). size: s, the square network input (384 = upstream). flow: dis | raft (= raft_large,
+    as upstream) | raft_large | raft_small; flow_checkpoint: RAFT weights URI (default: torchvision's file in
+    the torch cache, baked into the tmo image). flow_cache: store URI under which flow images are cached
     (`flow/<method>/<video>/<stem>.png`); None = no cache. threshold, min_region: see `ForegroundSplitter`.
-    device: "auto", "cpu" or "cuda". probs: emit K×H×W soft probabilities.
+    device: "auto", "cpu" or "cuda" (float32 everywhere, as upstream). probs: emit K×H×W soft probabilities.
     """
 
     checkpoint: str | None = None
     backbone: str | None = None
-    decoder_channels: int | None = None
+    aos: bool = False
     size: int = 384
     flow: str = "dis"
     flow_checkpoint: str | None = None
@@ -340,10 +287,14 @@ class TMOConfig:
     backbone_weights: str | None = None
 
     def __post_init__(self) -> None:
+        from stseg_core.models.tmo_net import BACKBONES
+
         if self.size < 32 or self.size % 32:
             raise BadInputError(f"tmo option size={self.size} must be a positive multiple of 32")
         if not 0.0 < self.threshold < 1.0:
             raise BadInputError(f"tmo option threshold={self.threshold} must be in (0, 1)")
+        if self.backbone is not None and self.backbone not in BACKBONES:
+            raise BadInputError(f"tmo option backbone={self.backbone!r} is not one of {', '.join(BACKBONES)}")
 
 
 class TMO(VOSModel):
@@ -360,16 +311,11 @@ class TMO(VOSModel):
 
         self.config = config
         self.device = pick_device(config.device)
-        asked = None
-        if config.backbone is not None or config.decoder_channels is not None:
-            default = TMOArch()
-            asked = TMOArch(backbone=config.backbone or default.backbone,
-                            decoder_channels=config.decoder_channels or default.decoder_channels)
         if config.checkpoint is not None:
-            net, self.arch = load_network(config.checkpoint, asked)
+            net = load_network(config.checkpoint, config.backbone, aos=config.aos, size=config.size)
         else:
-            self.arch = asked or TMOArch()
-            net = build_network(self.arch, seed=config.seed, backbone_weights=config.backbone_weights)
+            net = build_network(config.backbone or DEFAULT_BACKBONE, seed=config.seed,
+                                backbone_weights=config.backbone_weights, aos=config.aos, size=config.size)
         self.net = net.to(self.device).eval()
         self.flow = build_flow(config.flow, checkpoint=config.flow_checkpoint, device=self.device)
         self.cache = None
@@ -378,20 +324,19 @@ class TMO(VOSModel):
 
             self.cache = FlowCache(open_store(config.flow_cache), self.flow.method)
 
+    @property
+    def backbone(self) -> str:
+        return self.net.backbone
+
     def predict(self, rgb: np.ndarray, flow_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One frame → (foreground probability H×W float32 at the frame's size, decoder features D×s/4×s/4)."""
-        import cv2
         import torch
 
-        from stseg_core.models.device import autocast
-
-        with torch.inference_mode(), autocast(self.device):
-            s = self.config.size
-            rgb_t, flow_t = (torch.from_numpy(to_input(x, s))[None].to(self.device) for x in (rgb, flow_image))
-            logit, feat = self.net(rgb_t, flow_t)
-        prob = torch.sigmoid(logit.float())[0, 0].cpu().numpy()
-        h, w = rgb.shape[:2]
-        return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR), feat.float()[0].cpu().numpy()
+        with torch.inference_mode():
+            x, m = (image_tensor(a)[None].to(self.device) for a in (rgb, flow_image))
+            scores, feat = self.net.predict(x, m)
+            prob = torch.softmax(scores, dim=1)[0, 1]
+        return prob.cpu().numpy(), feat[0].cpu().numpy()
 
     def segment(self, video: VideoInput) -> Iterator[FrameResult]:
         from stseg_core.models.flow import frames_with_flow, image_to_flow

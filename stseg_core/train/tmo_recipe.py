@@ -1,18 +1,24 @@
-"""TMO finetuning (STSeg's recipe): flow images precomputed into the store, single-foreground cross-entropy.
+"""TMO finetuning: upstream's training step (suhwan-cho/TMO `trainer.py`) plus STSeg's recipe around it.
 
 Notation: s = the square input size (384 default, TMO's); a sample is one frame t of a training video:
 x = RGB frame, m = its flow image (colour wheel of the flow t→t+1, exactly what inference feeds, read from
 the shared cache `<flow_cache>/flow/<method>/<video>/<stem>.png`), y = foreground mask (any object id > 0,
-TMO being single-foreground). x and m are resized bilinearly, y nearest-neighbour, all to s×s.
+TMO being single-foreground), u ∈ {0, 1} = motion validity. x and m are resized bicubically to s×s, in
+[0, 1]; y nearest-neighbour.
 
-Small-target enlarging: when the foreground covers less than `enlarge_below` of the frame, with
+Motion as option (upstream's training trick): with probability `rgb_motion_prob` a sample has u = 0 and the
+motion encoder sees x instead of m (m ← u·m + (1 − u)·x, upstream's own formula). Upstream gets u = 0 from
+still images (DUTS: 384 of each epoch's 512 clips, hence the default 0.75); on MOSE the frames themselves
+play that part.
+
+Small-target enlarging (STSeg): when the foreground covers less than `enlarge_below` of the frame, with
 probability `enlarge_prob` the sample is cropped to a square around the foreground's bounding box,
 `enlarge_context`× its longer side (clipped to the frame), before resizing — the same crop for x, m and y —
 so small objects reach the network at a size it can learn from.
 
-Optimisation: Adam at lr 1e-5, batch 16, loss = binary cross-entropy of the foreground logit (TMO's
-two-class cross-entropy), every BatchNorm frozen (weights and running statistics: batches of 16 frames from
-a few videos give poor statistics, and the encoders start from ImageNet ones).
+Optimisation as upstream: Adam over every parameter at lr 1e-5, batch 16, loss = cross-entropy of the 2-class
+scores; BatchNorm running statistics frozen (upstream keeps its rn101 model in eval mode while training;
+the BN affine weights still train). MiT-b1 has no BatchNorm and trains in train mode, as upstream.
 """
 
 from __future__ import annotations
@@ -46,16 +52,17 @@ if TYPE_CHECKING:
 class TmoRecipe:
     """STSeg's TMO finetune settings (defaults = the paper's recipe).
 
-    init: a TMO checkpoint URI to continue from, or "random" (random decoder; encoders from
-    `backbone_weights`, a torchvision ResNet state dict URI, when given). backbone / decoder_channels: the
-    architecture (must match `init`). flow: dis | raft_small | raft_large (flow_checkpoint: RAFT weights).
+    init: a TMO checkpoint URI to continue from (an official `TMO_<backbone>.pth` state dict or ours), or
+    "random" (random decoder; encoders from `backbone_weights`, ImageNet weights, when given). backbone:
+    rn101 | mitb1 | rn18 | rn34 | rn50 (must match `init`). rgb_motion_prob: share of samples whose motion
+    input is the RGB frame (motion as option). flow: dis | raft | raft_large | raft_small (flow_checkpoint:
+    RAFT weights).
     flow_cache: store URI for the flow images (default: the checkpoint store's root, where `stseg infer`
     finds them with `--set flow_cache=<store>`).
     """
 
     init: str
-    backbone: str = "resnet101"
-    decoder_channels: int = 128
+    backbone: str = "rn101"
     backbone_weights: str | None = None
     size: int = 384
     epochs: int = 40
@@ -67,6 +74,7 @@ class TmoRecipe:
     enlarge_below: float = 0.01
     enlarge_prob: float = 0.5
     enlarge_context: float = 4.0
+    rgb_motion_prob: float = 0.75
     flow: str = "dis"
     flow_checkpoint: str | None = None
     flow_cache: str | None = None
@@ -82,6 +90,14 @@ class TmoRecipe:
                 raise BadInputError(f"tmo finetune {name}={getattr(self, name)}: must be at least 1")
         if not 0 <= self.enlarge_prob <= 1 or self.enlarge_context < 1:
             raise BadInputError("tmo finetune enlarge_prob must be in [0, 1] and enlarge_context at least 1")
+        if not 0 <= self.rgb_motion_prob <= 1:
+            raise BadInputError(f"tmo finetune rgb_motion_prob={self.rgb_motion_prob}: must be in [0, 1]")
+        from stseg_core.models.flow import flow_method
+        from stseg_core.models.tmo_net import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            raise BadInputError(f"tmo finetune backbone={self.backbone!r}: must be one of {', '.join(BACKBONES)}")
+        flow_method(self.flow)
 
 
 def precompute_flows(data: MoseSplit, videos: tuple[str, ...], cache: FlowCache, method: str,
@@ -125,7 +141,8 @@ def enlarge_crop(mask: np.ndarray, below: float, context: float) -> tuple[int, i
 
 
 class FrameSamples:
-    """Map-style dataset of (video, stem) training samples → (x 3×s×s, m 3×s×s, y 1×s×s) float32 tensors."""
+    """Map-style dataset of (video, stem) training samples → (x 3×s×s, m 3×s×s float32 in [0, 1], u 1×1×1
+    float32, y s×s int64)."""
 
     def __init__(self, data: MoseSplit, videos: tuple[str, ...], cache: FlowCache, recipe: TmoRecipe) -> None:
         self.data = data
@@ -140,7 +157,7 @@ class FrameSamples:
         import cv2
         import torch
 
-        from stseg_core.models.tmo import to_input
+        from stseg_core.models.tmo import image_tensor
 
         video, stem = self.items[index]
         rgb = self.data.read_frame(video, stem)
@@ -151,30 +168,42 @@ class FrameSamples:
         if box is not None and random.random() < r.enlarge_prob:
             y0, y1, x0, x1 = box
             rgb, flow_img, fg = rgb[y0:y1, x0:x1], flow_img[y0:y1, x0:x1], fg[y0:y1, x0:x1]
-        y = cv2.resize(fg, (r.size, r.size), interpolation=cv2.INTER_NEAREST).astype(np.float32)[None]
-        return (torch.from_numpy(to_input(rgb, r.size)), torch.from_numpy(to_input(flow_img, r.size)),
-                torch.from_numpy(y))
+        x, m = (image_tensor(cv2.resize(a, (r.size, r.size), interpolation=cv2.INTER_CUBIC)) for a in (rgb, flow_img))
+        y = torch.from_numpy(cv2.resize(fg, (r.size, r.size), interpolation=cv2.INTER_NEAREST).astype(np.int64))
+        u = torch.full((1, 1, 1), 0.0 if random.random() < r.rgb_motion_prob else 1.0)
+        return x, m, u, y
 
 
-def freeze_batchnorm(net) -> list:
-    """Every BatchNorm's affine parameters stop training; returns the BN modules (kept in eval mode)."""
+def batchnorms(net) -> list:
+    """The BatchNorm modules of `net`: kept in eval mode while training (running statistics frozen)."""
     import torch
 
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    return [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def train_mode(net, bns: list) -> None:
+    """Upstream's training mode: everything in train mode but BatchNorm, whose statistics stay as loaded."""
+    net.train()
     for bn in bns:
-        for p in bn.parameters():
-            p.requires_grad = False
-    return bns
+        bn.eval()
+
+
+def step_loss(net, x, m, u, y):
+    """Upstream's training loss on one batch: motion as option, then cross-entropy of the 2-class scores."""
+    import torch
+
+    scores = net(x, u * m + (1 - u) * x)
+    return torch.nn.functional.cross_entropy(scores, y)
 
 
 def build_net(recipe: TmoRecipe):
-    """The network and its arch: from `init` (strict, architecture checked) or random + backbone weights."""
-    from stseg_core.models.tmo import TMOArch, build_network, load_network
+    """The network: from `init` (strict, backbone checked) or random + ImageNet backbone weights."""
+    from stseg_core.models.tmo import build_network, load_network
 
-    arch = TMOArch(backbone=recipe.backbone, decoder_channels=recipe.decoder_channels)
     if recipe.init == "random":
-        return build_network(arch, seed=recipe.seed, backbone_weights=recipe.backbone_weights), arch
-    return load_network(recipe.init, arch)
+        return build_network(recipe.backbone, seed=recipe.seed, backbone_weights=recipe.backbone_weights,
+                             size=recipe.size)
+    return load_network(recipe.init, recipe.backbone, size=recipe.size)
 
 
 def validate(net, recipe: TmoRecipe, data: MoseSplit, videos: tuple[str, ...], flow_cache: str,
@@ -183,7 +212,7 @@ def validate(net, recipe: TmoRecipe, data: MoseSplit, videos: tuple[str, ...], f
     from stseg_core.models.tmo import TMO, TMOConfig
     from stseg_core.train.val import jf_on_videos
 
-    adapter = TMO(TMOConfig(backbone=recipe.backbone, decoder_channels=recipe.decoder_channels, size=recipe.size,
+    adapter = TMO(TMOConfig(backbone=recipe.backbone, size=recipe.size,
                             flow=recipe.flow, flow_checkpoint=recipe.flow_checkpoint, flow_cache=flow_cache,
                             device=device, probs=False))
     adapter.net.load_state_dict(net.state_dict(), strict=True)
@@ -198,31 +227,33 @@ def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, 
     checkpoint in the store."""
     import torch
 
-    from stseg_core.models.flow import FlowCache
+    from stseg_core.models.flow import FlowCache, flow_method
     from stseg_core.store import open_store
 
     run = prepare_run(recipe, "tmo", data_root=data_root, store=store, run_id=run_id, dist=dist, min_frames=3)
     dist, ckpts, data, split, device = run.dist, run.ckpts, run.data, run.split, run.device
     torch.manual_seed(recipe.seed + dist.rank)
     random.seed(recipe.seed + dist.rank)
-    net, arch = build_net(recipe)
-    bns = freeze_batchnorm(net)
+    net = build_net(recipe)
+    bns = batchnorms(net)
     net.to(device)
     flow_root = recipe.flow_cache or (store if isinstance(store, str) else store.root)
-    cache = FlowCache(open_store(flow_root), recipe.flow)
+    cache = FlowCache(open_store(flow_root), flow_method(recipe.flow))
     if dist.is_main:
         precompute_flows(data, split.train + split.val, cache, recipe.flow, recipe.flow_checkpoint, device)
     init_distributed(dist, device)
     barrier(dist)
-    parts = _parts(recipe, net, bns, arch, data, split, cache, flow_root, device, dist)
+    parts = _parts(recipe, net, bns, data, split, cache, flow_root, device, dist)
     return run_epochs(parts, ckpts, epochs=recipe.epochs, checkpoint_every=recipe.checkpoint_every,
                       grad_accum=recipe.grad_accum, dist=dist, metrics=metrics)
 
 
-def _parts(recipe: TmoRecipe, net, bns, arch, data: MoseSplit, split: VideoSplit, cache: FlowCache,
+def _parts(recipe: TmoRecipe, net, bns, data: MoseSplit, split: VideoSplit, cache: FlowCache,
            flow_root: str, device: str, dist: DistEnv) -> TrainParts:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
+
+    from stseg_core.models.tmo import arch_entry
 
     dataset = FrameSamples(data, split.train, cache, recipe)
     sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
@@ -231,32 +262,22 @@ def _parts(recipe: TmoRecipe, net, bns, arch, data: MoseSplit, split: VideoSplit
     if steps < 1:
         raise BadInputError(f"tmo finetune: {len(dataset)} training frames cannot fill one batch of "
                             f"{recipe.batch_size}{f' per GPU × {dist.world_size}' if dist.world_size > 1 else ''}")
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=recipe.lr)
+    optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     runner = net
     if dist.world_size > 1:
         runner = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-
-    def train_mode() -> None:
-        net.train()
-        for bn in bns:
-            bn.eval()
-
     def batches(epoch: int):
         sampler.set_epoch(epoch)
         return DataLoader(dataset, batch_size=recipe.batch_size, sampler=sampler, num_workers=recipe.workers,
                           drop_last=True, pin_memory=device.startswith("cuda"))
 
     def forward(batch):
-        x, m, y = (t.to(device, non_blocking=True) for t in batch)
-        logit, _ = runner(x, m)
-        loss = loss_fn(logit, y)
-        return loss, {"bce": float(loss.detach())}
+        loss = step_loss(runner, *(t.to(device, non_blocking=True) for t in batch))
+        return loss, {"ce": float(loss.detach())}
 
     return TrainParts(
         model=net, optimizer=optimizer, forward=forward, batches=batches, steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, flow_root, device),
-        group_lrs=(("all", recipe.lr),), arch=arch.to_dict(), recipe=asdict(recipe), lr_end_ratio=1.0,
-        train_mode=train_mode)
+        group_lrs=(("all", recipe.lr),), arch=arch_entry(net), recipe=asdict(recipe),
+        lr_end_ratio=1.0, train_mode=lambda: train_mode(net, bns))

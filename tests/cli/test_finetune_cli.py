@@ -7,7 +7,7 @@ from stseg_cli.main import cli
 from stseg_core.data.synth import SynthConfig, generate_dataset
 
 CFG = SynthConfig(seed=7, height=48, width=64, videos=3, min_frames=4, max_frames=4, min_objects=1, max_objects=1)
-TINY = ("--set", "backbone=resnet18", "--set", "decoder_channels=16", "--set", "batch_size=4")
+TINY = ("--set", "backbone=rn18", "--set", "batch_size=4")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,5 +1,6 @@
 """TMO finetune stage on CPU at toy size (ResNet-18, 64 px): flow precompute shared with inference, store
-checkpoints on live S3, resume, frozen BatchNorm, adapter round trip, loss falling, small-target crops, errors."""
+checkpoints on live S3, resume, frozen BatchNorm statistics, adapter round trip, an official-format --init,
+loss falling, small-target crops, errors."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import torch
 from stseg_core.data.synth import SynthConfig, generate_dataset
 from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
 from stseg_core.models.registry import build_model
-from stseg_core.models.tmo import TMOArch, build_network, checkpoint_dict
+from stseg_core.models.tmo import build_network, checkpoint_dict
 from stseg_core.store import open_store
 from stseg_core.telemetry import JobMetrics
 from stseg_core.train.tmo_recipe import TmoRecipe, enlarge_crop, finetune_tmo
 
-ARCH = dict(backbone="resnet18", decoder_channels=16)
+ARCH = dict(backbone="rn18")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -55,17 +56,19 @@ def test_finetune_to_s3_with_flow_cache_checkpoints_and_resume(data, s3_store, t
     assert res.step == 2 and metrics.value("stseg_train_step") == 2  # 2 videos × 4 frames / batch 4
     assert 0.0 <= ck.read_json("val.json")["epoch_1.pt"]["J&F-Mean"] <= 1.0
 
-    # every BatchNorm (affine and running statistics) is exactly the initial one
-    start = build_network(TMOArch(**ARCH), seed=123).state_dict()
+    # every BatchNorm's running statistics are exactly the initial ones; its affine weights train (as upstream)
+    start = build_network("rn18", seed=123).state_dict()
     saved = _load(ck, "epoch_1.pt")
-    assert saved["arch"] == ARCH
+    assert saved["arch"] == ARCH and saved["recipe"]["rgb_motion_prob"] == 0.75
     bn_keys = [k for k in start if "running_mean" in k]
     assert bn_keys
     for k in bn_keys:
         prefix = k[: -len("running_mean")]
-        for suffix in ("running_mean", "running_var", "weight", "bias"):
+        for suffix in ("running_mean", "running_var", "num_batches_tracked"):
             assert torch.equal(saved["model"][prefix + suffix], start[prefix + suffix]), prefix + suffix
-    assert not torch.equal(saved["model"]["head.1.weight"], start["head.1.weight"])
+    assert not torch.equal(saved["model"]["vos.app_encoder.bn1.weight"], start["vos.app_encoder.bn1.weight"])
+    assert not torch.equal(saved["model"]["vos.decoder.predictor.conv.weight"],
+                           start["vos.decoder.predictor.conv.weight"])
 
     res2 = finetune_tmo(_recipe(epochs=2), data_root=str(data), store=s3_store.root, run_id="t1", scratch=tmp_path)
     assert res2.resumed_from.endswith("/checkpoints/tmo/t1/epoch_1.pt") and res2.step == 4
@@ -81,6 +84,18 @@ def test_finetune_to_s3_with_flow_cache_checkpoints_and_resume(data, s3_store, t
     frames = list(model.segment(video))
     assert len(frames) == 4 and frames[2].labels.shape == (48, 64)
     assert set(np.unique(frames[2].labels).tolist()) <= {0, *video.object_ids}
+
+
+def test_official_state_dict_as_init_one_step(data, tmp_path):
+    official = tmp_path / "TMO_rn18.pth"
+    start = build_network("rn18", seed=9).state_dict()
+    torch.save(start, official)  # upstream's format: torch.save(model.state_dict())
+    res = finetune_tmo(_recipe(init=str(official), epochs=1, batch_size=8), data_root=str(data),
+                       store=str(tmp_path / "store"), run_id="off", scratch=tmp_path)
+    assert res.step == 1
+    saved = torch.load(tmp_path / "store/checkpoints/tmo/off/epoch_1.pt", weights_only=True)
+    assert saved["recipe"]["init"] == str(official) and list(saved["model"]) == list(start)
+    assert torch.equal(saved["model"]["vos.app_encoder.bn1.running_var"], start["vos.app_encoder.bn1.running_var"])
 
 
 def test_loss_falls_when_overfitting(data, tmp_path):
@@ -107,12 +122,12 @@ def test_bad_inputs_fail_in_one_line_before_any_step(data, tmp_path):
     victim = sorted((partial / "Annotations").iterdir())[0]
     (victim / "00002.png").unlink()
     wrong = tmp_path / "r34.pt"
-    torch.save(checkpoint_dict(build_network(TMOArch("resnet34", 16)), TMOArch("resnet34", 16)), wrong)
+    torch.save(checkpoint_dict(build_network("rn34")), wrong)
     (tmp_path / "afile").write_text("x")
     cases = [
         (BadInputError, f"video {victim.name}: frame 00002 has no annotation", dict(data_root=str(partial))),
         (MissingArtifactError, "not found", dict(recipe=_recipe(init=str(tmp_path / "nope.pt")))),
-        (BadInputError, "holds TMO resnet34", dict(recipe=_recipe(init=str(wrong)))),
+        (BadInputError, "holds TMO rn34 but backbone rn18", dict(recipe=_recipe(init=str(wrong)))),
         (BackendError, "cannot write", dict(store=str(tmp_path / "afile" / "store"))),
     ]
     for err_type, text, kw in cases:

@@ -1,5 +1,5 @@
-"""Optical flow: DIS recovers a known shift, the colour wheel inverts, the store cache round-trips, RAFT loads
-its weights only from a checkpoint file."""
+"""Optical flow: DIS recovers a known shift, the colour wheel is RAFT's and inverts, the store cache round-trips,
+RAFT loads its weights only from a checkpoint file or torchvision's file in the torch cache."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from stseg_core.models.flow import (
     build_flow,
     decode_flow_png,
     encode_flow_png,
+    flow_method,
     flow_to_image,
     frames_with_flow,
     image_to_flow,
@@ -68,7 +69,10 @@ def test_colour_wheel_fixed_points():
     right, _ = flow_to_image(np.array([[[4.0, 0.0]]], np.float32))
     assert right[0, 0].tolist() == [255, 0, 0]  # full-speed motion to the right is pure red
     clipped, mx = flow_to_image(np.array([[[0.0, 50.0]]], np.float32), max_flow=10.0)
-    assert mx == 10.0 and clipped.min() == 0  # beyond max_flow saturates
+    assert mx == 10.0 and clipped[0, 0].tolist() == [191, 172, 0]  # beyond max_flow: 0.75× the hue, as RAFT
+    # RAFT's values for straight down at full and half speed: wheel entries 13-14 (R 255, G 221|238) halfway
+    down, _ = flow_to_image(np.array([[[0.0, 2.0], [0.0, 1.0]]], np.float32))
+    assert down[0].tolist() == [[255, 229, 0], [255, 242, 127]]
 
 
 def test_flow_png_carries_max_flow_and_refuses_plain_png():
@@ -107,7 +111,8 @@ def test_uncached_without_estimator_and_unknown_method_are_bad_input(tmp_path):
     video = _video([_texture(16, 16)] * 2)
     with pytest.raises(BadInputError, match=r"^video vid: flow images are not all cached and no flow method"):
         list(frames_with_flow(video, None, FlowCache(open_store(tmp_path), "dis")))
-    with pytest.raises(BadInputError, match=r"^unknown flow method 'pwc' \(known: dis, raft_small, raft_large\)$"):
+    with pytest.raises(BadInputError, match=r"^unknown flow method 'pwc' "
+                                            r"\(known: dis, raft, raft_large, raft_small\)$"):
         build_flow("pwc")
 
 
@@ -132,6 +137,24 @@ def test_raft_weights_come_only_from_a_checkpoint(tmp_path):
         build_flow("raft_small", checkpoint=str(tmp_path / "large.pt"), device="cpu")
     with pytest.raises(MissingArtifactError, match=r"^checkpoint .*nope\.pt: not found$"):
         build_flow("raft_large", checkpoint=str(tmp_path / "nope.pt"), device="cpu")
+
+
+def test_raft_without_checkpoint_uses_torchvisions_file_in_the_torch_cache(tmp_path, monkeypatch):
+    import torch
+    from torchvision.models.optical_flow import raft_large
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(MissingArtifactError, match=r"^raft_large: no flow_checkpoint given and torchvision's "
+                                                   r"weights are not in the torch cache \(.*/hub/checkpoints/"
+                                                   r"raft_large_C_T_SKHT_V2-ff5fadd5\.pth\)"):
+        build_flow("raft", device="cpu")
+    torch.manual_seed(1)
+    released = raft_large(weights=None).state_dict()
+    (tmp_path / "hub/checkpoints").mkdir(parents=True)
+    torch.save(released, tmp_path / "hub/checkpoints/raft_large_C_T_SKHT_V2-ff5fadd5.pth")
+    est = build_flow("raft", device="cpu")
+    assert est.method == flow_method("raft") == "raft_large"  # the cache key: `raft` and `raft_large` share images
+    assert all(torch.equal(v, released[k]) for k, v in est.net.state_dict().items())
 
 
 def test_frame_count_must_match_stems():

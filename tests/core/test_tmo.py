@@ -1,5 +1,5 @@
-"""TMO: a tiny ResNet-18 network runs end to end, checkpoints load strictly through the real path, and the
-foreground→ids step keeps ids on moving objects and gives a reappearing one back its own id."""
+"""TMO: the network over ResNet-18 runs end to end, official-format and our checkpoints load strictly through
+the real path, and the foreground→ids step keeps ids on moving objects and gives a reappearing one back its own id."""
 
 from __future__ import annotations
 
@@ -9,16 +9,10 @@ import pytest
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.models.base import VideoInput
 from stseg_core.models.flow import build_flow
-from stseg_core.models.tmo import (
-    ForegroundSplitter,
-    TMOArch,
-    build,
-    build_network,
-    checkpoint_dict,
-)
+from stseg_core.models.tmo import ForegroundSplitter, build, build_network, checkpoint_dict
 
 H, W, T = 48, 64, 5
-TINY = {"backbone": "resnet18", "decoder_channels": 16, "size": 64, "device": "cpu"}
+TINY = {"backbone": "rn18", "size": 64, "device": "cpu"}
 
 
 def _squares(t: int, hide_green: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -65,36 +59,56 @@ def test_tiny_tmo_gives_valid_label_maps_with_first_frame_ids_only(tiny_outputs)
 def test_checkpoint_saved_and_loaded_gives_identical_outputs(tmp_path, tiny_outputs):
     import torch
 
-    arch = TMOArch(backbone="resnet18", decoder_channels=16)
-    torch.save(checkpoint_dict(build_network(arch, seed=3), arch), tmp_path / "tmo.pt")
+    net = build_network("rn18", seed=3)
+    torch.save(checkpoint_dict(net), tmp_path / "tmo.pt")
     loaded = build(checkpoint=(tmp_path / "tmo.pt").as_uri(), size="64", device="cpu")
-    assert loaded.arch == arch  # the architecture comes from the checkpoint
-    again = list(loaded.segment(_video()))
-    for a, b in zip(tiny_outputs, again, strict=True):
-        assert np.array_equal(a.labels, b.labels) and np.array_equal(a.probs, b.probs) and a.scores == b.scores
+    assert loaded.backbone == "rn18"  # the architecture comes from the checkpoint
+    torch.save(net.state_dict(), tmp_path / "official.pth")  # upstream's format: a bare state dict
+    official = build(checkpoint=str(tmp_path / "official.pth"), backbone="rn18", size="64", device="cpu")
+    for model in (loaded, official):
+        again = list(model.segment(_video()))
+        for a, b in zip(tiny_outputs, again, strict=True):
+            assert np.array_equal(a.labels, b.labels) and np.array_equal(a.probs, b.probs) and a.scores == b.scores
     other = list(build(seed=4, **TINY).segment(_video()))  # different weights → different probabilities
     assert any(not np.array_equal(a.probs, b.probs) for a, b in zip(tiny_outputs[1:], other[1:], strict=True))
+
+
+def test_backbone_weights_start_both_encoders(tmp_path):
+    import torch
+    import torchvision
+
+    torch.manual_seed(8)
+    imagenet = torchvision.models.resnet18(weights=None).state_dict()  # torchvision's format, fc.* included
+    torch.save(imagenet, tmp_path / "resnet18.pth")
+    net = build(backbone="rn18", backbone_weights=str(tmp_path / "resnet18.pth"), size=64, device="cpu").net
+    for enc in (net.vos.app_encoder, net.vos.mo_encoder):
+        assert torch.equal(enc.conv1.weight, imagenet["conv1.weight"])
+        assert torch.equal(enc.layer4[1].bn2.running_var, imagenet["layer4.1.bn2.running_var"])
+
+
+def test_aos_option_runs_the_image_branch_too():
+    with_aos = list(build(seed=3, aos="true", **TINY).segment(_video()))
+    assert len(with_aos) == T and with_aos[2].labels.shape == (H, W)
 
 
 def test_checkpoint_errors_are_one_line(tmp_path):
     import torch
 
-    arch = TMOArch(backbone="resnet18", decoder_channels=16)
     path = tmp_path / "tmo.pt"
-    torch.save(checkpoint_dict(build_network(arch), arch), path)
-    with pytest.raises(BadInputError, match=rf"^checkpoint {path}: holds TMO resnet18 \(decoder 16\) but resnet34 "
-                                            r"\(decoder 16\) was asked for$"):
-        build(checkpoint=str(path), backbone="resnet34", decoder_channels=16)
-    bent = checkpoint_dict(build_network(arch), TMOArch(backbone="resnet18", decoder_channels=32))
-    torch.save(bent, tmp_path / "bent.pt")  # arch says 32 channels, weights have 16
-    with pytest.raises(BadInputError, match=r"bent\.pt: does not fit model tmo resnet18: shape mismatch"):
+    torch.save(checkpoint_dict(build_network("rn18")), path)
+    with pytest.raises(BadInputError, match=rf"^checkpoint {path}: holds TMO rn18 but backbone rn34 was asked for$"):
+        build(checkpoint=str(path), backbone="rn34")
+    bent = checkpoint_dict(build_network("rn18"))
+    bent["arch"] = {"backbone": "rn34"}  # arch says ResNet-34, weights are ResNet-18's
+    torch.save(bent, tmp_path / "bent.pt")
+    with pytest.raises(BadInputError, match=r"bent\.pt: not a TMO rn34 state dict; first mismatching key "
+                                            r"vos\.app_encoder\.layer1\.2\.conv1\.weight \(missing from the "
+                                            r"checkpoint\); expected backbone rn34 \(set backbone= to load another\)$"):
         build(checkpoint=str(tmp_path / "bent.pt"))
-    torch.save(build_network(arch).state_dict(), tmp_path / "bare.pt")
-    with pytest.raises(BadInputError, match=r"bare\.pt: not a TMO checkpoint \(no 'arch' entry"):
-        build(checkpoint=str(tmp_path / "bare.pt"))
     with pytest.raises(MissingArtifactError, match=r"^checkpoint .*missing\.pt: not found$"):
         build(checkpoint=str(tmp_path / "missing.pt"))
-    with pytest.raises(BadInputError, match=r"^tmo backbone 'vgg16' is not a torchvision ResNet"):
+    with pytest.raises(BadInputError, match=r"^tmo option backbone='vgg16' is not one of rn18, rn34, rn50, rn101, "
+                                            r"mitb1$"):
         build(backbone="vgg16")
     with pytest.raises(BadInputError, match=r"^tmo has no option\(s\) colour "):
         build(colour="red")

@@ -70,7 +70,7 @@ def _check_resume(tmp_path, env, key_dir, epochs: int, steps_per_epoch: int, tim
 @pytest.mark.slow
 def test_tmo_job_killed_after_a_checkpoint_resumes_from_it(tmp_path):
     generate_dataset(tmp_path / "ds", CFG, splits=("train",))
-    recipe = ('{"backbone": "resnet18", "decoder_channels": 16, "size": 64, "batch_size": 4, "checkpoint_every": 1,'
+    recipe = ('{"backbone": "rn18", "size": 64, "batch_size": 4, "checkpoint_every": 1,'
               ' "device": "cpu"}')
     env = _env(tmp_path, STSEG_EPOCHS="4", STSEG_RECIPE=recipe)
     _check_resume(tmp_path, env, "store/checkpoints/tmo/j1", epochs=4, steps_per_epoch=2, timeout=300)
@@ -93,7 +93,7 @@ def test_tmo_job_under_torchrun_two_cpu_ranks_share_the_epoch(tmp_path):
     CFG8 = SynthConfig(seed=9, height=48, width=64, videos=3, min_frames=8, max_frames=8, min_objects=1,
                        max_objects=2)
     generate_dataset(tmp_path / "ds", CFG8, splits=("train",))
-    recipe = ('{"backbone": "resnet18", "decoder_channels": 16, "size": 64, "batch_size": 4, "checkpoint_every": 1,'
+    recipe = ('{"backbone": "rn18", "size": 64, "batch_size": 4, "checkpoint_every": 1,'
               ' "device": "cpu"}')
     env = {**os.environ, **_env(tmp_path, STSEG_EPOCHS="1", STSEG_RECIPE=recipe)}
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
