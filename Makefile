@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install -q -c requirements/constraints.txt $(TORCH_PINS) setuptools wheel 2>&1 | sed "/is ignored/d"
 	# sam2 ships only an sdist whose build needs torch: build it against the torch just installed.
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q --no-build-isolation --no-deps -c requirements/constraints.txt sam2 2>&1 | sed "/is ignored/d"
-	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[ml,kube,report,dev]' 2>&1 | sed "/is ignored/d"
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[ml,upstream,kube,report,dev]' 2>&1 | sed "/is ignored/d"
 	$(PY) -c "import torch, sam2, stseg_core, stseg_cli, stseg_jobs"
 	touch $(STAMP)
 
