@@ -103,8 +103,9 @@ def one_torch_thread():
 def upstream_trees() -> Path:
     """The folder holding the pristine upstream checkouts `<Repo>/` (read-only: copy before running): the
     workspace's `../shared/upstream`, else `build/upstream` from `make upstream` (same commits, by git)."""
-    root = Path(__file__).resolve().parents[1]
-    for folder in (root.parent / "shared" / "upstream", root / "build" / "upstream"):
-        if (folder / "Cutie").is_dir():
-            return folder
-    pytest.fail("no upstream checkouts in ../shared/upstream or build/upstream: run `make upstream`")
+    from stseg_core.models.upstream.harness import find_trees
+
+    found = find_trees(Path(__file__).resolve().parents[1])
+    if found is None:
+        pytest.fail("no upstream checkouts in ../shared/upstream or build/upstream: run `make upstream`")
+    return found

@@ -61,7 +61,10 @@ class UpstreamModel(VOSModel):
         self.batch_frames = batch_frames
         """Most frames one launch takes (infer splits a shard into batches of at most this many)."""
         self.layout_s = 0.0
-        """Seconds spent laying out the last batch's frames (measured for the benchmark and the logs)."""
+        """Seconds the last batch's layout took (frames linked or copied, first masks written)."""
+        self.startup_s = 0.0
+        """Seconds from the last launch until the program began writing its first video (imports, CUDA set-up,
+        weights, the first frame): what one launch per batch instead of per video saves."""
 
     def segment(self, video: VideoInput) -> Iterator[FrameResult]:
         for _video, results in self.segment_many([video]):
@@ -91,7 +94,11 @@ class UpstreamModel(VOSModel):
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                 except OSError as err:
                     raise MissingArtifactError(f"{self.name}: cannot start {argv[0]} ({err.strerror})") from None
+            launched = time.perf_counter()
             try:
+                if videos:
+                    self._wait(proc, out, videos[0].name, videos[0].name, log)
+                    self.startup_s = time.perf_counter() - launched
                 for i, video in enumerate(videos):
                     following = videos[i + 1].name if i + 1 < len(videos) else None
                     self._wait(proc, out, video.name, following, log)
@@ -102,8 +109,9 @@ class UpstreamModel(VOSModel):
                 proc.wait()
 
     def _wait(self, proc: subprocess.Popen, out: Path, video: str, following: str | None, log: Path) -> None:
-        """Return once `video`'s outputs are complete: the program has started on the following video (it
-        finishes one video's files before it starts the next) or has exited cleanly."""
+        """Return once the program has started on video `following` (then it has finished every video before:
+        it writes one video's files before it starts the next) or has exited cleanly; `video` is the one it is
+        on, named in errors."""
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         while True:
             if following is not None and self.program.masks_dir(out, following, self.scores).is_dir():

@@ -33,6 +33,15 @@ def write_random_weights(name: str, home: Path, dest: Path, *, torch_home: Path,
 
 
 
+def find_trees(repo_root: Path) -> Path | None:
+    """The folder holding pristine checkouts `<Repo>/` of the pinned programs: the workspace's
+    `../shared/upstream` beside the repository, else `build/upstream` (what `make upstream` clones)."""
+    for folder in (repo_root.parent / "shared" / "upstream", repo_root / "build" / "upstream"):
+        if all((folder / p.folder).is_dir() for p in PROGRAMS.values()):
+            return folder
+    return None
+
+
 def prepare_checkout(name: str, pristine: Path, dest: Path) -> Path:
     """Copy the checkout at `pristine` (e.g. `../shared/upstream/Cutie`, read-only) to `dest` and apply the
     patches the program needs (the same files its image applies); returns `dest`."""
