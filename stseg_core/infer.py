@@ -70,7 +70,8 @@ def _video_error(model: str, name: str, err: BaseException) -> StsegError:
     """The same error kind, its one line prefixed with the model and video so a failed shard says where."""
     text = " ".join(str(err).split()) or type(err).__name__
     if isinstance(err, StsegError):
-        return type(err)(f"{model} video {name}: {text}")
+        where = "" if text.startswith((f"video {name}:", f"video {name} ")) else f"video {name}: "
+        return type(err)(f"{model} {where}{text}")
     return StsegError(f"{model} video {name}: {type(err).__name__}: {text}")
 
 

@@ -319,8 +319,9 @@ def test_program_failure_names_video_and_quotes_its_output(installed, monkeypatc
     homes, weights, _ = installed
     monkeypatch.setenv("STANDIN_FAIL", "1")
     model = build_cutie(home=str(homes["cutie"]), checkpoint=str(weights), python=sys.executable)
-    with pytest.raises(BackendError, match=r"^video vid: cutie program exited with code 1 while on this video "
-                                           r"\(loading model \| RuntimeError: CUDA out of memory\)$"):
+    with pytest.raises(BackendError, match=r"^video vid: cutie program exited with code 1 while starting, before "
+                                           r"any output \(weights .*weights\.pth\) \(loading model \| RuntimeError: "
+                                           r"CUDA out of memory\)$"):
         list(model.segment(_video()))
 
 
@@ -357,7 +358,7 @@ def test_failure_on_the_third_of_five_videos_keeps_the_first_two_and_the_retry_s
                                                                                           monkeypatch):
     data, run, videos = _shard(tmp_path)
     monkeypatch.setenv("STANDIN_FAIL_AT", "3")
-    with pytest.raises(BackendError, match=rf"^xmem video {videos[2]}: video {videos[2]}: xmem program exited "
+    with pytest.raises(BackendError, match=rf"^xmem video {videos[2]}: xmem program exited "
                                            rf"with code 1 while on this video \(RuntimeError at {videos[2]}\)$"):
         _run(installed, data, run)
     store = open_store(run)
@@ -375,7 +376,7 @@ def test_wrong_size_mask_is_one_line_naming_model_video_and_frame(installed, tmp
     data, run, videos = _shard(tmp_path, videos=3)
     monkeypatch.setenv("STANDIN_SMALL_AT", "2")
     stem = MoseSplit(data).video(videos[1]).frames[1]
-    with pytest.raises(BadInputError, match=rf"^livos video {videos[1]}: video {videos[1]} frame {stem}: livos "
+    with pytest.raises(BadInputError, match=rf"^livos video {videos[1]} frame {stem}: livos "
                                             rf"wrote a 16x24 mask for a 32x48 frame \(.*{stem}\.png\)$"):
         _run(installed, data, run, "livos")
     assert open_store(run).exists(f"pred/livos/{videos[0]}/scores.json")

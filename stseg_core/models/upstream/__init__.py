@@ -97,7 +97,8 @@ class UpstreamModel(VOSModel):
             launched = time.perf_counter()
             try:
                 if videos:
-                    self._wait(proc, out, videos[0].name, videos[0].name, log)
+                    self._wait(proc, out, videos[0].name, videos[0].name, log,
+                               doing=f"while starting, before any output (weights {self.weights})")
                     self.startup_s = time.perf_counter() - launched
                 for i, video in enumerate(videos):
                     following = videos[i + 1].name if i + 1 < len(videos) else None
@@ -108,7 +109,8 @@ class UpstreamModel(VOSModel):
                     proc.kill()
                 proc.wait()
 
-    def _wait(self, proc: subprocess.Popen, out: Path, video: str, following: str | None, log: Path) -> None:
+    def _wait(self, proc: subprocess.Popen, out: Path, video: str, following: str | None, log: Path,
+              doing: str = "while on this video") -> None:
         """Return once the program has started on video `following` (then it has finished every video before:
         it writes one video's files before it starts the next) or has exited cleanly; `video` is the one it is
         on, named in errors."""
@@ -120,11 +122,11 @@ class UpstreamModel(VOSModel):
             if code == 0:
                 return
             if code is not None:
-                raise BackendError(f"video {video}: {self.name} program exited with code {code} while on this "
-                                   f"video ({_tail(log)})")
+                raise BackendError(f"video {video}: {self.name} program exited with code {code} {doing} "
+                                   f"({_tail(log)})")
             if deadline is not None and time.monotonic() > deadline:
-                raise BackendError(f"video {video}: {self.name} program ran past {self.timeout_s} s on this "
-                                   f"video ({_tail(log)})")
+                raise BackendError(f"video {video}: {self.name} program ran past {self.timeout_s} s {doing} "
+                                   f"({_tail(log)})")
             time.sleep(_POLL_S)
 
 
