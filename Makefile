@@ -8,7 +8,7 @@ STAMP := $(VENV)/.stseg-installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps demo test test-slow lint bench clean
+.PHONY: venv system-deps upstream demo test test-slow lint bench clean
 
 venv: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install -q -c requirements/constraints.txt $(TORCH_PINS) setuptools wheel 2>&1 | sed "/is ignored/d"
 	# sam2 ships only an sdist whose build needs torch: build it against the torch just installed.
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q --no-build-isolation --no-deps -c requirements/constraints.txt sam2 2>&1 | sed "/is ignored/d"
-	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[ml,kube,report,dev]' 2>&1 | sed "/is ignored/d"
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[ml,upstream,kube,report,dev]' 2>&1 | sed "/is ignored/d"
 	$(PY) -c "import torch, sam2, stseg_core, stseg_cli, stseg_jobs"
 	touch $(STAMP)
 
@@ -25,10 +25,24 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 system-deps:
 	@bash scripts/system-deps.sh
 
+# The upstream programs the tests run for real (Cutie, XMem, LiVOS), at the commits that
+# stseg_core/models/upstream/programs.py pins: the workspace's ../shared/upstream when it is there, else cloned
+# with git into build/upstream/ (tests/conftest.py looks in both, in that order).
+UPSTREAM_DIR ?= build/upstream
+upstream: $(STAMP)
+	if [ -d ../shared/upstream/Cutie ]; then exit 0; fi; \
+	$(PY) -c 'from stseg_core.models.upstream.programs import PROGRAMS as P; [print(p.folder, p.url, p.commit) for p in P.values()]' \
+	| while read -r folder url commit; do \
+	  dest="$(UPSTREAM_DIR)/$$folder"; \
+	  [ "$$(cat "$$dest/.upstream-commit" 2>/dev/null)" != "$$commit" ] || continue; \
+	  rm -rf "$$dest" && git clone -q --filter=blob:none "$$url" "$$dest"; \
+	  git -C "$$dest" checkout -q --detach "$$commit" && echo "$$commit" > "$$dest/.upstream-commit"; \
+	done
+
 demo: venv
 	$(VENV)/bin/stseg demo --out demo-run
 
-test: venv system-deps
+test: venv system-deps upstream
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 

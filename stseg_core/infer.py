@@ -3,6 +3,11 @@
 While the model segments video i, a background thread copies video i+1's frames (and first annotation) from
 the data store to local scratch, so an S3-backed pod never waits on the network between videos; frames are
 then decoded one at a time from scratch, so memory does not grow with video length.
+
+A model with `segment_many` (the upstream programs: one process launch per batch, see
+`stseg_core.models.upstream`) gets the shard's videos in batches of at most `model.batch_frames` frames, in
+name order, each batch staged before its launch; each video is written as the model yields it. Videos an
+earlier, failed try already wrote completely (their scores.json, written last, matches) are kept, not redone.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from stseg_core.data.mose import ANNOTATIONS_DIR, FRAMES_DIR, MoseSplit
 from stseg_core.errors import BadInputError, StsegError
 from stseg_core.models.base import FrameResult, VideoInput, VOSModel
 from stseg_core.plan import PLAN_FILE, ShardPlan, plan_shards, video_cost
-from stseg_core.predictions import write_video_predictions
+from stseg_core.predictions import PROBS_FILE, SCORES_FILE, read_video_predictions, write_video_predictions
 from stseg_core.runlayout import ShardOutcome, pred_prefix, run_shard_once
 from stseg_core.store import FileStore, Store, open_store
 from stseg_core.telemetry import JobMetrics
@@ -68,7 +73,8 @@ def _video_error(model: str, name: str, err: BaseException, staged: _Staged | No
         text = text.replace(staged.root.as_uri(), data_root).replace(str(staged.root), data_root)
     text = text.removeprefix(f"video {name}: ")  # said once, by the prefix below
     if isinstance(err, StsegError):
-        return type(err)(f"{model} video {name}: {text}")
+        where = "" if text.startswith((f"video {name}:", f"video {name} ")) else f"video {name}: "
+        return type(err)(f"{model} {where}{text}")
     return StsegError(f"{model} video {name}: {type(err).__name__}: {text}")
 
 
@@ -124,8 +130,9 @@ def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num
                 raise _video_error(model_name, name, err) from err
         if metrics is not None:
             metrics.planned(planned)
+        run = _run_batches if hasattr(model, "segment_many") else _run_videos
         with tempfile.TemporaryDirectory(prefix="stseg-infer-", dir=scratch) as tmp:
-            return _run_videos(model, model_name, data, videos, run_store, Path(tmp), metrics, fetch_workers)
+            return run(model, model_name, data, videos, run_store, Path(tmp), metrics, fetch_workers)
 
     meta = {"model": model_name, "num_shards": num_shards, "videos": list(videos),
             "overrides": {k: str(v) for k, v in (model_overrides or {}).items()}}
@@ -160,4 +167,76 @@ def _run_videos(model: VOSModel, model_name: str, data: MoseSplit, videos: tuple
             if metrics is not None:
                 metrics.video_done()
                 metrics.gpu_memory()
+    return keys
+
+
+def _kept_keys(run_store: Store, model: VOSModel, model_name: str, data: MoseSplit, name: str) -> list[str] | None:
+    """The keys of `name`'s predictions when an earlier try wrote them completely with this model's settings."""
+    base = f"{pred_prefix(model_name)}/{name}"
+    if not run_store.exists(f"{base}/{SCORES_FILE}"):
+        return None
+    info = data.video(name)
+    try:
+        pred = read_video_predictions(run_store, model_name, name)
+    except BadInputError:
+        return None
+    if (pred.stems, pred.object_ids, pred.confidence_definition) != \
+            (tuple(info.frames), tuple(sorted(info.object_ids)), model.confidence_definition):
+        return None
+    stored = set(run_store.list(base))  # keys relative to the run root
+    keys = [f"{base}/{stem}.png" for stem in info.frames]
+    if not set(keys) <= stored:
+        return None
+    probs = [f"{base}/{PROBS_FILE}"] if f"{base}/{PROBS_FILE}" in stored else []
+    return keys + probs + [f"{base}/{SCORES_FILE}"]
+
+
+def _batches(data: MoseSplit, names: list[str], max_frames: int) -> Iterator[list[str]]:
+    """Consecutive runs of `names` of at most `max_frames` frames (a longer video goes alone)."""
+    batch: list[str] = []
+    frames = 0
+    for name in names:
+        n = data.video(name).num_frames
+        if batch and frames + n > max_frames:
+            yield batch
+            batch, frames = [], 0
+        batch.append(name)
+        frames += n
+    if batch:
+        yield batch
+
+
+def _run_batches(model: VOSModel, model_name: str, data: MoseSplit, videos: tuple[str, ...], run_store: Store,
+                 scratch: Path, metrics: JobMetrics | None, fetch_workers: int) -> list[str]:
+    keys: list[str] = []
+    todo = []
+    for name in sorted(videos):
+        kept = _kept_keys(run_store, model, model_name, data, name)
+        if kept is None:
+            todo.append(name)
+        else:
+            keys += kept
+            if metrics is not None:
+                metrics.frames(data.video(name).num_frames)
+                metrics.video_done()
+    for batch in _batches(data, todo, model.batch_frames):
+        staged: list[_Staged] = []
+        pending = list(batch)  # pending[0]: the video being staged, run or written
+        try:
+            for name in batch:
+                staged.append(_stage(data, name, scratch, fetch_workers))
+            for video, results in model.segment_many([s.video for s in staged]):
+                keys += write_video_predictions(
+                    run_store, model_name, video.name, _counted(results, metrics), stems=video.stems,
+                    object_ids=video.object_ids, confidence_definition=model.confidence_definition)
+                pending.pop(0)
+                if metrics is not None:
+                    metrics.video_done()
+        except Exception as err:  # any failure becomes one line naming the video
+            raise _video_error(model_name, pending[0] if pending else batch[-1], err) from err
+        finally:
+            for s in staged:
+                shutil.rmtree(s.root, ignore_errors=True)
+        if metrics is not None:
+            metrics.gpu_memory()
     return keys

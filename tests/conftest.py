@@ -95,3 +95,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ---- the upstream programs (Cutie, XMem, LiVOS) at their pinned commits -----------------------------
+
+@pytest.fixture(scope="session")
+def upstream_trees() -> Path:
+    """The folder holding the pristine upstream checkouts `<Repo>/` (read-only: copy before running): the
+    workspace's `../shared/upstream`, else `build/upstream` from `make upstream` (same commits, by git)."""
+    from stseg_core.models.upstream.harness import find_trees
+
+    found = find_trees(Path(__file__).resolve().parents[1])
+    if found is None:
+        pytest.fail("no upstream checkouts in ../shared/upstream or build/upstream: run `make upstream`")
+    return found

@@ -35,6 +35,9 @@ class VideoInput:
     first_labels: np.ndarray = field(repr=False)
     object_ids: tuple[int, ...]
     frames: Callable[[], Iterator[np.ndarray]] = field(repr=False, compare=False)
+    frame_files: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    """The stored (encoded) frame files on local disk, one per stem, when the frames are local files: a model
+    that runs an external program hands these on unchanged instead of re-encoding `frames()`."""
 
     def __post_init__(self) -> None:
         if not self.stems:
@@ -74,8 +77,12 @@ class VideoInput:
             for _stem, rgb in split.iter_frames(name):
                 yield rgb
 
+        from stseg_core.data.mose import FRAMES_DIR
+
+        paths = [split.store.local_path(f"{FRAMES_DIR}/{name}/{stem}.jpg") for stem in info.frames]
+        files = None if None in paths else tuple(str(p) for p in paths)
         return cls(name=name, stems=tuple(info.frames), height=int(info.height), width=int(info.width),
-                   first_labels=first, object_ids=ids, frames=frames)
+                   first_labels=first, object_ids=ids, frames=frames, frame_files=files)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,10 @@ def test_upstream_checkout_is_the_commit_the_adapter_documents(model: str) -> No
     text = (ROOT / "images" / model / "Dockerfile").read_text()
     assert f"git clone --filter=blob:none https://github.com/{program.repo}.git {program.default_home} " in text
     sha = re.search(rf"git -C {program.default_home} checkout --detach ([0-9a-f]{{40}})\b", text).group(1)
+    assert sha == program.commit
     assert f"{program.repo} @ {sha[:7]}" in upstream.__doc__
+    for patch in program.score_patches:  # the same patch file the adapter checks for and the tests apply
+        rel = patch.relative_to(ROOT).as_posix()
+        assert f"COPY {rel} /tmp/\n" in text and f"git -C {program.default_home} apply /tmp/{patch.name} " in text
     # the ImageNet backbones are fetched at build time into the cache the program reads at run time
     assert "TORCH_HOME=/opt/torch-cache" in text and "resnet50(pretrained=True)" in text
