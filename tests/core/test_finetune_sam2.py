@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stseg_core.data.synth import SynthConfig, generate_dataset
-from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
+from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.models.registry import build_model
 from stseg_core.models.sam2 import save_random_checkpoint
 from stseg_core.store import open_store
@@ -113,7 +113,7 @@ def test_bad_inputs_fail_in_one_line_before_any_step(data, tmp_path):
     torch.save({"model": {"conv.weight": torch.zeros(3)}}, wrong)
     cases.append((BadInputError, "does not fit model sam2 sam2.1_hiera_t", dict(recipe=_recipe(wrong))))
     (tmp_path / "afile").write_text("x")
-    cases.append((BackendError, "cannot write", dict(store=str(tmp_path / "afile" / "store"))))
+    cases.append((BadInputError, "afile: is a file, not a folder", dict(store=str(tmp_path / "afile" / "store"))))
     for err_type, text, kw in cases:
         metrics = JobMetrics(run="bad", stage="finetune", model="sam2")
         args = dict(recipe=_recipe(init), data_root=str(train), store=str(tmp_path / "st"), run_id="bad",

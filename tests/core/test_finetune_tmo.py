@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from stseg_core.data.synth import SynthConfig, generate_dataset
-from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
+from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.models.registry import build_model
 from stseg_core.models.tmo import build_network, checkpoint_dict
 from stseg_core.store import open_store
@@ -128,7 +128,7 @@ def test_bad_inputs_fail_in_one_line_before_any_step(data, tmp_path):
         (BadInputError, f"video {victim.name}: frame 00002 has no annotation", dict(data_root=str(partial))),
         (MissingArtifactError, "not found", dict(recipe=_recipe(init=str(tmp_path / "nope.pt")))),
         (BadInputError, "holds TMO rn34 but backbone rn18", dict(recipe=_recipe(init=str(wrong)))),
-        (BackendError, "cannot write", dict(store=str(tmp_path / "afile" / "store"))),
+        (BadInputError, "afile: is a file, not a folder", dict(store=str(tmp_path / "afile" / "store"))),
     ]
     for err_type, text, kw in cases:
         metrics = JobMetrics(run="bad", stage="finetune", model="tmo")
