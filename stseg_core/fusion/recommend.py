@@ -17,7 +17,7 @@ to the model listed first.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class Recommendation:
     trust: dict[str, float]
     neighbours: list[str]
     reason: str
+    spans: list[dict] = field(default_factory=list)
+    """With per-span choice: [{start, end, choice, rename}] (`choice` is then the candidate kept longest)."""
 
     def to_json(self) -> dict:
         return asdict(self)

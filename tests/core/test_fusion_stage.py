@@ -1,6 +1,7 @@
 """The fuse stage on a tiny synthetic benchmark: readiness, outputs, Table 2, database build, bad input."""
 
 import importlib.util
+import itertools
 import json
 from pathlib import Path
 
@@ -89,6 +90,25 @@ def test_fuse_writes_outputs_table_and_metrics(bench):
     assert metrics.value("stseg_videos_processed_total") == len(report.videos)
     text = format_table(report)
     assert "PGMR (vote + recommendation)" in text and f"{table['pgmr']['J&F']:.2f}" in text
+
+
+def test_database_calibrates_every_model_and_per_span_choice_covers_every_frame(bench):
+    root, models, db, uri = bench
+    assert set(db.calibration) == set(models) and load_perfdb(uri).calibration == db.calibration
+    for cal in db.calibration.values():
+        assert not cal.identity and cal.pairs >= 50 and list(cal.y) == sorted(cal.y)
+    cfg = FuseConfig(str(root / "test"), str(root / "data" / "test"), tuple(models),
+                     gt_root=str(root / "data" / "test_gt"), db_uri=uri, choose="span")
+    report = run_fuse(cfg)
+    data = MoseSplit(str(root / "data" / "test"))
+    for video, entry in open_store(root / "test").read_json("recommend.json")["videos"].items():
+        spans = entry["spans"]
+        assert spans[0]["start"] == 0 and spans[-1]["end"] == data.video(video).num_frames
+        assert all(a["end"] == b["start"] and a["choice"] != b["choice"] for a, b in itertools.pairwise(spans))
+        assert entry["choice"] in {sp["choice"] for sp in spans} and entry["reason"].startswith("per span")
+    assert 0 < report.table["pgmr"]["J&F"] <= 100
+    with pytest.raises(BadInputError, match="unknown PGMR choice 'frame'"):
+        run_fuse(FuseConfig(cfg.run_root, cfg.data_root, cfg.models, db_uri=uri, choose="frame"))
 
 
 def test_fuse_refuses_until_every_shard_is_done(tmp_path):
