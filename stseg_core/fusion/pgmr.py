@@ -17,7 +17,7 @@ from stseg_core.fusion.calibrate import calibrated
 from stseg_core.fusion.consistency import model_agreement
 from stseg_core.fusion.features import VideoFeatures, video_features
 from stseg_core.fusion.perfdb import FUSED
-from stseg_core.fusion.recommend import Recommendation, Recommender
+from stseg_core.fusion.recommend import KEEP_FUSED, Recommendation, Recommender
 from stseg_core.fusion.spans import per_span
 from stseg_core.fusion.video import ModelVideo, check_outputs
 from stseg_core.fusion.vote import FusedVideo, fuse_video
@@ -79,7 +79,7 @@ def process_video(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
         rec = no_database(video, features, agreement)
     else:
         rec = recommender.recommend(video, features, agreement)
-    if choose == "span" and recommender is not None:
+    if choose == "span" and recommender is not None and recommender.method != KEEP_FUSED:
         output, scores, present, spans = per_span(recommender, features, outputs, fused)
         longest: dict[str, int] = {}
         for sp in spans:

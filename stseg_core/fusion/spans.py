@@ -47,7 +47,8 @@ class Span:
 
 
 def frame_agreement(labels: np.ndarray, reference: np.ndarray, object_ids: tuple[int, ...]) -> np.ndarray:
-    """(T,) per-frame mean IoU over objects between a model's (T, H, W) ids and a reference."""
+    """(T,) per-frame mean IoU over objects between a model's (T, H, W) ids and a reference (1 for an object
+    both leave empty)."""
     if not object_ids:
         return np.ones(labels.shape[0])
     return np.array([np.mean([mask_iou(labels[t] == i, reference[t] == i) for i in object_ids])
