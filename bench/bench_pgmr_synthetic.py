@@ -6,9 +6,10 @@ when `--checkpoints sam2=…,tmo=…` are given), build the database on valid, f
 confidence and presence flag comes from the models' own computation; the ground truth of `test` is used only
 to score. The seeds are held out: the trackers' options were chosen on the `valid` splits of seeds 0–2.
 
-Printed: Table 2 of each seed; the mean ± sd over seeds of every method, with PGMR's variants (per-video
-choice, per-span choice, uncalibrated confidences); J&F per hard case of `meta.json` per model, with the best
-single model and the per-video oracle (the best model per video chosen with hindsight: PGMR's head-room).
+Printed: Table 2 of each seed; the mean ± sd over seeds of every method, with PGMR's variants (keep the
+vote, per-video choice, per-span choice, raw instead of calibrated confidences); J&F per hard case of
+`meta.json` per model, with the best single model and the per-video oracle (the best model per video
+chosen with hindsight: PGMR's head-room).
 
     .venv/bin/python bench/bench_pgmr_synthetic.py --seeds 3,4,5 --videos 16 --out /tmp/pgmr-bench
 """
@@ -58,6 +59,7 @@ def evaluate_seed(out: Path, models: tuple[str, ...], default: str) -> dict:
     "features": video → features, "text": the default's Table 2 as `stseg fuse` prints it}."""
     import json
 
+    from stseg_core.fusion.pgmr import CHOICES
     from stseg_core.fusion.stage import FuseConfig, build_database, format_table, run_fuse
     from stseg_core.runlayout import RECOMMEND
     from stseg_core.store import open_store
@@ -69,10 +71,9 @@ def evaluate_seed(out: Path, models: tuple[str, ...], default: str) -> dict:
                                    str(out / "perfdb-raw"), calibrate=False)
     base = {"run_root": str(runs / "test"), "data_root": str(data / "test"), "models": models,
             "gt_root": str(data / "test_gt")}
-    variants = {"per-video": FuseConfig(**base, db_uri=uri, choose="video"),
-                "per-span": FuseConfig(**base, db_uri=uri, choose="span"),
+    variants = {**{mode: FuseConfig(**base, db_uri=uri, choose=mode) for mode in CHOICES},
                 "uncalibrated": FuseConfig(**base, db_uri=uri_raw, choose=default, calibrate=False)}
-    order = [v for v in variants if v != f"per-{default}"] + [f"per-{default}"]
+    order = [v for v in variants if v != default] + [default]
     result: dict = {"tables": {}, "videos": {}}
     for name in order:
         report = run_fuse(variants[name])
@@ -94,24 +95,26 @@ def _mean_sd(values: list[float]) -> str:
 def summary(results: dict[int, dict], models: tuple[str, ...], default: str) -> str:
     """Mean ± sd over seeds per method, the goal check, and J&F per hard case with the oracle."""
     from stseg_core.fusion.perfdb import FUSED
-    from stseg_core.fusion.pgmr import PGMR
+    from stseg_core.fusion.pgmr import CHOICES, PGMR
 
     seeds = sorted(results)
-    main = f"per-{default}"
+    main = default
     rows: dict[str, list[float]] = {}
     for s in seeds:
         table = results[s]["tables"][main]
         for method in (*models, "bbox-average", "bbox-max", FUSED):
             rows.setdefault(method, []).append(table[method]["J&F"])
-        for variant in ("per-video", "per-span", "uncalibrated"):
+        for variant in (*CHOICES, "uncalibrated"):
             rows.setdefault(f"PGMR {variant}", []).append(results[s]["tables"][variant][PGMR]["J&F"])
         videos = results[s]["videos"][main]
         rows.setdefault("oracle (best model per video)", []).append(
             float(np.mean([max(v[m] for m in models) for v in videos.values()])))
     best = max(models, key=lambda m: np.mean(rows[m]))
-    names = {FUSED: "pseudo-label (vote only)", f"PGMR {default}": f"PGMR {default}"}
+    names = {FUSED: "pseudo-label (vote only)", "PGMR vote": "PGMR vote (keep the pseudo-label)",
+             "PGMR video": "PGMR per-video choice", "PGMR span": "PGMR per-span choice",
+             "PGMR uncalibrated": f"PGMR {default}, raw confidences"}
     lines = [f"mean ± sd (sample sd, ddof=1) over seeds {', '.join(map(str, seeds))} — J&F on test, "
-             f"database built on valid; PGMR default: per-{default}, calibrated confidences",
+             f"database built on valid; PGMR default: {default}, calibrated confidences",
              f"{'method':<34}{'J&F':>15}   per seed"]
     for method, vals in rows.items():
         label = names.get(method, method) + (" (default)" if method == f"PGMR {main}" else "")
@@ -169,7 +172,8 @@ def main() -> None:
     ap.add_argument("--frames", default="16-32", help="min-max frames per video")
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--checkpoints", default="", help="sam2=URI,tmo=URI: add these models with their weights")
-    ap.add_argument("--default", choices=("video", "span"), default="video", help="PGMR's choice granularity")
+    ap.add_argument("--default", choices=("vote", "video", "span"), default="vote",
+                    help="PGMR's default choice (stseg_core.fusion.pgmr.DEFAULT_CHOICE)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/stseg-pgmr-bench"))
     args = ap.parse_args()
     from stseg_core.names import split_names

@@ -24,8 +24,11 @@ from stseg_core.fusion.vote import FusedVideo, fuse_video
 
 PGMR = "pgmr"
 """Method name of the final output (the recommended candidate per video or per span)."""
-CHOICES = ("video", "span")
-"""What the recommendation picks: one candidate per video, or one per span (`stseg_core.fusion.spans`)."""
+CHOICES = ("vote", "video", "span")
+"""What PGMR keeps: the pseudo-label everywhere (the recommendation is still made and recorded), the
+recommended candidate per video, or one per span (`stseg_core.fusion.spans`). The default, "vote", is the
+best of the three on `bench/bench_pgmr_synthetic.py` (README, "PGMR on the synthetic benchmark")."""
+DEFAULT_CHOICE = "vote"
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,11 @@ def no_database(video: str, features: VideoFeatures, agreement: dict[str, float]
 
 def process_video(video: str, outputs: list[ModelVideo], object_ids: tuple[int, ...], first_labels: np.ndarray,
                   frames: Iterable[np.ndarray], num_frames: int, recommender: Recommender | None = None,
-                  with_baselines: bool = True, choose: str = "video", calibrate: bool = True) -> VideoOutcome:
+                  with_baselines: bool = True, choose: str = DEFAULT_CHOICE, calibrate: bool = True
+                  ) -> VideoOutcome:
     """Run PGMR on one video's model outputs (checked first: same shapes, ids from the first frame).
 
-    choose: "video" or "span" (see CHOICES). calibrate: replace each model's confidences by the database's
+    choose: "vote", "video" or "span" (see CHOICES). calibrate: replace each model's confidences by the database's
     calibrated values before the vote (no database or no calibration for a model: unchanged)."""
     if choose not in CHOICES:
         raise BadInputError(f"unknown PGMR choice {choose!r}; known: {', '.join(CHOICES)}")
@@ -79,6 +83,8 @@ def process_video(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
         rec = no_database(video, features, agreement)
     else:
         rec = recommender.recommend(video, features, agreement)
+    if choose == "vote" and rec.choice != FUSED:
+        rec = replace(rec, choice=FUSED, reason=f"vote only (the recommender would keep {rec.choice}: {rec.reason})")
     if choose == "span" and recommender is not None and recommender.method != KEEP_FUSED:
         output, scores, present, spans = per_span(recommender, features, outputs, fused)
         longest: dict[str, int] = {}

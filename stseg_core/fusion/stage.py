@@ -28,7 +28,7 @@ from stseg_core.fusion.calibrate import accuracy_pairs, calibrated, fit
 from stseg_core.fusion.consistency import model_agreement
 from stseg_core.fusion.features import video_features
 from stseg_core.fusion.perfdb import FUSED, PerfDB, load_perfdb, save_perfdb
-from stseg_core.fusion.pgmr import CHOICES, PGMR, VideoOutcome, process_video
+from stseg_core.fusion.pgmr import CHOICES, DEFAULT_CHOICE, PGMR, VideoOutcome, process_video
 from stseg_core.fusion.recommend import DEFAULT_K, TRUST_POWERS, Recommender, record, with_selection
 from stseg_core.fusion.video import ModelVideo, from_labels
 from stseg_core.fusion.vote import fuse_video
@@ -173,7 +173,7 @@ class FuseConfig:
     wait_s: float = 0.0
     poll_s: float = 5.0
     k: int = DEFAULT_K
-    choose: str = "video"  # PGMR picks one output per "video" or per "span" (stseg_core.fusion.pgmr.CHOICES)
+    choose: str = DEFAULT_CHOICE  # PGMR keeps the "vote", or one output per "video" / per "span" (pgmr.CHOICES)
     calibrate: bool = True  # vote with the database's calibrated confidences (stseg_core.fusion.calibrate)
 
     def __post_init__(self) -> None:
@@ -307,7 +307,7 @@ def saved_table(run_root: str) -> str:
 
 
 def _table_text(table: dict, choices, database: str | None) -> str:
-    names = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (vote + recommendation)"}
+    names = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (kept output)"}
     lines = [f"{'method':<32}{'J&F':>8}{'J':>8}{'F':>8}"]
     for method, row in table.items():
         lines.append(f"{names.get(method, method):<32}{row['J&F']:>8.2f}{row['J']:>8.2f}{row['F']:>8.2f}")

@@ -43,7 +43,7 @@ def test_recommend_build_show_and_fuse_table(bench):
     assert lines[0].split() == ["method", "J&F", "J", "F"]
     assert [ln.split()[0] for ln in lines[1:5]] == models.split(",")
     assert lines[5].startswith("bbox-average") and lines[6].startswith("bbox-max")
-    assert lines[7].startswith("pseudo-label (vote only)") and lines[8].startswith("PGMR (vote + recommendation)")
+    assert lines[7].startswith("pseudo-label (vote only)") and lines[8].startswith("PGMR (kept output)")
     assert "kept per video:" in lines[9]
 
 
