@@ -115,10 +115,10 @@ def summary(results: dict[int, dict], models: tuple[str, ...], default: str) -> 
              "PGMR uncalibrated": f"PGMR {default}, raw confidences"}
     lines = [f"mean ± sd (sample sd, ddof=1) over seeds {', '.join(map(str, seeds))} — J&F on test, "
              f"database built on valid; PGMR default: {default}, calibrated confidences",
-             f"{'method':<34}{'J&F':>15}   per seed"]
+             f"{'method':<44}{'J&F':>15}   per seed"]
     for method, vals in rows.items():
         label = names.get(method, method) + (" (default)" if method == f"PGMR {main}" else "")
-        lines.append(f"{label:<34}{_mean_sd(vals):>15}   " + " ".join(f"{v:6.2f}" for v in vals))
+        lines.append(f"{label:<44}{_mean_sd(vals):>15}   " + " ".join(f"{v:6.2f}" for v in vals))
     gain = [p - b for p, b in zip(rows[f"PGMR {main}"], rows[best], strict=True)]
     vs_box = [p - max(a, m) for p, a, m in zip(rows[f"PGMR {main}"], rows["bbox-average"], rows["bbox-max"],
                                                strict=True)]
