@@ -23,7 +23,7 @@ from stseg_core.fusion.video import ModelVideo, check_outputs
 from stseg_core.fusion.vote import FusedVideo, fuse_video
 
 PGMR = "pgmr"
-"""Method name of the final output (the recommended candidate per video or per span)."""
+"""Method name of the final output (the kept output: see CHOICES)."""
 CHOICES = ("vote", "video", "span")
 """What PGMR keeps: the pseudo-label everywhere (the recommendation is still made and recorded), the
 recommended candidate per video, or one per span (`stseg_core.fusion.spans`). The default, "vote", is the
@@ -60,7 +60,8 @@ def process_video(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
     """Run PGMR on one video's model outputs (checked first: same shapes, ids from the first frame).
 
     choose: "vote", "video" or "span" (see CHOICES). calibrate: replace each model's confidences by the database's
-    calibrated values before the vote (no database or no calibration for a model: unchanged)."""
+    calibrated values before the vote (no database or no calibration for a model: unchanged); a kept model's
+    output then carries its calibrated scores."""
     if choose not in CHOICES:
         raise BadInputError(f"unknown PGMR choice {choose!r}; known: {', '.join(CHOICES)}")
     object_ids = tuple(object_ids)
