@@ -46,6 +46,8 @@ CASES: list[Case] = [
     Case("flowprop flow=farneback", "flowprop", {"flow": "farneback"}),
     Case("flowprop motion=dense", "flowprop", {"motion": "dense"}),
     Case("flowprop refine=false", "flowprop", {"refine": "false"}),
+    Case("oneshot", "oneshot"),
+    Case("stm", "stm"),
     Case("tmo rn18 64 px (random weights)", "tmo",
          {"backbone": "rn18", "size": 64, "device": "cpu"}),
     Case("sam2 hiera-t 256 px (random weights)", "sam2", {"config": "t", "size": 256}, _sam2_checkpoint,

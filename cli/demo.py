@@ -25,7 +25,7 @@ import click
 from stseg_cli.main import cli
 from stseg_core.names import split_names
 
-DEMO_MODELS = ("flowprop", "flowprop-farneback", "flowprop-plain", "sam2", "tmo")
+DEMO_MODELS = ("flowprop", "flowprop-farneback", "flowprop-plain", "oneshot", "stm", "sam2", "tmo")
 
 
 def _run(args: list[str]) -> None:
@@ -55,6 +55,7 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
     if not (data / "meta.json").exists():
         _run(["data", "synth", str(data), "--seed", str(seed), "--videos", str(videos), "--height", "240",
               "--width", "432", "--frames", "24-40", "--objects", "1-4", "--workers", "2"])
+    store.mkdir(parents=True, exist_ok=True)  # finetune creates it too, but a model subset may skip finetuning
     checkpoints = []
     finetune = {"sam2": ["--size", "t", "--resolution", "128", "--set", "num_frames=3"],
                 "tmo": ["--size", "64", "--set", "backbone=rn18", "--set", "batch_size=4"]}

@@ -31,9 +31,15 @@ def _models(text: str) -> tuple[str, ...]:
               help="Seconds to wait for unfinished infer shards before giving up.")
 @click.option("--neighbours", "k", type=click.IntRange(1), default=5, show_default=True,
               help="Database videos the recommender compares each video with.")
+@click.option("--choose", default=None,
+              help="What PGMR keeps: vote (the pseudo-label; the default), video (the recommended output per "
+                   "video) or span (per span).")
+@click.option("--raw-confidences", is_flag=True,
+              help="Vote with the models' own confidences instead of the database's calibrated ones.")
 def fuse(run_root: str, data_root: str, models: str, gt_root: str | None, db_uri: str | None, wait_s: float,
-         k: int) -> None:
-    """Fuse the models' masks with PGMR and keep, per video, the best predicted output.
+         k: int, choose: str | None, raw_confidences: bool) -> None:
+    """Fuse the models' masks with PGMR and keep the pseudo-label (or, with --choose, the best predicted output
+    per video or per span).
 
     Refuses to start until every shard of every model is done (names what is missing). Writes fused/,
     recommend.json and, with --gt, eval/<method>/results.json and eval/table2.json; prints the table of
@@ -43,9 +49,11 @@ def fuse(run_root: str, data_root: str, models: str, gt_root: str | None, db_uri
     from stseg_core.fusion.stage import FuseConfig, format_table, run_fuse
     from stseg_core.telemetry import JobMetrics
 
+    options = {"calibrate": not raw_confidences, **({"choose": choose} if choose else {})}
+
     metrics = JobMetrics(run=run_root.rstrip("/").rsplit("/", 1)[-1], stage="fuse", model="pgmr")
     with metrics:
-        report = run_fuse(FuseConfig(run_root, data_root, _models(models), gt_root, db_uri, wait_s, k=k),
+        report = run_fuse(FuseConfig(run_root, data_root, _models(models), gt_root, db_uri, wait_s, k=k, **options),
                           metrics=metrics)
     if report.table:
         click.echo(format_table(report))

@@ -20,7 +20,7 @@ FINETUNABLE = ("sam2", "tmo")
 # What the job itself calls its stage (STSEG_STAGE), where that differs from the CLI's name.
 _STAGE_ENV = {"eval": "evaluate"}
 # Models that gain nothing from a GPU: they get none on Kubernetes unless asked (the others get one).
-CPU_ONLY_MODELS = frozenset({"flowprop", "flowprop-farneback", "flowprop-plain"})
+CPU_ONLY_MODELS = frozenset({"flowprop", "flowprop-farneback", "flowprop-plain", "oneshot", "stm"})
 # Image per model family; weight-free models, fusion and eval share the light `fusion` image.
 _IMAGE_FAMILY = {"sam2": "sam2", "tmo": "tmo", "cutie": "cutie", "xmem": "xmem", "livos": "livos"}
 

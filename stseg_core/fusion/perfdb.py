@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from stseg_core.errors import BadInputError
+from stseg_core.fusion.calibrate import Calibration
 from stseg_core.fusion.features import VideoFeatures
 from stseg_core.store import Store, open_store
 
@@ -42,7 +43,8 @@ class VideoRecord:
 @dataclass(frozen=True)
 class PerfDB:
     """models: the models every record scores; source: where the ground truth came from; selection: the
-    leave-one-out comparison of recommenders (see `stseg_core.fusion.recommend.select_method`)."""
+    leave-one-out comparison of recommenders (see `stseg_core.fusion.recommend.select_method`); calibration:
+    per model, its confidence → per-frame accuracy map (`stseg_core.fusion.calibrate`; absent = identity)."""
 
     models: tuple[str, ...]
     records: tuple[VideoRecord, ...]
@@ -50,6 +52,7 @@ class PerfDB:
     created: str = ""
     version: int = 0
     selection: dict = field(default_factory=dict)
+    calibration: dict[str, Calibration] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for rec in self.records:
@@ -68,6 +71,7 @@ class PerfDB:
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "models": list(self.models), "source": self.source, "created": self.created,
                 "version": self.version, "selection": self.selection,
+                "calibration": {m: c.to_json() for m, c in self.calibration.items()},
                 "records": [r.to_json() for r in self.records]}
 
     @classmethod
@@ -78,7 +82,8 @@ class PerfDB:
         try:
             return cls(tuple(obj["models"]), tuple(VideoRecord.from_json(r) for r in obj["records"]),
                        obj.get("source", ""), obj.get("created", ""), int(obj.get("version", 0)),
-                       dict(obj.get("selection", {})))
+                       dict(obj.get("selection", {})),
+                       {m: Calibration.from_json(c) for m, c in obj.get("calibration", {}).items()})
         except (KeyError, TypeError) as err:
             raise BadInputError(f"{where}: malformed performance database ({err!r})") from None
 
@@ -120,6 +125,10 @@ def render(db: PerfDB) -> str:
     if "trust_power" in sel:
         lines.append(f"trust sharpening γ = {sel['trust_power']:g} (mean fused J&F per γ, leave-one-out trust: "
                      + ", ".join(f"γ={g} {v:.2f}" for g, v in sel.get("fused_jf_by_trust_power", {}).items()) + ")")
+    if db.calibration:
+        lines.append("confidence calibration (confidence → mean per-frame IoU at 0.25 / 0.5 / 0.75 / 1): " + "; ".join(
+            f"{m} " + ("identity" if c.identity else " ".join(f"{v:.2f}" for v in c(np.array([0.25, 0.5, 0.75, 1.0]))))
+            + f" ({c.pairs} pairs)" for m, c in db.calibration.items()))
     lines.append("")
     cols = [*db.candidates]
     head = f"{'video':<24}{'objs':>5}{'edges':>7}{'motion':>8}{'disagr':>8}  " + "".join(f"{c[:12]:>13}" for c in cols)

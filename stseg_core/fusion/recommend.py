@@ -10,14 +10,16 @@ database's mean and spread). Three predictors of each candidate's J&F are availa
 - `ridge`: per candidate, a ridge regression of J&F on the features and the candidate's agreement.
 
 `select_method` scores each by leave-one-out on the database (the mean true J&F of what it would have
-chosen) and the recommender uses the best: the choice is justified by numbers stored in the database.
+chosen) and the recommender uses the best: the choice is justified by numbers stored in the database. When
+always keeping the fused pseudo-label scored higher than every predictor, the method is `KEEP_FUSED`: the
+pseudo-label is kept for every video (predictions are still made by `knn`, for the record).
 The chosen output is the candidate with the highest prediction; ties go to the fused pseudo-label, then
 to the model listed first.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -26,6 +28,8 @@ from stseg_core.fusion.features import VideoFeatures
 from stseg_core.fusion.perfdb import FUSED, PerfDB, VideoRecord
 
 METHODS = ("knn", "knn+agreement", "ridge")
+KEEP_FUSED = "always-fused"
+"""The method when, on the database, no per-video predictor beat keeping the pseudo-label everywhere."""
 TRUST_POWERS = (1.0, 2.0, 4.0, 8.0)
 """Candidate sharpenings of historical trust (τ = (J&F/100)^γ): a larger γ lets one strong model outvote
 several weaker ones whose errors are alike. The database builder keeps the γ with the best fused J&F."""
@@ -44,6 +48,8 @@ class Recommendation:
     trust: dict[str, float]
     neighbours: list[str]
     reason: str
+    spans: list[dict] = field(default_factory=list)
+    """With per-span choice: [{start, end, choice, rename}] (`choice` is then the candidate kept longest)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -60,9 +66,10 @@ class Recommender:
         if not db.records:
             raise BadInputError("performance database has no videos: build it from a split with ground truth first")
         method = method or db.selection.get("method", "knn+agreement")
-        if method not in METHODS:
-            raise BadInputError(f"unknown recommender method {method!r}; known: {', '.join(METHODS)}")
+        if method not in (*METHODS, KEEP_FUSED):
+            raise BadInputError(f"unknown recommender method {method!r}; known: {', '.join((*METHODS, KEEP_FUSED))}")
         self.db, self.method, self.k = db, method, max(1, min(k, len(db.records)))
+        self.predictor = "knn" if method == KEEP_FUSED else method
         self.power = float(db.selection.get("trust_power", 1.0))
         self._x = np.stack([r.features.vector() for r in db.records])
         self._mean = self._x.mean(axis=0)
@@ -120,7 +127,7 @@ class Recommender:
         """(candidate → predicted J&F, names of the neighbours used)."""
         idx, w = self.neighbours(features)
         names = [self.db.records[i].video for i in idx]
-        if self.method == "ridge":
+        if self.predictor == "ridge":
             z = (features.vector() - self._mean) / self._std
             out = {}
             for c in self.db.candidates:
@@ -128,7 +135,7 @@ class Recommender:
                 out[c] = float(np.concatenate([[1.0], z, [a]]) @ self._ridge[c])
             return out, names
         out = {c: float(np.dot(w, self._jf[c][idx])) for c in self.db.candidates}
-        if self.method == "knn+agreement":
+        if self.predictor == "knn+agreement":
             for m in self.db.models:
                 usual = float(np.dot(w, self._agree[m][idx]))
                 out[m] += self._beta * (agreement.get(m, usual) - usual)
@@ -138,9 +145,13 @@ class Recommender:
         """The output to keep for `video`, with the numbers behind it."""
         predicted, names = self.predict(features, agreement)
         order = [FUSED, *self.db.models]
-        choice = max(order, key=lambda c: (round(predicted[c], 6), -order.index(c)))
+        choice = FUSED if self.method == KEEP_FUSED else max(order, key=lambda c: (round(predicted[c], 6),
+                                                                                   -order.index(c)))
         best_model = max(self.db.models, key=lambda m: (round(predicted[m], 6), -self.db.models.index(m)))
-        if choice == FUSED:
+        if self.method == KEEP_FUSED:
+            reason = ("the database's leave-one-out: keeping the pseudo-label everywhere beat every per-video "
+                      "predictor")
+        elif choice == FUSED:
             reason = (f"fused pseudo-label predicted {predicted[FUSED]:.2f} J&F ≥ best single model {best_model} "
                       f"{predicted[best_model]:.2f}")
         else:
@@ -173,6 +184,8 @@ def select_method(db: PerfDB, k: int = DEFAULT_K) -> dict:
              "oracle": round(float(np.mean([max(r.jf.values()) for r in db.records])), 4) if db.records else 0.0}
     valid = {m: v for m, v in scores.items() if np.isfinite(v)}
     method = max(METHODS, key=lambda m: (valid.get(m, -1.0), -METHODS.index(m))) if valid else "knn"
+    if valid and fixed["always-fused"] > valid[method]:
+        method = KEEP_FUSED
     return {"method": method, "k": k, "loo_jf": {**scores, **fixed}}
 
 

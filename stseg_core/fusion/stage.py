@@ -24,10 +24,11 @@ import numpy as np
 from stseg_core.data.mose import MoseSplit, VideoInfo
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.fusion.baselines import METHODS as BASELINES
+from stseg_core.fusion.calibrate import accuracy_pairs, calibrated, fit
 from stseg_core.fusion.consistency import model_agreement
 from stseg_core.fusion.features import video_features
 from stseg_core.fusion.perfdb import FUSED, PerfDB, load_perfdb, save_perfdb
-from stseg_core.fusion.pgmr import PGMR, VideoOutcome, process_video
+from stseg_core.fusion.pgmr import CHOICES, DEFAULT_CHOICE, PGMR, VideoOutcome, process_video
 from stseg_core.fusion.recommend import DEFAULT_K, TRUST_POWERS, Recommender, record, with_selection
 from stseg_core.fusion.video import ModelVideo, from_labels
 from stseg_core.fusion.vote import fuse_video
@@ -172,6 +173,12 @@ class FuseConfig:
     wait_s: float = 0.0
     poll_s: float = 5.0
     k: int = DEFAULT_K
+    choose: str = DEFAULT_CHOICE  # PGMR keeps the "vote", or one output per "video" / per "span" (pgmr.CHOICES)
+    calibrate: bool = True  # vote with the database's calibrated confidences (stseg_core.fusion.calibrate)
+
+    def __post_init__(self) -> None:
+        if self.choose not in CHOICES:
+            raise BadInputError(f"unknown PGMR choice {self.choose!r}; known: {', '.join(CHOICES)}")
 
 
 @dataclass(frozen=True)
@@ -219,7 +226,8 @@ def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
         info = data.video(name)
         outputs = [load_model_video(run_store, m, info, fallbacks) for m in models]
         outcome = process_video(name, outputs, info.object_ids, data.first_annotation(name), _frames(data, name),
-                                info.num_frames, recommender, with_baselines=gt is not None)
+                                info.num_frames, recommender, with_baselines=gt is not None, choose=cfg.choose,
+                                calibrate=cfg.calibrate)
         keys += _write_output(run_store, info, outcome)
         entry = {**outcome.recommendation.to_json(), "features": outcome.features.to_json()}
         if gt is not None:
@@ -301,7 +309,7 @@ def saved_table(run_root: str) -> str:
 
 
 def _table_text(table: dict, choices, database: str | None) -> str:
-    names = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (vote + recommendation)"}
+    names = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (kept output)"}
     lines = [f"{'method':<32}{'J&F':>8}{'J':>8}{'F':>8}"]
     for method, row in table.items():
         lines.append(f"{names.get(method, method):<32}{row['J&F']:>8.2f}{row['J']:>8.2f}{row['F']:>8.2f}")
@@ -315,9 +323,10 @@ def _table_text(table: dict, choices, database: str | None) -> str:
 
 # ---- building the performance database ------------------------------------------------------------------------
 def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence[str], out_uri: str,
-                   k: int = DEFAULT_K, wait_s: float = 0.0) -> tuple[PerfDB, str]:
-    """Score every model on a split with ground truth, fuse each video with trust learned from the *other*
-    videos (leave-one-out, so the database never grades a pseudo-label on its own history) for each trust
+                   k: int = DEFAULT_K, wait_s: float = 0.0, calibrate: bool = True) -> tuple[PerfDB, str]:
+    """Score every model on a split with ground truth, fit each model's confidence calibration on its per-frame
+    accuracy (`calibrate=False`: none, the vote uses raw confidences), fuse each video with trust learned from
+    the *other* videos (leave-one-out, so the database never grades a pseudo-label on its own history) for each trust
     sharpening γ in TRUST_POWERS, keep the γ with the best mean fused J&F, pick the recommender by
     leave-one-out, and save the next database version under `out_uri`. → (db, version URI)."""
     run_store = open_store(run_root)
@@ -327,22 +336,27 @@ def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence
     data = MoseSplit(open_store(data_root))
     gt = MoseSplit(open_store(gt_root), frames=False)
     first_pass = []
+    pairs: dict[str, list] = {m: [] for m in models}  # calibration: (confidence, per-frame IoU) per model
     for name in videos:
         info = data.video(name)
         outputs = [load_model_video(run_store, m, info) for m in models]
         truth = _ground_truth(gt, info)
+        for o in outputs:
+            pairs[o.model].append(accuracy_pairs(o, truth))
         feats = video_features(_frames(data, name), info.num_frames, data.first_annotation(name), info.object_ids,
                                outputs)
         jf = {o.model: _jf(_score(name, truth, o.labels, info.frames)) for o in outputs}
         first_pass.append(record(name, feats, {**jf, FUSED: 0.0}, {}))
     if not first_pass:
         raise MissingArtifactError(f"{run_store.uri('plan.json')}: the plan lists no videos")
+    calibration = {m: fit(np.concatenate([s for s, _a in pairs[m]]), np.concatenate([a for _s, a in pairs[m]]))
+                   for m in models} if calibrate else {}
     provisional = PerfDB(models, tuple(first_pass))
     fused_jf: dict[float, list[float]] = {g: [] for g in TRUST_POWERS}
     agreements: dict[float, list[dict[str, float]]] = {g: [] for g in TRUST_POWERS}
     for i, rec in enumerate(first_pass):
         info = data.video(rec.video)
-        outputs = [load_model_video(run_store, m, info) for m in models]
+        outputs = [calibrated(load_model_video(run_store, m, info), calibration.get(m)) for m in models]
         truth = _ground_truth(gt, info)
         if len(first_pass) > 1:
             others = replace(provisional, records=provisional.records[:i] + provisional.records[i + 1:])
@@ -358,7 +372,8 @@ def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence
     power = max(TRUST_POWERS, key=lambda g: (round(means[g], 6), -g))
     records = [record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
                for i, rec in enumerate(first_pass)]
-    db = with_selection(PerfDB(models, tuple(records), source=str(data_root)), k=k, trust_power=power,
+    db = with_selection(PerfDB(models, tuple(records), source=str(data_root), calibration=calibration), k=k,
+                        trust_power=power,
                         fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()})
     uri = save_perfdb(open_store(out_uri), db, prefix="")
     return load_perfdb(uri), uri

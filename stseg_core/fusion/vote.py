@@ -4,7 +4,8 @@ Weights. Model m's *trust* τ_m is its historical performance: its expected J&F 
 of the performance database, raised to the database's sharpening power γ (see
 `stseg_core.fusion.recommend.TRUST_POWERS`); uniform when there is no database. In frame t its vote for
 object k weighs
-    w[m, k+1] = τ_m · s[m, t, k]          (s = the model's own per-frame confidence for the object)
+    w[m, k+1] = τ_m · s[m, t, k]          (s = the model's own per-frame confidence for the object, mapped
+                                           to its accuracy by the database's calibration when `pgmr` has one)
 and its vote for background weighs
     w[m, 0]   = τ_m · mean_k s[m, t, k]   (its overall confidence in that frame),
 so a model that is unsure in a frame counts less for everything it says there.

@@ -116,11 +116,28 @@ class VOSModel(ABC):
     def segment(self, video: VideoInput) -> Iterator[FrameResult]:
         """Yield one FrameResult per stem, in order; the first is the given first-frame labels."""
 
-    def first_result(self, video: VideoInput) -> FrameResult:
-        """The frame-0 result every model yields: the given labels, full confidence, every object present."""
+    def first_result(self, video: VideoInput, probs: bool = False) -> FrameResult:
+        """The frame-0 result every model yields: the given labels, full confidence, every object present
+        (and, with `probs`, their one-hot as K×H×W uint8 × 255)."""
+        onehot = np.stack([video.first_labels == i for i in video.object_ids]).astype(np.uint8) * 255
         return FrameResult(stem=video.stems[0], labels=video.first_labels.copy(),
                            scores={i: 1.0 for i in video.object_ids},
-                           present={i: True for i in video.object_ids})
+                           present={i: True for i in video.object_ids}, probs=onehot if probs else None)
+
+
+def checked_frames(video: VideoInput) -> Iterator[tuple[int, np.ndarray]]:
+    """(t, rgb) for each frame of `video.frames()`, refusing (one line, naming the video and frame) an empty
+    stream, a stream longer than the stems, and a frame whose size is not the video's."""
+    t = -1
+    for t, rgb in enumerate(video.frames()):
+        if t >= len(video.stems):
+            raise BadInputError(f"video {video.name}: frame stream is longer than its {len(video.stems)} stems")
+        if rgb.shape[:2] != (video.height, video.width):
+            raise BadInputError(f"video {video.name}: frame {video.stems[t]} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                                f"expected {video.width}x{video.height}")
+        yield t, rgb
+    if t < 0:
+        raise BadInputError(f"video {video.name}: frame stream is empty")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stseg_core.errors import BadInputError
-from stseg_core.models.base import FrameResult, VideoInput, VOSModel
+from stseg_core.models.base import FrameResult, VideoInput, VOSModel, checked_frames
 
 # Colour step (tuned on synthetic splits of seeds 1 and 2, not the reported seed-0 split): a propagated pixel is
 # dropped only when its colour is almost surely background, a nearby one added only when almost surely the object;
@@ -124,11 +124,8 @@ class FlowProp(VOSModel):
         ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
         sy, sx = np.mgrid[0:h, 0:w].astype(np.float32)
 
-        frames = video.frames()
-        try:
-            first_rgb = next(frames)
-        except StopIteration:
-            raise BadInputError(f"video {video.name}: frame stream is empty") from None
+        frames = checked_frames(video)
+        _, first_rgb = next(frames)
         labels = video.first_labels.copy()
         small_rgb = self._small(first_rgb, w, h)
         grey = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY)
@@ -140,15 +137,9 @@ class FlowProp(VOSModel):
             m = small_labels == i
             hist = _histogram(index, m)
             tracks[i] = _Track(anchor_hist=hist, recent_hist=hist, area=max(float(m.sum()), 1.0))
-        yield FrameResult(stem=video.stems[0], labels=labels, scores={i: 1.0 for i in ids},
-                          present={i: True for i in ids}, probs=self._onehot(labels, ids) if cfg.probs else None)
+        yield self.first_result(video, probs=cfg.probs)
 
-        for t, rgb in enumerate(frames, start=1):
-            if t >= len(video.stems):
-                raise BadInputError(f"video {video.name}: frame stream is longer than its {len(video.stems)} stems")
-            if rgb.shape[:2] != (H, W):
-                raise BadInputError(f"video {video.name}: frame {video.stems[t]} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                                    f"expected {W}x{H}")
+        for t, rgb in frames:
             small_rgb = self._small(rgb, w, h)
             new_grey = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY)
             fb = flow(new_grey, grey)  # for pixels of t: displacement to t-1

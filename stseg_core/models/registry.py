@@ -61,6 +61,12 @@ register("flowprop-farneback", "stseg_core.models.flowprop:build", default_check
 register("flowprop-plain", "stseg_core.models.flowprop:build", default_checkpoint=None, needs_gpu=False,
          defaults={"refine": False, "reacquire": False},
          description="flowprop variant without colour refinement or re-acquisition of vanished objects")
+register("oneshot", "stseg_core.models.oneshot:build", default_checkpoint=None, needs_gpu=False,
+         description="weight-free OSVOS-like tracker: a colour/texture/position pixel classifier fitted on frame 0, "
+                     "applied to every frame independently")
+register("stm", "stseg_core.models.stm:build", default_checkpoint=None, needs_gpu=False,
+         description="weight-free STM-like tracker: pixel features matched to a memory of frame 0 and recent "
+                     "predicted frames (softmax attention readout)")
 register("sam2", "stseg_core.models.sam2:build", default_checkpoint=None, needs_gpu=False,
          description="SAM2.1 video predictor (official sam2 package), checkpoint from the store")
 register("tmo", "stseg_core.models.tmo:build", default_checkpoint=None, needs_gpu=False,

@@ -12,7 +12,7 @@ from stseg_core.store import Store, join_key
 PGMR = "pgmr"
 FUSED = "pgmr-fused"
 BASELINES = ("bbox-average", "bbox-max")
-NAMES = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (vote + recommendation)"}
+NAMES = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (kept output)"}
 
 
 @dataclass(frozen=True)

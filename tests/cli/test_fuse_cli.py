@@ -1,6 +1,7 @@
 """`stseg fuse` prints Table 2; `stseg recommend build/show` make and print the performance database."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,14 @@ def test_recommend_build_show_and_fuse_table(bench):
     assert lines[0].split() == ["method", "J&F", "J", "F"]
     assert [ln.split()[0] for ln in lines[1:5]] == models.split(",")
     assert lines[5].startswith("bbox-average") and lines[6].startswith("bbox-max")
-    assert lines[7].startswith("pseudo-label (vote only)") and lines[8].startswith("PGMR (vote + recommendation)")
-    assert "kept per video:" in lines[9]
+    assert lines[7].startswith("pseudo-label (vote only)") and lines[8].startswith("PGMR (kept output)")
+    assert "kept per video: pgmr-fused" in lines[9]
+    per_video = runner.invoke(cli, ["fuse", "--run", str(root / "test"), "--data", str(root / "data/test"),
+                                    "--models", models, "--gt", str(root / "data/test_gt"), "--db", str(root / "db"),
+                                    "--choose", "video", "--raw-confidences"])
+    assert per_video.exit_code == 0, per_video.output
+    entries = json.loads((root / "test" / "recommend.json").read_text())["videos"].values()
+    assert entries and not any(e["reason"].startswith("vote only") for e in entries)
 
 
 def test_fuse_errors_are_one_line(bench):
@@ -53,5 +60,8 @@ def test_fuse_errors_are_one_line(bench):
                                    "--models", models + ",sam2"])
     assert res.exit_code == 3
     assert res.output.strip().count("\n") == 0 and "sam2 shard(s) 0, 1 of 2 not done" in res.output
+    res = CliRunner().invoke(cli, ["fuse", "--run", str(root / "test"), "--data", str(root / "data/test"),
+                                   "--models", models, "--choose", "frame"])
+    assert res.exit_code != 0 and res.output.strip().count("\n") == 0 and "unknown PGMR choice 'frame'" in res.output
     res = CliRunner().invoke(cli, ["recommend", "show", str(root / "nowhere")])
     assert res.exit_code == 3 and "not found" in res.output

@@ -44,7 +44,7 @@ def test_infer_errors_are_one_line(tmp_path):
     data, run = str(tmp_path / "data" / "valid"), str(tmp_path / "run")
     cases = [
         (["--model", "sam3"], "stseg: error: unknown model 'sam3' (known: cutie, flowprop, flowprop-farneback, "
-        "flowprop-plain, livos, sam2, tmo, xmem)"),
+        "flowprop-plain, livos, oneshot, sam2, stm, tmo, xmem)"),
         (["--model", "flowprop", "--shard", "2/2"], "stseg: error: --shard '2/2': use K/N with 0 ≤ K < N, or all/N"),
         (["--model", "flowprop", "--set", "flow"],
          "stseg: error: --set 'flow': use KEY=VALUE (e.g. --set flow=farneback)"),

@@ -327,7 +327,7 @@ def test_real_pipeline_through_the_cli(cli_env: Path) -> None:
 
 @pytest.mark.parametrize(("args", "line"), [
     (["submit", "infer", "--models", "sam3"], "unknown model 'sam3' (known: cutie, flowprop, flowprop-farneback, "
-        "flowprop-plain, livos, sam2, tmo, xmem)"),
+        "flowprop-plain, livos, oneshot, sam2, stm, tmo, xmem)"),
     (["submit", "infer", "--models", "flowprop", "--shards", "0"], "--shards must be at least 1 (got 0)"),
     (["submit", "infer", "--models", "flowprop", "--store", "/nonexistent/store"],
      "store /nonexistent/store does not exist (create the folder, or fix --store / `store:` in stseg.yaml)"),

@@ -56,3 +56,12 @@ def test_jobs_run_without_progress_bars_in_their_logs() -> None:
     for stage in ("infer", "finetune", "eval"):
         spec = build_specs(cfg, "r1", StageRequest(stage, models=("sam2",)), default_gpus=False)[0]
         assert _env(spec)["TQDM_DISABLE"] == "1"
+
+
+def test_weight_free_trackers_get_no_gpu_and_the_light_image() -> None:
+    cfg = Config(store="s3://b/stseg", data_root="s3://b/mose/valid", image_registry="reg", image_tag="t")
+    specs = build_specs(cfg, "r1", StageRequest("infer", models=("oneshot", "stm", "flowprop", "sam2")),
+                        default_gpus=True)
+    gpus = {s.model: s.resources.gpus for s in specs}
+    assert gpus == {"oneshot": 0, "stm": 0, "flowprop": 0, "sam2": 1}
+    assert {s.model: s.image for s in specs}["stm"] == "reg/stseg-fusion:t"

@@ -9,7 +9,7 @@ import pytest
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.fusion.features import VideoFeatures, ensemble_features, object_sizes, scene_features
 from stseg_core.fusion.perfdb import FUSED, PerfDB, load_perfdb, render, save_perfdb
-from stseg_core.fusion.recommend import METHODS, Recommender, record, select_method, with_selection
+from stseg_core.fusion.recommend import KEEP_FUSED, METHODS, Recommender, record, select_method, with_selection
 from stseg_core.fusion.video import ModelVideo, from_labels
 from stseg_core.store import open_store
 
@@ -108,6 +108,19 @@ def test_agreement_with_the_pseudo_label_moves_the_prediction():
     assert high.predicted["a"] - low.predicted["a"] == pytest.approx(50 * 0.48, rel=0.05)
     sel = select_method(db, k=4)
     assert sel["method"] in METHODS and sel["loo_jf"]["oracle"] >= sel["loo_jf"][sel["method"]]
+
+
+def test_pseudo_label_is_kept_everywhere_when_no_predictor_beats_it_on_the_database():
+    # twin videos (same features) where model a is great on one and poor on the other: every predictor, led
+    # by the twin, picks a where it fails (leave-one-out 62.5), keeping the pseudo-label gives 75
+    recs = [record(f"v{i}", feats(0.01 + 0.002 * (i // 2), 0.1), {"a": 95 if i % 2 else 50, "b": 60, FUSED: 75},
+                   {"a": 0.8, "b": 0.8}) for i in range(8)]
+    db = with_selection(PerfDB(("a", "b"), tuple(recs)), k=3)
+    assert db.selection["method"] == KEEP_FUSED
+    assert db.selection["loo_jf"]["always-fused"] > max(db.selection["loo_jf"][m] for m in METHODS)
+    rec = Recommender(db).recommend("q", feats(0.013, 0.1), {"a": 0.9, "b": 0.5})
+    assert rec.choice == FUSED and rec.method == KEEP_FUSED and "leave-one-out" in rec.reason
+    assert set(rec.predicted) == {"a", "b", FUSED}
 
 
 def test_database_round_trip_versions_and_render(tmp_path):

@@ -1,7 +1,9 @@
 """The fuse stage on a tiny synthetic benchmark: readiness, outputs, Table 2, database build, bad input."""
 
 import importlib.util
+import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +86,33 @@ def test_fuse_writes_outputs_table_and_metrics(bench):
     best_single = max(table[m]["J&F"] for m in models)
     assert table[FUSED]["J&F"] > best_single
     assert table["pgmr"]["J&F"] > max(best_single, table["bbox-average"]["J&F"], table["bbox-max"]["J&F"])
+    assert table["pgmr"] == table[FUSED]  # the default keeps the vote; the recommendation is only recorded
     assert metrics.value("stseg_eval_jf", method="pgmr", metric="J&F-Mean") == pytest.approx(
         table["pgmr"]["J&F"], abs=1e-3)
     assert metrics.value("stseg_videos_processed_total") == len(report.videos)
     text = format_table(report)
-    assert "PGMR (vote + recommendation)" in text and f"{table['pgmr']['J&F']:.2f}" in text
+    assert "PGMR (kept output)" in text and f"{table['pgmr']['J&F']:.2f}" in text
+
+
+def test_database_calibrates_every_model_and_per_span_choice_covers_every_frame(bench):
+    root, models, db, uri = bench
+    assert set(db.calibration) == set(models) and load_perfdb(uri).calibration == db.calibration
+    for cal in db.calibration.values():
+        assert not cal.identity and cal.pairs >= 50 and list(cal.y) == sorted(cal.y)
+    cfg = FuseConfig(str(root / "test"), str(root / "data" / "test"), tuple(models),
+                     gt_root=str(root / "data" / "test_gt"), db_uri=uri, choose="span")
+    report = run_fuse(cfg)
+    data = MoseSplit(str(root / "data" / "test"))
+    for video, entry in open_store(root / "test").read_json("recommend.json")["videos"].items():
+        spans = entry["spans"]
+        assert spans[0]["start"] == 0 and spans[-1]["end"] == data.video(video).num_frames
+        assert all(a["end"] == b["start"] and a["choice"] != b["choice"] for a, b in itertools.pairwise(spans))
+        assert entry["choice"] in {sp["choice"] for sp in spans} and entry["reason"].startswith("per span")
+    assert 0 < report.table["pgmr"]["J&F"] <= 100
+    per_video = run_fuse(replace(cfg, choose="video"))
+    assert set(per_video.choices.values()) <= {*models, FUSED} and 0 < per_video.table["pgmr"]["J&F"] <= 100
+    with pytest.raises(BadInputError, match="unknown PGMR choice 'frame'"):
+        run_fuse(FuseConfig(cfg.run_root, cfg.data_root, cfg.models, db_uri=uri, choose="frame"))
 
 
 def test_fuse_refuses_until_every_shard_is_done(tmp_path):

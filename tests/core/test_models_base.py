@@ -28,12 +28,12 @@ def _video(ids=(1, 4), labels=None) -> VideoInput:
 
 
 def test_registry_lists_every_model_and_unknown_name_lists_them():
-    assert registry.available() == ["cutie", "flowprop", "flowprop-farneback", "flowprop-plain", "livos", "sam2",
-                                    "tmo", "xmem"]
+    assert registry.available() == ["cutie", "flowprop", "flowprop-farneback", "flowprop-plain", "livos", "oneshot",
+                                    "sam2", "stm", "tmo", "xmem"]
     with pytest.raises(BadInputError) as err:
         registry.build_model("sam3")
     assert str(err.value) == ("unknown model 'sam3' (known: cutie, flowprop, flowprop-farneback, "
-                              "flowprop-plain, livos, sam2, tmo, xmem)")
+                              "flowprop-plain, livos, oneshot, sam2, stm, tmo, xmem)")
     assert registry.spec("flowprop-plain").defaults == (("reacquire", False), ("refine", False))
     assert registry.spec("cutie").builder == "stseg_core.models.upstream:build_cutie"
     assert registry.spec("flowprop").default_checkpoint is None

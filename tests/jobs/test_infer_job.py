@@ -108,7 +108,7 @@ def test_missing_first_annotation_fails_the_shard(file_run, capsys):
     ({"JOB_COMPLETION_INDEX": "2"}, 2, "JOB_COMPLETION_INDEX=2: must be below STSEG_NUM_SHARDS=2"),
     ({"STSEG_NUM_SHARDS": "3"}, 2, "plan has 2 shards, the job was started with 3"),
     ({"STSEG_MODEL": "sam3"}, 2, "unknown model 'sam3' (known: cutie, flowprop, flowprop-farneback, "
-        "flowprop-plain, livos, sam2, tmo, xmem)"),
+        "flowprop-plain, livos, oneshot, sam2, stm, tmo, xmem)"),
     ({"STSEG_MODEL_OPTIONS": "[1]"}, 2, "STSEG_MODEL_OPTIONS='[1]': must be a JSON object"),
     ({"STSEG_MODEL_OPTIONS": '{"flow": "raft"}'}, 2, "flowprop option flow='raft' must be 'dis' or 'farneback'"),
     ({"STSEG_CHECKPOINT": "file:///w.pt"}, 2, "flowprop has no option(s) checkpoint"),
