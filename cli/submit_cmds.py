@@ -145,6 +145,10 @@ def _submit(kw: dict, build: Callable) -> None:
     backend = _backend(cfg)
     run = kw.pop("run_id") or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
     specs = build(cfg, run, backend.name == "kubernetes")
+    if not kw["dry_run"]:
+        backend.check(specs)  # refuse what the backend cannot do before touching the store
+        _check_store(cfg.store)
+    _preflight(specs)
     if kw["dry_run"]:
         docs = backend.render(specs)
         if kw["output"] == "json":
@@ -157,8 +161,6 @@ def _submit(kw: dict, build: Callable) -> None:
 
             click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
         return
-    backend.check(specs)  # refuse what the backend cannot do before touching the store
-    _check_store(cfg.store)
     _plan(specs)
     wait = not kw["detach"] if backend.name == "local" else kw["wait"]
     if wait:
@@ -171,6 +173,21 @@ def _submit(kw: dict, build: Callable) -> None:
     else:
         backend.submit(specs, resume=kw["resume"], wait=False)
         click.echo(f"submitted run {run}: {', '.join(s.name for s in specs)}  (watch: stseg status {run})")
+
+
+def _preflight(specs) -> None:
+    """Each Job's environment parsed by the job's own `check` (stseg_jobs.<stage>), and every input URI it names
+    checked, before anything is created; what cannot be checked from here is said on stderr."""
+    import importlib
+
+    from stseg_cli.spec import STAGE_MODULES
+    from stseg_core.preflight import Preflight
+
+    pre = Preflight()
+    for spec in specs:
+        importlib.import_module(STAGE_MODULES[spec.stage]).check({**spec.env_dict, "JOB_COMPLETION_INDEX": "0"}, pre)
+    for note in pre.notes:
+        click.echo(f"stseg: note: {note}", err=True)
 
 
 def _plan(specs) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stseg_core.names import split_names
+from stseg_core.preflight import Preflight
 from stseg_jobs._env import boolean, env_field, from_env, job_main, positive_int, run_id_of
 
 
@@ -48,6 +49,14 @@ class EvaluateEnv:
     split: str | None = env_field("STSEG_SPLIT", default=None)
     stage: str = env_field("STSEG_STAGE", default="evaluate")
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
+
+
+def check(env: Mapping[str, str], pre: Preflight) -> None:
+    """What `stseg submit` checks before creating this Job: the environment parsed as `run` parses it and the
+    ground truth's Annotations/ present."""
+    cfg = from_env(EvaluateEnv, env)
+    root, _, last = cfg.data_root.rstrip("/").rpartition("/")
+    pre.require_data_root(root if last == "Annotations" else cfg.data_root, "ground truth", folders=("Annotations",))
 
 
 def run(env: Mapping[str, str] | None = None) -> str:
