@@ -38,7 +38,8 @@ def _register() -> None:
     import stseg_cli.finetune_cmd
     import stseg_cli.fuse_cmd
     import stseg_cli.infer_cmd
-    import stseg_cli.report_cmd  # noqa: F401
+    import stseg_cli.report_cmd
+    import stseg_cli.verify_cmd  # noqa: F401
     from stseg_cli import data_cmds, submit_cmds  # noqa: F401
 
 

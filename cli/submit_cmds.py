@@ -150,6 +150,10 @@ def _submit(kw: dict, build: Callable) -> None:
             if "://" not in uri or uri.startswith("file://"):  # a pod cannot see this machine's folders
                 raise BadInputError(f"{flag} {uri}: the kubernetes backend needs a location pods can reach "
                                     "(s3://bucket/prefix), not a local path")
+    if not kw["dry_run"]:
+        backend.check(specs)  # refuse what the backend cannot do before touching the store
+        _check_store(cfg.store)
+    _preflight(specs)
     if kw["dry_run"]:
         docs = backend.render(specs)
         if kw["output"] == "json":
@@ -162,8 +166,6 @@ def _submit(kw: dict, build: Callable) -> None:
 
             click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
         return
-    backend.check(specs)  # refuse what the backend cannot do before touching the store
-    _check_store(cfg.store)
     _plan(specs)
     wait = not kw["detach"] if backend.name == "local" else kw["wait"]
     if wait:
@@ -183,6 +185,21 @@ def _attached(backend, run: str, start: Callable) -> None:
     if not final.succeeded:
         click.echo(f"stseg: run {run} finished with failed shards (see `stseg status {run}`)", err=True)
         sys.exit(1)
+
+
+def _preflight(specs) -> None:
+    """Each Job's environment parsed by the job's own `check` (stseg_jobs.<stage>), and every input URI it names
+    checked, before anything is created; what cannot be checked from here is said on stderr."""
+    import importlib
+
+    from stseg_cli.spec import STAGE_MODULES
+    from stseg_core.preflight import Preflight
+
+    pre = Preflight()
+    for spec in specs:
+        importlib.import_module(STAGE_MODULES[spec.stage]).check({**spec.env_dict, "JOB_COMPLETION_INDEX": "0"}, pre)
+    for note in pre.notes:
+        click.echo(f"stseg: note: {note}", err=True)
 
 
 def _plan(specs) -> None:

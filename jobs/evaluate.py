@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stseg_core.names import split_names
+from stseg_core.preflight import Preflight
 from stseg_jobs._env import boolean, env_field, from_env, job_main, positive_int, run_id_of
 
 
@@ -50,11 +51,19 @@ class EvaluateEnv:
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
 
 
+def check(env: Mapping[str, str], pre: Preflight) -> None:
+    """What `stseg submit` checks before creating this Job: the environment parsed as `run` parses it and the
+    ground truth's Annotations/ present."""
+    cfg = from_env(EvaluateEnv, env)
+    root, _, last = cfg.data_root.rstrip("/").rpartition("/")
+    pre.require_data_root(root if last == "Annotations" else cfg.data_root, "ground truth", folders=("Annotations",))
+
+
 def run(env: Mapping[str, str] | None = None) -> str:
-    from stseg_core.errors import BadInputError
+    from stseg_core.errors import BadInputError, MissingArtifactError
     from stseg_core.metrics.evaluate import evaluate
     from stseg_core.metrics.tables import write_results
-    from stseg_core.runlayout import eval_prefix
+    from stseg_core.runlayout import checked_done_shards, describe_bad, eval_prefix
     from stseg_core.store import join_key, open_store
     from stseg_core.telemetry import JobMetrics
 
@@ -64,6 +73,9 @@ def run(env: Mapping[str, str] | None = None) -> str:
     pred_prefix = cfg.pred_prefix or (join_key("pred", cfg.model) if cfg.model else "fused")
     name = cfg.eval_name or cfg.model or "pgmr"
     run_store = open_store(cfg.run_root)
+    _good, bad = checked_done_shards(run_store, pred_prefix)  # sizes against one listing, before reading
+    if bad:
+        raise MissingArtifactError(describe_bad(pred_prefix, bad))
     metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="evaluate", model=name, pushgateway=cfg.pushgateway)
 
     def done(video) -> None:

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from stseg_core.preflight import Preflight
 from stseg_jobs._env import env_field, from_env, job_main, json_object, positive_int, run_id_of
 
 
@@ -36,6 +37,16 @@ class FinetuneEnv:
     def options(self) -> dict[str, object]:
         single = {k: getattr(self, k) for k in ("init", "epochs", "device")}
         return {**(self.recipe or {}), **{k: v for k, v in single.items() if v is not None}}
+
+
+def check(env: Mapping[str, str], pre: Preflight) -> None:
+    """What `stseg submit` checks before creating this Job: the environment and recipe parsed as `run` parses
+    them, the init checkpoint and the training split present."""
+    from stseg_core.preflight import require_recipe
+
+    cfg = from_env(FinetuneEnv, env)
+    require_recipe(cfg.model, cfg.options(), pre)
+    pre.require_data_root(cfg.data_root, "training split")
 
 
 def run(env: Mapping[str, str] | None = None) -> str:

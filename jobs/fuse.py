@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stseg_core.names import split_names
+from stseg_core.preflight import Preflight
 from stseg_jobs._env import env_field, from_env, job_main, non_negative_int, run_id_of
 
 
@@ -38,6 +39,17 @@ class FuseEnv:
     k: int = env_field("STSEG_NEIGHBOURS", parse=non_negative_int, default=5)
     stage: str = env_field("STSEG_STAGE", default="fuse")
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
+
+
+def check(env: Mapping[str, str], pre: Preflight) -> None:
+    """What `stseg submit` checks before creating this Job: the environment parsed as `run` parses it, the
+    split's layout, the ground truth and performance database when named."""
+    cfg = from_env(FuseEnv, env)
+    pre.require_data_root(cfg.data_root)
+    if cfg.gt_root:
+        pre.require_data_root(cfg.gt_root, "ground truth", folders=("Annotations",))
+    if cfg.db_uri:
+        pre.require_perfdb(cfg.db_uri)
 
 
 def run(env: Mapping[str, str] | None = None) -> str:

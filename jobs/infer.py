@@ -6,6 +6,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from stseg_core.preflight import Preflight
 from stseg_jobs._env import env_field, from_env, job_main, json_object, non_negative_int, positive_int, run_id_of
 
 
@@ -29,6 +30,16 @@ class InferEnv:
     def overrides(self) -> dict:
         extra = {k: v for k, v in (("checkpoint", self.checkpoint), ("device", self.device)) if v is not None}
         return {**(self.model_options or {}), **extra}
+
+
+def check(env: Mapping[str, str], pre: Preflight) -> None:
+    """What `stseg submit` checks before creating this Job: the environment parsed as `run` parses it, the
+    model's weights named and present, the split's layout."""
+    from stseg_core.preflight import require_weights
+
+    cfg = from_env(InferEnv, env)
+    require_weights(cfg.model, cfg.overrides(), pre)
+    pre.require_data_root(cfg.data_root)
 
 
 def run(env: Mapping[str, str] | None = None) -> str:

@@ -5,6 +5,11 @@ it LAST, after reading every output back from the store and recording its size a
 crash or a storage failure at any point before leaves no marker and the shard simply runs again
 (overwriting its half-written outputs). Re-running a done shard is a no-op (`run_shard_once`).
 
+Whoever consumes a shard checks its marker first (`checked_done_shards`: sizes against one listing of the
+prefix; `stseg verify` also re-reads every file for its sha256). A shard whose files went missing or changed is
+*invalidated*: its marker moves to `<model_prefix>/_invalid/<shard>.json` with the problems, so the shard counts
+as not done everywhere (status, `wait-done`, `--resume`, the stage itself) and is simply run again.
+
     runs/<run-id>/
       plan.json
       pred/<model>/<video>/<frame>.png | scores.json | probs.npz
@@ -30,6 +35,7 @@ PLAN = "plan.json"
 RECOMMEND = "recommend.json"
 FUSED = "fused"
 DONE_DIR = "_done"
+INVALID_DIR = "_invalid"
 MARKER_VERSION = 1
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -166,6 +172,61 @@ def verify_shard(store: Store, model_prefix: str, shard: int | str, workers: int
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return [p for p in pool.map(check, sorted(listed)) if p]
+
+
+def marker_problems(store: Store, marker: dict, sizes: dict[str, int]) -> list[str]:
+    """One line per file of a done marker that the listing `sizes` (key → bytes) lacks or sizes differently."""
+    out = []
+    for key, want in sorted(marker["files"].items()):
+        got = sizes.get(key)
+        if got is None:
+            out.append(f"{store.uri(key)}: missing")
+        elif got != want.get("size"):
+            out.append(f"{store.uri(key)}: size {got} != {want.get('size')} in the marker")
+    return out
+
+
+def invalidate_shard(store: Store, model_prefix: str, shard: int | str, problems: list[str]) -> None:
+    """Move a done marker to `_invalid/<shard>.json` (with `problems`): the shard counts as not done from now on."""
+    marker = read_marker(store, model_prefix, shard)
+    store.write_json(join_key(model_prefix, INVALID_DIR, f"{_name('shard', shard)}.json"),
+                     {**marker, "problems": problems, "invalidated": datetime.now(UTC).isoformat(timespec="seconds")})
+    store.delete(done_key(model_prefix, shard))
+
+
+def checked_done_shards(store: Store, model_prefix: str, shards: Iterable[str] | None = None,
+                        sha256: bool = False, workers: int = 8) -> tuple[list[str], dict[str, list[str]]]:
+    """(good shards, {bad shard: problems}) among the done shards under `model_prefix` (or only `shards`).
+
+    Sizes are compared with one listing of the prefix; with `sha256` every file is also re-read. Bad shards
+    are invalidated (see the module docstring), so a consumer never reads them and `--resume` redoes them.
+    """
+    names = done_shards(store, model_prefix)
+    if shards is not None:
+        wanted = {str(s) for s in shards}
+        names = [n for n in names if n in wanted]
+    if not names:
+        return [], {}
+    sizes = store.list_sizes(model_prefix)
+    good, bad = [], {}
+    for name in names:
+        problems = marker_problems(store, read_marker(store, model_prefix, name), sizes)
+        if not problems and sha256:
+            problems = verify_shard(store, model_prefix, name, workers)
+        if problems:
+            invalidate_shard(store, model_prefix, name, problems)
+            bad[name] = problems
+        else:
+            good.append(name)
+    return good, bad
+
+
+def describe_bad(model_prefix: str, bad: dict[str, list[str]]) -> str:
+    """One line for invalidated shards: the first problem, how many more, and what to do."""
+    first = next(iter(bad))
+    more = sum(len(p) for p in bad.values()) - 1
+    return (f"{bad[first][0]}{f' (and {more} more)' if more else ''}: {model_prefix} shard(s) "
+            f"{', '.join(bad)} marked not done; rerun them (submit the stage again with --resume)")
 
 
 @dataclass(frozen=True)

@@ -377,6 +377,14 @@ class S3Store(Store):
                 pass
         return dict(sorted(sizes.items()))
 
+    def has_any(self, prefix: str) -> bool:
+        """One request of at most one key, however many lie under `prefix`."""
+        client = self._client.get()
+        full = self._full(self._key(prefix))
+        page = self._call("list", prefix, lambda: client.list_objects_v2(
+            Bucket=self.bucket, Prefix=f"{full}/" if full else "", MaxKeys=1))
+        return bool(page.get("Contents"))
+
     def list(self, prefix: str = "") -> list[str]:
         return list(self.list_sizes(prefix))
 

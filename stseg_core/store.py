@@ -105,6 +105,10 @@ class Store(ABC):
         """Every key under `prefix` with its size in bytes (sorted like `list`)."""
         return {key: len(self.read_bytes(key)) for key in self.list(prefix)}
 
+    def has_any(self, prefix: str) -> bool:
+        """Whether any key lies under `prefix` (a layout check that must not list a whole dataset)."""
+        return bool(self.list(prefix))
+
     def upload_dir(self, local_dir: str | Path, prefix: str = "", workers: int = 8, progress: bool = False) -> int:
         """Copy every file under `local_dir` to `prefix/…`; returns the number of files."""
         local_dir = Path(local_dir)
@@ -224,6 +228,10 @@ class FileStore(Store):
 
     def list_sizes(self, prefix: str = "") -> dict[str, int]:
         return {key: (self.path / key).stat().st_size for key in self.list(prefix)}
+
+    def has_any(self, prefix: str) -> bool:
+        base = self._p(prefix)
+        return base.is_file() or (base.is_dir() and any(base.iterdir()))
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._p(prefix)

@@ -34,7 +34,15 @@ from stseg_core.fusion.video import ModelVideo, from_labels
 from stseg_core.fusion.vote import fuse_video
 from stseg_core.plan import ShardPlan
 from stseg_core.runlayout import FUSED as FUSED_PREFIX
-from stseg_core.runlayout import RECOMMEND, commit_shard, done_shards, eval_prefix, pred_prefix
+from stseg_core.runlayout import (
+    RECOMMEND,
+    checked_done_shards,
+    commit_shard,
+    describe_bad,
+    done_shards,
+    eval_prefix,
+    pred_prefix,
+)
 from stseg_core.store import Store, join_key, open_store
 from stseg_core.telemetry import JobMetrics
 
@@ -55,10 +63,22 @@ def missing_shards(run_store: Store, models: Sequence[str]) -> list[str]:
     return out
 
 
+def changed_shards(run_store: Store, models: Sequence[str]) -> list[str]:
+    """One entry per model whose done shards' files are missing or changed (sizes against one listing of
+    `pred/<model>/`); those shards are invalidated, so they count as not done (and a `--resume` redoes them)."""
+    out = []
+    for model in models:
+        _good, bad = checked_done_shards(run_store, pred_prefix(model))
+        if bad:
+            out.append(describe_bad(pred_prefix(model), bad))
+    return out
+
+
 def wait_until_ready(run_store: Store, models: Sequence[str], wait_s: float = 0.0, poll_s: float = 5.0,
                      sleep: Callable[[float], None] = time.sleep,
                      clock: Callable[[], float] = time.monotonic) -> ShardPlan:
-    """Return the plan once every shard of every model is done; else MissingArtifactError naming what is missing.
+    """Return the plan once every shard of every model is done and its files match its marker; else
+    MissingArtifactError naming what is missing or changed.
 
     With `wait_s` > 0 it polls every `poll_s` seconds until then (infer Jobs may still be running).
     """
@@ -66,7 +86,7 @@ def wait_until_ready(run_store: Store, models: Sequence[str], wait_s: float = 0.
         raise BadInputError("fuse needs at least one model (--models a,b,…)")
     deadline = clock() + max(0.0, wait_s)
     while True:
-        missing = missing_shards(run_store, models)
+        missing = missing_shards(run_store, models) or changed_shards(run_store, models)
         if not missing:
             return ShardPlan.load(run_store)
         if clock() >= deadline:

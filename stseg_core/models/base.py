@@ -155,3 +155,5 @@ class ModelSpec:
     needs_gpu: bool
     defaults: tuple[tuple[str, object], ...] = ()
     """Options this name presets (a variant of another model); explicit overrides win."""
+    needs_weights: bool = False
+    """True when the model cannot run without a checkpoint (submit refuses such a job without one)."""

@@ -29,7 +29,7 @@ def cache_dir() -> Path:
     return Path(base) / "checkpoints"
 
 
-def _split_uri(uri: str) -> tuple[str, str]:
+def split_checkpoint_uri(uri: str) -> tuple[str, str]:
     """`…/folder/name.pt` → (store URI of the folder, key `name.pt`)."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
@@ -53,7 +53,7 @@ def resolve_checkpoint(uri: str) -> Path:
     half-written file.
     """
     uri = str(uri)
-    folder, key = _split_uri(uri)
+    folder, key = split_checkpoint_uri(uri)
     store = open_store(folder)
     local = store.local_path(key)
     if local is not None:

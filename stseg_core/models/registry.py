@@ -12,7 +12,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, builder: str, *, description: str, default_checkpoint: str | None,
-             needs_gpu: bool, defaults: dict[str, object] | None = None) -> ModelSpec:
+             needs_gpu: bool, defaults: dict[str, object] | None = None, needs_weights: bool = False) -> ModelSpec:
     """Add (or replace) a model. `builder` is "package.module:function"; the function takes keyword
     overrides and returns a `VOSModel`. `defaults` preset options, so a variant gets a name of its own (its
     own `pred/<name>/`, its own row in the performance database)."""
@@ -20,7 +20,7 @@ def register(name: str, builder: str, *, description: str, default_checkpoint: s
         raise BadInputError(f"model {name}: builder must be 'module:function', got {builder!r}")
     spec = ModelSpec(name=name, builder=builder, description=description,
                      default_checkpoint=default_checkpoint, needs_gpu=needs_gpu,
-                     defaults=tuple(sorted((defaults or {}).items())))
+                     defaults=tuple(sorted((defaults or {}).items())), needs_weights=needs_weights)
     _REGISTRY[name] = spec
     return spec
 
@@ -67,13 +67,13 @@ register("oneshot", "stseg_core.models.oneshot:build", default_checkpoint=None, 
 register("stm", "stseg_core.models.stm:build", default_checkpoint=None, needs_gpu=False,
          description="weight-free STM-like tracker: pixel features matched to a memory of frame 0 and recent "
                      "predicted frames (softmax attention readout)")
-register("sam2", "stseg_core.models.sam2:build", default_checkpoint=None, needs_gpu=False,
+register("sam2", "stseg_core.models.sam2:build", default_checkpoint=None, needs_gpu=False, needs_weights=True,
          description="SAM2.1 video predictor (official sam2 package), checkpoint from the store")
 register("tmo", "stseg_core.models.tmo:build", default_checkpoint=None, needs_gpu=False,
          description="TMO: appearance + motion (optical-flow image) encoders, foreground split into ids")
-register("cutie", "stseg_core.models.upstream:build_cutie", default_checkpoint=None, needs_gpu=True,
+register("cutie", "stseg_core.models.upstream:build_cutie", default_checkpoint=None, needs_gpu=True, needs_weights=True,
          description="Cutie through its upstream eval_vos.py (runs in the cutie image)")
-register("xmem", "stseg_core.models.upstream:build_xmem", default_checkpoint=None, needs_gpu=True,
+register("xmem", "stseg_core.models.upstream:build_xmem", default_checkpoint=None, needs_gpu=True, needs_weights=True,
          description="XMem through its upstream eval.py (runs in the xmem image)")
-register("livos", "stseg_core.models.upstream:build_livos", default_checkpoint=None, needs_gpu=True,
+register("livos", "stseg_core.models.upstream:build_livos", default_checkpoint=None, needs_gpu=True, needs_weights=True,
          description="LiVOS through its upstream livos/eval.py (runs in the livos image)")

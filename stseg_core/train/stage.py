@@ -62,10 +62,12 @@ def make_recipe(model: str, options: Mapping[str, Any]):
                             f"(known: {', '.join(sorted(fields))})")
     values = {k: _parse(k, hints[k], v) if isinstance(v, str) and hints[k] is not str else v
               for k, v in options.items()}
-    try:
-        return cls(**values)
-    except TypeError as err:  # a required field (init) is missing
-        raise BadInputError(f"{model} finetune: {err}") from None
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise BadInputError(f"{model} finetune: no {', '.join(missing)} given (--option {missing[0]}=…; init is a "
+                            "checkpoint URI, or 'random' for smoke tests)")
+    return cls(**values)
 
 
 def run_finetune(model: str, options: Mapping[str, Any], *, data_root: str, store: str, run_id: str,

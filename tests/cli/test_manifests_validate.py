@@ -82,28 +82,58 @@ def test_a_misspelled_field_is_caught() -> None:
         kubernetes_validate.validate(doc, VERSIONS[-1], strict=True)
 
 
+_WEIGHTS = "s3://bucket/weights"
 GOLDEN_CASES = {
     "pipeline-gke": ["submit", "pipeline", "--models", "sam2,flowprop", "--shards", "4", "--node-pool", "gke",
-                     "--s3-secret", "stseg-s3"],
+                     "--s3-secret", "stseg-s3", "--data-root", "s3://bucket/mose/valid",
+                     "--checkpoints", f"sam2={_WEIGHTS}/sam2.1_hiera_large.pt"],
     "finetune-eks-kueue-8gpu": ["submit", "finetune", "--model", "sam2", "--gpus", "8", "--node-pool", "eks",
-                                "--kueue-queue", "a100-queue", "--option", "epochs=40"],
+                                "--kueue-queue", "a100-queue", "--data-root", "s3://bucket/mose/train",
+                                "--option", "epochs=40", "--option", f"init={_WEIGHTS}/sam2.1_hiera_large.pt"],
     "infer-gfd": ["submit", "infer", "--models", "cutie", "--shards", "64", "--parallelism", "16",
-                  "--node-pool", "gfd", "--retries", "1"],
+                  "--node-pool", "gfd", "--retries", "1", "--data-root", "s3://bucket/mose/valid",
+                  "--checkpoints", f"cutie={_WEIGHTS}/cutie-base-mega.pth"],
 }
+
+
+def _dry_run(args: list[str], monkeypatch: pytest.MonkeyPatch):
+    """`stseg … --dry-run` on Kubernetes with a bucket this machine has no credentials for."""
+    for var in [v for v in os.environ if v.startswith(("STSEG_", "AWS_")) and v != "STSEG_REGEN_GOLDEN"]:
+        monkeypatch.delenv(var)
+    args = [*args, "--backend", "kubernetes", "--run", "golden", "--store", "s3://bucket/stseg",
+            "--image-tag", "0.1.0", "--dry-run", "-o", "yaml"]
+    # no credentials anywhere (files, instance metadata): the store is unreachable in milliseconds
+    return CliRunner().invoke(cli, args, env={"STSEG_CONFIG": "", "STSEG_NAMESPACE": "stseg",
+                                              "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                                              "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"})
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
 def test_dry_run_prints_the_golden_manifests(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in [v for v in os.environ if v.startswith("STSEG_") and v != "STSEG_REGEN_GOLDEN"]:
-        monkeypatch.delenv(var)
-    args = [*GOLDEN_CASES[case], "--backend", "kubernetes", "--run", "golden", "--store", "s3://bucket/stseg",
-            "--data-root", "s3://bucket/mose/valid", "--image-tag", "0.1.0", "--dry-run", "-o", "yaml"]
-    result = CliRunner().invoke(cli, args, env={"STSEG_CONFIG": "", "STSEG_NAMESPACE": "stseg"})
+    result = _dry_run(GOLDEN_CASES[case], monkeypatch)
     assert result.exit_code == 0, result.output
     path = GOLDEN / f"{case}.yaml"
     if os.environ.get("STSEG_REGEN_GOLDEN") == "1":
         path.parent.mkdir(exist_ok=True)
-        path.write_text(result.output)
-    assert result.output == path.read_text(), f"{path} differs (STSEG_REGEN_GOLDEN=1 rewrites it)"
-    for doc in yaml.safe_load_all(result.output):
+        path.write_text(result.stdout)
+    assert result.stdout == path.read_text(), f"{path} differs (STSEG_REGEN_GOLDEN=1 rewrites it)"
+    for doc in yaml.safe_load_all(result.stdout):
         kubernetes_validate.validate(doc, VERSIONS[-1], strict=True)
+    # the bucket cannot be reached from here: the submit says what it did not check, once per store
+    assert result.stderr.count("stseg: note: not checked from this machine") == 1, result.stderr
+    assert "no AWS credentials" in result.stderr
+
+
+def test_a_finetune_without_init_fails_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = [a for a in GOLDEN_CASES["finetune-eks-kueue-8gpu"] if not a.startswith("init=")]
+    result = _dry_run(args[:-1], monkeypatch)  # drop the dangling --option
+    assert result.exit_code == 2
+    assert result.output == ("stseg: error: sam2 finetune: no init given (--option init=…; init is a checkpoint "
+                             "URI, or 'random' for smoke tests)\n")
+
+
+def test_an_infer_job_without_weights_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _dry_run(["submit", "infer", "--models", "cutie", "--data-root", "s3://bucket/mose/valid"], monkeypatch)
+    assert result.exit_code == 2
+    assert result.output == ("stseg: error: model cutie needs weights: give --checkpoints cutie=URI (or checkpoint "
+                             "in STSEG_MODEL_OPTIONS)\n")

@@ -141,6 +141,15 @@ def test_fuse_refuses_until_every_shard_is_done(tmp_path):
     assert polls == [5]
 
 
+def _as_written(store, model: str) -> None:
+    """Re-commit a model's shards after a test edited its outputs: a model that wrote them so (markers agree)."""
+    from stseg_core.runlayout import commit_shard, done_shards, read_marker
+
+    for shard in done_shards(store, f"pred/{model}"):
+        keys = [k for k in read_marker(store, f"pred/{model}", shard)["files"] if store.exists(k)]
+        commit_shard(store, f"pred/{model}", shard, keys)
+
+
 def test_bad_model_outputs_are_one_line_errors_or_a_recorded_fallback(bench, tmp_path):
     root, models, _db, _uri = bench
     import shutil
@@ -154,6 +163,7 @@ def test_bad_model_outputs_are_one_line_errors_or_a_recorded_fallback(bench, tmp
     cfg = FuseConfig(str(run), str(root / "data" / "test"), tuple(models))
     # missing scores file → documented fallback, recorded
     store.delete(f"pred/{models[0]}/{video}/scores.json")
+    _as_written(store, models[0])
     report = run_fuse(cfg)
     assert report.fallbacks == (f"{models[0]}/{video}: no scores.json; presence from pixels, confidence 1",)
     assert json.loads((run / "recommend.json").read_text())["fallbacks"] == list(report.fallbacks)
@@ -164,18 +174,21 @@ def test_bad_model_outputs_are_one_line_errors_or_a_recorded_fallback(bench, tmp
     labels = read_label_png(store.read_bytes(key)).copy()
     labels[0, 0] = 9
     store.write_bytes(key, encode_label_png(labels))
+    _as_written(store, models[1])
     with pytest.raises(BadInputError, match=rf"video {video}, model {models[1]}.*object id 9 is not in the first"):
         run_fuse(cfg)
     labels[0, 0] = 0
     store.write_bytes(key, encode_label_png(labels))
     # a model with a frame of a different size
     store.write_bytes(key, encode_label_png(np.zeros((10, 10), np.uint8)))
+    _as_written(store, models[1])
     want = rf"video {video}, model {models[1]}, frame {info.frames[2]}: label map is 10x10, the video is {info.width}x"
     with pytest.raises(BadInputError, match=want):
         run_fuse(cfg)
     # a model with a frame missing
     store.delete(key)
     store.delete(f"pred/{models[1]}/{video}/scores.json")
+    _as_written(store, models[1])
     with pytest.raises(BadInputError, match=rf"video {video}, model {models[1]}: {info.num_frames - 1} frames, "
                                             rf"the video has {info.num_frames}"):
         run_fuse(cfg)
@@ -183,3 +196,33 @@ def test_bad_model_outputs_are_one_line_errors_or_a_recorded_fallback(bench, tmp
     with pytest.raises(BadInputError, match="has no history for model"):
         run_fuse(FuseConfig(str(run), str(root / "data" / "test"), (*models[2:], "unknown-model"),
                             db_uri=str(root / "perfdb")))
+
+
+def test_a_changed_or_missing_input_file_names_itself_and_the_shard_is_redone(bench, tmp_path):
+    import shutil
+
+    from stseg_core.runlayout import done_shards, read_marker
+
+    root, models, _db, _uri = bench
+    run = tmp_path / "run"
+    shutil.copytree(root / "test", run, ignore=shutil.ignore_patterns("fused", "eval", "recommend.json"))
+    store = open_store(run)
+    marker = read_marker(store, f"pred/{models[0]}", 1)
+    changed = next(k for k in marker["files"] if k.endswith(".png"))
+    store.write_bytes(changed, store.read_bytes(changed) + b"x")  # one byte longer than the marker says
+    gone = next(k for k in read_marker(store, f"pred/{models[1]}", 0)["files"] if k.endswith("scores.json"))
+    store.delete(gone)
+    cfg = FuseConfig(str(run), str(root / "data" / "test"), tuple(models))
+    with pytest.raises(MissingArtifactError) as info:
+        run_fuse(cfg)
+    text = str(info.value)
+    assert f"{run}/{changed}: size" in text and "in the marker: pred/" in text and f"{run}/{gone}: missing" in text
+    assert "marked not done" in text and "--resume" in text and "\n" not in text
+    assert not store.exists("fused/_done/0.json")
+    # both shards now count as not done everywhere (status, --resume), and the problems are kept
+    assert done_shards(store, f"pred/{models[0]}") == ["0"] and done_shards(store, f"pred/{models[1]}") == ["1"]
+    size = marker["files"][changed]["size"]
+    assert store.read_json(f"pred/{models[0]}/_invalid/1.json")["problems"] == [
+        f"file://{run}/{changed}: size {size + 1} != {size} in the marker"]
+    with pytest.raises(MissingArtifactError, match=rf"{models[0]} shard\(s\) 1 of 2 not done"):
+        run_fuse(cfg)

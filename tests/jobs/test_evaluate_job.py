@@ -47,3 +47,20 @@ def test_evaluate_job_exit_codes(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "stseg_jobs.evaluate"], env={"PATH": "/usr/bin:/bin", **env},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and "no predictions for video(s) v" in proc.stderr
+
+
+def test_evaluate_job_refuses_a_shard_whose_file_changed(tmp_path):
+    import pytest
+
+    from stseg_core.errors import MissingArtifactError
+    from stseg_core.runlayout import commit_shard, done_shards
+    from stseg_jobs.evaluate import run
+
+    env = _layout(tmp_path)
+    run_store = open_store(tmp_path / "run")
+    commit_shard(run_store, "pred/flowprop", 0, run_store.list("pred/flowprop"))
+    run_store.delete("pred/flowprop/v/00002.png")
+    with pytest.raises(MissingArtifactError, match=r"pred/flowprop/v/00002\.png: missing: pred/flowprop shard\(s\) 0 "
+                                                   "marked not done"):
+        run(env)
+    assert done_shards(run_store, "pred/flowprop") == [] and not run_store.exists("eval/flowprop/results.json")

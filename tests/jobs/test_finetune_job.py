@@ -27,7 +27,7 @@ def _env(tmp_path, **extra):
 
 @pytest.mark.parametrize(("extra", "text"), [
     ({"STSEG_MODEL": "cutie"}, "model 'cutie' cannot be finetuned (finetunable: sam2, tmo)"),
-    ({"STSEG_INIT": ""}, "__init__() missing 1 required positional argument: 'init'"),
+    ({"STSEG_INIT": ""}, "tmo finetune: no init given"),
     ({"STSEG_RUN_ROOT": "/tmp/somewhere/j1"}, "expected <store>/runs/<run-id>"),
     ({"STSEG_RECIPE": "[1]"}, "STSEG_RECIPE='[1]': must be a JSON object"),
     ({"STSEG_STAGE": "infer"}, "this entrypoint runs the finetune stage"),
