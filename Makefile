@@ -87,6 +87,15 @@ images:
 SCAN_VENV ?= .venv-scan
 SCAN_OUT ?= build/scan
 SCAN_SITE := --store s3://bucket/stseg --backend kubernetes --run scan --s3-secret stseg-s3 --dry-run -o yaml
+# ---- the GPU check (bench/gpu_check.py; see README "GPU check") --------------------------------------------
+GPU_WHEELS ?= gpu-wheels
+.PHONY: gpu-wheels gpu-check
+gpu-wheels: venv  # here, with network: every wheel the GPU machine lacks (it has Python 3.12 and PyTorch)
+	$(PY) scripts/gpu_wheels.py $(GPU_WHEELS)
+gpu-check:  # on the GPU machine, offline: install from $(GPU_WHEELS) (if present), measure, run -m gpu tests
+	if [ -d $(GPU_WHEELS) ]; then python3 -m pip install -q --no-index --find-links $(GPU_WHEELS) "stseg[ml]" pytest; fi
+	python3 bench/gpu_check.py
+
 .PHONY: scan
 $(SCAN_VENV)/.installed:
 	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
