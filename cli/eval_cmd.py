@@ -57,7 +57,8 @@ def eval_cmd(gt_root: str, pred_root: str, videos: list[str] | None, workers: in
     out_path = open_store(out_uri).local_path("") if out_uri else None
     if out_path is not None and out_path.is_file():  # refused before the scoring, not after
         raise BadInputError(f"--out {out_uri}: is a file, not a folder")
-    with tqdm(desc="scoring", unit="video", disable=not progress, leave=False) as bar:
+    # disable=None: a bar on a terminal, none when stderr is a log file
+    with tqdm(desc="scoring", unit="video", disable=None if progress else True, leave=False) as bar:
         result = evaluate(gt_root, pred_root, videos=videos, workers=workers, metric=metric,
                           missing_as_empty=missing_as_empty, on_video=lambda _v: bar.update(1), split=split)
     click.echo(format_table(result, max_rows=rows))

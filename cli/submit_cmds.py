@@ -336,14 +336,17 @@ def _fmt_s(seconds: float | None) -> str:
 
 
 def _print_status(status) -> None:
+    """One row per job; the JOB and MODEL columns are as wide as their longest value (`flowprop-farneback`)."""
     click.echo(f"run {status.run}" + (f"  {status.note}" if status.note else ""))
-    click.echo(f"{'JOB':<34} {'STAGE':<9} {'MODEL':<9} {'DONE':>9} {'RUNNING':>8} {'FAILED':>7} {'FRAMES/S':>9} "
-               f"{'ETA':>8}")
+    name_w = max([len("JOB"), *(len(j.name) for j in status.jobs)])
+    model_w = max([len("MODEL"), *(len(j.model or "-") for j in status.jobs)])
+    click.echo(f"{'JOB':<{name_w}} {'STAGE':<9} {'MODEL':<{model_w}} {'DONE':>9} {'RUNNING':>8} {'FAILED':>7} "
+               f"{'FRAMES/S':>9} {'ETA':>8}")
     for j in status.jobs:
         state = "waiting" if j.waiting else ""
         eta = _fmt_s(None if j.finished else j.eta_s)
         rate = f"{j.frames_per_s:.1f}" if j.frames else "-"  # no frames: a stage without markers, or none done
-        click.echo(f"{j.name:<34} {j.stage:<9} {j.model or '-':<9} {f'{len(j.done)}/{j.shards}':>9} "
+        click.echo(f"{j.name:<{name_w}} {j.stage:<9} {j.model or '-':<{model_w}} {f'{len(j.done)}/{j.shards}':>9} "
                    f"{len(j.running):>8} {len(j.failed):>7} {rate:>9} {eta:>8} {state}".rstrip())
         for k, reason in sorted(j.failed.items()):
             click.echo(f"    shard {k}: {reason}")

@@ -64,6 +64,17 @@ def _has_cuda_extension() -> bool:
     return importlib.util.find_spec("sam2._C") is not None
 
 
+def _quiet_upstream_bars() -> None:
+    """Upstream wraps each video's propagation in a tqdm bar of its own: one bar per video floods a log and
+    stacks up on a terminal. The stage that runs the videos shows the progress (one bar on a terminal)."""
+    import functools
+
+    import sam2.sam2_video_predictor as upstream
+    from tqdm import tqdm
+
+    upstream.tqdm = functools.partial(tqdm, disable=True)
+
+
 def build_predictor(config: str = "t", size: int = 1024, device: str = "cpu", postprocess: bool | None = None):
     """A random-weight `SAM2VideoPredictor` of `config` at input size `size` on `device` (weights come after).
 
@@ -76,6 +87,7 @@ def build_predictor(config: str = "t", size: int = 1024, device: str = "cpu", po
 
     if postprocess is None:
         postprocess = _has_cuda_extension()
+    _quiet_upstream_bars()
     return build_sam2_video_predictor(config_path(config), ckpt_path=None, device=device,
                                       hydra_overrides_extra=[f"++model.image_size={size}"],
                                       apply_postprocessing=postprocess)
