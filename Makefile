@@ -86,6 +86,7 @@ images:
 # from cli/backends/kubernetes.py CHECKOV_SKIPS).
 SCAN_VENV ?= .venv-scan
 SCAN_OUT ?= build/scan
+SCAN_WEIGHTS := sam2=s3://bucket/weights/sam2.pt,cutie=s3://bucket/weights/cutie.pth,xmem=s3://bucket/weights/xmem.pth,livos=s3://bucket/weights/livos.pth
 SCAN_SITE := --store s3://bucket/stseg --backend kubernetes --run scan --s3-secret stseg-s3 --dry-run -o yaml
 # ---- the GPU check (bench/gpu_check.py; see README "GPU check") --------------------------------------------
 GPU_WHEELS ?= gpu-wheels
@@ -106,9 +107,11 @@ scan: $(SCAN_VENV)/.installed | $(STAMP)  # order-only: never reinstalls an exis
 	for tree in base monitoring overlays/gke-a100 overlays/eks-a100 overlays/kueue; do \
 	  $(VENV)/bin/kubectl kustomize k8s/$$tree > $(SCAN_OUT)/k8s/$${tree//\//-}.yaml; done
 	STSEG_CONFIG= $(VENV)/bin/stseg submit pipeline $(SCAN_SITE) --models sam2,tmo,cutie,xmem,livos,flowprop \
-	  --shards 4 --data-root s3://bucket/mose/valid --node-pool gke --kueue-queue stseg-a100 > $(SCAN_OUT)/jobs/pipeline.yaml
+	  --shards 4 --data-root s3://bucket/mose/valid --node-pool gke --kueue-queue stseg-a100 \
+	  --checkpoints $(SCAN_WEIGHTS) > $(SCAN_OUT)/jobs/pipeline.yaml
 	STSEG_CONFIG= $(VENV)/bin/stseg submit finetune $(SCAN_SITE) --model sam2 --gpus 8 \
-	  --data-root s3://bucket/mose/train --node-pool eks > $(SCAN_OUT)/jobs/finetune.yaml
+	  --data-root s3://bucket/mose/train --node-pool eks --option init=s3://bucket/weights/sam2.pt \
+	  > $(SCAN_OUT)/jobs/finetune.yaml
 	cp $(SCAN_OUT)/k8s/base.yaml $(SCAN_OUT)/jobs/  # the NetworkPolicy that covers the Jobs' pods (CKV2_K8S_6)
 	BC_SKIP_MAPPING=TRUE $(SCAN_VENV)/bin/checkov --skip-download --quiet --compact --framework kubernetes \
 	  -d $(SCAN_OUT)/k8s

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_finetune import A100_FPS  # the published figures, kept in one place
 
 SAM2_NAMES = {"t": "tiny", "b+": "base+", "l": "large"}
-GPU = {"sam2_size": 1024, "sam2_frames": 24, "video": (480, 854), "tmo": ("resnet101", 384, 128, 24),
-       "ft_sam2": ("l", 1024, 8), "ft_tmo": ("resnet101", 384, 16), "jf": (480, 854, 60)}
-SMOKE = {"sam2_size": 128, "sam2_frames": 3, "video": (64, 96), "tmo": ("resnet18", 64, 16, 3),
-         "ft_sam2": ("t", 128, 3), "ft_tmo": ("resnet18", 64, 4), "jf": (64, 96, 6)}
+GPU = {"sam2_size": 1024, "sam2_frames": 24, "video": (480, 854), "tmo": ("rn101", 384, 24),
+       "ft_sam2": ("l", 1024, 8), "ft_tmo": ("rn101", 384, 16), "jf": (480, 854, 60)}
+SMOKE = {"sam2_size": 128, "sam2_frames": 3, "video": (64, 96), "tmo": ("rn18", 64, 3),
+         "ft_sam2": ("t", 128, 3), "ft_tmo": ("rn18", 64, 4), "jf": (64, 96, 6)}
 
 
 def _video(h: int, w: int, frames: int):
@@ -75,8 +75,8 @@ def sam2_fps(config: str, size: int, bf16: bool, device: str, sizes: dict) -> fl
 def tmo_fps(device: str, sizes: dict) -> float:
     from stseg_core.models.registry import build_model
 
-    backbone, size, channels, frames = sizes["tmo"]
-    model = build_model("tmo", backbone=backbone, size=size, decoder_channels=channels, device=device)
+    backbone, size, frames = sizes["tmo"]
+    model = build_model("tmo", backbone=backbone, size=size, device=device)
     return _fps(model, _video(*sizes["video"], frames))
 
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
             fps = sam2_fps(config, sizes["sam2_size"], bf16, device, sizes)
             rows.append((f"SAM2.1 {SAM2_NAMES[config]} @{sizes['sam2_size']} {'bf16' if bf16 else 'fp32'}",
                          f"{fps:.1f} frames/s", f"{A100_FPS[config]} frames/s" if bf16 else ""))
-    backbone, size, _c, _f = sizes["tmo"]
+    backbone, size, _f = sizes["tmo"]
     rows.append((f"TMO {backbone} @{size}", f"{tmo_fps(device, sizes):.1f} frames/s", ""))
     with tempfile.TemporaryDirectory(prefix="stseg-gpu-check-") as tmp:
         for case in ("sam2", "tmo"):

@@ -146,7 +146,7 @@ def _run_parallel(fn, sizes: dict[str, int], workers: int, progress: bool, desc:
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         with tqdm(total=sum(sizes.values()), desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                  disable=None if progress and sizes else True, leave=False) as bar:  # None: not in a log
+                  disable=not progress or not sizes, leave=False) as bar:
             futures = {pool.submit(fn, key): key for key in sizes}
             pending = set(futures)
             while pending:

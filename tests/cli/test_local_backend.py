@@ -319,7 +319,7 @@ def test_real_pipeline_through_the_cli(cli_env: Path) -> None:
     assert single > 0.5 and fused == single  # one model: the fusion is that model's masks
     status = _stseg("status", "real")
     assert "stseg-real-fuse" in status.output and "    shard " not in status.output  # no failed shard listed
-    assert "stseg-fuse: index 0/2: 2 videos fused from 1 models" in _stseg("logs", "real", "--stage", "fuse").output
+    assert "stseg-fuse: 4 videos fused from 1 models" in _stseg("logs", "real", "--stage", "fuse").output
     log = _stseg("logs", "real", "--stage", "eval", "--model", "flowprop").output
     assert "stseg-evaluate:" in log and "J&F" in log
 
