@@ -36,6 +36,33 @@ def marker_frames(store, prefix: str | None, shard: int) -> int:
     return sum(1 for key in files if key.endswith(".png"))
 
 
+def done_frames(store, prefix: str, cache: dict[str, list[int]]) -> dict[int, int]:
+    """{shard: frames written} of every shard done under `prefix`, from ONE listing of `<prefix>/_done/`.
+
+    A status poll of a 64-shard job used to cost a HEAD and a GET of every marker, and markers grow with the
+    catalogue (one line per file); now a marker is read only when `cache` ({shard: [marker bytes, frames]},
+    updated in place; keep it between polls) lacks it at its listed size. Store errors propagate (the caller
+    decides whether an unreachable store is an outage); an unreadable marker counts 0 frames and is not cached.
+    """
+    from stseg_core.runlayout import DONE_DIR
+    from stseg_core.store import join_key
+
+    folder = join_key(prefix, DONE_DIR)
+    out = {}
+    for key, size in store.list_sizes(folder).items():
+        name = key[len(folder) + 1:].removesuffix(".json")
+        if not name.isdigit() or not key.endswith(".json"):
+            continue
+        hit = cache.get(name)
+        if hit is None or hit[0] != size:
+            frames = marker_frames(store, prefix, int(name))
+            hit = [size, frames]
+            if frames:
+                cache[name] = hit
+        out[int(name)] = hit[1]
+    return out
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """One job (stage × model) of a run. Shard sets hold indexes; `failed` maps an index to a one-line reason."""

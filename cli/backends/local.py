@@ -35,13 +35,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, marker_frames
+from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, done_frames
 from stseg_cli.spec import JobSpec
 from stseg_core.errors import BackendError, BadInputError, StsegError
-from stseg_core.runlayout import done_key, shard_done
+from stseg_core.runlayout import done_key, done_shards, shard_done
 from stseg_core.store import open_store
 
 POLL_S = 0.05
+WAIT_POLL_S = 1.0  # a job waiting for another's done markers lists them at most this often
 BAD_INPUT_EXIT = 2  # the stage's BadInputError: retrying cannot help
 MAX_OUTAGE_BACKOFF_S = 10.0
 
@@ -184,6 +185,10 @@ class _RunFiles:
         return self.root / "specs.json"
 
     @property
+    def frames(self) -> Path:
+        return self.root / "frames.json"
+
+    @property
     def supervisor(self) -> Path:
         return self.root / "supervisor.pid"
 
@@ -228,6 +233,7 @@ class Supervisor:
         self._stores: dict = {}
         self._running: dict[tuple[str, int], tuple[JobSpec, subprocess.Popen, float]] = {}
         self._job_start: dict[str, float] = {}
+        self._recheck: dict[str, float] = {}  # job → when its awaited markers are next listed
 
     def _done(self, spec: JobSpec, k: int) -> bool:
         return _shard_done(spec, k, self.files, self._stores)
@@ -236,14 +242,18 @@ class Supervisor:
         """True when every awaited marker exists, False to keep waiting, a reason string to give up."""
         producers = {s.output_prefix: s for s in self.specs if s.output_prefix}
         root = spec.env_dict["STSEG_RUN_ROOT"]
+        if time.monotonic() < self._recheck.get(spec.name, 0.0):
+            return False  # checked a moment ago: its inputs are polled every WAIT_POLL_S, not every POLL_S
         for wait in spec.waits_for:
             try:
                 store = self._stores.get(root) or self._stores.setdefault(root, open_store(root))
-                missing = [m for m in wait.markers() if not store.exists(m)]
+                done = set(done_shards(store, wait.prefix))  # one listing, however many shards
             except StsegError as err:
                 raise _StoreDown(str(err)) from None
+            missing = [done_key(wait.prefix, k) for k in range(wait.shards) if str(k) not in done]
             if not missing:
                 continue
+            self._recheck[spec.name] = time.monotonic() + WAIT_POLL_S
             producer = producers.get(wait.prefix)
             if producer is None:
                 return f"needs {store.uri(missing[0])}, which no job of this run produces"
@@ -484,19 +494,23 @@ class LocalBackend(Backend):
         specs = files.load_specs()
         supervised = _pid_alive(files.supervisor) is not None
         stores: dict = {}
+        counted = _read_json(files.frames) or {}  # {job: {shard: [marker bytes, frames]}}, see `done_frames`
+        before = json.dumps(counted, sort_keys=True)
         jobs = []
         for spec in specs:
             done, running, failed, frames = set(), set(), {}, 0
             starts, ends = [], []
+            marked = self._done_frames(spec, stores, counted.setdefault(spec.name, {}))
             for k in range(spec.shards):
                 rec = _read_json(files.result(spec, k))
                 if rec:
                     starts.append(rec["started"])
                     ends.append(rec["ended"])
                 pid_rec = _read_json(files.pid(spec, k))
-                if _shard_done(spec, k, files, stores):
+                is_done = k in marked if marked is not None else _shard_done(spec, k, files, stores)
+                if is_done:
                     done.add(k)
-                    frames += self._marker_frames(spec, k, stores)
+                    frames += (marked or {}).get(k, 0)
                 elif pid_rec and _pid_alive(files.pid(spec, k)):
                     running.add(k)
                     starts.append(files.pid(spec, k).stat().st_mtime)
@@ -510,6 +524,8 @@ class LocalBackend(Backend):
             jobs.append(JobStatus(name=spec.name, stage=spec.stage, model=spec.model, shards=spec.shards,
                                   done=frozenset(done), running=frozenset(running), failed=failed,
                                   waiting=waiting, frames=frames, elapsed_s=elapsed))
+        if json.dumps(counted, sort_keys=True) != before:
+            _write_json(files.frames, counted)
         return RunStatus(run=run, jobs=tuple(jobs), note=self._note(run, files, jobs, supervised))
 
     @staticmethod
@@ -534,8 +550,16 @@ class LocalBackend(Backend):
         return f"failed: {failed} shard(s) failed (reasons below); {resume}" if failed else ""
 
     @staticmethod
-    def _marker_frames(spec: JobSpec, k: int, stores: dict) -> int:
-        return marker_frames(stores[spec.env_dict["STSEG_RUN_ROOT"]], spec.output_prefix, k)
+    def _done_frames(spec: JobSpec, stores: dict, cache: dict) -> dict[int, int] | None:
+        """{shard: frames} of the spec's done shards (one listing); None for a stage without done markers."""
+        if not spec.output_prefix:
+            return None
+        root = spec.env_dict["STSEG_RUN_ROOT"]
+        try:
+            store = stores.get(root) or stores.setdefault(root, open_store(root))
+            return done_frames(store, spec.output_prefix, cache)
+        except StsegError as err:
+            raise _StoreDown(str(err)) from None
 
     def _find(self, run: str, stage: str, model: str) -> JobSpec:
         specs = self._files(run).load_specs()

@@ -1,0 +1,291 @@
+"""MOSE-sized dry run: does every per-video cost of the pipeline stay flat as the catalogue grows to MOSE's size?
+
+A catalogue with MOSE's video count and its frame- and object-count distribution (`MOSE` below), frames of only
+TINY_H × TINY_W pixels so the models' compute is negligible and what is measured is orchestration: planning,
+listing, done markers, status, store requests. Five weight-free models, 64 shards, the local backend, the store
+(data and run) on a local S3 server (moto, as the tests use) behind a request counter. For each size (a fraction
+of the catalogue; the smaller ones are prefixes of the larger, so the distribution is the same) it runs, each
+stage as one `stseg` process: synth/upload, plan, infer (5 models × 64 shards), fuse, eval (5 models + the
+fusion), then `stseg status` (5 × 64 infer shards + fuse + 6 eval jobs).
+
+Per stage: wall s, CPU s (the stage's processes, and the S3 server's own CPU apart), peak RSS of its largest
+process, S3 requests; then per frame: ms wall, ms CPU and requests. The slopes table divides each stage's per-video
+wall and CPU time and requests at the largest size by those at the smallest (the reference, measured in the same
+run): 1.0 = flat; a stage above ~1.3 grows faster than the catalogue.
+
+    .venv/bin/python bench/bench_scale.py [--sizes 1/8,1/4,1/2,1] [--shards 64] [--workers 2]
+
+moto's own listing scans its whole bucket per page (O(keys in bucket)), which real S3 does not: the server's CPU
+is reported in its own column and is not counted as the pipeline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+# ---- the catalogue ----------------------------------------------------------------------------------------------
+
+MOSE = {
+    # MOSE (Ding et al., "MOSE: A New Dataset for Video Object Segmentation in Complex Scenes", ICCV 2023, Table 1
+    # and §3): 2,149 videos (train 1,507 + valid 311 + test 331), 5,200 objects → 2.42 objects per video, 1 to
+    # ~15 per video, most with 1–3; ~178,000 frames in all (issue #15) → ~83 frames per video, ~5 to ~300+.
+    "videos": 2149,
+    "frames_mean": 83,
+    "frames_min": 5,
+    "frames_max": 320,
+    "objects_share": {1: 0.41, 2: 0.26, 3: 0.145, 4: 0.075, 5: 0.04, 6: 0.022, 7: 0.014, 8: 0.01, 9: 0.007,
+                      10: 0.005, 11: 0.004, 12: 0.003, 13: 0.002, 14: 0.0015, 15: 0.001},
+}
+"""MOSE's published totals; the shape between them (log-normal lengths, geometric-like object counts) is ours."""
+TINY_H, TINY_W = 32, 48
+MODELS = ("flowprop", "flowprop-farneback", "flowprop-plain", "oneshot", "stm")
+SEED = 15
+
+
+def catalogue(seed: int = SEED) -> list[tuple[str, int, int]]:
+    """(video, frames, objects) for every MOSE video, drawn from `MOSE`; the first n are a size-n sample."""
+    rng = np.random.default_rng(seed)
+    n = MOSE["videos"]
+    sigma = 0.75  # log-normal: median ~63, a long tail to 300+
+    mu = np.log(MOSE["frames_mean"]) - sigma ** 2 / 2
+    frames = np.clip(np.rint(rng.lognormal(mu, sigma, n)), MOSE["frames_min"], MOSE["frames_max"]).astype(int)
+    share = MOSE["objects_share"]
+    p = np.array(list(share.values()))
+    objects = rng.choice(np.array(list(share)), size=n, p=p / p.sum())
+    return [(f"v{i:04d}", int(t), int(k)) for i, (t, k) in enumerate(zip(frames, objects, strict=True))]
+
+
+def _tiny(k: int, phase: int) -> tuple[np.ndarray, np.ndarray]:
+    """RGB frame and label map with `k` objects, each a small square in its own cell, shifted by `phase` px."""
+    rgb = np.full((TINY_H, TINY_W, 3), 40, np.uint8)
+    labels = np.zeros((TINY_H, TINY_W), np.uint8)
+    cols = 4
+    ch, cw = TINY_H // cols, TINY_W // cols
+    for obj in range(1, k + 1):
+        r, c = divmod(obj - 1, cols)
+        y, x = r * ch + 1 + phase % 2, c * cw + 2 + phase % 3
+        labels[y:y + ch - 3, x:x + cw - 5] = obj
+        rgb[labels == obj] = ((obj * 67) % 256, (obj * 139) % 256, (obj * 29 + 90) % 256)
+    return rgb, labels
+
+
+def write_catalogue(root: Path, videos: list[tuple[str, int, int]]) -> int:
+    """`valid/` (frames + first annotation) and `valid_gt/` (every annotation) on disk; returns frames written."""
+    from stseg_core.data.labels import encode_label_png
+    from stseg_core.data.mose import encode_jpeg, frame_stem
+
+    cache: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+    total = 0
+    for name, frames, k in videos:
+        jpg_dir, ann_dir, gt_dir = (root / "valid/JPEGImages" / name, root / "valid/Annotations" / name,
+                                    root / "valid_gt/Annotations" / name)
+        for d in (jpg_dir, ann_dir, gt_dir):
+            d.mkdir(parents=True)
+        for t in range(frames):
+            key = (k, t % 6)
+            if key not in cache:
+                rgb, labels = _tiny(k, t % 6)
+                cache[key] = (encode_jpeg(rgb), encode_label_png(labels))
+            jpg, png = cache[key]
+            stem = frame_stem(t)
+            (jpg_dir / f"{stem}.jpg").write_bytes(jpg)
+            (gt_dir / f"{stem}.png").write_bytes(png)
+            if t == 0:
+                (ann_dir / f"{stem}.png").write_bytes(png)
+        total += frames
+    return total
+
+
+# ---- the S3 server with a request counter -----------------------------------------------------------------------
+
+def serve(port_file: str) -> None:
+    """moto's S3 app behind a counter of requests by kind; `GET /__counts` answers the counts."""
+    import logging
+    from collections import Counter
+    from threading import Lock
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    moto = DomainDispatcherApplication(create_backend_app)
+    counts: Counter[str] = Counter()
+    lock = Lock()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/__counts":
+            with lock:
+                body = json.dumps(counts).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        method, query = environ["REQUEST_METHOD"], environ.get("QUERY_STRING", "")
+        kind = "LIST" if method == "GET" and ("list-type" in query or "prefix=" in query) else method
+        with lock:
+            counts[kind] += 1
+        return moto(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    Path(port_file).write_text(str(server.server_address[1]))
+    server.serve_forever()
+
+
+class Server:
+    """The counting S3 server as a child process: its URL, its request counts and its CPU seconds."""
+
+    def __init__(self, tmp: Path) -> None:
+        port_file = tmp / "port"
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file)])
+        while not port_file.exists() or not port_file.read_text():
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{port_file.read_text()}"
+
+    def counts(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.url}/__counts") as r:
+            return json.load(r)
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+# ---- stages -----------------------------------------------------------------------------------------------------
+
+def _measured(server: Server, argv: list[str], env: dict[str, str], log: Path) -> dict:
+    """Run one stage process to the end: wall, CPU (its whole process tree), peak RSS, S3 requests."""
+    before, server_cpu = server.counts(), server.cpu_s()
+    t0 = time.perf_counter()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv[:6])}… failed (exit {os.waitstatus_to_exitcode(status)}); see {log}")
+    after = server.counts()
+    requests = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024,
+            "server_cpu": server.cpu_s() - server_cpu, "requests": sum(requests.values()), "by_kind": requests}
+
+
+def _py(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def run_size(server: Server, tmp: Path, videos: list, shards: int, workers: int, models: tuple[str, ...]) -> dict:
+    """Every stage on `videos`; returns {stage: measurements} plus the frame count."""
+    tag = f"n{len(videos)}"
+    data_uri, store_uri = f"s3://data-{tag}/mose", f"s3://run-{tag}/store"
+    run = "scale"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "STSEG_S3_ENDPOINT": server.url, "STSEG_STORE": store_uri,
+           "STSEG_DATA_ROOT": f"{data_uri}/valid", "STSEG_GT_ROOT": f"{data_uri}/valid_gt",
+           "STSEG_STATE_DIR": str(tmp / f"state-{tag}"), "STSEG_WORKERS": str(workers), "OMP_NUM_THREADS": "1"}
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    for bucket in (f"data-{tag}", f"run-{tag}"):
+        s3.create_bucket(Bucket=bucket)
+    local = tmp / f"cat-{tag}"
+    frames = write_catalogue(local, videos)
+    log = tmp / f"{tag}.log"
+    stseg = [sys.executable, "-m", "stseg_cli"]
+    out: dict = {"frames": frames, "videos": len(videos)}
+    out["synth/upload"] = _measured(server, _py(
+        f"from stseg_core.store import open_store; open_store({data_uri!r}).upload_dir({str(local)!r}, workers=16)"),
+        env, log)
+    shutil.rmtree(local)
+    out["plan"] = _measured(server, _py(
+        f"from stseg_core.infer import ensure_plan; ensure_plan({data_uri + '/valid'!r}, "
+        f"{store_uri + '/runs/' + run!r}, {shards})"), env, log)
+    names = ",".join(models)
+    out["infer"] = _measured(server, [*stseg, "submit", "infer", "--run", run, "--models", names,
+                                      "--shards", str(shards)], env, log)
+    out["fuse"] = _measured(server, [*stseg, "submit", "fuse", "--run", run, "--models", names], env, log)
+    out["eval"] = _measured(server, [*stseg, "submit", "eval", "--run", run, "--models", names,
+                                     "--option", f"workers={workers}"], env, log)
+    out["status"] = _measured(server, [*stseg, "status", run], env, log)
+    return out
+
+
+# ---- report -----------------------------------------------------------------------------------------------------
+
+STAGES = ("synth/upload", "plan", "infer", "fuse", "eval", "status")
+
+
+def report(results: list[dict]) -> None:
+    print(f"{'videos':>6} {'frames':>7} {'stage':<13} {'wall s':>8} {'CPU s':>8} {'S3 CPU s':>8} {'peak MiB':>8} "
+          f"{'requests':>9} {'ms/frame':>8} {'CPU ms/fr':>9} {'req/frame':>9}")
+    for r in results:
+        for stage in STAGES:
+            m, f = r[stage], r["frames"]
+            print(f"{r['videos']:>6} {f:>7} {stage:<13} {m['wall']:>8.1f} {m['cpu']:>8.1f} {m['server_cpu']:>8.1f} "
+                  f"{m['rss_mib']:>8.0f} {m['requests']:>9} {1000 * m['wall'] / f:>8.2f} "
+                  f"{1000 * m['cpu'] / f:>9.2f} {m['requests'] / f:>9.2f}")
+    if len(results) < 2:
+        return
+    ref, big = results[0], results[-1]
+    print(f"\nslopes: per-video cost at {big['videos']} videos ÷ at {ref['videos']} (reference; 1.0 = flat)")
+    print(f"{'stage':<13} {'wall':>6} {'CPU':>6} {'requests':>8}   status latency: "
+          + ", ".join(f"{r['status']['wall']:.2f} s @ {r['videos']}" for r in results))
+    for stage in STAGES[:-1]:
+        a, b = ref[stage], big[stage]
+
+        def ratio(field: str, a=a, b=b) -> float:
+            return (b[field] / big["videos"]) / (a[field] / ref["videos"]) if a[field] else float("nan")
+
+        print(f"{stage:<13} {ratio('wall'):>6.2f} {ratio('cpu'):>6.2f} {ratio('requests'):>8.2f}")
+    orch = sum(big[s]["cpu"] for s in ("plan", "infer", "fuse", "eval")) / big["frames"]
+    print(f"\npipeline CPU per frame at {big['videos']} videos (plan+infer+fuse+eval, 5 models, tiny frames): "
+          f"{1000 * orch:.2f} ms; S3 requests per frame: "
+          f"{sum(big[s]['requests'] for s in ('plan', 'infer', 'fuse', 'eval')) / big['frames']:.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1/8,1/4,1/2,1", help="fractions of MOSE's 2,149 videos, smallest first")
+    ap.add_argument("--shards", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2, help="local backend processes (and eval workers)")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--json", help="also write the measurements here")
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    cat = catalogue()
+    sizes = [Fraction(s) for s in args.sizes.split(",")]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        server = Server(Path(tmp))
+        try:
+            for size in sizes:
+                n = max(1, round(len(cat) * size))
+                results.append(run_size(server, Path(tmp), cat[:n], args.shards, args.workers,
+                                        tuple(args.models.split(","))))
+                print(f"# {n} videos done: " + ", ".join(f"{s} {results[-1][s]['wall']:.1f} s" for s in STAGES),
+                      file=sys.stderr, flush=True)
+                if args.json:
+                    Path(args.json).write_text(json.dumps(results, indent=1))
+        finally:
+            server.close()
+    report(results)
+
+
+if __name__ == "__main__":
+    main()

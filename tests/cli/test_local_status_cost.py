@@ -1,0 +1,76 @@
+"""`stseg status` on the local backend costs one listing per job, and each done marker is read once, ever.
+
+At MOSE's size a job has 64 shards and a marker lists thousands of files; status used to HEAD and GET every
+marker on every poll (the supervisor polls it up to twice a second), so its cost grew with catalogue × shards.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stseg_cli.backends.local import LocalBackend
+from stseg_cli.config import Config
+from stseg_cli.spec import StageRequest, build_specs
+from stseg_core.runlayout import commit_shard, done_key, pred_prefix
+from stseg_core.store import FileStore, open_store
+
+SHARDS = 64
+MODELS = ("flowprop", "oneshot")
+
+
+@pytest.fixture()
+def run(tmp_path: Path):
+    """A run of two 64-shard infer jobs whose flowprop shards are all done (k + 1 frames each), oneshot none."""
+    cfg = Config(store=str(tmp_path / "store"), data_root=str(tmp_path / "data"), state_dir=str(tmp_path / "state"))
+    specs = build_specs(cfg, "r1", StageRequest("infer", models=MODELS, shards=SHARDS), default_gpus=False)
+    backend = LocalBackend(cfg)
+    backend._files("r1").save_specs(specs)
+    store = open_store(specs[0].env_dict["STSEG_RUN_ROOT"])
+    prefix = pred_prefix("flowprop")
+    for k in range(SHARDS):
+        keys = [f"{prefix}/v{k}/{f:05d}.png" for f in range(k + 1)] + [f"{prefix}/v{k}/scores.json"]
+        for key in keys:
+            store.write_bytes(key, b"x")
+        commit_shard(store, prefix, k, keys)
+    return cfg, store
+
+
+@pytest.fixture()
+def calls(monkeypatch) -> Counter:
+    """Counts the file store's per-key probes, listings and reads."""
+    counts: Counter = Counter()
+    for name in ("exists", "list_sizes", "read_bytes"):
+        original = getattr(FileStore, name)
+
+        def counted(self, *args, _name=name, _original=original, **kw):
+            counts[_name] += 1
+            return _original(self, *args, **kw)
+
+        monkeypatch.setattr(FileStore, name, counted)
+    return counts
+
+
+def test_status_lists_each_job_once_and_reads_each_marker_once(run, calls) -> None:
+    cfg, store = run
+    first = LocalBackend(cfg).status("r1")
+    jobs = {j.model: j for j in first.jobs}
+    assert jobs["flowprop"].done == frozenset(range(SHARDS))
+    assert jobs["flowprop"].frames == sum(k + 1 for k in range(SHARDS))
+    assert jobs["oneshot"].done == frozenset() and jobs["oneshot"].frames == 0
+    assert calls["list_sizes"] == len(MODELS)  # one listing of `_done/` per job, not one probe per shard
+    assert calls["read_bytes"] == SHARDS  # each marker once, to count its frames
+
+    calls.clear()
+    again = LocalBackend(cfg).status("r1")  # a new CLI process: the counts come from the run's state folder
+    assert again.jobs == first.jobs
+    assert calls["list_sizes"] == len(MODELS) and calls["read_bytes"] == 0 and calls["exists"] == 0
+
+    store.delete(done_key(pred_prefix("flowprop"), 7))  # a marker gone (e.g. invalidated) is not done any more
+    calls.clear()
+    after = {j.model: j for j in LocalBackend(cfg).status("r1").jobs}
+    assert after["flowprop"].done == frozenset(range(SHARDS)) - {7}
+    assert after["flowprop"].frames == sum(k + 1 for k in range(SHARDS)) - 8
+    assert calls["read_bytes"] == 0
