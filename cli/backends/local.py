@@ -34,13 +34,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, done_frames
 from stseg_cli.spec import JobSpec
 from stseg_core.errors import BackendError, BadInputError, StsegError
 from stseg_core.runlayout import done_key, done_shards, shard_done
-from stseg_core.store import open_store
+from stseg_core.store import Store, open_store
 
+_T = TypeVar("_T")
 POLL_S = 0.05
 WAIT_POLL_S = 1.0  # a job waiting for another's done markers lists them at most this often
 BAD_INPUT_EXIT = 2  # the stage's BadInputError: retrying cannot help
@@ -211,14 +213,19 @@ class _RunFiles:
         _write_json(self.specs_file, [s.to_dict() for s in specs])
 
 
+def _on_store(spec: JobSpec, stores: dict, use: Callable[[Store], _T]) -> _T:
+    """`use(store)` on the spec's run root (opened once per `stores`); any store error is an outage (_StoreDown)."""
+    root = spec.env_dict["STSEG_RUN_ROOT"]
+    try:
+        store = stores.get(root) or stores.setdefault(root, open_store(root))
+        return use(store)
+    except StsegError as err:
+        raise _StoreDown(str(err)) from None
+
+
 def _shard_done(spec: JobSpec, k: int, files: _RunFiles, store_cache: dict) -> bool:
     if spec.output_prefix:
-        root = spec.env_dict["STSEG_RUN_ROOT"]
-        try:
-            store = store_cache.get(root) or store_cache.setdefault(root, open_store(root))
-            return shard_done(store, spec.output_prefix, k)
-        except StsegError as err:
-            raise _StoreDown(str(err)) from None
+        return _on_store(spec, store_cache, lambda store: shard_done(store, spec.output_prefix, k))
     rec = _read_json(files.result(spec, k))
     return bool(rec) and rec.get("exit_code") == 0
 
@@ -241,15 +248,12 @@ class Supervisor:
     def _waits(self, spec: JobSpec, failed_jobs: set[str]) -> str | bool:
         """True when every awaited marker exists, False to keep waiting, a reason string to give up."""
         producers = {s.output_prefix: s for s in self.specs if s.output_prefix}
-        root = spec.env_dict["STSEG_RUN_ROOT"]
         if time.monotonic() < self._recheck.get(spec.name, 0.0):
             return False  # checked a moment ago: its inputs are polled every WAIT_POLL_S, not every POLL_S
         for wait in spec.waits_for:
-            try:
-                store = self._stores.get(root) or self._stores.setdefault(root, open_store(root))
-                done = set(done_shards(store, wait.prefix))  # one listing, however many shards
-            except StsegError as err:
-                raise _StoreDown(str(err)) from None
+            # one listing, however many shards
+            done = set(_on_store(spec, self._stores, lambda store, w=wait: done_shards(store, w.prefix)))
+            store = self._stores[spec.env_dict["STSEG_RUN_ROOT"]]
             missing = [done_key(wait.prefix, k) for k in range(wait.shards) if str(k) not in done]
             if not missing:
                 continue
@@ -554,12 +558,7 @@ class LocalBackend(Backend):
         """{shard: frames} of the spec's done shards (one listing); None for a stage without done markers."""
         if not spec.output_prefix:
             return None
-        root = spec.env_dict["STSEG_RUN_ROOT"]
-        try:
-            store = stores.get(root) or stores.setdefault(root, open_store(root))
-            return done_frames(store, spec.output_prefix, cache)
-        except StsegError as err:
-            raise _StoreDown(str(err)) from None
+        return _on_store(spec, stores, lambda store: done_frames(store, spec.output_prefix, cache))
 
     def _find(self, run: str, stage: str, model: str) -> JobSpec:
         specs = self._files(run).load_specs()
