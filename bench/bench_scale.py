@@ -14,6 +14,7 @@ wall and CPU time and requests at the largest size by those at the smallest (the
 run): 1.0 = flat; a stage above ~1.3 grows faster than the catalogue.
 
     .venv/bin/python bench/bench_scale.py [--sizes 1/8,1/4,1/2,1] [--shards 64] [--workers 2]
+    .venv/bin/python bench/bench_scale.py --eval 24 [--eval-size 480x854]   # eval: workers vs shards
 
 moto's own listing scans its whole bucket per page (O(keys in bucket)), which real S3 does not: the server's CPU
 is reported in its own column and is not counted as the pipeline's.
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,12 +69,12 @@ def catalogue(seed: int = SEED) -> list[tuple[str, int, int]]:
     return [(f"v{i:04d}", int(t), int(k)) for i, (t, k) in enumerate(zip(frames, objects, strict=True))]
 
 
-def _tiny(k: int, phase: int) -> tuple[np.ndarray, np.ndarray]:
-    """RGB frame and label map with `k` objects, each a small square in its own cell, shifted by `phase` px."""
-    rgb = np.full((TINY_H, TINY_W, 3), 40, np.uint8)
-    labels = np.zeros((TINY_H, TINY_W), np.uint8)
+def _tiny(k: int, phase: int, h: int = TINY_H, w: int = TINY_W) -> tuple[np.ndarray, np.ndarray]:
+    """RGB frame and label map with `k` objects, each a square in its own cell of a 4×4 grid, shifted by `phase`."""
+    rgb = np.full((h, w, 3), 40, np.uint8)
+    labels = np.zeros((h, w), np.uint8)
     cols = 4
-    ch, cw = TINY_H // cols, TINY_W // cols
+    ch, cw = h // cols, w // cols
     for obj in range(1, k + 1):
         r, c = divmod(obj - 1, cols)
         y, x = r * ch + 1 + phase % 2, c * cw + 2 + phase % 3
@@ -172,7 +174,12 @@ def _measured(server: Server, argv: list[str], env: dict[str, str], log: Path) -
     t0 = time.perf_counter()
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, ru = os.wait4(proc.pid, 0)
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted: stop the stage (its supervisor stops its shards) before the server
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+            raise
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(argv[:6])}… failed (exit {os.waitstatus_to_exitcode(status)}); see {log}")
@@ -223,6 +230,55 @@ def run_size(server: Server, tmp: Path, videos: list, shards: int, workers: int,
     return out
 
 
+# ---- eval: workers in one process, or shards? --------------------------------------------------------------------
+
+def eval_compare(server: Server, tmp: Path, n: int, h: int, w: int) -> None:
+    """J&F of `n` catalogue videos at h×w: one process with 1 or 2 workers vs 2 concurrent shards (STSEG_VIDEOS)."""
+    from stseg_core.data.labels import encode_label_png
+    from stseg_core.data.mose import frame_stem
+    from stseg_core.store import open_store
+
+    videos = catalogue()[:n]
+    local = tmp / "eval-set"
+    for name, frames, k in videos:
+        for part, shift in (("gt/Annotations", 0), ("run/pred/m", 1)):  # the "prediction" is offset by a pixel
+            folder = local / part / name
+            folder.mkdir(parents=True)
+            for t in range(frames):
+                (folder / f"{frame_stem(t)}.png").write_bytes(encode_label_png(_tiny(k, t % 6 + shift, h, w)[1]))
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "STSEG_S3_ENDPOINT": server.url, "OMP_NUM_THREADS": "1",
+           "STSEG_STAGE": "evaluate", "STSEG_DATA_ROOT": "s3://evalset/gt", "STSEG_RUN_ROOT": "s3://evalset/run",
+           "STSEG_MODEL": "m"}
+    import boto3
+
+    boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="evalset")
+    os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "STSEG_S3_ENDPOINT")})
+    open_store("s3://evalset").upload_dir(local, workers=16)
+    frames = sum(f for _, f, _ in videos)
+    names = [v for v, _, _ in videos]
+    halves = (names[0::2], names[1::2])
+    print(f"eval of {n} videos, {frames} frames of {h}x{w}, predictions and ground truth on S3 (moto)")
+    print(f"{'layout':<26} {'wall s':>7} {'CPU s':>7} {'frames/s':>8} {'CPU ms/fr':>9} {'LIST':>5} {'GET':>6}")
+    for label, shards in (("1 process, 1 worker", [(names, 1)]), ("1 process, 2 workers", [(names, 2)]),
+                          ("2 shards × 1 worker", [(halves[0], 1), (halves[1], 1)])):
+        before = server.counts()
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-m", "stseg_jobs.evaluate"], stdout=subprocess.DEVNULL,
+                                  env={**env, "STSEG_WORKERS": str(workers), "STSEG_VIDEOS": ",".join(part),
+                                       "STSEG_EVAL_NAME": f"e{i}"}) for i, (part, workers) in enumerate(shards)]
+        cpu = 0.0
+        for proc in procs:
+            _, status, ru = os.wait4(proc.pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, label
+            cpu += ru.ru_utime + ru.ru_stime
+        wall = time.perf_counter() - t0
+        got = {k: v - before.get(k, 0) for k, v in server.counts().items()}
+        print(f"{label:<26} {wall:>7.1f} {cpu:>7.1f} {frames / wall:>8.1f} {1000 * cpu / frames:>9.2f} "
+              f"{got.get('LIST', 0):>5} {got.get('GET', 0):>6}")
+
+
 # ---- report -----------------------------------------------------------------------------------------------------
 
 STAGES = ("synth/upload", "plan", "infer", "fuse", "eval", "status")
@@ -263,10 +319,21 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="local backend processes (and eval workers)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--json", help="also write the measurements here")
+    ap.add_argument("--eval", type=int, metavar="N", help="only compare eval layouts on N videos (see --eval-size)")
+    ap.add_argument("--eval-size", default="480x854", help="frame size of the --eval comparison, HxW")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.serve)
+        return
+    if args.eval:
+        h, w = (int(x) for x in args.eval_size.split("x"))
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+            server = Server(Path(tmp))
+            try:
+                eval_compare(server, Path(tmp), args.eval, h, w)
+            finally:
+                server.close()
         return
     cat = catalogue()
     sizes = [Fraction(s) for s in args.sizes.split(",")]
