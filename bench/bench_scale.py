@@ -15,6 +15,7 @@ run): 1.0 = flat; a stage above ~1.3 grows faster than the catalogue.
 
     .venv/bin/python bench/bench_scale.py [--sizes 1/8,1/4,1/2,1] [--shards 64] [--workers 2]
     .venv/bin/python bench/bench_scale.py --eval 24 [--eval-size 480x854]   # eval: workers vs shards
+    .venv/bin/python bench/bench_scale.py --status 2149   # `stseg status` of a done MOSE-sized run, cold and warm
 
 moto's own listing scans its whole bucket per page (O(keys in bucket)), which real S3 does not: the server's CPU
 is reported in its own column and is not counted as the pipeline's.
@@ -230,6 +231,54 @@ def run_size(server: Server, tmp: Path, videos: list, shards: int, workers: int,
     return out
 
 
+# ---- status at full size, without running the stages ---------------------------------------------------------------
+
+def status_at(server: Server, tmp: Path, n: int, shards: int, models: tuple[str, ...]) -> None:
+    """`stseg status` of a pipeline run over `n` catalogue videos whose every shard is done: the real specs
+    (`pipeline_specs`) and done markers of the real size (one line per file: label PNGs + scores.json), written
+    directly; timed cold (no frame counts in the state folder yet) and warm (what a poll costs)."""
+    from stseg_cli.backends.local import LocalBackend
+    from stseg_cli.config import Config
+    from stseg_cli.spec import StageRequest, pipeline_specs
+    from stseg_core.data.mose import frame_stem
+    from stseg_core.plan import plan_shards, video_cost
+    from stseg_core.runlayout import done_key, pred_prefix
+    from stseg_core.store import open_store
+
+    videos = catalogue()[:n]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "STSEG_S3_ENDPOINT": server.url, "STSEG_STORE": "s3://status/store",
+           "STSEG_STATE_DIR": str(tmp / "state-status"), "STSEG_DATA_ROOT": "s3://status/data/valid"}
+    os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "STSEG_S3_ENDPOINT")})
+    import boto3
+
+    boto3.client("s3", endpoint_url=server.url, region_name="us-east-1").create_bucket(Bucket="status")
+    cfg = Config(store=env["STSEG_STORE"], data_root=env["STSEG_DATA_ROOT"], state_dir=env["STSEG_STATE_DIR"])
+    specs = pipeline_specs(cfg, "scale", StageRequest("infer", models=models, shards=shards), default_gpus=False)
+    LocalBackend(cfg)._files("scale").save_specs(specs)
+    store = open_store(specs[0].env_dict["STSEG_RUN_ROOT"])
+    plan = plan_shards({v: video_cost(t, k) for v, t, k in videos}, shards)
+    lengths = {v: t for v, t, _ in videos}
+    digest = "0" * 64
+
+    def marker(prefix: str, names) -> dict:
+        files = {f"{prefix}/{v}/{name}": {"size": 100, "sha256": digest}
+                 for v in names for name in [*(f"{frame_stem(t)}.png" for t in range(lengths[v])), "scores.json"]}
+        return {"version": 1, "files": files, "total_bytes": 100 * len(files), "meta": {}}
+
+    for model in models:
+        for k in range(shards):
+            store.write_json(done_key(pred_prefix(model), k), marker(pred_prefix(model), plan.videos(k)))
+    store.write_json(done_key("fused", 0), marker("fused", lengths))
+    argv = [sys.executable, "-m", "stseg_cli", "status", "scale"]
+    frames = sum(lengths.values())
+    print(f"stseg status, {n} videos ({frames} frames), {len(specs)} jobs, {shards} shards × {len(models)} models")
+    for label in ("cold", "warm", "warm"):
+        m = _measured(server, argv, env, tmp / "status.log")
+        print(f"  {label}: {m['wall']:.2f} s wall, {m['cpu']:.2f} s CPU, {m['rss_mib']:.0f} MiB, "
+              f"{m['requests'] - 1} S3 requests")
+
+
 # ---- eval: workers in one process, or shards? --------------------------------------------------------------------
 
 def eval_compare(server: Server, tmp: Path, n: int, h: int, w: int) -> None:
@@ -321,10 +370,19 @@ def main() -> None:
     ap.add_argument("--json", help="also write the measurements here")
     ap.add_argument("--eval", type=int, metavar="N", help="only compare eval layouts on N videos (see --eval-size)")
     ap.add_argument("--eval-size", default="480x854", help="frame size of the --eval comparison, HxW")
+    ap.add_argument("--status", type=int, metavar="N", help="only time `stseg status` of a done run of N videos")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.serve)
+        return
+    if args.status:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+            server = Server(Path(tmp))
+            try:
+                status_at(server, Path(tmp), args.status, args.shards, tuple(args.models.split(",")))
+            finally:
+                server.close()
         return
     if args.eval:
         h, w = (int(x) for x in args.eval_size.split("x"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from stseg_cli.config import Config
@@ -48,19 +49,14 @@ def done_frames(store, prefix: str, cache: dict[str, list[int]]) -> dict[int, in
     from stseg_core.store import join_key
 
     folder = join_key(prefix, DONE_DIR)
-    out = {}
-    for key, size in store.list_sizes(folder).items():
-        name = key[len(folder) + 1:].removesuffix(".json")
-        if not name.isdigit() or not key.endswith(".json"):
-            continue
-        hit = cache.get(name)
-        if hit is None or hit[0] != size:
-            frames = marker_frames(store, prefix, int(name))
-            hit = [size, frames]
+    sizes = {int(name): size for key, size in store.list_sizes(folder).items()
+             if key.endswith(".json") and (name := key[len(folder) + 1:-len(".json")]).isdigit()}
+    new = [k for k, size in sizes.items() if cache.get(str(k), [None])[0] != size]
+    with ThreadPoolExecutor(max_workers=16) as pool:  # a cold status reads every marker: not one after the other
+        for k, frames in zip(new, pool.map(lambda k: marker_frames(store, prefix, k), new), strict=True):
             if frames:
-                cache[name] = hit
-        out[int(name)] = hit[1]
-    return out
+                cache[str(k)] = [sizes[k], frames]
+    return {k: cache[str(k)][1] if str(k) in cache else 0 for k in sizes}
 
 
 @dataclass(frozen=True)
