@@ -7,7 +7,9 @@ Variables (besides the common ones):
 - `STSEG_EVAL_NAME`: results go to `<run root>/eval/<name>/`; default `STSEG_MODEL`, else `pgmr` (the fuse
   stage's name for its output).
 - `STSEG_METRIC`: `davis` (default) or `mosev2`.
-- `STSEG_WORKERS`: scoring processes (default: the pod's CPU count).
+- `STSEG_WORKERS`: scoring processes (default: the CPUs this pod may use — its CPU limit, `--cpu`, not the node's
+  count). This is how eval scales to MOSE's size: give the Job more CPUs (`stseg submit eval --cpu 8`), not shards
+  (every shard would list the whole ground truth and predictions, and the global means need one merge).
 - `STSEG_VIDEOS`: comma-separated videos to score (default: all of the ground truth).
 - `STSEG_MISSING_AS_EMPTY`: true to score missing prediction frames/videos as empty masks (default false).
 - `STSEG_SPLIT`: split name in the CSV file names (default: the ground-truth root's folder name).
@@ -17,14 +19,30 @@ mosev2; in percent) and the frames/videos scored.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
 from stseg_jobs._env import boolean, env_field, from_env, job_main, positive_int, run_id_of
+
+
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity set, capped by its cgroup (v2) CPU quota — what a pod's CPU limit
+    becomes. `os.cpu_count()` is the node's count: 96 scoring processes in a 2-CPU, 8 GiB pod would thrash or be
+    killed for memory."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            n = min(n, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to read: the affinity set is the limit
+    return max(1, n)
 
 
 def _metric(text: str) -> str:
@@ -43,7 +61,7 @@ class EvaluateEnv:
     pred_prefix: str | None = env_field("STSEG_PRED_PREFIX", default=None)
     eval_name: str | None = env_field("STSEG_EVAL_NAME", default=None)
     metric: str = env_field("STSEG_METRIC", parse=_metric, default="davis")
-    workers: int = env_field("STSEG_WORKERS", parse=positive_int, default_factory=lambda: os.cpu_count() or 1)
+    workers: int = env_field("STSEG_WORKERS", parse=positive_int, default_factory=usable_cpus)
     videos: tuple[str, ...] = env_field("STSEG_VIDEOS", parse=split_names, default=())
     missing_as_empty: bool = env_field("STSEG_MISSING_AS_EMPTY", parse=boolean, default=False)
     split: str | None = env_field("STSEG_SPLIT", default=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -64,3 +65,15 @@ def test_evaluate_job_refuses_a_shard_whose_file_changed(tmp_path):
                                                    "marked not done"):
         run(env)
     assert done_shards(run_store, "pred/flowprop") == [] and not run_store.exists("eval/flowprop/results.json")
+
+
+def test_default_workers_follow_the_pods_cpu_quota_not_the_nodes_cores(tmp_path, monkeypatch):
+    """A 2-CPU pod on a 96-core node scores with 2 processes: cgroup v2 `cpu.max` caps the affinity set."""
+    from stseg_jobs.evaluate import usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(96)))
+    cpu_max = tmp_path / "cpu.max"
+    for text, want in (("200000 100000\n", 2), ("150000 100000\n", 2), ("50000 100000\n", 1), ("max 100000\n", 96)):
+        cpu_max.write_text(text)
+        assert usable_cpus(cpu_max) == want, text
+    assert usable_cpus(tmp_path / "absent") == 96  # no cgroup v2: the affinity set
