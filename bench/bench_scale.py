@@ -172,22 +172,37 @@ class Server:
 def _measured(server: Server, argv: list[str], env: dict[str, str], log: Path) -> dict:
     """Run one stage process to the end: wall, CPU (its whole process tree), peak RSS, S3 requests."""
     before, server_cpu = server.counts(), server.cpu_s()
+    usage = log.with_suffix(".usage.json")
     t0 = time.perf_counter()
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # Through a small launcher: a child forked from this (large) process would count its pages in its peak RSS.
+        proc = subprocess.Popen([sys.executable, __file__, "--measure", str(usage), *argv], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
         try:
-            _, status, ru = os.wait4(proc.pid, 0)
+            code = proc.wait()
         except BaseException:  # interrupted: stop the stage (its supervisor stops its shards) before the server
             proc.send_signal(signal.SIGINT)
             proc.wait()
             raise
     wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(argv[:6])}… failed (exit {os.waitstatus_to_exitcode(status)}); see {log}")
+    if code != 0:
+        raise SystemExit(f"{' '.join(argv[:6])}… failed (exit {code}); see {log}")
     after = server.counts()
     requests = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024,
-            "server_cpu": server.cpu_s() - server_cpu, "requests": sum(requests.values()), "by_kind": requests}
+    return {"wall": wall, **json.loads(usage.read_text()), "server_cpu": server.cpu_s() - server_cpu,
+            "requests": sum(requests.values()), "by_kind": requests}
+
+
+def measure(usage: str, argv: list[str]) -> int:
+    """Run `argv`; write its process tree's CPU seconds and largest peak RSS (MiB) to `usage`; its exit code."""
+    proc = subprocess.Popen(argv)
+    try:
+        _, status, ru = os.wait4(proc.pid, 0)
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+    Path(usage).write_text(json.dumps({"cpu": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024}))
+    return os.waitstatus_to_exitcode(status)
 
 
 def _py(code: str) -> list[str]:
@@ -362,6 +377,8 @@ def report(results: list[dict]) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--measure"]:
+        sys.exit(measure(sys.argv[2], sys.argv[3:]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1/8,1/4,1/2,1", help="fractions of MOSE's 2,149 videos, smallest first")
     ap.add_argument("--shards", type=int, default=64)
