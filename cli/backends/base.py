@@ -26,14 +26,17 @@ class Capabilities:
 def marker_frames(store, prefix: str | None, shard: int) -> int:
     """Frames a done shard wrote: the label PNGs its done marker lists (0 when the stage writes no marker or the
     marker cannot be read, e.g. no access to the store): status figures are best-effort, never an error."""
-    if not prefix:
-        return 0
+    return (_counted_frames(store, prefix, shard) or 0) if prefix else 0
+
+
+def _counted_frames(store, prefix: str, shard: int) -> int | None:
+    """The label PNGs a done marker lists; None when it cannot be read."""
     from stseg_core.runlayout import read_marker
 
     try:
         files = read_marker(store, prefix, shard)["files"]
     except Exception:
-        return 0
+        return None
     return sum(1 for key in files if key.endswith(".png"))
 
 
@@ -43,7 +46,8 @@ def done_frames(store, prefix: str, cache: dict[str, list[int]]) -> dict[int, in
     A status poll of a 64-shard job used to cost a HEAD and a GET of every marker, and markers grow with the
     catalogue (one line per file); now a marker is read only when `cache` ({shard: [marker bytes, frames]},
     updated in place; keep it between polls) lacks it at its listed size. Store errors propagate (the caller
-    decides whether an unreachable store is an outage); an unreadable marker counts 0 frames and is not cached.
+    decides whether an unreachable store is an outage); an unreadable marker counts 0 frames and is not cached
+    (an empty shard's 0 is).
     """
     from stseg_core.runlayout import DONE_DIR
     from stseg_core.store import join_key
@@ -53,8 +57,8 @@ def done_frames(store, prefix: str, cache: dict[str, list[int]]) -> dict[int, in
              if key.endswith(".json") and (name := key[len(folder) + 1:-len(".json")]).isdigit()}
     new = [k for k, size in sizes.items() if cache.get(str(k), [None])[0] != size]
     with ThreadPoolExecutor(max_workers=16) as pool:  # a cold status reads every marker: not one after the other
-        for k, frames in zip(new, pool.map(lambda k: marker_frames(store, prefix, k), new), strict=True):
-            if frames:
+        for k, frames in zip(new, pool.map(lambda k: _counted_frames(store, prefix, k), new), strict=True):
+            if frames is not None:
                 cache[str(k)] = [sizes[k], frames]
     return {k: cache[str(k)][1] if str(k) in cache else 0 for k in sizes}
 

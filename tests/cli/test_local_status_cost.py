@@ -23,7 +23,8 @@ MODELS = ("flowprop", "oneshot")
 
 @pytest.fixture()
 def run(tmp_path: Path):
-    """A run of two 64-shard infer jobs whose flowprop shards are all done (k + 1 frames each), oneshot none."""
+    """A run of two 64-shard infer jobs whose flowprop shards are all done (shard k: k frames; shard 0 is empty,
+    as shards are when a plan has more shards than videos), oneshot none."""
     cfg = Config(store=str(tmp_path / "store"), data_root=str(tmp_path / "data"), state_dir=str(tmp_path / "state"))
     specs = build_specs(cfg, "r1", StageRequest("infer", models=MODELS, shards=SHARDS), default_gpus=False)
     backend = LocalBackend(cfg)
@@ -31,7 +32,7 @@ def run(tmp_path: Path):
     store = open_store(specs[0].env_dict["STSEG_RUN_ROOT"])
     prefix = pred_prefix("flowprop")
     for k in range(SHARDS):
-        keys = [f"{prefix}/v{k}/{f:05d}.png" for f in range(k + 1)] + [f"{prefix}/v{k}/scores.json"]
+        keys = [f"{prefix}/v{k}/{f:05d}.png" for f in range(k)] + ([f"{prefix}/v{k}/scores.json"] if k else [])
         for key in keys:
             store.write_bytes(key, b"x")
         commit_shard(store, prefix, k, keys)
@@ -58,10 +59,10 @@ def test_status_lists_each_job_once_and_reads_each_marker_once(run, calls) -> No
     first = LocalBackend(cfg).status("r1")
     jobs = {j.model: j for j in first.jobs}
     assert jobs["flowprop"].done == frozenset(range(SHARDS))
-    assert jobs["flowprop"].frames == sum(k + 1 for k in range(SHARDS))
+    assert jobs["flowprop"].frames == sum(range(SHARDS))
     assert jobs["oneshot"].done == frozenset() and jobs["oneshot"].frames == 0
     assert calls["list_sizes"] == len(MODELS)  # one listing of `_done/` per job, not one probe per shard
-    assert calls["read_bytes"] == SHARDS  # each marker once, to count its frames
+    assert calls["read_bytes"] == SHARDS  # each marker once, to count its frames (the empty shard's too)
 
     calls.clear()
     again = LocalBackend(cfg).status("r1")  # a new CLI process: the counts come from the run's state folder
@@ -72,5 +73,5 @@ def test_status_lists_each_job_once_and_reads_each_marker_once(run, calls) -> No
     calls.clear()
     after = {j.model: j for j in LocalBackend(cfg).status("r1").jobs}
     assert after["flowprop"].done == frozenset(range(SHARDS)) - {7}
-    assert after["flowprop"].frames == sum(k + 1 for k in range(SHARDS)) - 8
+    assert after["flowprop"].frames == sum(range(SHARDS)) - 7
     assert calls["read_bytes"] == 0
