@@ -34,6 +34,7 @@ import tempfile
 import time
 import urllib.request
 from fractions import Fraction
+from math import nan
 from pathlib import Path
 
 import numpy as np
@@ -348,6 +349,21 @@ def eval_compare(server: Server, tmp: Path, n: int, h: int, w: int) -> None:
 STAGES = ("synth/upload", "plan", "infer", "fuse", "eval", "status")
 
 
+def _per_video(stage: str, field: str, a: dict, b: dict) -> float:
+    """Per-video cost at size b ÷ at size a."""
+    return (b[stage][field] / b["videos"]) / (a[stage][field] / a["videos"]) if a[stage][field] else nan
+
+
+def _marginal(stage: str, field: str, results: list[dict]) -> float:
+    """Cost per added video between the last two sizes ÷ between the first two (fixed costs cancel)."""
+    if len(results) < 3:
+        return nan
+    (a, b), (c, d) = results[:2], results[-2:]
+    first = (b[stage][field] - a[stage][field]) / (b["videos"] - a["videos"])
+    last = (d[stage][field] - c[stage][field]) / (d["videos"] - c["videos"])
+    return last / first if first > 0 else nan
+
+
 def report(results: list[dict]) -> None:
     print(f"{'videos':>6} {'frames':>7} {'stage':<13} {'wall s':>8} {'CPU s':>8} {'S3 CPU s':>8} {'peak MiB':>8} "
           f"{'requests':>9} {'ms/frame':>8} {'CPU ms/fr':>9} {'req/frame':>9}")
@@ -360,20 +376,22 @@ def report(results: list[dict]) -> None:
     if len(results) < 2:
         return
     ref, big = results[0], results[-1]
-    print(f"\nslopes: per-video cost at {big['videos']} videos ÷ at {ref['videos']} (reference; 1.0 = flat)")
-    print(f"{'stage':<13} {'wall':>6} {'CPU':>6} {'requests':>8}   status latency: "
-          + ", ".join(f"{r['status']['wall']:.2f} s @ {r['videos']}" for r in results))
+    print(f"\nslopes, {ref['videos']} → {big['videos']} videos (1.0 = flat): per-video cost at the largest size ÷ at "
+          "the smallest (the reference); marginal: cost per added video in the last step ÷ in the first (fixed "
+          "per-shard costs cancel; needs 3 sizes)")
+    print(f"{'stage':<13} {'wall':>6} {'CPU':>6} {'requests':>8} {'marg. CPU':>9} {'marg. req':>9}")
     for stage in STAGES[:-1]:
-        a, b = ref[stage], big[stage]
-
-        def ratio(field: str, a=a, b=b) -> float:
-            return (b[field] / big["videos"]) / (a[field] / ref["videos"]) if a[field] else float("nan")
-
-        print(f"{stage:<13} {ratio('wall'):>6.2f} {ratio('cpu'):>6.2f} {ratio('requests'):>8.2f}")
-    orch = sum(big[s]["cpu"] for s in ("plan", "infer", "fuse", "eval")) / big["frames"]
-    print(f"\npipeline CPU per frame at {big['videos']} videos (plan+infer+fuse+eval, 5 models, tiny frames): "
-          f"{1000 * orch:.2f} ms; S3 requests per frame: "
-          f"{sum(big[s]['requests'] for s in ('plan', 'infer', 'fuse', 'eval')) / big['frames']:.1f}")
+        row = [_per_video(stage, f, ref, big) for f in ("wall", "cpu", "requests")]
+        row += [_marginal(stage, f, results) for f in ("cpu", "requests")]
+        print(f"{stage:<13} {row[0]:>6.2f} {row[1]:>6.2f} {row[2]:>8.2f} {row[3]:>9.2f} {row[4]:>9.2f}")
+    print("status latency (5 × shards infer + fuse + 6 eval jobs): "
+          + ", ".join(f"{r['status']['wall']:.2f} s wall / {r['status']['cpu']:.2f} s CPU @ {r['videos']} videos"
+                      for r in results))
+    stages = ("plan", "infer", "fuse", "eval")
+    print(f"pipeline at {big['videos']} videos (plan+infer+fuse+eval, 5 models, frames of {TINY_H}×{TINY_W}): "
+          f"{1000 * sum(big[s]['cpu'] for s in stages) / big['frames']:.1f} ms CPU and "
+          f"{sum(big[s]['requests'] for s in stages) / big['frames']:.1f} S3 requests per frame, "
+          f"S3 server {1000 * sum(big[s]['server_cpu'] for s in stages) / big['frames']:.1f} ms CPU per frame")
 
 
 def main() -> None:
@@ -387,11 +405,15 @@ def main() -> None:
     ap.add_argument("--json", help="also write the measurements here")
     ap.add_argument("--eval", type=int, metavar="N", help="only compare eval layouts on N videos (see --eval-size)")
     ap.add_argument("--eval-size", default="480x854", help="frame size of the --eval comparison, HxW")
+    ap.add_argument("--report", metavar="JSON", help="only print the tables of an earlier run's --json file")
     ap.add_argument("--status", type=int, metavar="N", help="only time `stseg status` of a done run of N videos")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.serve)
+        return
+    if args.report:
+        report(json.loads(Path(args.report).read_text()))
         return
     if args.status:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
