@@ -9,9 +9,10 @@ stage as one `stseg` process: synth/upload, plan, infer (5 models × 64 shards),
 fusion), then `stseg status` (5 × 64 infer shards + fuse + 6 eval jobs).
 
 Per stage: wall s, CPU s (the stage's processes, and the S3 server's own CPU apart), peak RSS of its largest
-process, S3 requests; then per frame: ms wall, ms CPU and requests. The slopes table divides each stage's per-video
+process, S3 requests; then per frame: ms wall, ms CPU and requests. The slopes table divides each stage's per-frame
 wall and CPU time and requests at the largest size by those at the smallest (the reference, measured in the same
-run): 1.0 = flat; a stage above ~1.3 grows faster than the catalogue.
+run): 1.0 = flat; a stage above ~1.3 grows faster than the catalogue. Per frame, not per video: the samples' mean
+video lengths differ a little (a video is ~83 frames on average).
 
     .venv/bin/python bench/bench_scale.py [--sizes 1/8,1/4,1/2,1] [--shards 64] [--workers 2]
     .venv/bin/python bench/bench_scale.py --eval 24 [--eval-size 480x854]   # eval: workers vs shards
@@ -349,18 +350,18 @@ def eval_compare(server: Server, tmp: Path, n: int, h: int, w: int) -> None:
 STAGES = ("synth/upload", "plan", "infer", "fuse", "eval", "status")
 
 
-def _per_video(stage: str, field: str, a: dict, b: dict) -> float:
-    """Per-video cost at size b ÷ at size a."""
-    return (b[stage][field] / b["videos"]) / (a[stage][field] / a["videos"]) if a[stage][field] else nan
+def _per_frame(stage: str, field: str, a: dict, b: dict) -> float:
+    """Cost per frame at size b ÷ at size a (the samples' mean video lengths differ: per frame is the fair unit)."""
+    return (b[stage][field] / b["frames"]) / (a[stage][field] / a["frames"]) if a[stage][field] else nan
 
 
 def _marginal(stage: str, field: str, results: list[dict]) -> float:
-    """Cost per added video between the last two sizes ÷ between the first two (fixed costs cancel)."""
+    """Cost per added frame between the last two sizes ÷ between the first two (fixed costs cancel)."""
     if len(results) < 3:
         return nan
     (a, b), (c, d) = results[:2], results[-2:]
-    first = (b[stage][field] - a[stage][field]) / (b["videos"] - a["videos"])
-    last = (d[stage][field] - c[stage][field]) / (d["videos"] - c["videos"])
+    first = (b[stage][field] - a[stage][field]) / (b["frames"] - a["frames"])
+    last = (d[stage][field] - c[stage][field]) / (d["frames"] - c["frames"])
     return last / first if first > 0 else nan
 
 
@@ -376,12 +377,12 @@ def report(results: list[dict]) -> None:
     if len(results) < 2:
         return
     ref, big = results[0], results[-1]
-    print(f"\nslopes, {ref['videos']} → {big['videos']} videos (1.0 = flat): per-video cost at the largest size ÷ at "
-          "the smallest (the reference); marginal: cost per added video in the last step ÷ in the first (fixed "
+    print(f"\nslopes, {ref['videos']} → {big['videos']} videos (1.0 = flat): cost per frame at the largest size ÷ at "
+          "the smallest (the reference); marginal: cost per added frame in the last step ÷ in the first (fixed "
           "per-shard costs cancel; needs 3 sizes)")
     print(f"{'stage':<13} {'wall':>6} {'CPU':>6} {'requests':>8} {'marg. CPU':>9} {'marg. req':>9}")
     for stage in STAGES[:-1]:
-        row = [_per_video(stage, f, ref, big) for f in ("wall", "cpu", "requests")]
+        row = [_per_frame(stage, f, ref, big) for f in ("wall", "cpu", "requests")]
         row += [_marginal(stage, f, results) for f in ("cpu", "requests")]
         print(f"{stage:<13} {row[0]:>6.2f} {row[1]:>6.2f} {row[2]:>8.2f} {row[3]:>9.2f} {row[4]:>9.2f}")
     print("status latency (5 × shards infer + fuse + 6 eval jobs): "
