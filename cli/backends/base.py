@@ -23,14 +23,9 @@ class Capabilities:
     detach: bool = False  # a submitted run keeps going when the CLI exits
 
 
-def marker_frames(store, prefix: str | None, shard: int) -> int:
-    """Frames a done shard wrote: the label PNGs its done marker lists (0 when the stage writes no marker or the
-    marker cannot be read, e.g. no access to the store): status figures are best-effort, never an error."""
-    return (_counted_frames(store, prefix, shard) or 0) if prefix else 0
-
-
 def _counted_frames(store, prefix: str, shard: int) -> int | None:
-    """The label PNGs a done marker lists; None when it cannot be read."""
+    """Frames a done shard wrote: the label PNGs its marker lists; None when it cannot be read (status figures are
+    best-effort, never an error)."""
     from stseg_core.runlayout import read_marker
 
     try:
