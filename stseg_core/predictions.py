@@ -182,9 +182,9 @@ class VideoPredictions:
             raise BadInputError(f"{self.store.uri(key)}: model {self.model} wrote no soft probabilities")
         local = self.store.local_path(key)
         with tempfile.TemporaryDirectory(prefix="stseg-probs-") as tmp:
-            if local is None:
+            if local is None:  # streamed to disk: a long video's probabilities never sit in memory
                 local = Path(tmp) / PROBS_FILE
-                local.write_bytes(self.store.read_bytes(key))
+                self.store.read_file(key, local)
             yield from _stream_npz(local, self.store.uri(key), self.stems, len(self.object_ids))
 
 

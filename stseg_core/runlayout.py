@@ -14,7 +14,7 @@ as not done everywhere (status, `wait-done`, `--resume`, the stage itself) and i
       plan.json
       pred/<model>/<video>/<frame>.png | scores.json | probs.npz
       pred/<model>/_done/<shard>.json     {"shard", "files": {key: {"size", "sha256"}}, "created", "meta"}
-      fused/<video>/<frame>.png …,  fused/_done/<shard>.json,  recommend.json
+      fused/<video>/<frame>.png …,  fused/_parts/<index>.json,  fused/_done/<index>.json,  recommend.json
       eval/<name>/…
     checkpoints/<model>/<run-id>/epoch_<n>.pt | val.json | best
 """
@@ -73,6 +73,11 @@ def probs_key(model: str, video: str) -> str:
 
 def fused_key(video: str, stem: str) -> str:
     return join_key(FUSED, _name("video", video), f"{_name('frame', stem)}.png")
+
+
+def fuse_part_key(index: int | str) -> str:
+    """What fuse index `index` hands the merge step: `fused/_parts/<index>.json` (listed in its done marker)."""
+    return join_key(FUSED, "_parts", f"{_name('fuse index', index)}.json")
 
 
 def eval_prefix(name: str) -> str:

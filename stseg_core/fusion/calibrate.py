@@ -13,10 +13,11 @@ replaces each score by â(s) before the vote — learnt on `valid`, never on the
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
-from stseg_core.fusion.video import ModelVideo
+from stseg_core.fusion.video import ModelFrames, ModelVideo
 
 MIN_PAIRS = 50
 _BINS = 20  # pairs are pooled into at most this many confidence quantiles before the fit (a short, stable map)
@@ -102,8 +103,12 @@ def accuracy_pairs(output: ModelVideo, truth: np.ndarray) -> tuple[np.ndarray, n
     return np.array(s), np.array(a)
 
 
-def calibrated(output: ModelVideo, calibration: Calibration | None) -> ModelVideo:
-    """`output` with its scores replaced by their calibrated values (unchanged without a calibration)."""
+Output = TypeVar("Output", ModelVideo, ModelFrames)
+
+
+def calibrated(output: Output, calibration: Calibration | None) -> Output:
+    """`output` (arrays or a frame stream) with its scores replaced by their calibrated values (unchanged
+    without a calibration)."""
     if calibration is None or calibration.identity:
         return output
     return replace(output, scores=calibration(output.scores))

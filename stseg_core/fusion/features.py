@@ -7,13 +7,14 @@ texture/motion summary, not a segmentation), on at most `max_samples` evenly spa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
-from stseg_core.fusion.consistency import disagreement
-from stseg_core.fusion.video import ModelVideo, index_lut
+from stseg_core.fusion.consistency import frame_disagreement
+from stseg_core.fusion.video import ModelFrames, ModelVideo, index_lut
 
 ANALYSIS_SIDE = 256
 SMALL_OBJECT = 0.01
@@ -102,23 +103,34 @@ def object_sizes(first_labels: np.ndarray, object_ids: tuple[int, ...]) -> tuple
     return float(areas.mean()), float(areas.min()), float(np.mean(areas < SMALL_OBJECT))
 
 
-def ensemble_features(outputs: list[ModelVideo], object_ids: tuple[int, ...]) -> dict:
-    """Signals only several models give: disagreement, and per model vanish rate and absent share."""
-    lut = index_lut(tuple(object_ids))
-    T = outputs[0].shape[0]
-    stacks = (np.stack([lut[o.labels[t]] for o in outputs]) for t in range(T))
+def ensemble_features(outputs: Sequence[ModelVideo | ModelFrames], object_ids: tuple[int, ...],
+                      disagreements: Sequence[float] | None = None) -> dict[str, Any]:
+    """Signals only several models give: disagreement, and per model vanish rate and absent share.
+
+    `disagreements`: the per-frame values (`frame_disagreement`) when the caller streamed the frames already
+    (the fuse stage's first pass); else they are measured here from the outputs' (T, H, W) labels.
+    """
+    if disagreements is None:
+        lut = index_lut(tuple(object_ids))
+        labels = [o.labels for o in outputs if isinstance(o, ModelVideo)]
+        disagreements = [frame_disagreement(np.stack([lut[lab[t]] for lab in labels]))
+                         for t in range(outputs[0].shape[0])]
     vanish, absent = {}, {}
     for o in outputs:
+        T = o.present.shape[0]
         pairs = max(1, (T - 1) * len(object_ids))
         vanish[o.model] = float(np.count_nonzero(o.present[:-1] & ~o.present[1:]) / pairs) if T > 1 else 0.0
         absent[o.model] = float(np.mean(~o.present)) if o.present.size else 0.0
-    return {"disagreement": disagreement(list(stacks)), "vanish": vanish, "absent": absent}
+    return {"disagreement": float(np.mean(disagreements)) if len(disagreements) else 0.0, "vanish": vanish,
+            "absent": absent}
 
 
 def video_features(frames: Iterable[np.ndarray], num_frames: int, first_labels: np.ndarray,
-                   object_ids: tuple[int, ...], outputs: list[ModelVideo] | None = None) -> VideoFeatures:
-    """All features of one video: frames stream once; `outputs` (checked, same video) adds the ensemble signals."""
+                   object_ids: tuple[int, ...], outputs: Sequence[ModelVideo | ModelFrames] | None = None,
+                   disagreements: Sequence[float] | None = None) -> VideoFeatures:
+    """All features of one video: frames stream once; `outputs` (checked, same video) adds the ensemble signals
+    (see `ensemble_features` for `disagreements`)."""
     edge, motion = scene_features(frames, num_frames)
     size_mean, size_min, small = object_sizes(first_labels, tuple(object_ids))
-    ens = ensemble_features(outputs, tuple(object_ids)) if outputs else {}
+    ens = ensemble_features(outputs, tuple(object_ids), disagreements) if outputs else {}
     return VideoFeatures(edge, motion, len(object_ids), size_mean, size_min, small, **ens)

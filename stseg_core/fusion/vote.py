@@ -25,13 +25,14 @@ Rules, applied per frame:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from stseg_core.errors import BadInputError
 from stseg_core.fusion.consistency import agreement_map
-from stseg_core.fusion.video import ModelVideo, check_outputs, id_table, index_lut
+from stseg_core.fusion.video import ModelFrames, ModelVideo, check_outputs, id_table, index_lut
 
 _ROUND = 9
 
@@ -70,7 +71,7 @@ def vote_weights(trust: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return trust[:, None] * np.concatenate([frame_conf[:, None], scores], axis=1)
 
 
-def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: list[np.ndarray | None] | None = None,
+def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: Sequence[np.ndarray | None] | None = None,
                object_ids: tuple[int, ...] | None = None) -> np.ndarray:
     """One frame's pseudo-label.
 
@@ -122,12 +123,21 @@ def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust=Non
     present = np.zeros((T, K), bool)
     have_probs = any(o.probs is not None for o in outputs)
     for t in range(T):
-        frames = [o.labels[t] for o in outputs]
-        frame_scores = np.stack([o.scores[t] for o in outputs])
-        keep = presence(np.stack([o.present[t] for o in outputs]), trust)
         probs = [None if o.probs is None else o.probs[t] for o in outputs] if have_probs else None
-        fused = fuse_frame(frames, vote_weights(trust, frame_scores), keep, probs, object_ids)
-        labels[t] = fused
-        scores[t] = (trust[:, None] * frame_scores).sum(axis=0) / trust.sum()
-        present[t] = keep & np.array([np.count_nonzero(fused == i) > 0 for i in object_ids], bool)
+        labels[t], scores[t], present[t] = fuse_frame_of(outputs, t, [o.labels[t] for o in outputs], probs, trust,
+                                                         object_ids)
     return FusedVideo(labels, object_ids, scores, present)
+
+
+def fuse_frame_of(outputs: Sequence[ModelVideo | ModelFrames], t: int, frames: Sequence[np.ndarray],
+                  probs: Sequence[np.ndarray | None] | None, trust: np.ndarray,
+                  object_ids: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame t of the pseudo-label: (H, W) ids, (K,) fused scores, (K,) presence. `outputs` give the (T, K)
+    scores and presence (`ModelVideo` or a frame stream), `frames`/`probs` frame t's label maps and
+    probabilities (None per model, or None for all), `trust` the normalised (M,) trust."""
+    frame_scores = np.stack([o.scores[t] for o in outputs])
+    keep = presence(np.stack([o.present[t] for o in outputs]), trust)
+    fused = fuse_frame(frames, vote_weights(trust, frame_scores), keep, probs, object_ids)
+    scores = (trust[:, None] * frame_scores).sum(axis=0) / trust.sum()
+    present = keep & np.array([np.count_nonzero(fused == i) > 0 for i in object_ids], bool)
+    return fused, scores, present
