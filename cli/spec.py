@@ -226,7 +226,7 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
         gpus = req.gpus
         if gpus is None:
             gpus = 1 if default_gpus and req.stage in ("infer", "finetune") and model not in CPU_ONLY_MODELS else 0
-        shards = req.shards if req.stage == "infer" else 1
+        shards = req.shards if req.stage in ("infer", "fuse") else 1
         # eval scores against the ground truth; every other stage reads the input split
         data_root = _absolute(cfg.ground_truth_root() if req.stage == "eval" else cfg.data_root)
         env = [("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)), ("STSEG_RUN_ROOT", run_root),
@@ -267,15 +267,16 @@ def _with_models(specs: list[JobSpec], models: tuple[str, ...]) -> list[JobSpec]
 
 
 def fuse_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, default_gpus: bool) -> list[JobSpec]:
-    """The fuse job (one index: PGMR fuses the whole run and writes `fused/_done/0.json`); it waits for the
-    done marker of every infer shard of every model in `req.models`."""
+    """The fuse job: one index per plan shard (each fuses its shard's videos and writes `fused/_done/<k>.json`;
+    the last to finish merges recommend.json and eval/); it waits for the done marker of every infer shard of
+    every model in `req.models`."""
     if infer_shards < 1:
         raise BadInputError(f"--infer-shards must be at least 1 (got {infer_shards})")
     for m in req.models:
         check_model(m)
     waits = tuple(DoneWait(output_prefix("infer", m), infer_shards) for m in req.models)
-    specs = _with_models(build_specs(cfg, run, replace(req, stage="fuse", shards=1), default_gpus=default_gpus,
-                                     waits_for=waits), req.models)
+    specs = _with_models(build_specs(cfg, run, replace(req, stage="fuse", shards=infer_shards),
+                                     default_gpus=default_gpus, waits_for=waits), req.models)
     gt = _known_ground_truth(cfg)
     return [replace(s, env=(*s.env, ("STSEG_GT_ROOT", gt))) for s in specs] if gt else specs
 
@@ -296,14 +297,14 @@ def _known_ground_truth(cfg) -> str | None:
 def eval_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, fused: bool = True,
                default_gpus: bool) -> list[JobSpec]:
     """J&F jobs (one index each): one per model in `req.models`, waiting for that model's infer markers, and,
-    with `fused`, one for the fused masks, waiting for the fuse marker."""
+    with `fused`, one for the fused masks, waiting for the fuse markers (one per plan shard)."""
     specs = []
     for model in req.models:
         specs += build_specs(cfg, run, replace(req, stage="eval", models=(model,)), default_gpus=default_gpus,
                              waits_for=(DoneWait(output_prefix("infer", model), infer_shards),))
     if fused:
         specs += build_specs(cfg, run, replace(req, stage="eval", models=("",)), default_gpus=default_gpus,
-                             waits_for=(DoneWait(output_prefix("fuse", ""), 1),))
+                             waits_for=(DoneWait(output_prefix("fuse", ""), infer_shards),))
     if not specs:
         raise BadInputError("eval: name models to score (--models) or keep --fused")
     return specs

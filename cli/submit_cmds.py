@@ -285,8 +285,11 @@ def infer(shards: int, models: str, parallelism: int | None, gpus: int | None, *
 @click.option("--infer-shards", type=int, default=None, help="Infer shards to wait for (default: the run's plan).")
 @_common
 def fuse(models: str, infer_shards: int | None, **kw) -> None:
-    """PGMR fusion of the whole run (one pod); starts once every infer shard of every model is done (in the
-    cluster an init step waits for their done markers)."""
+    """PGMR fusion of the run, one index per plan shard (parallel processes locally, an Indexed Job in the
+    cluster; the index that finds every index done merges recommend.json and eval/); starts once every infer shard
+    of every model is done (in the cluster an init step waits for their done markers). What PGMR keeps and how it
+    votes, as `stseg fuse --choose/--raw-confidences`: --option choose=vote|video|span, --option
+    raw-confidences=true."""
     from stseg_cli.spec import fuse_specs
 
     req = _request(kw, "fuse", _models(models, _ALL_MODELS), 1, gpus=0)
@@ -308,7 +311,7 @@ def eval_(models: str, fused: bool, infer_shards: int | None, **kw) -> None:
     names = _models(models, ())
     req = _request(kw, "eval", names, 1, gpus=0)
     _submit(kw, lambda cfg, run, k8s: eval_specs(
-        cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards) if names else 1, fused=fused,
+        cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards), fused=fused,
         default_gpus=k8s))
 
 

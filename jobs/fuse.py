@@ -1,4 +1,6 @@
-"""`python -m stseg_jobs.fuse`: the PGMR fuse stage over a whole run, configured by the Job environment."""
+"""`python -m stseg_jobs.fuse`: one index of the PGMR fuse stage (the plan's shards k ≡ index mod
+STSEG_NUM_SHARDS; whichever index finds every index done merges recommend.json and eval/), configured by the Job
+environment. A done index is skipped (a re-run Indexed Job redoes only what is missing)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import env_field, from_env, job_main, non_negative_int, run_id_of
+from stseg_jobs._env import boolean, env_field, from_env, job_main, non_negative_int, positive_int, run_id_of
 
 
 def _models(text: str) -> tuple[str, ...]:
@@ -16,6 +18,14 @@ def _models(text: str) -> tuple[str, ...]:
     if not names:
         raise ValueError("no model names (use a comma-separated list, e.g. sam2,tmo,cutie)")
     return names
+
+
+def _choice(text: str) -> str:
+    from stseg_core.fusion.pgmr import CHOICES
+
+    if text not in CHOICES:
+        raise ValueError(f"not a PGMR choice (known: {', '.join(CHOICES)})")
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -27,8 +37,9 @@ def _seconds(text: str) -> float:
 
 @dataclass(frozen=True)
 class FuseEnv:
-    """What a fuse Job reads: the run, the split the models ran on, the models, and optional ground truth,
-    performance database and wait."""
+    """What a fuse Job reads: the run, the split the models ran on, the models, optional ground truth,
+    performance database and wait, what PGMR keeps (`--option choose=…`, `--option raw-confidences=true`, as
+    `stseg fuse --choose/--raw-confidences`), and which index of how many this is."""
 
     run_root: str = env_field("STSEG_RUN_ROOT", doc="the run root URI holding plan.json and pred/")
     data_root: str = env_field("STSEG_DATA_ROOT", doc="the split root URI holding JPEGImages/ and Annotations/")
@@ -39,6 +50,11 @@ class FuseEnv:
     k: int = env_field("STSEG_NEIGHBOURS", parse=non_negative_int, default=5)
     stage: str = env_field("STSEG_STAGE", default="fuse")
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
+    choose: str = env_field("STSEG_CHOOSE", parse=_choice, default="vote", doc="vote, video or span")
+    raw_confidences: bool = env_field("STSEG_RAW_CONFIDENCES", parse=boolean, default=False)
+    indexes: int = env_field("STSEG_NUM_SHARDS", parse=positive_int, default=1,
+                             doc="fuse indexes (the Job's completions); each fuses the plan shards k ≡ index")
+    index: int = env_field("JOB_COMPLETION_INDEX", parse=non_negative_int, default=0)
 
 
 def check(env: Mapping[str, str], pre: Preflight) -> None:
@@ -60,14 +76,22 @@ def run(env: Mapping[str, str] | None = None) -> str:
     cfg = from_env(FuseEnv, env)
     if cfg.stage != "fuse":
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the fuse stage")
-    metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="fuse", model="pgmr", pushgateway=cfg.pushgateway)
+    if cfg.index >= cfg.indexes:
+        raise BadInputError(f"JOB_COMPLETION_INDEX={cfg.index}: must be below STSEG_NUM_SHARDS={cfg.indexes}")
+    metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="fuse", model="pgmr", shard=str(cfg.index),
+                         pushgateway=cfg.pushgateway)
     with metrics:
         report = run_fuse(FuseConfig(cfg.run_root, cfg.data_root, cfg.models, cfg.gt_root, cfg.db_uri, cfg.wait_s,
-                                     k=max(1, cfg.k)), metrics=metrics)
-    what = f"{len(report.videos)} videos fused from {len(cfg.models)} models"
+                                     k=max(1, cfg.k), choose=cfg.choose, calibrate=not cfg.raw_confidences,
+                                     index=cfg.index, indexes=cfg.indexes, resume=True), metrics=metrics)
+    what = f"{report.fused} videos fused from {len(cfg.models)} models"
+    if cfg.indexes > 1:
+        what = f"index {cfg.index}/{cfg.indexes}: {what}" + ("" if report.merged else
+                                                             "; other indexes still running, one of them merges")
     if report.table:
         what += f"; PGMR J&F {report.table['pgmr']['J&F']:.2f}"
-    return f"{what}; wrote fused/, recommend.json{', eval/' if report.table else ''} under {cfg.run_root}"
+    wrote = f"recommend.json{', eval/' if report.table else ''}" if report.merged else "its part"
+    return f"{what}; wrote fused/, {wrote} under {cfg.run_root}"
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -68,3 +68,61 @@ def test_job_environment_errors(tiny_run, capsys):
     assert main(env_for(root, models, STSEG_WAIT="-1")) == 2
     assert "STSEG_WAIT='-1': must be ≥ 0 seconds" in capsys.readouterr().err
     assert main(env_for(root, models, STSEG_STAGE="infer")) == 2
+
+
+@pytest.fixture(scope="module")
+def choosy(tmp_path_factory):
+    """A valid split with a database (its recommender set to knn+agreement, so per-span choice runs) and a test
+    run to fuse."""
+    from dataclasses import replace
+
+    from stseg_core.data.synth import SynthConfig, generate_dataset
+    from stseg_core.fusion.perfdb import save_perfdb
+    from stseg_core.fusion.stage import build_database
+
+    spec = importlib.util.spec_from_file_location("synthetic_predictors_job_choosy", FIXTURES)
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    root = tmp_path_factory.mktemp("fusejob-choosy")
+    generate_dataset(str(root / "data"), SynthConfig(seed=SEED, height=64, width=96, min_frames=10, max_frames=12,
+                                                     videos=3, min_objects=2, max_objects=3), splits=("valid", "test"))
+    models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
+    fixtures.make_run(root / "data", "test", root / "run", SEED)
+    db, _uri = build_database(str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"),
+                             models, str(root / "perfdb"))
+    assert all(not c.identity for c in db.calibration.values())
+    choosy = replace(db, selection={**db.selection, "method": "knn+agreement"})
+    return root, models, save_perfdb(open_store(root / "choosy"), choosy, prefix="")
+
+
+def test_two_job_indexes_with_choose_and_raw_confidences(choosy, tmp_path, capsys):
+    """`--option choose=span --option raw-confidences=true` reach the stage; two indexes, the second first; a
+    done index is skipped when the Job runs it again."""
+    import shutil
+
+    root, models, uri = choosy
+    runs = {}
+    for case, extra in (("calibrated", {}), ("raw", {"STSEG_RAW_CONFIDENCES": "true"})):
+        shutil.copytree(root / "run", tmp_path / case / "run")
+        os.symlink(root / "data", tmp_path / case / "data")
+        env = env_for(tmp_path / case, models, STSEG_DB=uri, STSEG_CHOOSE="span", STSEG_NUM_SHARDS="2", **extra)
+        assert main({**env, "JOB_COMPLETION_INDEX": "1"}) == 0
+        assert "index 1/2: " in capsys.readouterr().out
+        assert main({**env, "JOB_COMPLETION_INDEX": "0"}) == 0
+        assert "; wrote fused/, recommend.json under" in capsys.readouterr().out
+        runs[case] = open_store(tmp_path / case / "run")
+    entries = runs["raw"].read_json("recommend.json")["videos"]
+    assert len(entries) == 3 and all(e["spans"] and e["reason"].startswith("per span") for e in entries.values())
+    video = next(iter(entries))
+    assert runs["raw"].read_json(f"fused/{video}/scores.json") != runs["calibrated"].read_json(
+        f"fused/{video}/scores.json")  # the vote's confidences, and so the kept output's scores, differ
+    marker = runs["raw"].read_bytes("fused/_done/1.json")
+    assert main({**env, "JOB_COMPLETION_INDEX": "1"}) == 0
+    assert "index 1/2: 0 videos fused" in capsys.readouterr().out
+    assert runs["raw"].read_bytes("fused/_done/1.json") == marker
+
+
+def test_job_refuses_an_unknown_choice(tiny_run, capsys):
+    root, models = tiny_run
+    assert main(env_for(root, models, STSEG_CHOOSE="frame")) == 2
+    assert "STSEG_CHOOSE='frame': not a PGMR choice (known: vote, video, span)" in capsys.readouterr().err

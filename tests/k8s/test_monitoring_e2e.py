@@ -199,7 +199,7 @@ def test_shards_and_failures(stack, pushed) -> None:
     _, prom = stack
     succeeded = _panel(prom, "Shards", "good", 0)
     assert succeeded[_labels(stage="infer", model="flowprop")] == 2
-    assert succeeded[_labels(stage="fuse", model="pgmr")] == 1
+    assert succeeded[_labels(stage="fuse", model="pgmr")] == 2  # one fuse index per plan shard
     assert _labels(stage="finetune", model="tmo") in succeeded
     assert _panel(prom, "Shards", "good", 1) == {} and _panel(prom, "Shards", "good", 2) == {}
     assert _panel(prom, "Failures", "good") == {}
