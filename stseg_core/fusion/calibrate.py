@@ -13,7 +13,7 @@ replaces each score by â(s) before the vote — learnt on `valid`, never on the
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -40,13 +40,14 @@ class Calibration:
         scores = np.asarray(scores, np.float32)
         if self.identity:
             return scores
-        return np.interp(scores, self.x, self.y).astype(np.float32)
+        out: np.ndarray = np.interp(scores, self.x, self.y).astype(np.float32)
+        return out
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"x": list(self.x), "y": list(self.y), "pairs": self.pairs}
 
     @classmethod
-    def from_json(cls, obj: dict) -> Calibration:
+    def from_json(cls, obj: dict[str, Any]) -> Calibration:
         return cls(tuple(obj.get("x", ())), tuple(obj.get("y", ())), int(obj.get("pairs", 0)))
 
 

@@ -6,7 +6,7 @@ background and k+1 for the k-th object. Only conflict pixels need a vote; agreem
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +35,7 @@ class FrameConsistency:
         return np.where(claimed > 0, self.object_agree_px / np.maximum(claimed, 1), 1.0)
 
 
-def agreement_map(stack) -> np.ndarray:
+def agreement_map(stack: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """M label maps (an (M, H, W) array or a list of (H, W)) → (H, W) bool: all models give the same label."""
     agree = np.ones(stack[0].shape, bool)
     for m in range(1, len(stack)):

@@ -55,11 +55,11 @@ class VideoFeatures:
                          math.log10(max(self.size_mean, 1e-5)), math.log10(max(self.size_min, 1e-5)),
                          self.small_fraction, self.disagreement], np.float64)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: dict) -> VideoFeatures:
+    def from_json(cls, obj: dict[str, Any]) -> VideoFeatures:
         return cls(**obj)
 
 
@@ -89,7 +89,7 @@ def scene_features(frames: Iterable[np.ndarray], num_frames: int, max_samples: i
         if i % step == 0:
             edges.append(np.count_nonzero(cv2.Canny(gray, 100, 200)) / gray.size)
         if prev is not None and (i - 1) % step == 0:
-            flow = cv2.calcOpticalFlowFarneback(prev, gray, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            flow = cv2.calcOpticalFlowFarneback(prev, gray, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # type: ignore[call-overload]
             motion.append(float(np.linalg.norm(flow, axis=2).mean()) / math.hypot(*gray.shape))
         prev = gray
     return (float(np.mean(edges)) if edges else 0.0, float(np.mean(motion)) if motion else 0.0)

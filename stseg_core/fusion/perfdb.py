@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -32,11 +33,11 @@ class VideoRecord:
     jf: dict[str, float]
     agreement: dict[str, float]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"video": self.video, "features": self.features.to_json(), "jf": self.jf, "agreement": self.agreement}
 
     @classmethod
-    def from_json(cls, obj: dict) -> VideoRecord:
+    def from_json(cls, obj: dict[str, Any]) -> VideoRecord:
         return cls(obj["video"], VideoFeatures.from_json(obj["features"]), dict(obj["jf"]), dict(obj["agreement"]))
 
 
@@ -51,7 +52,7 @@ class PerfDB:
     source: str = ""
     created: str = ""
     version: int = 0
-    selection: dict = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Calibration] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,14 +69,14 @@ class PerfDB:
         """Mean J&F per candidate over the database's videos."""
         return {c: float(np.mean([r.jf[c] for r in self.records])) if self.records else 0.0 for c in self.candidates}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "models": list(self.models), "source": self.source, "created": self.created,
                 "version": self.version, "selection": self.selection,
                 "calibration": {m: c.to_json() for m, c in self.calibration.items()},
                 "records": [r.to_json() for r in self.records]}
 
     @classmethod
-    def from_json(cls, obj: dict, where: str = "<json>") -> PerfDB:
+    def from_json(cls, obj: dict[str, Any], where: str = "<json>") -> PerfDB:
         if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
             got = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
             raise BadInputError(f"{where}: not a performance database of schema {SCHEMA} (schema {got})")

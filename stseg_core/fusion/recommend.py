@@ -20,6 +20,7 @@ to the model listed first.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +49,10 @@ class Recommendation:
     trust: dict[str, float]
     neighbours: list[str]
     reason: str
-    spans: list[dict] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
     """With per-span choice: [{start, end, choice, rename}] (`choice` is then the candidate kept longest)."""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -102,8 +103,10 @@ class Recommender:
     def _fit_beta(self) -> float:
         num = den = 0.0
         for i, rec in enumerate(self.db.records):
-            idx, w = self.neighbours(rec.features, exclude=i) if len(self.db.records) > 1 else (None, None)
-            if idx is None or idx.size == 0:
+            if len(self.db.records) < 2:
+                continue
+            idx, w = self.neighbours(rec.features, exclude=i)
+            if idx.size == 0:
                 continue
             for m in self.db.models:
                 d = rec.agreement.get(m, 1.0) - float(np.dot(w, self._agree[m][idx]))
@@ -175,7 +178,7 @@ def loo_jf(db: PerfDB, method: str, k: int = DEFAULT_K) -> float:
     return float(np.mean(got))
 
 
-def select_method(db: PerfDB, k: int = DEFAULT_K) -> dict:
+def select_method(db: PerfDB, k: int = DEFAULT_K) -> dict[str, Any]:
     """Compare the recommenders (and fixed choices) by leave-one-out; returns the `selection` record of the db."""
     scores = {m: round(loo_jf(db, m, k), 4) for m in METHODS}
     mean = db.mean_jf()
@@ -189,7 +192,7 @@ def select_method(db: PerfDB, k: int = DEFAULT_K) -> dict:
     return {"method": method, "k": k, "loo_jf": {**scores, **fixed}}
 
 
-def with_selection(db: PerfDB, k: int = DEFAULT_K, **extra) -> PerfDB:
+def with_selection(db: PerfDB, k: int = DEFAULT_K, **extra: Any) -> PerfDB:
     """The database with its recommender comparison (and any `extra` selection entries) filled in."""
     return replace(db, selection={**select_method(db, k), **extra})
 

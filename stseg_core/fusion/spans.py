@@ -156,7 +156,8 @@ def _renamed(labels: np.ndarray, rename: dict[int, int]) -> np.ndarray:
     lut = np.arange(256, dtype=np.uint8)
     for a, b in rename.items():
         lut[a] = b
-    return lut[labels]
+    out: np.ndarray = lut[labels]
+    return out
 
 
 def choose_spans(spans: list[tuple[int, int]], predict: Callable[[int, int], dict[str, float]],

@@ -47,7 +47,7 @@ class FusedVideo:
     present: np.ndarray
 
 
-def normalise_trust(trust, num_models: int) -> np.ndarray:
+def normalise_trust(trust: Sequence[float] | np.ndarray | None, num_models: int) -> np.ndarray:
     """(M,) float64 trust ≥ 0; None or all-zero → uniform (no history: every model counts the same)."""
     if trust is None:
         return np.ones(num_models)
@@ -61,17 +61,20 @@ def presence(present: np.ndarray, trust: np.ndarray) -> np.ndarray:
     """(M, K) bool presence claims, (M,) trust → (K,) bool: kept unless absent carries strictly more trust."""
     yes = (trust[:, None] * present).sum(axis=0)
     no = (trust[:, None] * ~present).sum(axis=0)
-    return np.round(no, _ROUND) <= np.round(yes, _ROUND)
+    kept: np.ndarray = np.round(no, _ROUND) <= np.round(yes, _ROUND)
+    return kept
 
 
 def vote_weights(trust: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """(M,) trust and (M, K) per-frame confidences → (M, K+1) vote weights (column 0 = background)."""
     scores = np.clip(np.asarray(scores, np.float64), 0.0, 1.0)
     frame_conf = scores.mean(axis=1) if scores.shape[1] else np.ones(scores.shape[0])
-    return trust[:, None] * np.concatenate([frame_conf[:, None], scores], axis=1)
+    weights: np.ndarray = trust[:, None] * np.concatenate([frame_conf[:, None], scores], axis=1)
+    return weights
 
 
-def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: Sequence[np.ndarray | None] | None = None,
+def fuse_frame(frames: Sequence[np.ndarray] | np.ndarray, weights: np.ndarray, keep: np.ndarray,
+               probs: Sequence[np.ndarray | None] | None = None,
                object_ids: tuple[int, ...] | None = None) -> np.ndarray:
     """One frame's pseudo-label.
 
@@ -95,7 +98,7 @@ def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: Sequence[np
     for m in range(len(frames)):
         p = probs[m] if probs is not None else None
         if p is not None:
-            soft = p[(slice(None), *where)].astype(np.float64) / 255.0
+            soft = p[:, where[0], where[1]].astype(np.float64) / 255.0
             votes[1:] += weights[m, 1:, None] * soft
             votes[0] += weights[m, 0] * np.clip(1.0 - soft.sum(axis=0), 0.0, 1.0)
         else:
@@ -107,7 +110,7 @@ def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: Sequence[np
     return out
 
 
-def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust=None,
+def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust: Sequence[float] | None = None,
                video: str = "<video>") -> FusedVideo:
     """Fuse M models' outputs for one video into a pseudo-label (rules in the module docstring).
 
@@ -116,7 +119,7 @@ def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust=Non
     """
     object_ids = tuple(object_ids)
     check_outputs(video, outputs, object_ids)
-    trust = normalise_trust(trust, len(outputs))
+    weights = normalise_trust(trust, len(outputs))
     T, K = outputs[0].shape[0], len(object_ids)
     labels = np.empty(outputs[0].shape, np.uint8)
     scores = np.zeros((T, K), np.float32)
@@ -124,7 +127,7 @@ def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust=Non
     have_probs = any(o.probs is not None for o in outputs)
     for t in range(T):
         probs = [None if o.probs is None else o.probs[t] for o in outputs] if have_probs else None
-        labels[t], scores[t], present[t] = fuse_frame_of(outputs, t, [o.labels[t] for o in outputs], probs, trust,
+        labels[t], scores[t], present[t] = fuse_frame_of(outputs, t, [o.labels[t] for o in outputs], probs, weights,
                                                          object_ids)
     return FusedVideo(labels, object_ids, scores, present)
 
