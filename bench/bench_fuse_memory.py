@@ -3,12 +3,12 @@
 One video of `--size` with `--objects` moving ellipses, `--models` models that each paint them with their own
 offsets and write soft probabilities (probs.npz, (T, K, H, W) uint8), ground truth for every frame, a plan and
 done markers: the whole fuse stage (`run_fuse` with ground truth, so the baselines and J&F run too) in a fresh
-process per length and PGMR choice, its peak RSS from `getrusage`. Every choice votes with a performance database
-(built by `build_database` on a 6-frame clip of the same scene, its recommender set to knn+agreement and its
-pseudo-label rated lower, so that "video" keeps a model and "span" cuts and stitches: it reads every candidate a
-third time). The
-reference is the same stage and choice on the shortest length, measured in the same run. What the whole-video
-fuse held for the longest video is printed beside it: every model's labels and probabilities as (T, …) arrays.
+process per length and PGMR choice, its peak RSS from /proc/self/status (VmHWM). Every choice votes with a
+performance database (built by `build_database` on a 6-frame clip of the same scene, its recommender set to
+knn+agreement and its pseudo-label rated lower, so that "video" keeps a model and "span" cuts and stitches: it
+reads every candidate a third time). The reference is the same stage and choice on the shortest length, measured
+in the same run. What the whole-video fuse held for the longest video is printed beside it: every model's labels
+and probabilities as (T, …) arrays.
 
     .venv/bin/python bench/bench_fuse_memory.py                      # 1280×720, 60 and 300 frames, 5 × 5
     .venv/bin/python bench/bench_fuse_memory.py --size 320x180 --frames 10,40 --objects 3   # seconds
@@ -100,14 +100,19 @@ def make_database(root: Path, w: int, h: int, objects: int, models: int) -> str:
     return save_perfdb(open_store(root / "perfdb-bench"), db, prefix="")
 
 
+# Peak RSS of the child's own address space: VmHWM starts afresh at exec, whereas getrusage's ru_maxrss keeps the
+# RSS the parent had when it forked (here the generator's and the database builder's).
 _CHILD = """
-import json, resource, sys, time
+import json, re, resource, sys, time
+from pathlib import Path
 from stseg_core.fusion.stage import FuseConfig, run_fuse
 root, models, db, choose = sys.argv[1], tuple(sys.argv[2].split(",")), sys.argv[3], sys.argv[4]
 start = time.perf_counter()
 report = run_fuse(FuseConfig(f"{root}/run", f"{root}/data/valid", models, gt_root=f"{root}/data/valid_gt",
                              db_uri=db, choose=choose))
-print(json.dumps({"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+status = Path("/proc/self/status")
+hwm = re.search(r"VmHWM:\\s+(\\d+) kB", status.read_text()) if status.exists() else None
+print(json.dumps({"peak_kib": int(hwm.group(1)) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "seconds": time.perf_counter() - start, "pgmr": report.table["pgmr"]["J&F"],
                   "kept": sorted(set(report.choices.values()))}))
 """

@@ -113,6 +113,8 @@ def ensemble_features(outputs: Sequence[ModelVideo | ModelFrames], object_ids: t
     if disagreements is None:
         lut = index_lut(tuple(object_ids))
         labels = [o.labels for o in outputs if isinstance(o, ModelVideo)]
+        if len(labels) != len(outputs):
+            raise TypeError("ensemble_features: frame streams come with their per-frame disagreements")
         disagreements = [frame_disagreement(np.stack([lut[lab[t]] for lab in labels]))
                          for t in range(outputs[0].shape[0])]
     vanish, absent = {}, {}
