@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from stseg_core.data.jpeg import encode_jpeg
 from stseg_core.data.labels import encode_label_png
-from stseg_core.data.mose import ANNOTATIONS_DIR, FRAMES_DIR, encode_jpeg, frame_stem
+from stseg_core.data.mose import ANNOTATIONS_DIR, FRAMES_DIR, frame_stem
 from stseg_core.data.synth_config import (
     HARD_CASES,
     OCCLUDED_BELOW,
