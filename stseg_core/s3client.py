@@ -13,9 +13,13 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from stseg_core.errors import BadInputError
+
+N = TypeVar("N")
 
 MiB = 1024 * 1024
 # Objects larger than this go up as multipart uploads (and come down as parallel ranged GETs).
@@ -45,10 +49,10 @@ class S3Settings:
     max_pool_connections: int = 32
 
     @classmethod
-    def from_env(cls, **overrides) -> S3Settings:
+    def from_env(cls, **overrides: Any) -> S3Settings:
         env = os.environ
 
-        def num(name: str, default, kind):
+        def num(name: str, default: N, kind: Callable[[str], N]) -> N:
             raw = env.get(name)
             if raw in (None, ""):
                 return default
@@ -84,10 +88,10 @@ class S3Client:
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._client = None
-        self._transfer_config = None
+        self._client: Any = None  # boto3's clients are built at run time: no static type
+        self._transfer_config: Any = None
 
-    def get(self):
+    def get(self) -> Any:
         with self._lock:
             if self._client is None:
                 import boto3
@@ -117,7 +121,7 @@ class S3Client:
             return self._client
 
     @property
-    def transfer_config(self):
+    def transfer_config(self) -> Any:
         self.get()
         return self._transfer_config
 

@@ -125,7 +125,7 @@ class S3Store(Store):
             response = client.get_object(Bucket=self.bucket, Key=full)
             body = response["Body"]  # botocore's StreamingBody: checks length (and checksum when sent)
             try:
-                data = body.read()
+                data: bytes = body.read()
             finally:
                 body.close()
             expected = response.get("ContentLength")
@@ -240,7 +240,7 @@ class S3Store(Store):
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = keys[start:start + _DELETE_BATCH]
 
-            def delete_batch(batch=batch) -> None:
+            def delete_batch(batch: list[str] = batch) -> None:
                 response = client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
                 errors = response.get("Errors") or []

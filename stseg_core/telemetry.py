@@ -11,6 +11,8 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
 LABELS = ("run", "stage", "model", "shard")
 
@@ -56,7 +58,7 @@ class JobMetrics:
     push_interval_s: float = 15.0
     deadline_s: float | None = None
     """The stage's deadline for the past-deadline alert; None = `$STSEG_DEADLINE_S` when set, else no deadline."""
-    _metrics: dict = field(default_factory=dict, init=False, repr=False)
+    _metrics: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # Counter | Gauge | Histogram
 
     def __post_init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -77,7 +79,7 @@ class JobMetrics:
             except ValueError:
                 self.deadline_s = 0.0
 
-    def metric(self, name: str, **extra: str):
+    def metric(self, name: str, **extra: str) -> Any:
         """The labelled child of a metric named in METRICS."""
         return self._metrics[name].labels(**self._labels, **extra)
 
@@ -137,16 +139,18 @@ class JobMetrics:
             self._thread.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if exc is not None:
             from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
 
-            reason = {BadInputError: "bad_input", MissingArtifactError: "missing_artifact",
-                      BackendError: "backend"}.get(type(exc), "error")
-            self.failure(reason)
+            reasons: dict[type[BaseException], str] = {BadInputError: "bad_input",
+                                                       MissingArtifactError: "missing_artifact",
+                                                       BackendError: "backend"}
+            self.failure(reasons.get(type(exc), "error"))
         self.metric("stseg_job_status").set(STATUS_FAILED if exc is not None else STATUS_SUCCEEDED)
         self.metric("stseg_job_duration_seconds").set(time.time() - self._t0)
         self.push()

@@ -12,10 +12,11 @@ Nothing reads a whole video at once: listings are cached, images are fetched one
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import ParamSpec
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from stseg_core.store import Store, open_store
 
 FRAMES_DIR = "JPEGImages"
 ANNOTATIONS_DIR = "Annotations"
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -257,9 +259,9 @@ class MoseSplit:
         problems = []
         if self.has_frames:
             for stem in info.frames:
-                problems.extend(_collect(lambda s=stem: self.read_frame(name, s)))
+                problems.extend(_collect(self.read_frame, name, stem))
         for stem in info.annotated:
-            problems.extend(_collect(lambda s=stem: self.annotation(name, s)))
+            problems.extend(_collect(self.annotation, name, stem))
         return problems
 
     def _validate_files(self, name: str) -> list[str]:
@@ -268,17 +270,21 @@ class MoseSplit:
         for f in frames_by_video.get(name, []):
             key = f"{FRAMES_DIR}/{name}/{f}"
             if f.lower().endswith(".jpg"):
-                problems.extend(_collect(lambda k=key: decode_jpeg(self.store.read_bytes(k), self.store.uri(k))))
+                problems.extend(_collect(self._decode, key, decode_jpeg))
         for f in anns_by_video.get(name, []):
             key = f"{ANNOTATIONS_DIR}/{name}/{f}"
             if f.lower().endswith(".png"):
-                problems.extend(_collect(lambda k=key: decode_label_png(self.store.read_bytes(k), self.store.uri(k))))
+                problems.extend(_collect(self._decode, key, decode_label_png))
         return problems
 
+    def _decode(self, key: str, decode: Callable[[bytes, str], np.ndarray]) -> np.ndarray:
+        return decode(self.store.read_bytes(key), self.store.uri(key))
 
-def _collect(fn) -> list[str]:
+
+def _collect(fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> list[str]:
+    """The error message of `fn(*args, **kwargs)` as a one-item list, or [] when it succeeds."""
     try:
-        fn()
+        fn(*args, **kwargs)
     except StsegError as err:
         return [str(err)]
     return []

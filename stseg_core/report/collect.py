@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.store import Store, join_key
@@ -24,7 +25,7 @@ class MethodEval:
     csv_file: str
     columns: tuple[str, ...]
     cells: dict[str, str]
-    results: dict
+    results: dict[str, Any]
     table2: dict[str, float] | None
 
     def video_jf(self, video: str) -> float | None:
@@ -43,7 +44,7 @@ class RunSummary:
     models: tuple[str, ...]
     methods: tuple[str, ...]
     evals: dict[str, MethodEval]
-    recommend: dict | None
+    recommend: dict[str, Any] | None
     videos: tuple[str, ...]
     split: str
     gt_root: str | None
@@ -62,7 +63,7 @@ class RunSummary:
         return out + ([(PGMR, "fused")] if self.has_fused else [])
 
 
-def _read_json(store: Store, key: str):
+def _read_json(store: Store, key: str) -> Any:
     try:
         return store.read_json(key)
     except ValueError as err:
@@ -81,7 +82,7 @@ def _method_order(names: list[str], models: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
 
-def _evals(store: Store, keys: list[str], table2: dict) -> dict[str, MethodEval]:
+def _evals(store: Store, keys: list[str], table2: dict[str, dict[str, float]]) -> dict[str, MethodEval]:
     out = {}
     methods = sorted({k.split("/")[1] for k in keys if k.count("/") == 2 and k.endswith("/results.json")})
     for method in methods:
