@@ -8,18 +8,22 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from stseg_cli.config import Config
-from stseg_cli.spec import JobSpec, check_run_id
+from stseg_cli.spec import JobSpec
 from stseg_core.errors import BadInputError
+from stseg_core.names import check_run_id
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend supports; a request it cannot honour is refused before anything starts."""
 
-    gpus: bool = False
+    gpus: bool = False  # also: a model that gains from a GPU gets one unless --gpus says otherwise
     kueue: bool = False
     node_pools: bool = False
     detach: bool = False  # a submitted run keeps going when the CLI exits
+    local_files: bool = False  # shards see this machine's folders (else the store and data need a remote URI)
+    waits_by_default: bool = False  # submit follows the run to its end unless --detach (else only with --wait)
+    resume: bool = False  # the backend records a run's specs, so `stseg resume RUN` can go on from them
 
 
 def marker_frames(store, prefix: str | None, shard: int) -> int:
@@ -30,7 +34,7 @@ def marker_frames(store, prefix: str | None, shard: int) -> int:
     from stseg_core.runlayout import read_marker
 
     try:
-        files = read_marker(store, prefix, shard)["files"]
+        files = read_marker(store, prefix, shard).files
     except Exception:
         return 0
     return sum(1 for key in files if key.endswith(".png"))
@@ -146,11 +150,14 @@ class Backend(ABC):
                ) -> RunStatus | None:
         """Go on with a stopped, orphaned or failed run from what the backend recorded: its unfinished shards
         run again (done shards are no-ops)."""
+        if not self.capabilities.resume:
+            raise BadInputError(f"the {self.name} backend keeps no run to resume: submit the same command again "
+                                "with --resume")
         return self._resume(check_run_id(run), wait, on_change)
 
     def _resume(self, run: str, wait: bool, on_change: Callable[[], None] | None) -> RunStatus | None:
-        raise BadInputError(f"the {self.name} backend keeps no run to resume: submit the same command again with "
-                            "--resume")
+        """Only backends that declare `resume` implement it."""
+        raise NotImplementedError
 
     # -- what each backend implements ------------------------------------------------------------
     @abstractmethod

@@ -22,7 +22,7 @@ from stseg_core.store import open_store
 
 # A stand-in stage with the contract of a real one: Job env in, outputs then a done marker, exit 2 on bad input.
 STAGE = textwrap.dedent("""
-    import json, os, sys, time
+    import hashlib, json, os, sys, time
     from pathlib import Path
     stage, model = os.environ["STSEG_STAGE"], os.environ["STSEG_MODEL"]
     k = int(os.environ["JOB_COMPLETION_INDEX"])
@@ -37,7 +37,7 @@ STAGE = textwrap.dedent("""
         (out / f"v{k}" / f"{f:05d}.png").write_bytes(b"png")
         time.sleep(float(os.environ.get("STSEG_SLOW_" + str(k), "0")) / 3)
     (out / "_done").mkdir(exist_ok=True)
-    files = {f"v{k}/{f:05d}.png": {"size": 3} for f in range(3)}
+    files = {f"v{k}/{f:05d}.png": {"size": 3, "sha256": hashlib.sha256(b"png").hexdigest()} for f in range(3)}
     (out / "_done" / f"{k}.json").write_text(json.dumps({"files": files, "t": time.time()}))
     with open(root / "markers.log", "a") as log:
         log.write(f"{stage}/{model}/{k} {time.time()}\\n")

@@ -26,7 +26,7 @@ def test_checkpoint_goes_to_its_models_infer_job_only() -> None:
 
 def test_malformed_checkpoints_setting_is_one_line() -> None:
     cfg = Config(store="/s", data_root="/d", checkpoints="sam2")
-    with pytest.raises(BadInputError, match=r"^checkpoints: 'sam2' is not MODEL=URI$"):
+    with pytest.raises(BadInputError, match=r"^checkpoints: 'sam2': use MODEL=URI$"):
         build_specs(cfg, "r1", StageRequest("infer", models=("sam2",)), default_gpus=False)
 
 
