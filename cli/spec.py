@@ -193,15 +193,8 @@ def _option_env(options: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
     return out
 
 
-def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
-                waits_for: tuple[DoneWait, ...] = ()) -> list[JobSpec]:
-    """The JobSpecs of one stage: one per model for finetune/infer/eval (model "" = the fused masks for eval),
-    one for fuse.
-
-    `default_gpus` says whether a model that benefits from a GPU gets one when `req.gpus` is None
-    (True on Kubernetes, False on the local backend).
-    """
-    check_run_id(run)
+def _check_request(req: StageRequest) -> None:
+    """Refuse, in one line naming the flag, a request no backend could run."""
     if req.stage not in STAGE_MODULES:
         raise BadInputError(f"unknown stage {req.stage!r} (known: {', '.join(STAGE_MODULES)})")
     if req.shards < 1:
@@ -218,6 +211,18 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
                                           ("--memory", req.memory, _MEMORY_RE, "8Gi or 512Mi")):
         if value is not None and not pattern.match(value):
             raise BadInputError(f"{flag} {value!r} is not a Kubernetes quantity (e.g. {example})")
+
+
+def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
+                waits_for: tuple[DoneWait, ...] = ()) -> list[JobSpec]:
+    """The JobSpecs of one stage: one per model for finetune/infer/eval (model "" = the fused masks for eval),
+    one for fuse.
+
+    `default_gpus` says whether a model that benefits from a GPU gets one when `req.gpus` is None (the
+    backend's `gpus` capability: Kubernetes yes, the local backend no).
+    """
+    check_run_id(run)
+    _check_request(req)
     models = req.models if req.stage in ("infer", "finetune", "eval") else ("",)
     if not models:
         raise BadInputError(f"stage {req.stage}: name at least one model (--model/--models)")
