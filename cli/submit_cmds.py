@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 import click
 
+from stseg_cli.backends.base import BACKENDS
 from stseg_cli.main import cli
 from stseg_core.errors import BadInputError, MissingArtifactError
 
 # Flags that override stseg.yaml / STSEG_* settings (the Config field of the same name).
 _CONFIG_FLAGS = [
-    click.option("--backend", type=click.Choice(["local", "kubernetes"]), default=None,
+    click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None,
                  help="Where jobs run (default: local, or `backend:` in stseg.yaml)."),
     click.option("--config", "config_path", default=None,
                  help="Settings file (default: $STSEG_CONFIG or ./stseg.yaml)."),
