@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import get_type_hints
+from typing import Any, get_type_hints
 
 from stseg_core.errors import BadInputError
 from stseg_core.names import split_names
@@ -79,7 +79,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     import yaml
 
     env = os.environ if env is None else env
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     path = path or env.get("STSEG_CONFIG") or ("stseg.yaml" if Path("stseg.yaml").is_file() else None)
     if path:
         p = Path(path).expanduser()
@@ -103,11 +103,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     for name, value in (flags or {}).items():
         if value is not None:
             values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
-    if (flags or {}).get("workers") is not None and values["workers"] < 1:
-        raise BadInputError(f"--workers must be at least 1 (got {values['workers']})")
-    if values.get("workers", 0) < 0:
-        raise BadInputError(f"workers must be 0 (one per core) or more (got {values['workers']})")
     cfg = replace(Config(), **values)
+    if (flags or {}).get("workers") is not None and cfg.workers < 1:
+        raise BadInputError(f"--workers must be at least 1 (got {cfg.workers})")
+    if cfg.workers < 0:
+        raise BadInputError(f"workers must be 0 (one per core) or more (got {cfg.workers})")
     if cfg.node_pool not in NODE_POOLS:
         raise BadInputError(f"node_pool {cfg.node_pool!r} is not a preset (known: {', '.join(NODE_POOLS)})")
     return cfg

@@ -6,11 +6,15 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from stseg_cli.config import Config
 from stseg_cli.spec import JobSpec
 from stseg_core.errors import BadInputError
 from stseg_core.names import check_run_id
+
+if TYPE_CHECKING:
+    from stseg_core.store import Store
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,7 @@ class Capabilities:
     resume: bool = False  # the backend records a run's specs, so `stseg resume RUN` can go on from them
 
 
-def marker_frames(store, prefix: str | None, shard: int) -> int:
+def marker_frames(store: Store, prefix: str | None, shard: int) -> int:
     """Frames a done shard wrote: the label PNGs its done marker lists (0 when the stage writes no marker or the
     marker cannot be read, e.g. no access to the store): status figures are best-effort, never an error."""
     if not prefix:
@@ -118,7 +122,7 @@ class Backend(ABC):
         """A backend's own refusals beyond its declared capabilities (default: none)."""
         return None
 
-    def render(self, specs: Sequence[JobSpec]) -> list[dict]:
+    def render(self, specs: Sequence[JobSpec]) -> list[dict[str, Any]]:
         """What submit would create, as plain dicts (for --dry-run -o yaml)."""
         self.check(specs)
         return self._render(specs)
@@ -161,7 +165,7 @@ class Backend(ABC):
 
     # -- what each backend implements ------------------------------------------------------------
     @abstractmethod
-    def _render(self, specs: Sequence[JobSpec]) -> list[dict]: ...
+    def _render(self, specs: Sequence[JobSpec]) -> list[dict[str, Any]]: ...
 
     @abstractmethod
     def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
@@ -187,14 +191,15 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str, config: Config, **kwargs) -> Backend:
+def get_backend(name: str, config: Config, **kwargs: Any) -> Backend:
     """The backend registered as `name`; an unknown name lists the known ones."""
     try:
         target = BACKENDS[name]
     except KeyError:
         raise BadInputError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})") from None
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(config, **kwargs)
+    backend: Backend = getattr(importlib.import_module(module), cls)(config, **kwargs)
+    return backend
 
 
 def parse_indexes(text: str | None) -> frozenset[int]:
