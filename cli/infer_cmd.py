@@ -19,15 +19,9 @@ def _parse_shard(text: str) -> tuple[str, int]:
 
 
 def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
-    from stseg_core.errors import BadInputError
+    from stseg_core.settings import key_value
 
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BadInputError(f"--set {pair!r}: use KEY=VALUE (e.g. --set flow=farneback)")
-        out[key.strip()] = value
-    return out
+    return dict(key_value(pair, "--set", example="--set flow=farneback") for pair in pairs)
 
 
 @cli.command("infer")
@@ -81,4 +75,4 @@ def infer(model: str, data_root: str, run_root: str, shard: str, sets: tuple[str
         seconds = time.monotonic() - start
         click.echo(f"{model} shard {index}/{n}: {int(metrics.value('stseg_videos_processed_total'))} videos, "
                    f"{int(frames)} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s), "
-                   f"{len(outcome.marker['files'])} files")
+                   f"{len(outcome.marker.files)} files")

@@ -51,8 +51,9 @@ def check(env: Mapping[str, str], pre: Preflight) -> None:
 
 def run(env: Mapping[str, str] | None = None) -> str:
     from stseg_core.errors import BadInputError
+    from stseg_core.names import store_of_run_root
     from stseg_core.telemetry import JobMetrics
-    from stseg_core.train.stage import run_finetune, store_of_run_root
+    from stseg_core.train.stage import run_finetune
 
     cfg = from_env(FinetuneEnv, env)
     if cfg.stage != "finetune":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import env_field, from_env, job_main, non_negative_int, run_id_of
+from stseg_jobs._env import env_field, from_env, job_main, non_negative_int, run_id_of, seconds
 
 
 def _models(text: str) -> tuple[str, ...]:
@@ -16,13 +16,6 @@ def _models(text: str) -> tuple[str, ...]:
     if not names:
         raise ValueError("no model names (use a comma-separated list, e.g. sam2,tmo,cutie)")
     return names
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError("must be ≥ 0 seconds")
-    return value
 
 
 @dataclass(frozen=True)
@@ -35,7 +28,7 @@ class FuseEnv:
     models: tuple[str, ...] = env_field("STSEG_MODELS", parse=_models, doc="comma-separated model names to fuse")
     gt_root: str | None = env_field("STSEG_GT_ROOT", default=None)
     db_uri: str | None = env_field("STSEG_DB", default=None)
-    wait_s: float = env_field("STSEG_WAIT", parse=_seconds, default=0.0)
+    wait_s: float = env_field("STSEG_WAIT", parse=seconds, default=0.0)
     k: int = env_field("STSEG_NEIGHBOURS", parse=non_negative_int, default=5)
     stage: str = env_field("STSEG_STAGE", default="fuse")
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)

@@ -62,7 +62,7 @@ def run(env: Mapping[str, str] | None = None) -> str:
         f"{int(metrics.value('stseg_videos_processed_total'))} videos, "
         f"{int(metrics.value('stseg_frames_processed_total'))} frames")
     return (f"{cfg.model} shard {cfg.shard}/{cfg.num_shards}: {what}; "
-            f"{len(outcome.marker['files'])} files under {cfg.run_root}")
+            f"{len(outcome.marker.files)} files under {cfg.run_root}")
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.runlayout import DoneMarker
 from stseg_core.store import Store, join_key
 
 PGMR = "pgmr"
@@ -100,7 +101,7 @@ def _checkpoints(store: Store, keys: list[str], model: str) -> str:
     seen = []
     for key in keys:
         if key.startswith(f"pred/{model}/_done/") and key.endswith(".json"):
-            overrides = (_read_json(store, key).get("meta") or {}).get("overrides") or {}
+            overrides = DoneMarker.from_json(_read_json(store, key), store.uri(key)).meta.get("overrides") or {}
             text = overrides.get("checkpoint") or ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
             if text and text not in seen:
                 seen.append(text)

@@ -171,8 +171,8 @@ def test_checkpoint_of_another_model_is_a_one_line_bad_input(short, tmp_path):
     ({"checkpoint": "x.pt", "size": 100}, "sam2 size 100: must be a positive multiple of 32"),
     ({"checkpoint": "x.pt", "imgsize": 256}, "sam2 has no option(s) imgsize (options: checkpoint, config, size, "
      "device, offload_video_to_cpu, offload_state_to_cpu, mask_threshold, probs, bf16, postprocess)"),
-    ({"checkpoint": "x.pt", "size": "big"}, "sam2 option size='big' is not an integer"),
-    ({"checkpoint": "x.pt", "probs": "maybe"}, "sam2 option probs='maybe' is not a boolean"),
+    ({"checkpoint": "x.pt", "size": "big"}, "sam2 option size='big': not an integer"),
+    ({"checkpoint": "x.pt", "probs": "maybe"}, "sam2 option probs='maybe': not a boolean (use true/false)"),
 ])
 def test_bad_options_are_one_line_errors(overrides, message):
     with pytest.raises(BadInputError) as err:

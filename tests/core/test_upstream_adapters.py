@@ -342,7 +342,7 @@ def _run(installed, data, run, name="xmem", **options):
 
 
 def _videos_written(outcome) -> list[str]:
-    return sorted(k.split("/")[2] for k in outcome.marker["files"] if k.endswith("scores.json"))
+    return sorted(k.split("/")[2] for k in outcome.marker.files if k.endswith("scores.json"))
 
 
 def test_one_launch_per_shard_streams_each_video_to_the_store(installed, tmp_path, monkeypatch):

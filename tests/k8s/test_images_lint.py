@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import stseg_core.models.upstream as upstream
-from stseg_cli.backends.kubernetes import UID
+from stseg_cli.backends.k8s_manifest import UID
 from stseg_cli.spec import _IMAGE_FAMILY
 from stseg_core.models.upstream import PROGRAMS
 
