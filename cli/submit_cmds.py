@@ -11,6 +11,7 @@ import click
 
 from stseg_cli.main import cli
 from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.models import registry
 
 # Flags that override stseg.yaml / STSEG_* settings (the Config field of the same name).
 _CONFIG_FLAGS = [
@@ -208,7 +209,7 @@ def _plan(specs) -> None:
     infer = [s for s in specs if s.stage == "infer"]
     if not infer:
         return
-    from stseg_core.infer import ensure_plan
+    from stseg_core.stages.infer import ensure_plan
 
     env = infer[0].env_dict
     plan = ensure_plan(env["STSEG_DATA_ROOT"], env["STSEG_RUN_ROOT"], infer[0].shards)
@@ -252,7 +253,7 @@ def submit() -> None:
 
 
 @submit.command()
-@click.option("--model", required=True, help="sam2 or tmo.")
+@click.option("--model", required=True, help=f"{' or '.join(registry.finetunable())}.")
 @click.option("--gpus", type=int, default=None, help="GPUs in the one pod; >1 runs torchrun (Kubernetes only).")
 @_common
 def finetune(model: str, gpus: int | None, **kw) -> None:
@@ -263,7 +264,7 @@ def finetune(model: str, gpus: int | None, **kw) -> None:
     _submit(kw, lambda cfg, run, k8s: build_specs(cfg, run, req, default_gpus=k8s))
 
 
-_ALL_MODELS = ("sam2", "tmo", "cutie", "xmem", "livos")
+_ALL_MODELS = registry.default_set()
 
 
 @submit.command()

@@ -78,6 +78,14 @@ def boolean(text: str) -> bool:
     raise ValueError("not a boolean (use true/false)")
 
 
+def seconds(text: str) -> float:
+    """A duration in seconds (a deadline, a wait), 0 or more."""
+    value = float(text)
+    if value < 0:
+        raise ValueError("must be ≥ 0 seconds")
+    return value
+
+
 def json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -86,11 +94,6 @@ def json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError("must be a JSON object like {\"key\": value}")
     return value
-
-
-def run_id_of(run_root: str) -> str:
-    """The run id is the last component of the run root (`…/runs/<run-id>`), used as the metrics label."""
-    return run_root.rstrip("/").rsplit("/", 1)[-1] or run_root
 
 
 def job_main(stage: str, body: Callable[[], str]) -> int:

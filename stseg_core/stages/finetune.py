@@ -1,32 +1,67 @@
-"""The finetune stage: model name + text options → a recipe → its finetune function (shared by job and CLI)."""
+"""The finetune stage: model name + text options → the model's recipe (its registry entry names it) → its
+finetune function. `run(FinetuneConfig, metrics) -> FinetuneResult` is what the finetune Job and
+`stseg finetune` both call."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import tempfile
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stseg_core.errors import BadInputError
+from stseg_core.models import registry
+from stseg_core.stages.common import Reporting
 
 if TYPE_CHECKING:
     from stseg_core.telemetry import JobMetrics
     from stseg_core.train.loop import TrainResult
 
-# model → (module, recipe class, finetune function)
-RECIPES: dict[str, tuple[str, str, str]] = {
-    "sam2": ("stseg_core.train.sam2_recipe", "Sam2Recipe", "finetune_sam2"),
-    "tmo": ("stseg_core.train.tmo_recipe", "TmoRecipe", "finetune_tmo"),
-}
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Finetune `model` on the training split at `data_root`; checkpoints go to
+    `<store>/checkpoints/<model>/<run_id>/`. `options` are recipe fields, as values or text; `scratch` is the
+    folder the stage's temporary folder goes in (None: the system's)."""
+
+    model: str
+    data_root: str
+    store: str
+    run_id: str
+    options: Mapping[str, object] = field(default_factory=dict)
+    scratch: str | None = None
+    reporting: Reporting = field(default_factory=Reporting)
 
 
-def recipe_class(model: str) -> type:
-    if model not in RECIPES:
-        raise BadInputError(f"model {model!r} cannot be finetuned (finetunable: {', '.join(RECIPES)})")
-    module, cls, _ = RECIPES[model]
-    return getattr(importlib.import_module(module), cls)
+@dataclass(frozen=True)
+class FinetuneResult:
+    model: str
+    train: TrainResult
+
+    def summary(self) -> str:
+        t = self.train
+        resumed = f", resumed from {t.resumed_from}" if t.resumed_from else ""
+        return (f"{self.model} finetuned to epoch {t.epochs} ({t.step} steps{resumed}); "
+                f"checkpoints in {t.checkpoint_root}, best {t.best}")
+
+    def scores(self) -> list[str]:
+        """One line per validated checkpoint, oldest first: its J&F (0…100)."""
+        return [f"{key}: J&F {100 * s['J&F-Mean']:.2f}"
+                for key, s in sorted(self.train.val.items(), key=lambda kv: kv[1]["epoch"])]
+
+
+def run(config: FinetuneConfig, metrics: JobMetrics | None = None) -> FinetuneResult:
+    """The stage: the recipe parsed, then its finetune function under the job's metrics (`metrics`, else the
+    config's own reporter) with a temporary folder under `scratch`."""
+    if metrics is None:
+        metrics = config.reporting.metrics(config.run_id, "finetune", config.model, "0")
+    with metrics, tempfile.TemporaryDirectory(dir=config.scratch, prefix="stseg-finetune-") as tmp:
+        train = run_finetune(config.model, config.options, data_root=config.data_root, store=config.store,
+                             run_id=config.run_id, scratch=tmp, metrics=metrics)
+    return FinetuneResult(config.model, train)
 
 
 def _parse(name: str, kind: Any, text: str) -> Any:
@@ -51,9 +86,9 @@ def _parse(name: str, kind: Any, text: str) -> Any:
                             f"{kind.__name__}") from None
 
 
-def make_recipe(model: str, options: Mapping[str, Any]):
+def make_recipe(model: str, options: Mapping[str, Any]) -> Any:
     """The model's recipe with `options` (strings are parsed by field type); unknown names list the known ones."""
-    cls = recipe_class(model)
+    cls = registry.recipe_of(model).recipe_class(model)
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - fields)
@@ -75,9 +110,10 @@ def run_finetune(model: str, options: Mapping[str, Any], *, data_root: str, stor
     """Finetune `model` on the training split at `data_root`; checkpoints under
     `<store>/checkpoints/<model>/<run_id>/`."""
     recipe = make_recipe(model, options)
-    module, _, func = RECIPES[model]
-    return getattr(importlib.import_module(module), func)(recipe, data_root=data_root, store=store, run_id=run_id,
-                                                          scratch=scratch, metrics=metrics)
+    finetune = registry.recipe_of(model).finetune_function(model)
+    result: TrainResult = finetune(recipe, data_root=data_root, store=store, run_id=run_id, scratch=scratch,
+                                   metrics=metrics)
+    return result
 
 
 def store_of_run_root(run_root: str) -> str:
