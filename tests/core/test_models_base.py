@@ -1,15 +1,20 @@
 """Model interface and registry: input validation, lazy builders, unknown names, device choice."""
 
+import re
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from stseg_core.data.mose import MoseWriter, write_video
-from stseg_core.errors import BadInputError
+from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.models import registry
 from stseg_core.models.base import FrameResult, VideoInput, VOSModel
 from stseg_core.models.device import autocast, pick_device
+from stseg_core.models.options import parse_options
+from stseg_core.preflight import Preflight, require_weights
 from stseg_core.store import open_store
 
 
@@ -149,3 +154,39 @@ def test_pick_device():
     with autocast("cpu"):
         x = torch.ones(2, 2) @ torch.ones(2, 2)
     assert x.dtype == torch.float32
+
+
+@dataclass(frozen=True)
+class RecorderOptions:
+    checkpoint: str | None = None
+
+
+class _Recorder(VOSModel):
+    """Remembers what its builder was given."""
+
+    def __init__(self, options: RecorderOptions) -> None:
+        self.options = options
+
+    def segment(self, video: VideoInput) -> Iterator[FrameResult]:
+        yield self.first_result(video)
+
+
+def build_recorder(**overrides: object) -> _Recorder:
+    return _Recorder(parse_options(RecorderOptions, overrides, model="recorder"))
+
+
+def test_a_default_checkpoint_is_built_with_and_checked_when_none_is_given(tmp_path):
+    weights = tmp_path / "w.pt"
+    registry.register(registry.ModelInfo("recorder", f"{__name__}:build_recorder", f"{__name__}:RecorderOptions",
+                                         "test-only", needs_weights=True, default_checkpoint=str(weights)))
+    try:
+        assert registry.build_model("recorder").options.checkpoint == str(weights)
+        assert registry.build_model("recorder", checkpoint="other.pt").options.checkpoint == "other.pt"
+        with pytest.raises(MissingArtifactError, match=f"^recorder checkpoint {re.escape(str(weights))}: not found$"):
+            require_weights("recorder", {}, Preflight())  # the default is what the job will load: it must exist
+        weights.write_bytes(b"w")
+        require_weights("recorder", {}, Preflight())
+    finally:
+        registry.unregister("recorder")
+    with pytest.raises(BadInputError, match=r"^model sam2 needs weights"):
+        require_weights("sam2", {}, Preflight())
