@@ -106,7 +106,6 @@ class VOSModel(ABC):
     """A semi-supervised VOS model: first-frame masks in, per-frame label maps and confidences out."""
 
     name: str = ""
-    needs_gpu: bool = False
     default_size: int | None = None
     """Short side (pixels) the model works at by default; None = the input's own size."""
     confidence_definition: str = ""

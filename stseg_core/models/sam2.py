@@ -190,7 +190,6 @@ class Sam2Model(VOSModel):
     """
 
     name = "sam2"
-    needs_gpu = False
     confidence_definition = CONFIDENCE_DEFINITION
 
     def __init__(self, predictor, *, device: str, offload_video_to_cpu: bool = True,

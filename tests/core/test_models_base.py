@@ -81,7 +81,7 @@ def test_builders_are_imported_only_when_built(monkeypatch):
 def test_build_model_passes_overrides_to_the_builder():
     model = registry.build_model("flowprop", flow="farneback", size="128")
     assert isinstance(model, VOSModel)
-    assert (model.name, model.needs_gpu, model.config.flow, model.config.size) == ("flowprop", False, "farneback", 128)
+    assert (model.name, model.config.flow, model.config.size) == ("flowprop", "farneback", 128)
 
 
 def test_video_input_validates_first_frame_ids():
