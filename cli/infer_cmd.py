@@ -68,3 +68,18 @@ def infer(model: str, data_root: str, run_root: str, shard: str, sets: tuple[str
     stage.ensure_plan(data_root, run_root, n)
     for config in configs:
         click.echo(stage.run(config).summary())
+
+
+@cli.command("models")
+def models() -> None:
+    """List the registered models and their facts (the registry is the one place they are kept): image family,
+    GPU need, whether they need weights, their finetune recipe, whether `stseg submit` runs them by default."""
+    from stseg_core.models import registry
+
+    entries = [registry.info(name) for name in registry.available()]
+    rows = [("MODEL", "IMAGE", "GPU", "WEIGHTS", "FINETUNE", "DEFAULT", "DESCRIPTION")]
+    rows += [(m.name, m.image, m.gpu, "needed" if m.needs_weights else "-", "yes" if m.finetune else "-",
+              "yes" if m.default_set else "-", m.description) for m in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])

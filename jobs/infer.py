@@ -28,7 +28,7 @@ class InferEnv:
     scratch: str | None = env_field("STSEG_SCRATCH", default=None)
     deadline_s: float | None = env_field("STSEG_DEADLINE_S", parse=seconds, default=None)
 
-    def overrides(self) -> dict:
+    def overrides(self) -> dict[str, object]:
         extra = {k: v for k, v in (("checkpoint", self.checkpoint), ("device", self.device)) if v is not None}
         return {**(self.model_options or {}), **extra}
 

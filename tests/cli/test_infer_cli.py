@@ -104,6 +104,9 @@ def still_model():
 def test_a_model_registered_from_outside_runs_through_stseg_infer(tmp_path, still_model):
     generate_split(tmp_path / "data", CFG, "valid")
     data, run = str(tmp_path / "data" / "valid"), str(tmp_path / "runs" / "r1")
+    listed = {line.split()[0]: line.split()[1:6] for line in CliRunner().invoke(cli, ["models"]).output.splitlines()}
+    assert listed[still_model] == ["fusion", "none", "-", "-", "-"]  # `stseg models` lists it from its entry
+    assert listed["sam2"] == ["sam2", "wanted", "needed", "yes", "yes"]
     res = CliRunner().invoke(cli, ["infer", "--model", still_model, "--data", data, "--run", run, "--set",
                                    "score=nope"])
     assert res.exit_code == 2 and res.output.strip() == "stseg: error: test-still option score='nope' is not a number"
