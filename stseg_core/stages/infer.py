@@ -73,14 +73,14 @@ class InferResult:
 
 
 def run(config: InferConfig, metrics: JobMetrics | None = None) -> InferResult:
-    """The stage: the model's options checked, then `run_shard` under the job's metrics (`metrics`, else the
-    config's own reporter)."""
-    check_options(config.model, dict(config.overrides))  # unknown model or option: before anything is read
-    check_scratch(config.scratch)
+    """The stage: the model's options and scratch folder checked, then `run_shard`, under the job's metrics
+    (`metrics`, else the config's own reporter)."""
     if metrics is None:
         metrics = config.reporting.metrics(config.run_root, "infer", config.model, str(config.shard))
     start = time.monotonic()
-    with metrics:
+    with metrics:  # a refusal below is a failure the metrics record too
+        check_options(config.model, dict(config.overrides))  # unknown model or option: before anything is read
+        check_scratch(config.scratch)
         outcome = run_shard(data_root=config.data_root, run_root=config.run_root, model_name=config.model,
                             shard=config.shard, num_shards=config.num_shards, model_overrides=config.overrides,
                             metrics=metrics, scratch=config.scratch)
