@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
@@ -72,10 +72,11 @@ def run(env: Mapping[str, str] | None = None) -> str:
     if cfg.stage != "evaluate":
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the evaluate stage")
     pred_prefix = cfg.pred_prefix or (join_key("pred", cfg.model) if cfg.model else "fused")
-    return evaluate.run(evaluate.EvaluateConfig.in_run(
-        cfg.data_root, cfg.run_root, pred_prefix, cfg.eval_name or cfg.model or "pgmr", metric=cfg.metric,
-        workers=cfg.workers, videos=cfg.videos, missing_as_empty=cfg.missing_as_empty, split=cfg.split,
-        reporting=Reporting(cfg.pushgateway, cfg.deadline_s))).summary()
+    name = cfg.eval_name or cfg.model or "pgmr"
+    where = evaluate.EvaluateConfig.in_run(cfg.data_root, cfg.run_root, pred_prefix, name)
+    return evaluate.run(replace(where, metric=cfg.metric, workers=cfg.workers, videos=cfg.videos,
+                                missing_as_empty=cfg.missing_as_empty, split=cfg.split,
+                                reporting=Reporting(cfg.pushgateway, cfg.deadline_s))).summary()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

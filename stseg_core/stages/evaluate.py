@@ -47,11 +47,12 @@ class EvaluateConfig:
             raise BadInputError(f"metric {self.metric!r}: use {' or '.join(METRICS)}")
 
     @classmethod
-    def in_run(cls, gt_root: str, run_root: str, pred_prefix: str, name: str, **settings: object) -> EvaluateConfig:
-        """A run's output `pred_prefix` (`pred/<model>`, `fused`), results to the run's `eval/<name>/`."""
+    def in_run(cls, gt_root: str, run_root: str, pred_prefix: str, name: str) -> EvaluateConfig:
+        """A run's output `pred_prefix` (`pred/<model>`, `fused`), results to the run's `eval/<name>/` (other
+        settings: `dataclasses.replace`)."""
         store = open_store(run_root)
         return cls(gt_root, store.uri(pred_prefix), name, out_uri=store.child(eval_prefix(name)).root,
-                   run_root=run_root, **settings)  # type: ignore[arg-type]
+                   run_root=run_root)
 
     @property
     def key(self) -> str:
