@@ -48,9 +48,14 @@ def eval_cmd(gt_root: str, pred_root: str, videos: tuple[str, ...], workers: int
     Exit codes: 2 bad input (size mismatch, non-palette PNG, predicted id not in the ground truth),
     3 missing prediction (see --missing-as-empty).
     """
+    from stseg_core.errors import BadInputError
     from stseg_core.metrics.tables import format_table
     from stseg_core.stages import evaluate as stage
+    from stseg_core.store import open_store
 
+    out_path = open_store(out_uri).local_path("") if out_uri else None
+    if out_path is not None and out_path.is_file():  # refused before the scoring, not after
+        raise BadInputError(f"--out {out_uri}: is a file, not a folder")
     result = stage.run(stage.EvaluateConfig(
         gt_root, pred_root, name=pred_root.rstrip("/").rsplit("/", 1)[-1], out_uri=out_uri, metric=metric,
         workers=workers, videos=videos, missing_as_empty=missing_as_empty, split=split,

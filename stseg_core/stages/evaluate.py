@@ -81,9 +81,6 @@ def run(config: EvaluateConfig, metrics: JobMetrics | None = None) -> EvaluateRe
     if config.run_root is not None:
         _check_markers(config.run_root, config.pred_root)
     out = open_store(config.out_uri) if config.out_uri else None
-    path = out.local_path("") if out is not None else None
-    if path is not None and path.is_file():  # refused before the scoring, not after
-        raise BadInputError(f"results folder {config.out_uri}: is a file, not a folder")
     if metrics is None:
         metrics = config.reporting.metrics(config.run_root or config.pred_root, "evaluate", config.name)
     with metrics, _progress(config.progress) as bar:
