@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from stseg_core.errors import BadInputError
+from stseg_core.models import registry
 
 # stage → the module its container/process runs (`python -m …`).
 STAGE_MODULES: dict[str, str] = {
@@ -36,15 +37,11 @@ _MEMORY_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?([KMGTPE]i?|k)?$")
 
 def known_models() -> list[str]:
     """Names of every registered VOS model (the library's registry is the one source)."""
-    from stseg_core.models import registry
-
     return registry.available()
 
 
 def check_model(name: str, stage: str = "infer") -> str:
     """Refuse an unknown model (listing the known ones) or one the stage cannot use."""
-    from stseg_core.models import registry
-
     registry.info(name)  # raises BadInputError listing the known names
     if stage == "finetune":
         registry.recipe_of(name)  # raises BadInputError listing the finetunable models
@@ -169,8 +166,6 @@ def _model_stage(stage: str, model: str) -> bool:
 
 
 def _image(cfg, stage: str, model: str) -> str:
-    from stseg_core.models import registry
-
     family = registry.info(model).image if _model_stage(stage, model) else "fusion"
     return f"{cfg.image_registry.rstrip('/')}/stseg-{family}:{cfg.image_tag}"
 
@@ -221,8 +216,6 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
     models = req.models if req.stage in ("infer", "finetune", "eval") else ("",)
     if not models:
         raise BadInputError(f"stage {req.stage}: name at least one model (--model/--models)")
-    from stseg_core.models import registry
-
     run_root = f"{_absolute(cfg.store).rstrip('/')}/runs/{run}"
     specs = []
     for model in models:
