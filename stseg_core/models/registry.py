@@ -48,7 +48,8 @@ class FinetuneRecipe:
     """Recipe options for a run of minutes on a CPU (what `stseg demo` finetunes with)."""
 
     def recipe_class(self, model: str) -> type:
-        return _resolve(self.recipe, "recipe class", model)  # type: ignore[no-any-return]
+        cls: type = _resolve(self.recipe, "recipe class", model)
+        return cls
 
     def finetune_function(self, model: str) -> Any:
         return _resolve(self.function, "finetune function", model)
@@ -88,7 +89,8 @@ class ModelInfo:
         return self.gpu != "none"
 
     def options_class(self) -> type:
-        return _resolve(self.options, "options class", self.name)  # type: ignore[no-any-return]
+        cls: type = _resolve(self.options, "options class", self.name)
+        return cls
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
