@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from stseg_core.errors import BadInputError
 from stseg_core.names import check_run_id, run_root
+from stseg_core.models import registry
 
 # stage → the module its container/process runs (`python -m …`).
 STAGE_MODULES: dict[str, str] = {
@@ -17,13 +18,8 @@ STAGE_MODULES: dict[str, str] = {
     "fuse": "stseg_jobs.fuse",
     "eval": "stseg_jobs.evaluate",
 }
-FINETUNABLE = ("sam2", "tmo")
 # What the job itself calls its stage (STSEG_STAGE), where that differs from the CLI's name.
 _STAGE_ENV = {"eval": "evaluate"}
-# Models that gain nothing from a GPU: they get none on Kubernetes unless asked (the others get one).
-CPU_ONLY_MODELS = frozenset({"flowprop", "flowprop-farneback", "flowprop-plain", "oneshot", "stm"})
-# Image per model family; weight-free models, fusion and eval share the light `fusion` image.
-_IMAGE_FAMILY = {"sam2": "sam2", "tmo": "tmo", "cutie": "cutie", "xmem": "xmem", "livos": "livos"}
 
 # Job variables the spec or a backend sets: where a job reads and writes, what it runs, and its store endpoint.
 # A stage option (`--option key=value` → STSEG_KEY) may never set one of them (it would win over the spec's value
@@ -41,18 +37,14 @@ _MEMORY_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?([KMGTPE]i?|k)?$")
 
 def known_models() -> list[str]:
     """Names of every registered VOS model (the library's registry is the one source)."""
-    from stseg_core.models import registry
-
     return registry.available()
 
 
 def check_model(name: str, stage: str = "infer") -> str:
     """Refuse an unknown model (listing the known ones) or one the stage cannot use."""
-    from stseg_core.models import registry
-
-    registry.spec(name)  # raises BadInputError listing the known names
-    if stage == "finetune" and name not in FINETUNABLE:
-        raise BadInputError(f"model {name!r} cannot be finetuned (finetunable: {', '.join(FINETUNABLE)})")
+    registry.info(name)  # raises BadInputError listing the known names
+    if stage == "finetune":
+        registry.recipe_of(name)  # raises BadInputError listing the finetunable models
     return name
 
 
@@ -170,8 +162,14 @@ class StageRequest:
     options: tuple[tuple[str, str], ...] = ()
 
 
+def _model_stage(stage: str, model: str) -> bool:
+    """Whether a job runs the model itself (infer, finetune) and so needs its image and perhaps a GPU; fuse and
+    eval jobs read its masks in the light `fusion` image."""
+    return bool(model) and stage in ("infer", "finetune")
+
+
 def _image(cfg, stage: str, model: str) -> str:
-    family = _IMAGE_FAMILY.get(model, "fusion") if stage in ("infer", "finetune") else "fusion"
+    family = registry.info(model).image if _model_stage(stage, model) else "fusion"
     return f"{cfg.image_registry.rstrip('/')}/stseg-{family}:{cfg.image_tag}"
 
 
@@ -233,7 +231,7 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
             check_model(model, req.stage)
         gpus = req.gpus
         if gpus is None:
-            gpus = 1 if default_gpus and req.stage in ("infer", "finetune") and model not in CPU_ONLY_MODELS else 0
+            gpus = 1 if default_gpus and _model_stage(req.stage, model) and registry.info(model).gets_gpu else 0
         shards = req.shards if req.stage == "infer" else 1
         # eval scores against the ground truth; every other stage reads the input split
         data_root = _absolute(cfg.ground_truth_root() if req.stage == "eval" else cfg.data_root)

@@ -12,6 +12,7 @@ import click
 from stseg_cli.backends.base import BACKENDS
 from stseg_cli.main import cli
 from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.models import registry
 
 # Flags that override stseg.yaml / STSEG_* settings (the Config field of the same name).
 _CONFIG_FLAGS = [
@@ -206,7 +207,7 @@ def _plan(specs) -> None:
     infer = [s for s in specs if s.stage == "infer"]
     if not infer:
         return
-    from stseg_core.infer import ensure_plan
+    from stseg_core.stages.infer import ensure_plan
 
     plan = ensure_plan(infer[0].data_root, infer[0].run_root, infer[0].shards)
     if plan.num_shards != infer[0].shards:
@@ -250,7 +251,7 @@ def submit() -> None:
 
 
 @submit.command()
-@click.option("--model", required=True, help="sam2 or tmo.")
+@click.option("--model", required=True, help=f"{' or '.join(registry.finetunable())}.")
 @click.option("--gpus", type=int, default=None, help="GPUs in the one pod; >1 runs torchrun (Kubernetes only).")
 @_common
 def finetune(model: str, gpus: int | None, **kw) -> None:
@@ -261,7 +262,7 @@ def finetune(model: str, gpus: int | None, **kw) -> None:
     _submit(kw, lambda cfg, run, k8s: build_specs(cfg, run, req, default_gpus=k8s))
 
 
-_ALL_MODELS = ("sam2", "tmo", "cutie", "xmem", "livos")
+_ALL_MODELS = registry.default_set()
 
 
 @submit.command()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import env_field, from_env, job_main, non_negative_int, run_id_of, seconds
+from stseg_jobs._env import env_field, from_env, job_main, non_negative_int, seconds
 
 
 def _models(text: str) -> tuple[str, ...]:
@@ -32,6 +32,7 @@ class FuseEnv:
     k: int = env_field("STSEG_NEIGHBOURS", parse=non_negative_int, default=5)
     stage: str = env_field("STSEG_STAGE", default="fuse")
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
+    deadline_s: float | None = env_field("STSEG_DEADLINE_S", parse=seconds, default=None)
 
 
 def check(env: Mapping[str, str], pre: Preflight) -> None:
@@ -47,20 +48,15 @@ def check(env: Mapping[str, str], pre: Preflight) -> None:
 
 def run(env: Mapping[str, str] | None = None) -> str:
     from stseg_core.errors import BadInputError
-    from stseg_core.fusion.stage import FuseConfig, run_fuse
-    from stseg_core.telemetry import JobMetrics
+    from stseg_core.fusion.stage import FuseConfig
+    from stseg_core.stages import fuse
+    from stseg_core.stages.common import Reporting
 
     cfg = from_env(FuseEnv, env)
     if cfg.stage != "fuse":
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the fuse stage")
-    metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="fuse", model="pgmr", pushgateway=cfg.pushgateway)
-    with metrics:
-        report = run_fuse(FuseConfig(cfg.run_root, cfg.data_root, cfg.models, cfg.gt_root, cfg.db_uri, cfg.wait_s,
-                                     k=max(1, cfg.k)), metrics=metrics)
-    what = f"{len(report.videos)} videos fused from {len(cfg.models)} models"
-    if report.table:
-        what += f"; PGMR J&F {report.table['pgmr']['J&F']:.2f}"
-    return f"{what}; wrote fused/, recommend.json{', eval/' if report.table else ''} under {cfg.run_root}"
+    config = FuseConfig(cfg.run_root, cfg.data_root, cfg.models, cfg.gt_root, cfg.db_uri, cfg.wait_s, k=max(1, cfg.k))
+    return fuse.run(fuse.FuseStageConfig(config, Reporting(cfg.pushgateway, cfg.deadline_s))).summary()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -76,9 +76,10 @@ def require_weights(model: str, overrides: Mapping[str, object], pre: Preflight)
     """A model that cannot run without weights is refused without a checkpoint; a named checkpoint must exist."""
     from stseg_core.models import registry
 
-    checkpoint = overrides.get("checkpoint")
+    entry = registry.info(model)
+    checkpoint = overrides.get("checkpoint") or entry.default_checkpoint
     if not checkpoint:
-        if registry.spec(model).needs_weights:
+        if entry.needs_weights:
             raise BadInputError(f"model {model} needs weights: give --checkpoints {model}=URI (or "
                                 "checkpoint in STSEG_MODEL_OPTIONS)")
         return
@@ -87,7 +88,7 @@ def require_weights(model: str, overrides: Mapping[str, object], pre: Preflight)
 
 def require_recipe(model: str, options: Mapping[str, object], pre: Preflight) -> None:
     """The finetune recipe parsed and checked as the Job will, and its init checkpoint present."""
-    from stseg_core.train.stage import make_recipe
+    from stseg_core.stages.finetune import make_recipe
 
     recipe = make_recipe(model, options)
     recipe.check()

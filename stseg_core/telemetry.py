@@ -7,7 +7,6 @@ Pushgateway the metrics still accumulate in memory (tests and the local backend 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ class JobMetrics:
     pushgateway: str | None = None
     push_interval_s: float = 15.0
     deadline_s: float | None = None
-    """The stage's deadline for the past-deadline alert; None = `$STSEG_DEADLINE_S` when set, else no deadline."""
+    """The stage's deadline for the past-deadline alert (the job passes its config's); None = no deadline."""
     _metrics: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # Counter | Gauge | Histogram
 
     def __post_init__(self) -> None:
@@ -73,11 +72,6 @@ class JobMetrics:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.time()
-        if self.deadline_s is None:
-            try:  # the job environment carries it next to STSEG_PUSHGATEWAY; metrics never fail a job
-                self.deadline_s = float(os.environ.get("STSEG_DEADLINE_S") or 0)
-            except ValueError:
-                self.deadline_s = 0.0
 
     def metric(self, name: str, **extra: str) -> Any:
         """The labelled child of a metric named in METRICS."""

@@ -146,7 +146,6 @@ class FlowProp(VOSModel):
     """Optical-flow label propagation; see the module docstring."""
 
     name = "flowprop"
-    needs_gpu = False
     default_size = 360
     confidence_definition = (
         "exponential average (0.7 previous, 0.3 current) of the share of the object's tracked corners that fit "

@@ -88,7 +88,6 @@ class OneShot(VOSModel):
     """First-frame pixel classifier applied to every frame; see the module docstring."""
 
     name = "oneshot"
-    needs_gpu = False
     default_size = 240
     confidence_definition = (
         "classifier margin: mean over the object's kept pixels of its posterior minus the best other class's "

@@ -195,7 +195,6 @@ class Sam2Model(VOSModel):
     """
 
     name = "sam2"
-    needs_gpu = False
     confidence_definition = CONFIDENCE_DEFINITION
 
     def __init__(self, predictor: SAM2VideoPredictor, *, device: str, offload_video_to_cpu: bool = True,

@@ -63,7 +63,6 @@ class Stm(VOSModel):
     """Space-time memory matching without learnt weights; see the module docstring."""
 
     name = "stm"
-    needs_gpu = False
     default_size = 48
     confidence_definition = (
         "match similarity: mean over the object's predicted pixels of its attention readout times "

@@ -302,7 +302,6 @@ class TMO(VOSModel):
     """TMO network + `ForegroundSplitter`; frames and flow images streamed one at a time."""
 
     name = "tmo"
-    needs_gpu = False
     default_size = 384
     confidence_definition = CONFIDENCE_DEFINITION
 

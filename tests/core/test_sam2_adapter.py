@@ -195,9 +195,9 @@ def test_infer_stage_runs_sam2_on_a_synthetic_split_in_s3(short, s3_store, s3_bu
     """`run_shard` with sam2 over a split in the local S3 server writes what the adapter yields, then the marker."""
     from stseg_core.data.mose import MoseSplit
     from stseg_core.data.synth import SynthConfig, generate_split
-    from stseg_core.infer import ensure_plan, run_shard
     from stseg_core.predictions import read_video_predictions
     from stseg_core.runlayout import pred_prefix, shard_done
+    from stseg_core.stages.infer import ensure_plan, run_shard
 
     monkeypatch.setenv("STSEG_CACHE", str(tmp_path / "cache"))
     cfg = SynthConfig(seed=1, height=64, width=96, min_frames=4, max_frames=5, max_objects=2, videos=2)

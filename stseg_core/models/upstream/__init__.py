@@ -47,7 +47,6 @@ UNSCORED = "1 when the upstream mask holds the object, else 0 (the program write
 class UpstreamModel(VOSModel):
     """One upstream program; each `segment_many` call runs it once over a batch of videos."""
 
-    needs_gpu = True
 
     def __init__(self, program: UpstreamProgram, *, weights: Path, home: Path, python: str, size: int,
                  scores: bool, scratch: str | None, extra: tuple[str, ...], timeout_s: float | None,
