@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from stseg_core.errors import BadInputError
-from stseg_core.names import check_run_id, run_root
 from stseg_core.models import registry
+from stseg_core.names import check_run_id, run_root
 
 # stage → the module its container/process runs (`python -m …`).
 STAGE_MODULES: dict[str, str] = {

@@ -87,7 +87,7 @@ def run(config: InferConfig, metrics: JobMetrics | None = None) -> InferResult:
     return InferResult(config.model, config.shard, config.num_shards, outcome.skipped,
                        int(metrics.value("stseg_videos_processed_total")),
                        int(metrics.value("stseg_frames_processed_total")), time.monotonic() - start,
-                       len(outcome.marker["files"]), config.run_root)
+                       len(outcome.marker.files), config.run_root)
 
 
 class BatchedModel(Protocol):

@@ -109,7 +109,7 @@ def test_a_model_registered_from_outside_runs_through_stseg_infer(tmp_path, stil
     assert listed["sam2"] == ["sam2", "wanted", "needed", "yes", "yes"]
     res = CliRunner().invoke(cli, ["infer", "--model", still_model, "--data", data, "--run", run, "--set",
                                    "score=nope"])
-    assert res.exit_code == 2 and res.output.strip() == "stseg: error: test-still option score='nope' is not a number"
+    assert res.exit_code == 2 and res.output.strip() == "stseg: error: test-still option score='nope': not a number"
     assert not (tmp_path / "runs/r1/plan.json").exists()  # refused before the run was touched
     res = _invoke("--model", still_model, "--data", data, "--run", run, "--set", "score=0.25")
     assert res.exit_code == 0, res.output
