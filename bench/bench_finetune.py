@@ -32,7 +32,7 @@ MOSE_TRAIN_VIDEOS = 1507
 
 def child(case: str, args) -> dict:
     from stseg_core.data.synth import SynthConfig, generate_dataset
-    from stseg_core.train.stage import run_finetune
+    from stseg_core.stages.finetune import run_finetune
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ft-"))
     frames = args.frames

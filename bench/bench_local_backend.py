@@ -84,7 +84,7 @@ def main() -> None:
         rows.append((f"{args.busy:g} CPU-s shard, 2 workers", 2, shards, two, two / shards, one / (2 * two)))
         if args.real:
             from stseg_core.data.synth import SynthConfig, generate_split
-            from stseg_core.infer import ensure_plan
+            from stseg_core.stages.infer import ensure_plan
 
             generate_split(root / "data", SynthConfig(seed=0, height=96, width=160, min_frames=8, max_frames=12,
                                                       videos=8), "valid")

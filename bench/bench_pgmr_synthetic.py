@@ -34,7 +34,7 @@ def prepare(out: Path, seed: int, videos: int, size: tuple[int, int], frames: tu
             models: tuple[str, ...], checkpoints: dict[str, str]) -> None:
     """Data and every model's predictions for one seed (idempotent: finished shards are skipped)."""
     from stseg_core.data.synth import SynthConfig, generate_dataset
-    from stseg_core.infer import ensure_plan, run_shard
+    from stseg_core.stages.infer import ensure_plan, run_shard
 
     data = out / "data"
     if not (data / "meta.json").exists():

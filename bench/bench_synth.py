@@ -20,8 +20,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def main() -> None:
     import cv2
 
+    from stseg_core.data.jpeg import encode_jpeg
     from stseg_core.data.labels import encode_label_png
-    from stseg_core.data.mose import encode_jpeg
     from stseg_core.data.synth import SynthConfig, generate_split, render_video
 
     ap = argparse.ArgumentParser(description=__doc__)

@@ -85,7 +85,7 @@ def finetune_step(case: str, device: str, sizes: dict, tmp: Path) -> tuple[float
     import torch
 
     from stseg_core.data.synth import SynthConfig, generate_dataset
-    from stseg_core.train.stage import run_finetune
+    from stseg_core.stages.finetune import run_finetune
 
     if case == "sam2":
         config, res, frames = sizes["ft_sam2"]

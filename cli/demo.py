@@ -23,9 +23,11 @@ from pathlib import Path
 import click
 
 from stseg_cli.main import cli
+from stseg_core.models import registry
 from stseg_core.names import split_names
 
-DEMO_MODELS = ("flowprop", "flowprop-farneback", "flowprop-plain", "oneshot", "stm", "sam2", "tmo")
+# Every model that runs on a CPU (the upstream programs need a GPU and their released weights).
+DEMO_MODELS = registry.cpu_models()
 
 
 def _run(args: list[str]) -> None:
@@ -57,13 +59,10 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
               "--width", "432", "--frames", "24-40", "--objects", "1-4", "--workers", "2"])
     store.mkdir(parents=True, exist_ok=True)  # finetune creates it too, but a model subset may skip finetuning
     checkpoints = []
-    finetune = {"sam2": ["--size", "t", "--resolution", "128", "--set", "num_frames=3"],
-                "tmo": ["--size", "64", "--set", "backbone=rn18", "--set", "batch_size=4"]}
-    for model, extra in finetune.items():
-        if model not in names:
-            continue
+    for model in (m for m in registry.finetunable() if m in names):
+        smoke = [arg for key, value in registry.recipe_of(model).smoke for arg in ("--set", f"{key}={value}")]
         _run(["finetune", "--model", model, "--data", str(data / "train"), "--out", str(store), "--run", "demo",
-              "--init", "random", "--epochs", str(epochs), *extra])
+              "--init", "random", "--epochs", str(epochs), *smoke])
         best = (store / "checkpoints" / model / "demo" / "best").read_text().strip()
         checkpoints.append(f"{model}={best if '://' in best else store / 'checkpoints' / model / 'demo' / best}")
     common = ["--backend", "local", "--store", str(store), "--shards", str(shards), "--models", ",".join(names),

@@ -46,15 +46,12 @@ def fuse(run_root: str, data_root: str, models: str, gt_root: str | None, db_uri
     single models, bbox-average, bbox-max, the vote-only pseudo-label and PGMR. Runs the same code as a
     `python -m stseg_jobs.fuse` Job.
     """
-    from stseg_core.fusion.stage import FuseConfig, format_table, run_fuse
-    from stseg_core.telemetry import JobMetrics
+    from stseg_core.fusion.stage import FuseConfig, format_table
+    from stseg_core.stages import fuse as stage
 
     options = {"calibrate": not raw_confidences, **({"choose": choose} if choose else {})}
-
-    metrics = JobMetrics(run=run_root.rstrip("/").rsplit("/", 1)[-1], stage="fuse", model="pgmr")
-    with metrics:
-        report = run_fuse(FuseConfig(run_root, data_root, _models(models), gt_root, db_uri, wait_s, k=k, **options),
-                          metrics=metrics)
+    config = FuseConfig(run_root, data_root, _models(models), gt_root, db_uri, wait_s, k=k, **options)
+    report = stage.run(stage.FuseStageConfig(config)).report
     if report.table:
         click.echo(format_table(report))
     else:

@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 
 import click
 
+from stseg_cli.backends.base import BACKENDS
 from stseg_cli.main import cli
 from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.models import registry
 
 # Flags that override stseg.yaml / STSEG_* settings (the Config field of the same name).
 _CONFIG_FLAGS = [
-    click.option("--backend", type=click.Choice(["local", "kubernetes"]), default=None,
+    click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None,
                  help="Where jobs run (default: local, or `backend:` in stseg.yaml)."),
     click.option("--config", "config_path", default=None,
                  help="Settings file (default: $STSEG_CONFIG or ./stseg.yaml)."),
@@ -75,13 +77,9 @@ def _backend(cfg):
 
 
 def _parse_options(options: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    out = []
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BadInputError(f"--option {item!r}: write KEY=VALUE")
-        out.append((key, value))
-    return tuple(out)
+    from stseg_core.settings import key_value
+
+    return tuple(key_value(item, "--option", example="--option epochs=2") for item in options)
 
 
 def _models(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -144,11 +142,12 @@ def _submit(kw: dict, build: Callable) -> None:
     cfg = _config(kw)
     backend = _backend(cfg)
     run = kw.pop("run_id") or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
-    specs = build(cfg, run, backend.name == "kubernetes")
-    if backend.name == "kubernetes":
+    caps = backend.capabilities
+    specs = build(cfg, run, caps.gpus)  # a backend with GPUs gives one to each model that gains from it
+    if not caps.local_files:
         for flag, uri in (("--store", cfg.store), ("--data-root", cfg.data_root)):
             if "://" not in uri or uri.startswith("file://"):  # a pod cannot see this machine's folders
-                raise BadInputError(f"{flag} {uri}: the kubernetes backend needs a location pods can reach "
+                raise BadInputError(f"{flag} {uri}: the {backend.name} backend needs a location pods can reach "
                                     "(s3://bucket/prefix), not a local path")
     if not kw["dry_run"]:
         backend.check(specs)  # refuse what the backend cannot do before touching the store
@@ -167,7 +166,7 @@ def _submit(kw: dict, build: Callable) -> None:
             click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
         return
     _plan(specs)
-    wait = not kw["detach"] if backend.name == "local" else kw["wait"]
+    wait = not kw["detach"] if caps.waits_by_default else kw["wait"]
     if wait:
         _attached(backend, run, lambda bars: backend.submit(specs, resume=kw["resume"], wait=True,
                                                             on_change=bars.refresh))
@@ -208,10 +207,9 @@ def _plan(specs) -> None:
     infer = [s for s in specs if s.stage == "infer"]
     if not infer:
         return
-    from stseg_core.infer import ensure_plan
+    from stseg_core.stages.infer import ensure_plan
 
-    env = infer[0].env_dict
-    plan = ensure_plan(env["STSEG_DATA_ROOT"], env["STSEG_RUN_ROOT"], infer[0].shards)
+    plan = ensure_plan(infer[0].data_root, infer[0].run_root, infer[0].shards)
     if plan.num_shards != infer[0].shards:
         raise BadInputError(f"run {infer[0].run} is planned with {plan.num_shards} shards; submit its infer jobs "
                             f"with --shards {plan.num_shards}")
@@ -229,9 +227,10 @@ def _infer_shards(cfg, run: str, given: int | None) -> int:
     """Shard count of the run's infer jobs: the flag, else the run's plan.json."""
     if given is not None:
         return given
+    from stseg_core.names import run_root
     from stseg_core.store import open_store
 
-    root = f"{cfg.store.rstrip('/')}/runs/{run}"
+    root = run_root(cfg.store, run)
     try:
         return int(open_store(root).read_json("plan.json")["num_shards"])
     except MissingArtifactError:
@@ -252,7 +251,7 @@ def submit() -> None:
 
 
 @submit.command()
-@click.option("--model", required=True, help="sam2 or tmo.")
+@click.option("--model", required=True, help=f"{' or '.join(registry.finetunable())}.")
 @click.option("--gpus", type=int, default=None, help="GPUs in the one pod; >1 runs torchrun (Kubernetes only).")
 @_common
 def finetune(model: str, gpus: int | None, **kw) -> None:
@@ -263,7 +262,7 @@ def finetune(model: str, gpus: int | None, **kw) -> None:
     _submit(kw, lambda cfg, run, k8s: build_specs(cfg, run, req, default_gpus=k8s))
 
 
-_ALL_MODELS = ("sam2", "tmo", "cutie", "xmem", "livos")
+_ALL_MODELS = registry.default_set()
 
 
 @submit.command()

@@ -103,7 +103,7 @@ def write_video_predictions(store: Store, model: str, video: str, results: Itera
     ids = tuple(int(i) for i in object_ids)
     stems = tuple(stems)
     keys: list[str] = []
-    frames: dict[str, dict[str, dict]] = {}
+    frames: dict[str, dict[str, dict[str, float | bool]]] = {}
     shape: tuple[int, int] | None = None
     probs_out: _ProbsWriter | None = None
     with_probs: bool | None = None
@@ -124,7 +124,7 @@ def write_video_predictions(store: Store, model: str, video: str, results: Itera
             key = join_key(base, f"{check_video_name(r.stem)}.png")
             store.write_bytes(key, encode_label_png(r.labels))
             keys.append(key)
-            if probs_out is not None:
+            if probs_out is not None and r.probs is not None:  # with_probs: every frame has them
                 probs_out.add(r.probs)
             frames[r.stem] = {str(i): {"score": round(float(r.scores[i]), 6), "present": bool(r.present[i])}
                               for i in ids}

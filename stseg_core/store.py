@@ -11,9 +11,10 @@ import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from stseg_core.errors import BadInputError, MissingArtifactError
@@ -88,7 +89,7 @@ class Store(ABC):
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode("utf-8"))
 
-    def read_json(self, key: str):
+    def read_json(self, key: str) -> Any:
         import json
 
         try:
@@ -96,7 +97,7 @@ class Store(ABC):
         except ValueError as err:
             raise BadInputError(f"{self.uri(key)}: not valid JSON ({err})") from None
 
-    def write_json(self, key: str, obj) -> None:
+    def write_json(self, key: str, obj: Any) -> None:
         import json
 
         self.write_bytes(key, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode("utf-8"))
@@ -134,7 +135,8 @@ class Store(ABC):
         return len(sizes)
 
 
-def _run_parallel(fn, sizes: dict[str, int], workers: int, progress: bool, desc: str) -> None:
+def _run_parallel(fn: Callable[[str], None], sizes: dict[str, int], workers: int, progress: bool,
+                  desc: str) -> None:
     """Run `fn(key)` for every key on a thread pool, with a byte-count progress bar on stderr.
 
     The first failure cancels the copies not yet started and is raised.

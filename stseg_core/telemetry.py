@@ -7,10 +7,11 @@ Pushgateway the metrics still accumulate in memory (tests and the local backend 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
 LABELS = ("run", "stage", "model", "shard")
 
@@ -55,8 +56,8 @@ class JobMetrics:
     pushgateway: str | None = None
     push_interval_s: float = 15.0
     deadline_s: float | None = None
-    """The stage's deadline for the past-deadline alert; None = `$STSEG_DEADLINE_S` when set, else no deadline."""
-    _metrics: dict = field(default_factory=dict, init=False, repr=False)
+    """The stage's deadline for the past-deadline alert (the job passes its config's); None = no deadline."""
+    _metrics: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # Counter | Gauge | Histogram
 
     def __post_init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -71,13 +72,8 @@ class JobMetrics:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.time()
-        if self.deadline_s is None:
-            try:  # the job environment carries it next to STSEG_PUSHGATEWAY; metrics never fail a job
-                self.deadline_s = float(os.environ.get("STSEG_DEADLINE_S") or 0)
-            except ValueError:
-                self.deadline_s = 0.0
 
-    def metric(self, name: str, **extra: str):
+    def metric(self, name: str, **extra: str) -> Any:
         """The labelled child of a metric named in METRICS."""
         return self._metrics[name].labels(**self._labels, **extra)
 
@@ -137,16 +133,18 @@ class JobMetrics:
             self._thread.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if exc is not None:
             from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
 
-            reason = {BadInputError: "bad_input", MissingArtifactError: "missing_artifact",
-                      BackendError: "backend"}.get(type(exc), "error")
-            self.failure(reason)
+            reasons: dict[type[BaseException], str] = {BadInputError: "bad_input",
+                                                       MissingArtifactError: "missing_artifact",
+                                                       BackendError: "backend"}
+            self.failure(reasons.get(type(exc), "error"))
         self.metric("stseg_job_status").set(STATUS_FAILED if exc is not None else STATUS_SUCCEEDED)
         self.metric("stseg_job_duration_seconds").set(time.time() - self._t0)
         self.push()

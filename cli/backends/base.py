@@ -6,23 +6,31 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from stseg_cli.config import Config
-from stseg_cli.spec import JobSpec, check_run_id
+from stseg_cli.spec import JobSpec
 from stseg_core.errors import BadInputError
+from stseg_core.names import check_run_id
+
+if TYPE_CHECKING:
+    from stseg_core.store import Store
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend supports; a request it cannot honour is refused before anything starts."""
 
-    gpus: bool = False
+    gpus: bool = False  # also: a model that gains from a GPU gets one unless --gpus says otherwise
     kueue: bool = False
     node_pools: bool = False
     detach: bool = False  # a submitted run keeps going when the CLI exits
+    local_files: bool = False  # shards see this machine's folders (else the store and data need a remote URI)
+    waits_by_default: bool = False  # submit follows the run to its end unless --detach (else only with --wait)
+    resume: bool = False  # the backend records a run's specs, so `stseg resume RUN` can go on from them
 
 
-def marker_frames(store, prefix: str | None, shard: int) -> int:
+def marker_frames(store: Store, prefix: str | None, shard: int) -> int:
     """Frames a done shard wrote: the label PNGs its done marker lists (0 when the stage writes no marker or the
     marker cannot be read, e.g. no access to the store): status figures are best-effort, never an error."""
     if not prefix:
@@ -30,7 +38,7 @@ def marker_frames(store, prefix: str | None, shard: int) -> int:
     from stseg_core.runlayout import read_marker
 
     try:
-        files = read_marker(store, prefix, shard)["files"]
+        files = read_marker(store, prefix, shard).files
     except Exception:
         return 0
     return sum(1 for key in files if key.endswith(".png"))
@@ -114,7 +122,7 @@ class Backend(ABC):
         """A backend's own refusals beyond its declared capabilities (default: none)."""
         return None
 
-    def render(self, specs: Sequence[JobSpec]) -> list[dict]:
+    def render(self, specs: Sequence[JobSpec]) -> list[dict[str, Any]]:
         """What submit would create, as plain dicts (for --dry-run -o yaml)."""
         self.check(specs)
         return self._render(specs)
@@ -146,15 +154,18 @@ class Backend(ABC):
                ) -> RunStatus | None:
         """Go on with a stopped, orphaned or failed run from what the backend recorded: its unfinished shards
         run again (done shards are no-ops)."""
+        if not self.capabilities.resume:
+            raise BadInputError(f"the {self.name} backend keeps no run to resume: submit the same command again "
+                                "with --resume")
         return self._resume(check_run_id(run), wait, on_change)
 
     def _resume(self, run: str, wait: bool, on_change: Callable[[], None] | None) -> RunStatus | None:
-        raise BadInputError(f"the {self.name} backend keeps no run to resume: submit the same command again with "
-                            "--resume")
+        """Only backends that declare `resume` implement it."""
+        raise NotImplementedError
 
     # -- what each backend implements ------------------------------------------------------------
     @abstractmethod
-    def _render(self, specs: Sequence[JobSpec]) -> list[dict]: ...
+    def _render(self, specs: Sequence[JobSpec]) -> list[dict[str, Any]]: ...
 
     @abstractmethod
     def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
@@ -180,14 +191,15 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str, config: Config, **kwargs) -> Backend:
+def get_backend(name: str, config: Config, **kwargs: Any) -> Backend:
     """The backend registered as `name`; an unknown name lists the known ones."""
     try:
         target = BACKENDS[name]
     except KeyError:
         raise BadInputError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})") from None
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(config, **kwargs)
+    backend: Backend = getattr(importlib.import_module(module), cls)(config, **kwargs)
+    return backend
 
 
 def parse_indexes(text: str | None) -> frozenset[int]:

@@ -6,9 +6,7 @@ polls the store for those done markers and gives up after the Job's deadline. So
 creates every Job at once and the laptop may go offline; a controller-side alternative (Argo, a Job that
 creates Jobs) would need extra RBAC and another moving part for the same guarantee.
 
-Per-shard failure handling is the Job controller's: `backoffLimitPerIndex` retries a shard, `maxFailedIndexes`
-stops a run that fails everywhere, and the `podFailurePolicy` ignores disruptions (preemption, node drain) and
-fails an index at once when the stage exits with the bad-input code 2.
+The manifests themselves (labels, containers, scheduling, failure policy) are built in `k8s_manifest`.
 """
 
 from __future__ import annotations
@@ -16,44 +14,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, marker_frames, parse_indexes
+from stseg_cli.backends.k8s_manifest import CONTAINER, job_manifest
 from stseg_cli.spec import JobSpec, output_prefix
 from stseg_core.errors import BackendError, BadInputError
 
-CONTAINER = "stage"
 RUN_LABEL = "stseg.io/run"
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
-KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-UID = 10001  # the images' non-root user
-BAD_INPUT_EXIT = 2
-# Security-scan exceptions, written on every Job with their reasons (checkov reads them from the object).
-CHECKOV_SKIPS = (
-    ("checkov.io/skip1", "CKV_K8S_43=images are named by the release/git-SHA tag `make images` pushes; a digest "
-                         "needs the registry at render time"),
-    ("checkov.io/skip2", "CKV_K8S_15=multi-GB CUDA images are pulled once per node (IfNotPresent), not per shard"),
-    ("checkov.io/skip3", "CKV_K8S_35=boto3 reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment; "
-                         "IRSA/workload identity needs no Secret at all"),
-)
-
-
-@dataclass(frozen=True)
-class NodePool:
-    """How a cloud labels its A100 nodes: a nodeSelector key and its A100 value."""
-
-    label: str
-    a100: str
-
-
-NODE_POOLS: dict[str, NodePool | None] = {
-    "none": None,
-    "gke": NodePool("cloud.google.com/gke-accelerator", "nvidia-tesla-a100"),
-    "eks": NodePool("node.kubernetes.io/instance-type", "p4d.24xlarge"),
-    "karpenter": NodePool("karpenter.k8s.aws/instance-gpu-name", "a100"),
-    "gfd": NodePool("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-40GB"),  # NVIDIA GPU feature discovery
-}
 
 
 def _client():
@@ -73,7 +42,8 @@ class KubernetesBackend(Backend):
     """Indexed Jobs on a cluster (kubeconfig context or in-cluster service account)."""
 
     name = "kubernetes"
-    capabilities = Capabilities(gpus=True, kueue=True, node_pools=True, detach=True)
+    capabilities = Capabilities(gpus=True, kueue=True, node_pools=True, detach=True, local_files=False,
+                                waits_by_default=False, resume=False)
 
     def __init__(self, config, api_client=None) -> None:
         super().__init__(config)
@@ -121,78 +91,7 @@ class KubernetesBackend(Backend):
     # -- manifests --------------------------------------------------------------------------------
     def manifest(self, spec: JobSpec):
         """The V1Job for `spec` (client model objects, so misspelled fields fail here already)."""
-        c = _client()
-        cfg = self.config
-        labels = {"app.kubernetes.io/name": "stseg", "app.kubernetes.io/component": spec.stage,
-                  "app.kubernetes.io/managed-by": "stseg-cli", **dict(spec.labels)}
-        job_labels = {**labels, KUEUE_LABEL: cfg.kueue_queue} if cfg.kueue_queue else labels
-        res = spec.resources
-        quantities = {"cpu": res.cpu, "memory": res.memory, "ephemeral-storage": res.scratch}
-        if res.gpus:
-            quantities["nvidia.com/gpu"] = str(res.gpus)
-        env = [c.V1EnvVar(name=k, value=v) for k, v in spec.env]
-        # Writable places on a read-only root filesystem: caches and temporary files go to emptyDirs.
-        env += [c.V1EnvVar(name="HOME", value="/scratch"), c.V1EnvVar(name="XDG_CACHE_HOME", value="/scratch/.cache"),
-                c.V1EnvVar(name="TMPDIR", value="/tmp"), c.V1EnvVar(name="STSEG_SCRATCH", value="/scratch")]
-        # S3 credentials come from a Secret (or, without one, the service account's IRSA / workload identity):
-        # never in args, never in the spec's env, so `--dry-run -o yaml` and logs never show them.
-        env_from = [c.V1EnvFromSource(secret_ref=c.V1SecretEnvSource(name=cfg.s3_secret))] if cfg.s3_secret else None
-        security = c.V1SecurityContext(allow_privilege_escalation=False, read_only_root_filesystem=True,
-                                       run_as_non_root=True, privileged=False,
-                                       capabilities=c.V1Capabilities(drop=["ALL"]))
-        mounts = [c.V1VolumeMount(name="scratch", mount_path="/scratch"),
-                  c.V1VolumeMount(name="tmp", mount_path="/tmp")]
-        container = c.V1Container(
-            name=CONTAINER, image=spec.image, image_pull_policy="IfNotPresent", command=list(spec.command),
-            env=env, env_from=env_from, security_context=security,
-            resources=c.V1ResourceRequirements(requests=quantities, limits=quantities),
-            volume_mounts=[*mounts, c.V1VolumeMount(name="dshm", mount_path="/dev/shm")],
-            termination_message_policy="FallbackToLogsOnError")
-        init = None
-        if spec.waits_for:
-            small = {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "1Gi"}
-            init = [c.V1Container(
-                name="wait-inputs", image=spec.image, image_pull_policy="IfNotPresent",
-                command=["stseg", "wait-done", spec.env_dict["STSEG_RUN_ROOT"],
-                         *[f"{w.prefix}:{w.shards}" for w in spec.waits_for], "--timeout", str(spec.deadline_s)],
-                env=env, env_from=env_from, security_context=security, volume_mounts=mounts,
-                resources=c.V1ResourceRequirements(requests=small, limits=small),
-                termination_message_policy="FallbackToLogsOnError")]
-        pool = NODE_POOLS[cfg.node_pool]
-        node_selector = tolerations = None
-        if res.gpus:
-            tolerations = [c.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
-            if pool:
-                node_selector = {pool.label: res.gpu_type or pool.a100}
-        volumes = [
-            c.V1Volume(name="dshm", empty_dir=c.V1EmptyDirVolumeSource(medium="Memory", size_limit=res.shm)),
-            c.V1Volume(name="scratch", empty_dir=c.V1EmptyDirVolumeSource(size_limit=res.scratch)),
-            c.V1Volume(name="tmp", empty_dir=c.V1EmptyDirVolumeSource(size_limit="2Gi")),
-        ]
-        pod = c.V1PodSpec(
-            restart_policy="Never", service_account_name=cfg.service_account,
-            automount_service_account_token=False, enable_service_links=False,
-            security_context=c.V1PodSecurityContext(
-                run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
-                seccomp_profile=c.V1SeccompProfile(type="RuntimeDefault")),
-            init_containers=init, containers=[container], volumes=volumes,
-            node_selector=node_selector, tolerations=tolerations)
-        failure_policy = c.V1PodFailurePolicy(rules=[
-            c.V1PodFailurePolicyRule(action="Ignore", on_pod_conditions=[
-                c.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")]),
-            c.V1PodFailurePolicyRule(action="FailIndex", on_exit_codes=c.V1PodFailurePolicyOnExitCodesRequirement(
-                container_name=CONTAINER, operator="In", values=[BAD_INPUT_EXIT])),
-        ])
-        return c.V1Job(
-            api_version="batch/v1", kind="Job",
-            metadata=c.V1ObjectMeta(name=spec.name, namespace=cfg.namespace, labels=job_labels,
-                                    annotations=dict(CHECKOV_SKIPS)),
-            spec=c.V1JobSpec(
-                completion_mode="Indexed", completions=spec.shards, parallelism=spec.parallelism,
-                backoff_limit_per_index=spec.retries, max_failed_indexes=spec.max_failed_shards,
-                pod_failure_policy=failure_policy, active_deadline_seconds=spec.deadline_s,
-                ttl_seconds_after_finished=cfg.ttl_seconds, suspend=True if cfg.kueue_queue else None,
-                template=c.V1PodTemplateSpec(metadata=c.V1ObjectMeta(labels=labels), spec=pod)))
+        return job_manifest(_client(), spec, self.config)
 
     def _render(self, specs: Sequence[JobSpec]) -> list[dict]:
         sanitize = _client().ApiClient().sanitize_for_serialization

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def global_scores(videos: Sequence[VideoResult], metric: str) -> dict[str, float
         raise BadInputError("no objects to score: every first ground-truth frame is empty")
 
     def mean(name: str) -> float | None:
-        vals = [s[name] for s in objects if s[name] is not None]
+        vals = [v for s in objects if (v := s[name]) is not None]
         return float(np.mean(vals)) if vals else None
 
     def pair(a: str, b: str) -> float | None:
@@ -143,7 +144,7 @@ def evaluate(gt_root: str, pred_root: str, videos: Sequence[str] | None = None, 
                       time.perf_counter() - t0)
 
 
-def _pool_context():
+def _pool_context() -> BaseContext:
     """fork when this process has no other thread (fast start), else spawn (forking threads can deadlock)."""
     import multiprocessing
     import threading

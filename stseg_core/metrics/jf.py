@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.metrics.boundary import boundary_points, davis_radius, disk_footprint, f_measure, key_stride
+
+if TYPE_CHECKING:
+    from stseg_core.store import Store
 
 METRICS = ("davis", "mosev2")
 
@@ -70,7 +74,7 @@ def segment_scores(j: np.ndarray, f: np.ndarray, gt_empty: np.ndarray) -> tuple[
                 for i, s in enumerate(back)
                 for e in [gone[i + 1] if i + 1 < gone.size else n]]
 
-    def mean_pair(pairs):
+    def mean_pair(pairs: list[tuple[float, float]]) -> tuple[float, float] | None:
         if not pairs:
             return None
         return float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs]))
@@ -197,7 +201,7 @@ class VideoAccumulator:
     def result(self) -> VideoResult:
         """Per-object series and summaries. davis: J/F-Mean, -Recall, -Decay; mosev2: J-Mean, Fdot-Mean,
         F-Mean, J/Fdot-Disappear, J/Fdot-Reappear (None when the object has no such segment)."""
-        if not self._frames:
+        if not self._frames or self._size is None:
             raise BadInputError(f"video {self.video}: no frame scored (a video needs at least 3 annotated frames)")
         objects = []
         for k in self.object_ids:
@@ -279,10 +283,10 @@ def score_video(task: VideoTask) -> VideoResult:
     return acc.result()
 
 
-_STORES: dict = {}
+_STORES: dict[str, Store] = {}
 
 
-def _store(uri: str):
+def _store(uri: str) -> Store:
     """One store per root and process (an S3 store holds a client worth reusing across videos)."""
     from stseg_core.store import open_store
 

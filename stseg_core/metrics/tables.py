@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +32,11 @@ def _csv(rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def _object_row(summary: dict, metric: str) -> dict[str, float | None]:
+def _object_row(summary: dict[str, float | None], metric: str) -> dict[str, float | None]:
     if metric == "davis":
         return {"J-Mean": summary["J-Mean"], "F-Mean": summary["F-Mean"]}
 
-    def pair(a, b):
+    def pair(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else (a + b) / 2
 
     return {"J-Mean": summary["J-Mean"], "Fdot-Mean": summary["Fdot-Mean"],
@@ -68,7 +69,7 @@ def video_scores(video: VideoResult) -> dict[str, float | None]:
     return {"J": j, "F": f, "J&F": (j + f) / 2}
 
 
-def results_json(result: EvalResult) -> dict:
+def results_json(result: EvalResult) -> dict[str, Any]:
     """Everything: global scores, per video and object summaries, and the per-frame series."""
     videos = {}
     for video in result.videos:

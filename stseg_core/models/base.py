@@ -106,7 +106,6 @@ class VOSModel(ABC):
     """A semi-supervised VOS model: first-frame masks in, per-frame label maps and confidences out."""
 
     name: str = ""
-    needs_gpu: bool = False
     default_size: int | None = None
     """Short side (pixels) the model works at by default; None = the input's own size."""
     confidence_definition: str = ""
@@ -138,22 +137,3 @@ def checked_frames(video: VideoInput) -> Iterator[tuple[int, np.ndarray]]:
         yield t, rgb
     if t < 0:
         raise BadInputError(f"video {video.name}: frame stream is empty")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registry entry: how to build a model (`builder` = "module:function", imported lazily) and its needs.
-
-    `default_checkpoint` is a `file://` or `s3://` URI (None for weight-free models); models never download
-    from a hub at run time.
-    """
-
-    name: str
-    builder: str
-    description: str
-    default_checkpoint: str | None
-    needs_gpu: bool
-    defaults: tuple[tuple[str, object], ...] = ()
-    """Options this name presets (a variant of another model); explicit overrides win."""
-    needs_weights: bool = False
-    """True when the model cannot run without a checkpoint (submit refuses such a job without one)."""

@@ -16,13 +16,15 @@ import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stseg_core.errors import BadInputError, MissingArtifactError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from stseg_core.models.base import VideoInput
     from stseg_core.store import Store
 
@@ -196,10 +198,12 @@ class DISFlow(FlowEstimator):
         import cv2
 
         _check_pair(frame_a, frame_b)
-        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+        dis = cv2.DISOpticalFlow.create(_DIS_PRESETS[self.preset])
         ga = cv2.cvtColor(frame_a, cv2.COLOR_RGB2GRAY)
         gb = cv2.cvtColor(frame_b, cv2.COLOR_RGB2GRAY)
-        return dis.calc(ga, gb, None).astype(np.float32)
+        # The output array None (OpenCV allocates it) is missing from OpenCV's stubs.
+        flow = dis.calc(ga, gb, None)  # type: ignore[call-overload]
+        return np.asarray(flow).astype(np.float32)
 
 
 class RAFTFlow(FlowEstimator):
@@ -214,7 +218,6 @@ class RAFTFlow(FlowEstimator):
 
     def __init__(self, arch: str = "raft_large", checkpoint: str | None = None, device: str | None = None,
                  num_flow_updates: int = 12) -> None:
-        import torch
         from torchvision.models import optical_flow
 
         from stseg_core.models.checkpoint import load_checkpoint
@@ -228,21 +231,22 @@ class RAFTFlow(FlowEstimator):
         net = getattr(optical_flow, arch)(weights=None, progress=False)
         load_checkpoint(net, checkpoint or torch_cache_weights(arch).as_uri(), model=arch)
         self.net = net.to(self.device).eval()
-        self._torch = torch
 
     def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
-        torch = self._torch
+        import torch
+
         _check_pair(frame_a, frame_b)
         h, w = frame_a.shape[:2]
         ph, pw = max(h + (-h) % 8, 128) - h, max(w + (-w) % 8, 128) - w
 
-        def prep(frame: np.ndarray):
+        def prep(frame: np.ndarray) -> torch.Tensor:
             x = torch.from_numpy(frame).permute(2, 0, 1).float().div(127.5).sub(1.0)[None]
             return torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate").to(self.device)
 
         with torch.inference_mode():
             flows = self.net(prep(frame_a), prep(frame_b), num_flow_updates=self.num_flow_updates)
-        return flows[-1][0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
+        flow: np.ndarray = flows[-1][0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
+        return flow
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -253,7 +257,7 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
         raise BadInputError(f"flow inputs differ in size: {a.shape} vs {b.shape}")
 
 
-def torch_cache_weights(arch: str):
+def torch_cache_weights(arch: str) -> Path:
     """Path of torchvision's released weights for RAFT `arch` in the torch cache; MissingArtifactError if absent."""
     from pathlib import Path
     from urllib.parse import urlparse
@@ -279,7 +283,7 @@ def flow_method(name: str) -> str:
 
 
 def build_flow(method: str = "dis", checkpoint: str | None = None, device: str | None = None,
-               **options) -> FlowEstimator:
+               **options: Any) -> FlowEstimator:
     """`dis` (CPU, no weights) or `raft` (= `raft_large`) / `raft_small` (weights: `checkpoint`, a store URI,
     else torchvision's file in the torch cache)."""
     method = flow_method(method)
@@ -331,7 +335,11 @@ def frames_with_flow(video: VideoInput, estimator: FlowEstimator | None, cache: 
             for rgb in video.frames():
                 if count == len(stems):
                     raise BadInputError(f"video {video.name}: more frames streamed than its {len(stems)} stems")
-                yield stems[count], rgb, *cache.get(video.name, stems[count])
+                cached = cache.get(video.name, stems[count])
+                if cached is None:  # listed a moment ago: removed since
+                    raise MissingArtifactError(f"{cache.store.uri(cache.key(video.name, stems[count]))}: "
+                                               "flow image vanished while reading")
+                yield stems[count], rgb, *cached
                 count += 1
             _check_count(video, count)
             return
@@ -343,6 +351,7 @@ def frames_with_flow(video: VideoInput, estimator: FlowEstimator | None, cache: 
     prev = next(frames, None)
     if prev is None:
         _check_count(video, 0)
+        return
     before, count = None, 1
     for frame in frames:
         if count == len(stems):

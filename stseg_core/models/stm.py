@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,6 @@ class Stm(VOSModel):
     """Space-time memory matching without learnt weights; see the module docstring."""
 
     name = "stm"
-    needs_gpu = False
     default_size = 48
     confidence_definition = (
         "match similarity: mean over the object's predicted pixels of its attention readout times "
@@ -83,7 +83,7 @@ class Stm(VOSModel):
         values0 = onehot(shrink(video.first_labels, h, w, nearest=True), ids).reshape(len(ids) + 1, -1).T
         anchor = self._sample(keys0, values0)
         areas = values0.sum(axis=0)
-        recent: deque = deque(maxlen=cfg.recent)
+        recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=cfg.recent)  # (keys, values) per frame
         yield self.first_result(video, probs=cfg.probs)
         for t, rgb in frames:
             query = self._keys(rgb, h, w, pos)
@@ -136,7 +136,7 @@ class Stm(VOSModel):
         return p.astype(np.float32), sim.astype(np.float32)
 
 
-def build(**overrides) -> Stm:
+def build(**overrides: Any) -> Stm:
     """Registry builder: overrides are StmConfig fields, given as values or strings (from the CLI/env)."""
     from stseg_core.models.options import parse_options
 

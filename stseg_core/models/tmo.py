@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -86,12 +86,12 @@ def build_network(backbone: str = DEFAULT_BACKBONE, seed: int = 0, backbone_weig
     return net
 
 
-def arch_entry(net: TMONet) -> dict:
+def arch_entry(net: TMONet) -> dict[str, Any]:
     """The `arch` entry of our TMO checkpoints: what `load_network` reads back as the recorded backbone."""
     return {"backbone": net.backbone}
 
 
-def checkpoint_dict(net: TMONet) -> dict:
+def checkpoint_dict(net: TMONet) -> dict[str, Any]:
     """What our TMO checkpoint file holds (`torch.save` it): `{"model": state_dict, "arch": {"backbone"}}`;
     `model` is upstream's state dict exactly, so `TMO(ver, aos).load_state_dict(ckpt["model"])` takes it."""
     return {"model": net.state_dict(), "arch": arch_entry(net)}
@@ -108,7 +108,7 @@ def checkpoint_backbone(uri: str) -> str | None:
     return found
 
 
-def _first_mismatch(expected: dict, state: dict) -> str | None:
+def _first_mismatch(expected: dict[str, Any], state: dict[str, Any]) -> str | None:
     """The first key (in the model's order, then the checkpoint's extras) where `state` does not fit, and why."""
     for k, v in expected.items():
         if k not in state:
@@ -191,7 +191,8 @@ class ForegroundSplitter:
             weight = cv2.resize((labels == oid).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA).ravel()
             if weight.sum() > 0:
                 protos[k] = flat @ weight / weight.sum()
-        return protos / np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-6)
+        unit: np.ndarray = protos / np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-6)
+        return unit
 
     def step(self, prob: np.ndarray, flow: np.ndarray, feat: np.ndarray
              ) -> tuple[np.ndarray, dict[int, float], dict[int, bool], np.ndarray]:
@@ -301,7 +302,6 @@ class TMO(VOSModel):
     """TMO network + `ForegroundSplitter`; frames and flow images streamed one at a time."""
 
     name = "tmo"
-    needs_gpu = False
     default_size = 384
     confidence_definition = CONFIDENCE_DEFINITION
 
@@ -348,7 +348,7 @@ class TMO(VOSModel):
                 raise BadInputError(f"video {video.name}: frame {stem} is {rgb.shape[1]}x{rgb.shape[0]}, "
                                     f"expected {video.width}x{video.height} (WxH)")
             prob, feat = self.predict(rgb, flow_img)
-            if splitter is None:
+            if splitter is None or prev_flow is None:  # the first frame (both are set after it)
                 splitter = ForegroundSplitter(video.first_labels, video.object_ids, feat,
                                               self.config.threshold, self.config.min_region)
                 first = self.first_result(video)
@@ -363,7 +363,7 @@ class TMO(VOSModel):
             prev_flow = image_to_flow(flow_img, max_flow)
 
 
-def build(**overrides) -> TMO:
+def build(**overrides: Any) -> TMO:
     """Registry builder: overrides are `TMOConfig` fields, given as values or strings (from the CLI/env)."""
     from stseg_core.models.checkpoint import read_entry
     from stseg_core.models.options import parse_options

@@ -170,8 +170,8 @@ class _Builder:
             series = eval_series(self.run, video)
         else:
             ids = tuple(sorted({int(i) for i in np.unique(self._first_labels(video, stems)) if i not in (0, 255)}))
-            full = {label: [self.masks(prefix, video, s) for s in stems] for label, prefix in sources}
-            full = {k: v for k, v in full.items() if all(m is not None for m in v)}
+            loaded = {label: [self.masks(prefix, video, s) for s in stems] for label, prefix in sources}
+            full = {k: [m for m in v if m is not None] for k, v in loaded.items() if all(m is not None for m in v)}
             series = agreement_series(video, stems, ids, full) if ids else None
         cols = _columns(stems, series)
         strip_key = self._strip(video, cols, sources, notes) if cols else None
@@ -191,7 +191,7 @@ class _Builder:
         return first if first is not None else np.zeros((1, 1), np.uint8)
 
     def _strip(self, video: str, cols: list[str], sources: list[tuple[str, str]], notes: list[str]) -> str | None:
-        rows: list[tuple[str, list]] = []
+        rows: list[tuple[str, list[np.ndarray]]] = []
         frames = {s: self.frame(video, s) for s in cols}
         layers = {label: {s: self.masks(prefix, video, s) for s in cols} for label, prefix in sources}
         layers = {k: v for k, v in layers.items() if any(m is not None for m in v.values())}
@@ -201,7 +201,7 @@ class _Builder:
         size = images.thumb_size(*shape)
         small = {s: None if f is None else images.shrink(f, size) for s, f in frames.items()}
         if any(f is not None for f in small.values()):
-            rows.append(("frame", [small[s] if small[s] is not None else images.overlay(None, np.zeros(size, np.uint8))
+            rows.append(("frame", [f if (f := small[s]) is not None else images.overlay(None, np.zeros(size, np.uint8))
                                    for s in cols]))
         truths = {s: self.truth(video, s) for s in cols}
         if any(t is not None for t in truths.values()):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.runlayout import DoneMarker
 from stseg_core.store import Store, join_key
 
 PGMR = "pgmr"
@@ -24,7 +26,7 @@ class MethodEval:
     csv_file: str
     columns: tuple[str, ...]
     cells: dict[str, str]
-    results: dict
+    results: dict[str, Any]
     table2: dict[str, float] | None
 
     def video_jf(self, video: str) -> float | None:
@@ -43,7 +45,7 @@ class RunSummary:
     models: tuple[str, ...]
     methods: tuple[str, ...]
     evals: dict[str, MethodEval]
-    recommend: dict | None
+    recommend: dict[str, Any] | None
     videos: tuple[str, ...]
     split: str
     gt_root: str | None
@@ -62,7 +64,7 @@ class RunSummary:
         return out + ([(PGMR, "fused")] if self.has_fused else [])
 
 
-def _read_json(store: Store, key: str):
+def _read_json(store: Store, key: str) -> Any:
     try:
         return store.read_json(key)
     except ValueError as err:
@@ -81,7 +83,7 @@ def _method_order(names: list[str], models: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
 
-def _evals(store: Store, keys: list[str], table2: dict) -> dict[str, MethodEval]:
+def _evals(store: Store, keys: list[str], table2: dict[str, dict[str, float]]) -> dict[str, MethodEval]:
     out = {}
     methods = sorted({k.split("/")[1] for k in keys if k.count("/") == 2 and k.endswith("/results.json")})
     for method in methods:
@@ -99,7 +101,7 @@ def _checkpoints(store: Store, keys: list[str], model: str) -> str:
     seen = []
     for key in keys:
         if key.startswith(f"pred/{model}/_done/") and key.endswith(".json"):
-            overrides = (_read_json(store, key).get("meta") or {}).get("overrides") or {}
+            overrides = DoneMarker.from_json(_read_json(store, key), store.uri(key)).meta.get("overrides") or {}
             text = overrides.get("checkpoint") or ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
             if text and text not in seen:
                 seen.append(text)

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stseg_core.train.checkpoints import RunCheckpoints, rng_state, set_rng_state
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from stseg_core.data.mose import MoseSplit
+    from stseg_core.store import Store
     from stseg_core.telemetry import JobMetrics
     from stseg_core.train.split import VideoSplit
 
@@ -54,11 +55,24 @@ class RunInputs:
     device: str
 
 
-def prepare_run(recipe, model: str, *, data_root: str, store, run_id: str, dist: DistEnv | None,
-                min_frames: int) -> RunInputs:
+class RecipeSettings(Protocol):
+    """What `prepare_run` reads of a recipe's settings (Sam2Recipe, TmoRecipe)."""
+
+    @property
+    def init(self) -> str: ...
+    @property
+    def val_fraction(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    def check(self) -> None: ...
+
+
+def prepare_run(recipe: RecipeSettings, model: str, *, data_root: str, store: Store | str, run_id: str,
+                dist: DistEnv | None, min_frames: int) -> RunInputs:
     """The checks every recipe makes before any step, cheapest first so a bad input costs no GPU time:
-    its settings, a writable store, the init checkpoint, full-video annotations; then the split is recorded.
-    `recipe` has `check()`, `init`, `val_fraction`, `seed` and `device`."""
+    its settings, a writable store, the init checkpoint, full-video annotations; then the split is recorded."""
     from stseg_core.data.mose import MoseSplit
     from stseg_core.models.checkpoint import resolve_checkpoint
     from stseg_core.train.split import check_train_videos, recorded_split
@@ -174,7 +188,7 @@ def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpo
         parts.optimizer.load_state_dict(start.payload["optimizer"])
         set_rng_state(start.payload["rng"])
         step, first_epoch = start.step, start.epoch + 1
-    result = TrainResult(ckpts.uri(), start.epoch if start else 0, step, start and ckpts.uri(start.key))
+    result = TrainResult(ckpts.uri(), start.epoch if start else 0, step, ckpts.uri(start.key) if start else None)
     total_steps = max(1, epochs * parts.steps_per_epoch)
     params = list(parts.trainable() if parts.trainable else (p for p in parts.model.parameters() if p.requires_grad))
     for epoch in range(first_epoch, epochs + 1):
@@ -186,7 +200,7 @@ def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpo
         t0 = time.perf_counter()
         for i, batch in enumerate(parts.batches(epoch)):
             loss, _named = parts.forward(batch)
-            (loss / grad_accum).backward()
+            (loss / grad_accum).backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             losses.append(float(loss.detach()))
             if (i + 1) % grad_accum:
                 continue

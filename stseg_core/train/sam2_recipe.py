@@ -30,6 +30,10 @@ from stseg_core.train.loop import DistEnv, TrainParts, TrainResult, init_distrib
 from stseg_core.train.split import VideoSplit
 
 if TYPE_CHECKING:
+    import torch
+    from omegaconf import DictConfig
+    from torch.utils.data import DataLoader, DistributedSampler
+
     from stseg_core.data.mose import MoseSplit
     from stseg_core.telemetry import JobMetrics
 
@@ -121,7 +125,7 @@ def _quoted(path: str) -> str:
 
 
 def compose_config(recipe: Sam2Recipe, img_folder: str, gt_folder: str, file_list: str | None,
-                   device: str = "cpu"):
+                   device: str = "cpu") -> DictConfig:
     """Upstream's MOSE finetune config with the recipe's values as hydra overrides (an OmegaConf DictConfig)."""
     import sam2  # noqa: F401  (importing sam2 initialises hydra's config search path on the sam2 package)
     from hydra import compose
@@ -167,21 +171,22 @@ def _register_resolvers() -> None:
         register_omegaconf_resolvers()
 
 
-def build_model(cfg, recipe: Sam2Recipe):
+def build_model(cfg: DictConfig, recipe: Sam2Recipe) -> torch.nn.Module:
     """`SAM2Train` from the composed config, with the `init` weights loaded strictly."""
     from hydra.utils import instantiate
 
     from stseg_core.models.checkpoint import load_checkpoint
     from stseg_core.models.sam2 import config_path
 
-    model = instantiate(cfg.trainer.model, _convert_="all")
+    model: torch.nn.Module = instantiate(cfg.trainer.model, _convert_="all")
     if recipe.init != "random":
         load_checkpoint(model, recipe.init, model=f"sam2 {Path(config_path(recipe.config)).stem}")
     # freeze_image_encoder is applied in SAM2Train.__init__; loading weights keeps requires_grad
     return model
 
 
-def param_groups(model, recipe: Sam2Recipe) -> tuple[list[dict], tuple[tuple[str, float], ...]]:
+def param_groups(model: torch.nn.Module,
+                 recipe: Sam2Recipe) -> tuple[list[dict[str, Any]], tuple[tuple[str, float], ...]]:
     """Two lr groups (decoder side at base_lr, image encoder at vision_lr), each split by weight decay
     (none on biases and LayerNorm weights, as upstream)."""
     import torch
@@ -191,7 +196,7 @@ def param_groups(model, recipe: Sam2Recipe) -> tuple[list[dict], tuple[tuple[str
         if isinstance(module, torch.nn.LayerNorm):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
     decay = recipe.weight_decay if recipe.optimizer == "adamw" else 0.0
-    buckets: dict[tuple[str, bool], list] = {}
+    buckets: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -208,7 +213,8 @@ def param_groups(model, recipe: Sam2Recipe) -> tuple[list[dict], tuple[tuple[str
     return groups, tuple(names)
 
 
-def validate(model, recipe: Sam2Recipe, data: MoseSplit, videos: tuple[str, ...], device: str) -> dict[str, float]:
+def validate(model: torch.nn.Module, recipe: Sam2Recipe, data: MoseSplit, videos: tuple[str, ...],
+             device: str) -> dict[str, float]:
     """J&F of the current weights on `videos` through the `sam2` inference adapter (first-frame masks in,
     every later frame scored against the ground truth, first and last frame dropped as DAVIS does)."""
     from stseg_core.models.checkpoint import load_strict
@@ -262,8 +268,8 @@ def finetune_sam2(recipe: Sam2Recipe, *, data_root: str, store: str, run_id: str
                       grad_accum=recipe.grad_accum, dist=dist, metrics=metrics)
 
 
-def _parts(cfg, recipe: Sam2Recipe, model, data: MoseSplit, split: VideoSplit, device: str,
-           dist: DistEnv) -> TrainParts:
+def _parts(cfg: DictConfig, recipe: Sam2Recipe, model: torch.nn.Module, data: MoseSplit, split: VideoSplit,
+           device: str, dist: DistEnv) -> TrainParts:
     import torch
     from hydra.utils import instantiate
     from torch.utils.data import DataLoader, DistributedSampler
@@ -271,8 +277,8 @@ def _parts(cfg, recipe: Sam2Recipe, model, data: MoseSplit, split: VideoSplit, d
 
     dataset = instantiate(cfg.trainer.data.train.datasets[0], _convert_="all")  # RepeatFactorWrapper(VOSDataset)
     dataset.set_epoch(0)
-    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                 seed=recipe.seed, drop_last=True)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=recipe.seed, drop_last=True)
     steps = len(sampler) // recipe.batch_size // recipe.grad_accum
     if steps < 1:
         raise BadInputError(f"sam2 finetune: {len(dataset)} training clips per epoch cannot fill one step of "
@@ -290,14 +296,14 @@ def _parts(cfg, recipe: Sam2Recipe, model, data: MoseSplit, split: VideoSplit, d
     amp = bool(cfg.trainer.optim.amp.enabled) and device.startswith("cuda")
     amp_dtype = getattr(torch, str(cfg.trainer.optim.amp.amp_dtype))
 
-    def batches(epoch: int):
+    def batches(epoch: int) -> DataLoader[Any]:
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch)
         return DataLoader(dataset, batch_size=recipe.batch_size, sampler=sampler, num_workers=recipe.workers,
                           collate_fn=functools.partial(collate_fn, dict_key="all"), drop_last=True,
                           pin_memory=device.startswith("cuda"))
 
-    def forward(batch):
+    def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         batch = batch.to(device, non_blocking=True)
         with torch.autocast(device_type="cuda" if amp else "cpu", dtype=amp_dtype, enabled=amp):
             losses = loss_fn(runner(batch), batch.masks)
@@ -311,5 +317,5 @@ def _parts(cfg, recipe: Sam2Recipe, model, data: MoseSplit, split: VideoSplit, d
         recipe=_plain(asdict(recipe)), grad_clip=float(cfg.trainer.optim.gradient_clip.max_norm))
 
 
-def _plain(d: dict) -> dict:
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stseg_core.errors import BadInputError
 from stseg_core.store import Store
@@ -24,7 +25,7 @@ class VideoSplit:
     val_fraction: float
     seed: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"train": list(self.train), "val": list(self.val), "val_fraction": self.val_fraction,
                 "seed": self.seed}
 
@@ -65,7 +66,7 @@ def recorded_split(store: Store, videos: list[str] | tuple[str, ...], val_fracti
     return split
 
 
-def check_train_videos(data: MoseSplit, videos: tuple[str, ...], num_frames: int) -> None:
+def check_train_videos(data: MoseSplit, videos: Sequence[str], num_frames: int) -> None:
     """Every training video must be annotated on every frame and long enough for a clip; say which is not."""
     for name in videos:
         info = data.video(name)

@@ -16,7 +16,8 @@ import yaml
 from click.testing import CliRunner
 from kubernetes_validate import utils as kv_utils
 
-from stseg_cli.backends.kubernetes import NODE_POOLS, KubernetesBackend
+from stseg_cli.backends.k8s_manifest import NODE_POOLS
+from stseg_cli.backends.kubernetes import KubernetesBackend
 from stseg_cli.config import Config
 from stseg_cli.main import cli
 from stseg_cli.spec import STAGE_MODULES, StageRequest, build_specs, known_models, pipeline_specs

@@ -59,6 +59,6 @@ def test_finetune_from_an_official_format_init_runs_one_step(official, tmp_path)
                   "--run", "o1", "--init", str(official / "TMO_rn18.pth"), "--epochs", "1", "--size", "64",
                   "--device", "cpu", "--set", "backbone=rn18", "--set", "batch_size=4")
     assert res.exit_code == 0, res.output
-    assert res.output.splitlines()[0] == "tmo: epoch 1, 1 steps"
+    assert res.output.splitlines()[0].startswith("tmo finetuned to epoch 1 (1 steps); checkpoints in ")
     saved = torch.load(tmp_path / "out/checkpoints/tmo/o1/epoch_1.pt", weights_only=True)
     assert saved["recipe"]["init"] == str(official / "TMO_rn18.pth") and saved["arch"] == {"backbone": "rn18"}

@@ -83,9 +83,9 @@ def test_options_are_checked():
         build(checkpoint="file:///x.pt")
     with pytest.raises(BadInputError, match="flow='raft' must be 'dis' or 'farneback'"):
         build(flow="raft")
-    with pytest.raises(BadInputError, match="reacquire='maybe' is not a boolean"):
+    with pytest.raises(BadInputError, match="reacquire='maybe': not a boolean"):
         build(reacquire="maybe")
-    with pytest.raises(BadInputError, match="size='big' is not an integer"):
+    with pytest.raises(BadInputError, match="size='big': not an integer"):
         build(size="big")
 
 

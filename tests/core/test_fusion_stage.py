@@ -146,7 +146,7 @@ def _as_written(store, model: str) -> None:
     from stseg_core.runlayout import commit_shard, done_shards, read_marker
 
     for shard in done_shards(store, f"pred/{model}"):
-        keys = [k for k in read_marker(store, f"pred/{model}", shard)["files"] if store.exists(k)]
+        keys = [k for k in read_marker(store, f"pred/{model}", shard).files if store.exists(k)]
         commit_shard(store, f"pred/{model}", shard, keys)
 
 
@@ -208,9 +208,9 @@ def test_a_changed_or_missing_input_file_names_itself_and_the_shard_is_redone(be
     shutil.copytree(root / "test", run, ignore=shutil.ignore_patterns("fused", "eval", "recommend.json"))
     store = open_store(run)
     marker = read_marker(store, f"pred/{models[0]}", 1)
-    changed = next(k for k in marker["files"] if k.endswith(".png"))
+    changed = next(k for k in marker.files if k.endswith(".png"))
     store.write_bytes(changed, store.read_bytes(changed) + b"x")  # one byte longer than the marker says
-    gone = next(k for k in read_marker(store, f"pred/{models[1]}", 0)["files"] if k.endswith("scores.json"))
+    gone = next(k for k in read_marker(store, f"pred/{models[1]}", 0).files if k.endswith("scores.json"))
     store.delete(gone)
     cfg = FuseConfig(str(run), str(root / "data" / "test"), tuple(models))
     with pytest.raises(MissingArtifactError) as info:
@@ -221,7 +221,7 @@ def test_a_changed_or_missing_input_file_names_itself_and_the_shard_is_redone(be
     assert not store.exists("fused/_done/0.json")
     # both shards now count as not done everywhere (status, --resume), and the problems are kept
     assert done_shards(store, f"pred/{models[0]}") == ["0"] and done_shards(store, f"pred/{models[1]}") == ["1"]
-    size = marker["files"][changed]["size"]
+    size = marker.files[changed].size
     assert store.read_json(f"pred/{models[0]}/_invalid/1.json")["problems"] == [
         f"file://{run}/{changed}: size {size + 1} != {size} in the marker"]
     with pytest.raises(MissingArtifactError, match=rf"{models[0]} shard\(s\) 1 of 2 not done"):

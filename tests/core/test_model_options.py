@@ -27,9 +27,10 @@ def test_strings_become_the_declared_types() -> None:
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"colour": 1}, "m has no option(s) colour (options: size, ratio, flag, name, uri, limit); see docs"),
-    ({"size": "big"}, "m option size='big' is not an integer"),
-    ({"ratio": "x"}, "m option ratio='x' is not a number"),
-    ({"flag": "maybe"}, "m option flag='maybe' is not a boolean"),
+    ({"size": "big"}, "m option size='big': not an integer"),
+    ({"size": 2.5}, "m option size=2.5: not an integer"),
+    ({"ratio": "x"}, "m option ratio='x': not a number"),
+    ({"flag": "maybe"}, "m option flag='maybe': not a boolean (use true/false)"),
     ({"size": None}, "m option size needs a value"),
 ])
 def test_bad_values_are_one_line_errors(overrides, message) -> None:

@@ -11,7 +11,8 @@ import boto3
 import pytest
 
 from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
-from stseg_core.s3store import MULTIPART_THRESHOLD, S3Settings, S3Store
+from stseg_core.s3client import MULTIPART_THRESHOLD
+from stseg_core.s3store import S3Settings, S3Store
 
 MiB = 1024 * 1024
 

@@ -171,8 +171,8 @@ def test_checkpoint_of_another_model_is_a_one_line_bad_input(short, tmp_path):
     ({"checkpoint": "x.pt", "size": 100}, "sam2 size 100: must be a positive multiple of 32"),
     ({"checkpoint": "x.pt", "imgsize": 256}, "sam2 has no option(s) imgsize (options: checkpoint, config, size, "
      "device, offload_video_to_cpu, offload_state_to_cpu, mask_threshold, probs, bf16, postprocess)"),
-    ({"checkpoint": "x.pt", "size": "big"}, "sam2 option size='big' is not an integer"),
-    ({"checkpoint": "x.pt", "probs": "maybe"}, "sam2 option probs='maybe' is not a boolean"),
+    ({"checkpoint": "x.pt", "size": "big"}, "sam2 option size='big': not an integer"),
+    ({"checkpoint": "x.pt", "probs": "maybe"}, "sam2 option probs='maybe': not a boolean (use true/false)"),
 ])
 def test_bad_options_are_one_line_errors(overrides, message):
     with pytest.raises(BadInputError) as err:
@@ -195,9 +195,9 @@ def test_infer_stage_runs_sam2_on_a_synthetic_split_in_s3(short, s3_store, s3_bu
     """`run_shard` with sam2 over a split in the local S3 server writes what the adapter yields, then the marker."""
     from stseg_core.data.mose import MoseSplit
     from stseg_core.data.synth import SynthConfig, generate_split
-    from stseg_core.infer import ensure_plan, run_shard
     from stseg_core.predictions import read_video_predictions
     from stseg_core.runlayout import pred_prefix, shard_done
+    from stseg_core.stages.infer import ensure_plan, run_shard
 
     monkeypatch.setenv("STSEG_CACHE", str(tmp_path / "cache"))
     cfg = SynthConfig(seed=1, height=64, width=96, min_frames=4, max_frames=5, max_objects=2, videos=2)

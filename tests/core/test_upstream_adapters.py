@@ -20,12 +20,12 @@ from stseg_core.data.labels import DAVIS_PALETTE
 from stseg_core.data.mose import MoseSplit
 from stseg_core.data.synth import SynthConfig, generate_split
 from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
-from stseg_core.infer import ensure_plan, run_shard
 from stseg_core.models.base import VideoInput
 from stseg_core.models.upstream import PROGRAMS, build_cutie, build_livos, build_xmem, convert_outputs, lay_out
 from stseg_core.models.upstream.harness import prepare_checkout
 from stseg_core.models.upstream.programs import CPU_SHIM, child_env, removed_lines
 from stseg_core.runlayout import verify_shard
+from stseg_core.stages.infer import ensure_plan, run_shard
 from stseg_core.store import open_store
 
 H, W, T = 24, 32, 4
@@ -342,7 +342,7 @@ def _run(installed, data, run, name="xmem", **options):
 
 
 def _videos_written(outcome) -> list[str]:
-    return sorted(k.split("/")[2] for k in outcome.marker["files"] if k.endswith("scores.json"))
+    return sorted(k.split("/")[2] for k in outcome.marker.files if k.endswith("scores.json"))
 
 
 def test_one_launch_per_shard_streams_each_video_to_the_store(installed, tmp_path, monkeypatch):

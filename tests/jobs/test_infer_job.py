@@ -13,12 +13,12 @@ from stseg_core.data.labels import read_label_png
 from stseg_core.data.mose import MoseSplit
 from stseg_core.data.synth import SynthConfig, generate_split
 from stseg_core.errors import StsegError
-from stseg_core.infer import run_shard
 from stseg_core.models import registry
 from stseg_core.models.base import FrameResult, VOSModel
 from stseg_core.plan import plan_shards, video_cost
 from stseg_core.predictions import read_video_predictions
 from stseg_core.runlayout import verify_shard
+from stseg_core.stages.infer import run_shard
 from stseg_core.store import open_store
 from stseg_core.telemetry import JobMetrics
 from stseg_jobs.infer import main
@@ -65,7 +65,8 @@ def test_job_writes_predictions_and_marker_then_skips(file_run, capsys):
     assert main(env) == 0
     out = capsys.readouterr().out.strip()
     n_frames = sum(MoseSplit(data.child("valid")).video(v).num_frames for v in shards["0"])
-    assert out.startswith(f"stseg-infer: flowprop shard 0/2: {len(shards['0'])} videos, {n_frames} frames; ")
+    assert out.startswith(f"stseg-infer: flowprop shard 0/2: {len(shards['0'])} videos, {n_frames} frames in ")
+    assert out.endswith(f" files under {run.root}")
     _check_outputs(data, run, shards["0"])
     marker = json.loads(run.read_bytes("pred/flowprop/_done/0.json"))
     written = [k for k in run.list("pred/flowprop") if "/_done/" not in k]
@@ -156,11 +157,33 @@ def build_probe(scratch, last, fail_on=None):
     return _Probe(scratch, last, fail_on)
 
 
+def test_the_jobs_deadline_reaches_its_metrics_through_the_config(file_run, monkeypatch):
+    """STSEG_DEADLINE_S is parsed by the job into the stage's config, which gives it to the job's metrics (the
+    library never reads the environment for it); a value that is not a number is refused in one line."""
+    from stseg_core.stages import common
+
+    made: list[JobMetrics] = []
+
+    class Recorded(JobMetrics):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            made.append(self)
+
+    monkeypatch.setattr(common, "JobMetrics", Recorded)
+    _data, _run, _shards, env = file_run
+    assert main({**env, "STSEG_DEADLINE_S": "600"}) == 0
+    assert [m.value("stseg_job_deadline_seconds") for m in made] == [600]
+    with pytest.raises(StsegError, match=r"^STSEG_DEADLINE_S='soon': not a number$"):
+        from stseg_jobs.infer import run
+
+        run({**env, "STSEG_DEADLINE_S": "soon"})
+
+
 def test_prefetch_overlaps_and_metrics_count(tmp_path, monkeypatch):
     data, run = open_store(tmp_path / "data"), open_store(tmp_path / "run")
     shards = _make_run(data, run, shards=1)
-    monkeypatch.setitem(registry._REGISTRY, "probe", registry.ModelSpec("probe", f"{__name__}:build_probe", "",
-                                                                         None, False))
+    monkeypatch.setitem(registry._REGISTRY, "probe", registry.ModelInfo("probe", f"{__name__}:build_probe",
+                                                                         f"{__name__}:_Probe", ""))
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     _Probe.seen = []
@@ -181,8 +204,8 @@ def test_prefetch_overlaps_and_metrics_count(tmp_path, monkeypatch):
 def test_model_error_mid_video_fails_shard(tmp_path, monkeypatch):
     data, run = open_store(tmp_path / "data"), open_store(tmp_path / "run")
     shards = _make_run(data, run, shards=1)
-    monkeypatch.setitem(registry._REGISTRY, "probe", registry.ModelSpec("probe", f"{__name__}:build_probe", "",
-                                                                         None, False))
+    monkeypatch.setitem(registry._REGISTRY, "probe", registry.ModelInfo("probe", f"{__name__}:build_probe",
+                                                                         f"{__name__}:_Probe", ""))
     bad = shards["0"][1]
     metrics = JobMetrics(run="r", stage="infer", model="probe", shard="0")
     with pytest.raises(StsegError) as err, metrics:

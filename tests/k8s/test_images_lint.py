@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import stseg_core.models.upstream as upstream
-from stseg_cli.backends.kubernetes import UID
-from stseg_cli.spec import _IMAGE_FAMILY
+from stseg_cli.backends.k8s_manifest import UID
+from stseg_core.models import registry
 from stseg_core.models.upstream import PROGRAMS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def _final_stage(text: str) -> str:
 
 
 def test_there_is_an_image_per_model_family_and_one_for_fusion() -> None:
-    assert set(IDS) == {*_IMAGE_FAMILY.values(), "fusion"}
+    assert set(IDS) == {*(registry.info(m).image for m in registry.available()), "fusion"}
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)

@@ -22,7 +22,8 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kv_utils
 
-from stseg_cli.backends.kubernetes import UID, KubernetesBackend
+from stseg_cli.backends.k8s_manifest import UID
+from stseg_cli.backends.kubernetes import KubernetesBackend
 from stseg_cli.config import Config, load_config
 from stseg_cli.spec import StageRequest, build_specs
 from stseg_core.telemetry import METRICS

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
 from stseg_core.models.base import FrameResult, VideoInput, VOSModel
@@ -46,7 +47,6 @@ UNSCORED = "1 when the upstream mask holds the object, else 0 (the program write
 class UpstreamModel(VOSModel):
     """One upstream program; each `segment_many` call runs it once over a batch of videos."""
 
-    needs_gpu = True
 
     def __init__(self, program: UpstreamProgram, *, weights: Path, home: Path, python: str, size: int,
                  scores: bool, scratch: str | None, extra: tuple[str, ...], timeout_s: float | None,
@@ -109,7 +109,7 @@ class UpstreamModel(VOSModel):
                     proc.kill()
                 proc.wait()
 
-    def _wait(self, proc: subprocess.Popen, out: Path, video: str, following: str | None, log: Path,
+    def _wait(self, proc: subprocess.Popen[bytes], out: Path, video: str, following: str | None, log: Path,
               doing: str = "while on this video") -> None:
         """Return once the program has started on video `following` (then it has finished every video before:
         it writes one video's files before it starts the next) or has exited cleanly; `video` is the one it is
@@ -153,7 +153,7 @@ class UpstreamOptions:
     batch_frames: int = 4000
 
 
-def build_upstream(name: str, **overrides) -> UpstreamModel:
+def build_upstream(name: str, **overrides: Any) -> UpstreamModel:
     """Check the program is installed (`home`, default `$STSEG_<NAME>_HOME` or `/opt/<Repo>`), resolve the
     checkpoint URI to a local file, and return the model.
 
@@ -194,13 +194,13 @@ def build_upstream(name: str, **overrides) -> UpstreamModel:
                          batch_frames=opts.batch_frames)
 
 
-def build_cutie(**overrides) -> UpstreamModel:
+def build_cutie(**overrides: Any) -> UpstreamModel:
     return build_upstream("cutie", **overrides)
 
 
-def build_xmem(**overrides) -> UpstreamModel:
+def build_xmem(**overrides: Any) -> UpstreamModel:
     return build_upstream("xmem", **overrides)
 
 
-def build_livos(**overrides) -> UpstreamModel:
+def build_livos(**overrides: Any) -> UpstreamModel:
     return build_upstream("livos", **overrides)

@@ -11,10 +11,13 @@ A video whose frames are not JPEG files on local disk is written as lossless PNG
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -76,16 +79,15 @@ def _write_png_frames(video: VideoInput, frames_dir: Path) -> None:
         raise BadInputError(f"video {video.name}: {count} frames streamed for {video.num_frames} stems")
 
 
-def _hickle():
+def _hickle() -> ModuleType:
     try:
-        import hickle
+        return importlib.import_module("hickle")
     except ImportError:
         raise BadInputError("reading upstream score files needs the hickle package (pip install 'stseg[ml]')"
                             ) from None
-    return hickle
 
 
-def _load_hkl(path: Path):
+def _load_hkl(path: Path) -> Any:
     try:
         return _hickle().load(str(path))
     except (OSError, ValueError, KeyError) as err:
