@@ -19,8 +19,15 @@ ANALYSIS_SIDE = 256
 SMALL_OBJECT = 0.01
 """An object covering less than this share of the first frame counts as small (MOSE's hard cases)."""
 
-VECTOR_FIELDS = ("edge_density", "motion", "num_objects", "log_size_mean", "log_size_min", "small_fraction",
-                 "disagreement")
+VECTOR_FIELDS = (
+    "edge_density",
+    "motion",
+    "num_objects",
+    "log_size_mean",
+    "log_size_min",
+    "small_fraction",
+    "disagreement",
+)
 """The model-independent features, in the order of `VideoFeatures.vector()`, that video similarity uses."""
 
 
@@ -50,9 +57,18 @@ class VideoFeatures:
 
     def vector(self) -> np.ndarray:
         """Model-independent features as float64 in VECTOR_FIELDS order (sizes on a log scale)."""
-        return np.array([self.edge_density, self.motion, self.num_objects,
-                         math.log10(max(self.size_mean, 1e-5)), math.log10(max(self.size_min, 1e-5)),
-                         self.small_fraction, self.disagreement], np.float64)
+        return np.array(
+            [
+                self.edge_density,
+                self.motion,
+                self.num_objects,
+                math.log10(max(self.size_mean, 1e-5)),
+                math.log10(max(self.size_min, 1e-5)),
+                self.small_fraction,
+                self.disagreement,
+            ],
+            np.float64,
+        )
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,8 +84,9 @@ def _small_gray(rgb: np.ndarray) -> np.ndarray:
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     scale = ANALYSIS_SIDE / max(gray.shape)
     if scale < 1:
-        gray = cv2.resize(gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)),
-                          interpolation=cv2.INTER_AREA)
+        gray = cv2.resize(
+            gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
     return gray
 
 
@@ -115,8 +132,13 @@ def ensemble_features(outputs: list[ModelVideo], object_ids: tuple[int, ...]) ->
     return {"disagreement": disagreement(list(stacks)), "vanish": vanish, "absent": absent}
 
 
-def video_features(frames: Iterable[np.ndarray], num_frames: int, first_labels: np.ndarray,
-                   object_ids: tuple[int, ...], outputs: list[ModelVideo] | None = None) -> VideoFeatures:
+def video_features(
+    frames: Iterable[np.ndarray],
+    num_frames: int,
+    first_labels: np.ndarray,
+    object_ids: tuple[int, ...],
+    outputs: list[ModelVideo] | None = None,
+) -> VideoFeatures:
     """All features of one video: frames stream once; `outputs` (checked, same video) adds the ensemble signals."""
     edge, motion = scene_features(frames, num_frames)
     size_mean, size_min, small = object_sizes(first_labels, tuple(object_ids))

@@ -48,15 +48,30 @@ class VideoOutcome:
 
 def no_database(video: str, features: VideoFeatures, agreement: dict[str, float]) -> Recommendation:
     """The documented fallback without a performance database: equal trust, keep the pseudo-label."""
-    return Recommendation(video, FUSED, "none", {}, {m: round(a, 4) for m, a in agreement.items()},
-                          dict.fromkeys(agreement, 1.0), [],
-                          "no performance database: every model trusted equally, fused pseudo-label kept")
+    return Recommendation(
+        video,
+        FUSED,
+        "none",
+        {},
+        {m: round(a, 4) for m, a in agreement.items()},
+        dict.fromkeys(agreement, 1.0),
+        [],
+        "no performance database: every model trusted equally, fused pseudo-label kept",
+    )
 
 
-def process_video(video: str, outputs: list[ModelVideo], object_ids: tuple[int, ...], first_labels: np.ndarray,
-                  frames: Iterable[np.ndarray], num_frames: int, recommender: Recommender | None = None,
-                  with_baselines: bool = True, choose: str = DEFAULT_CHOICE, calibrate: bool = True
-                  ) -> VideoOutcome:
+def process_video(
+    video: str,
+    outputs: list[ModelVideo],
+    object_ids: tuple[int, ...],
+    first_labels: np.ndarray,
+    frames: Iterable[np.ndarray],
+    num_frames: int,
+    recommender: Recommender | None = None,
+    with_baselines: bool = True,
+    choose: str = DEFAULT_CHOICE,
+    calibrate: bool = True,
+) -> VideoOutcome:
     """Run PGMR on one video's model outputs (checked first: same shapes, ids from the first frame).
 
     choose: "vote", "video" or "span" (see CHOICES). calibrate: replace each model's confidences by the database's
@@ -74,8 +89,10 @@ def process_video(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
     if recommender is not None:
         unknown = [m for m in names if m not in recommender.db.models]
         if unknown:
-            raise BadInputError(f"performance database has no history for model(s) {', '.join(unknown)} "
-                                f"(it knows {', '.join(recommender.db.models)})")
+            raise BadInputError(
+                f"performance database has no history for model(s) {', '.join(unknown)} "
+                f"(it knows {', '.join(recommender.db.models)})"
+            )
         by_name = recommender.trust(features)
         trust = [by_name[m] for m in names]
     fused = fuse_video(outputs, object_ids, trust, video)
@@ -91,9 +108,12 @@ def process_video(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
         longest: dict[str, int] = {}
         for sp in spans:
             longest[sp.choice] = longest.get(sp.choice, 0) + sp.end - sp.start
-        rec = replace(rec, choice=max(longest, key=longest.get), spans=[sp.to_json() for sp in spans],
-                      reason=f"per span ({len(spans)}): " + ", ".join(f"{sp.start}–{sp.end - 1} {sp.choice}"
-                                                                      for sp in spans))
+        rec = replace(
+            rec,
+            choice=max(longest, key=longest.get),
+            spans=[sp.to_json() for sp in spans],
+            reason=f"per span ({len(spans)}): " + ", ".join(f"{sp.start}–{sp.end - 1} {sp.choice}" for sp in spans),
+        )
     elif rec.choice == FUSED:
         output, scores, present = fused.labels, fused.scores, fused.present
     else:

@@ -43,12 +43,17 @@ class Span:
     rename: dict[int, int]
 
     def to_json(self) -> dict:
-        return {"start": self.start, "end": self.end, "choice": self.choice,
-                "rename": {str(k): v for k, v in self.rename.items()}}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "choice": self.choice,
+            "rename": {str(k): v for k, v in self.rename.items()},
+        }
 
 
-def frame_agreement(labels: np.ndarray, reference: np.ndarray, object_ids: tuple[int, ...],
-                    step: int = AGREEMENT_STEP) -> np.ndarray:
+def frame_agreement(
+    labels: np.ndarray, reference: np.ndarray, object_ids: tuple[int, ...], step: int = AGREEMENT_STEP
+) -> np.ndarray:
     """(T,) per-frame mean IoU over objects between a model's (T, H, W) ids and a reference (1 for an object
     both leave empty), on every `step`-th pixel of every `step`-th row (a span cut needs no exact IoU)."""
     if not object_ids:
@@ -82,8 +87,10 @@ def split_spans(agreement: np.ndarray, min_len: int = MIN_SPAN) -> list[tuple[in
 
 def id_renaming(previous: np.ndarray, new: np.ndarray, object_ids: tuple[int, ...]) -> dict[int, int]:
     """Greedy IoU matching of `new`'s ids to `previous`'s on the same frame → a bijection (changed ids only)."""
-    pairs = sorted(((mask_iou(new == a, previous == b), a, b) for a in object_ids for b in object_ids),
-                   key=lambda p: (-round(p[0], 9), p[1], p[2]))
+    pairs = sorted(
+        ((mask_iou(new == a, previous == b), a, b) for a in object_ids for b in object_ids),
+        key=lambda p: (-round(p[0], 9), p[1], p[2]),
+    )
     mapping: dict[int, int] = {}
     for iou, a, b in pairs:
         if iou < MATCH_IOU:
@@ -101,8 +108,11 @@ def id_renaming(previous: np.ndarray, new: np.ndarray, object_ids: tuple[int, ..
     return {a: b for a, b in mapping.items() if a != b}
 
 
-def stitch(candidates: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], plan: list[tuple[int, int, str]],
-           object_ids: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Span]]:
+def stitch(
+    candidates: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    plan: list[tuple[int, int, str]],
+    object_ids: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Span]]:
     """Concatenate per-span choices. candidates: name → (labels (T,H,W), scores (T,K), present (T,K));
     plan: [(start, end, choice)] covering the video in order. → (labels, scores, present, spans)."""
     first = next(iter(candidates.values()))
@@ -134,8 +144,9 @@ def _renamed(labels: np.ndarray, rename: dict[int, int]) -> np.ndarray:
     return lut[labels]
 
 
-def choose_spans(spans: list[tuple[int, int]], predict: Callable[[int, int], dict[str, float]],
-                 order: list[str]) -> list[tuple[int, int, str]]:
+def choose_spans(
+    spans: list[tuple[int, int]], predict: Callable[[int, int], dict[str, float]], order: list[str]
+) -> list[tuple[int, int, str]]:
     """Per span the candidate with the highest predicted J&F (ties: earlier in `order`); adjacent spans with the
     same choice merge."""
     plan: list[tuple[int, int, str]] = []
@@ -149,8 +160,13 @@ def choose_spans(spans: list[tuple[int, int]], predict: Callable[[int, int], dic
     return plan
 
 
-def per_span(recommender: Recommender, features: VideoFeatures, outputs: list[ModelVideo], fused: FusedVideo,
-             min_len: int = MIN_SPAN) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Span]]:
+def per_span(
+    recommender: Recommender,
+    features: VideoFeatures,
+    outputs: list[ModelVideo],
+    fused: FusedVideo,
+    min_len: int = MIN_SPAN,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Span]]:
     """The per-span output of one video: spans from the models' per-frame agreement with the pseudo-label,
     each span's candidate (a model or the pseudo-label) by the recommender's prediction from the span's
     agreement, stitched with consistent ids. → (labels, scores, present, spans)."""
@@ -159,10 +175,11 @@ def per_span(recommender: Recommender, features: VideoFeatures, outputs: list[Mo
     names = [o.model for o in outputs]
 
     def predict(start: int, end: int) -> dict[str, float]:
-        return recommender.predict(features, {m: float(per_frame[i, start:end].mean())
-                                              for i, m in enumerate(names)})[0]
+        return recommender.predict(features, {m: float(per_frame[i, start:end].mean()) for i, m in enumerate(names)})[0]
 
     plan = choose_spans(split_spans(per_frame, min_len), predict, [FUSED, *names])
-    candidates = {FUSED: (fused.labels, fused.scores, fused.present),
-                  **{o.model: (o.labels, o.scores, o.present) for o in outputs}}
+    candidates = {
+        FUSED: (fused.labels, fused.scores, fused.present),
+        **{o.model: (o.labels, o.scores, o.present) for o in outputs},
+    }
     return stitch(candidates, plan, ids)

@@ -74,9 +74,14 @@ def changed_shards(run_store: Store, models: Sequence[str]) -> list[str]:
     return out
 
 
-def wait_until_ready(run_store: Store, models: Sequence[str], wait_s: float = 0.0, poll_s: float = 5.0,
-                     sleep: Callable[[float], None] = time.sleep,
-                     clock: Callable[[], float] = time.monotonic) -> ShardPlan:
+def wait_until_ready(
+    run_store: Store,
+    models: Sequence[str],
+    wait_s: float = 0.0,
+    poll_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> ShardPlan:
     """Return the plan once every shard of every model is done and its files match its marker; else
     MissingArtifactError naming what is missing or changed.
 
@@ -91,14 +96,15 @@ def wait_until_ready(run_store: Store, models: Sequence[str], wait_s: float = 0.
             return ShardPlan.load(run_store)
         if clock() >= deadline:
             waited = f" after waiting {wait_s:g}s" if wait_s > 0 else ""
-            raise MissingArtifactError(f"{run_store.root}: not every shard is done{waited}: "
-                                       f"{'; '.join(missing)} (pred/<model>/_done/<shard>.json)")
+            raise MissingArtifactError(
+                f"{run_store.root}: not every shard is done{waited}: "
+                f"{'; '.join(missing)} (pred/<model>/_done/<shard>.json)"
+            )
         sleep(max(0.01, min(poll_s, deadline - clock())))
 
 
 # ---- reading -------------------------------------------------------------------------------------------------
-def load_model_video(run_store: Store, model: str, info: VideoInfo, fallbacks: list[str] | None = None
-                     ) -> ModelVideo:
+def load_model_video(run_store: Store, model: str, info: VideoInfo, fallbacks: list[str] | None = None) -> ModelVideo:
     """One model's outputs for one video as arrays; a missing scores.json uses the documented fallback."""
     from stseg_core.data.labels import read_label_png
     from stseg_core.predictions import SCORES_FILE, read_video_predictions
@@ -109,16 +115,24 @@ def load_model_video(run_store: Store, model: str, info: VideoInfo, fallbacks: l
         if not stems:
             raise MissingArtifactError(f"{run_store.uri(base)}: model {model} has no output for video {info.name}")
         _check_stems(info, model, tuple(sorted(stems, key=lambda s: (len(s), s))))
-        labels = _stack(info, model, ((s, read_label_png(run_store.read_bytes(f"{base}/{s}.png"),
-                                                         run_store.uri(f"{base}/{s}.png"))) for s in info.frames))
+        labels = _stack(
+            info,
+            model,
+            (
+                (s, read_label_png(run_store.read_bytes(f"{base}/{s}.png"), run_store.uri(f"{base}/{s}.png")))
+                for s in info.frames
+            ),
+        )
         if fallbacks is not None:
             fallbacks.append(f"{model}/{info.name}: no scores.json; presence from pixels, confidence 1")
         return from_labels(model, labels, info.object_ids)
     preds = read_video_predictions(run_store, model, info.name)
     _check_stems(info, model, preds.stems)
     if tuple(preds.object_ids) != tuple(info.object_ids):
-        raise BadInputError(f"video {info.name}, model {model}: object ids {list(preds.object_ids)} differ from the "
-                            f"first frame's {list(info.object_ids)}")
+        raise BadInputError(
+            f"video {info.name}, model {model}: object ids {list(preds.object_ids)} differ from the "
+            f"first frame's {list(info.object_ids)}"
+        )
     labels = _stack(info, model, preds.iter_labels())
     ids = info.object_ids
     scores = np.array([[preds.scores[s][i] for i in ids] for s in preds.stems], np.float32).reshape(len(labels), -1)
@@ -131,8 +145,10 @@ def _check_stems(info: VideoInfo, model: str, stems: tuple[str, ...]) -> None:
     if stems != tuple(info.frames):
         extra = sorted(set(stems) - set(info.frames))[:3]
         lost = sorted(set(info.frames) - set(stems))[:3]
-        raise BadInputError(f"video {info.name}, model {model}: {len(stems)} frames, the video has "
-                            f"{len(info.frames)} (missing {lost}, extra {extra})")
+        raise BadInputError(
+            f"video {info.name}, model {model}: {len(stems)} frames, the video has "
+            f"{len(info.frames)} (missing {lost}, extra {extra})"
+        )
 
 
 def _stack(info: VideoInfo, model: str, frames) -> np.ndarray:
@@ -140,8 +156,10 @@ def _stack(info: VideoInfo, model: str, frames) -> np.ndarray:
     out = np.empty((info.num_frames, info.height, info.width), np.uint8)
     for t, (stem, lab) in enumerate(frames):
         if lab.shape != (info.height, info.width):
-            raise BadInputError(f"video {info.name}, model {model}, frame {stem}: label map is "
-                                f"{lab.shape[1]}x{lab.shape[0]}, the video is {info.width}x{info.height} (WxH)")
+            raise BadInputError(
+                f"video {info.name}, model {model}, frame {stem}: label map is "
+                f"{lab.shape[1]}x{lab.shape[0]}, the video is {info.width}x{info.height} (WxH)"
+            )
         out[t] = lab
     return out
 
@@ -173,8 +191,10 @@ def _ground_truth(gt: MoseSplit, info: VideoInfo) -> np.ndarray:
     got = dict(gt.iter_annotations(info.name))
     missing = [s for s in info.frames if s not in got]
     if missing:
-        raise MissingArtifactError(f"{gt.store.uri(f'Annotations/{info.name}')}: ground truth lacks frame(s) "
-                                   f"{', '.join(missing[:5])} of video {info.name}")
+        raise MissingArtifactError(
+            f"{gt.store.uri(f'Annotations/{info.name}')}: ground truth lacks frame(s) "
+            f"{', '.join(missing[:5])} of video {info.name}"
+        )
     return np.stack([got[s] for s in info.frames])
 
 
@@ -217,8 +237,10 @@ def _recommender(db: PerfDB | None, models: Sequence[str], k: int) -> Recommende
         return None
     unknown = [m for m in models if m not in db.models]
     if unknown:
-        raise BadInputError(f"performance database v{db.version} has no history for model(s) {', '.join(unknown)} "
-                            f"(it knows {', '.join(db.models)})")
+        raise BadInputError(
+            f"performance database v{db.version} has no history for model(s) {', '.join(unknown)} "
+            f"(it knows {', '.join(db.models)})"
+        )
     return Recommender(replace(db, models=tuple(models)), k=k)
 
 
@@ -245,15 +267,28 @@ def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
     for name in videos:
         info = data.video(name)
         outputs = [load_model_video(run_store, m, info, fallbacks) for m in models]
-        outcome = process_video(name, outputs, info.object_ids, data.first_annotation(name), _frames(data, name),
-                                info.num_frames, recommender, with_baselines=gt is not None, choose=cfg.choose,
-                                calibrate=cfg.calibrate)
+        outcome = process_video(
+            name,
+            outputs,
+            info.object_ids,
+            data.first_annotation(name),
+            _frames(data, name),
+            info.num_frames,
+            recommender,
+            with_baselines=gt is not None,
+            choose=cfg.choose,
+            calibrate=cfg.calibrate,
+        )
         keys += _write_output(run_store, info, outcome)
         entry = {**outcome.recommendation.to_json(), "features": outcome.features.to_json()}
         if gt is not None:
             truth = _ground_truth(gt, info)
-            labels = {**{o.model: o.labels for o in outputs}, **outcome.baselines, FUSED: outcome.fused.labels,
-                      PGMR: outcome.output}
+            labels = {
+                **{o.model: o.labels for o in outputs},
+                **outcome.baselines,
+                FUSED: outcome.fused.labels,
+                PGMR: outcome.output,
+            }
             entry["jf"] = {}
             for method in methods:
                 res = _score(name, truth, labels[method], info.frames)
@@ -264,9 +299,17 @@ def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
             metrics.frames(info.num_frames)
             metrics.video_done()
     commit_shard(run_store, FUSED_PREFIX, 0, keys, meta={"models": list(models), "database": _db_name(db)})
-    run_store.write_json(RECOMMEND, {"models": list(models), "database": _db_name(db), "database_uri": cfg.db_uri,
-                                     "recommender": recommender.method if recommender else "none",
-                                     "fallbacks": fallbacks, "videos": per_video})
+    run_store.write_json(
+        RECOMMEND,
+        {
+            "models": list(models),
+            "database": _db_name(db),
+            "database_uri": cfg.db_uri,
+            "recommender": recommender.method if recommender else "none",
+            "fallbacks": fallbacks,
+            "videos": per_video,
+        },
+    )
     table = _write_eval(run_store, results, cfg, db, metrics) if gt else {}
     choices = {v: per_video[v]["choice"] for v in videos}
     return FuseReport(videos, choices, table, _db_name(db), tuple(fallbacks))
@@ -282,16 +325,30 @@ def _write_output(run_store: Store, info: VideoInfo, outcome: VideoOutcome) -> l
     from stseg_core.predictions import write_video_predictions
 
     ids = info.object_ids
-    results = (FrameResult(stem=s, labels=outcome.output[t],
-                           scores={i: float(np.clip(outcome.output_scores[t, k], 0, 1)) for k, i in enumerate(ids)},
-                           present={i: bool(outcome.output_present[t, k]) for k, i in enumerate(ids)})
-               for t, s in enumerate(info.frames))
-    return write_video_predictions(run_store, PGMR, info.name, results, stems=info.frames, object_ids=ids,
-                                   confidence_definition=CONFIDENCE, prefix=FUSED_PREFIX)
+    results = (
+        FrameResult(
+            stem=s,
+            labels=outcome.output[t],
+            scores={i: float(np.clip(outcome.output_scores[t, k], 0, 1)) for k, i in enumerate(ids)},
+            present={i: bool(outcome.output_present[t, k]) for k, i in enumerate(ids)},
+        )
+        for t, s in enumerate(info.frames)
+    )
+    return write_video_predictions(
+        run_store,
+        PGMR,
+        info.name,
+        results,
+        stems=info.frames,
+        object_ids=ids,
+        confidence_definition=CONFIDENCE,
+        prefix=FUSED_PREFIX,
+    )
 
 
-def _write_eval(run_store: Store, results: dict[str, list], cfg: FuseConfig, db: PerfDB | None,
-                metrics: JobMetrics | None) -> dict[str, dict[str, float]]:
+def _write_eval(
+    run_store: Store, results: dict[str, list], cfg: FuseConfig, db: PerfDB | None, metrics: JobMetrics | None
+) -> dict[str, dict[str, float]]:
     """eval/<method>/ in the evaluator's layout (DAVIS CSVs + results.json), eval/table2.json, stseg_eval_jf."""
     from stseg_core.metrics.evaluate import EvalResult, global_scores
     from stseg_core.metrics.tables import write_results
@@ -300,18 +357,24 @@ def _write_eval(run_store: Store, results: dict[str, list], cfg: FuseConfig, db:
     table = {}
     for method, res in results.items():
         scores = global_scores(res, "davis")
-        source = run_store.uri(f"{FUSED_PREFIX}" if method == PGMR else pred_prefix(method)) \
-            if method in (PGMR, *cfg.models) else f"computed in memory by the fuse stage ({method})"
-        result = EvalResult("davis", split, str(cfg.gt_root), source, tuple(res), scores,
-                            sum(len(r.frames) for r in res), 0.0)
+        source = (
+            run_store.uri(f"{FUSED_PREFIX}" if method == PGMR else pred_prefix(method))
+            if method in (PGMR, *cfg.models)
+            else f"computed in memory by the fuse stage ({method})"
+        )
+        result = EvalResult(
+            "davis", split, str(cfg.gt_root), source, tuple(res), scores, sum(len(r.frames) for r in res), 0.0
+        )
         write_results(result, run_store.child(eval_prefix(method)))
         row = {"J&F": 100 * scores["J&F-Mean"], "J": 100 * scores["J-Mean"], "F": 100 * scores["F-Mean"]}
         table[method] = {k: round(v, 4) for k, v in row.items()}
         if metrics is not None:
             for metric, value in (("J&F-Mean", row["J&F"]), ("J-Mean", row["J"]), ("F-Mean", row["F"])):
                 metrics.set("stseg_eval_jf", value, method=method, metric=metric)
-    run_store.write_json(TABLE, {"split": split, "gt_root": cfg.gt_root, "database": _db_name(db),
-                                 "database_uri": cfg.db_uri, "table": table})
+    run_store.write_json(
+        TABLE,
+        {"split": split, "gt_root": cfg.gt_root, "database": _db_name(db), "database_uri": cfg.db_uri, "table": table},
+    )
     return table
 
 
@@ -336,14 +399,24 @@ def _table_text(table: dict, choices, database: str | None) -> str:
     kept: dict[str, int] = {}
     for choice in choices:
         kept[choice] = kept.get(choice, 0) + 1
-    lines.append(f"kept per video: {', '.join(f'{c} ×{n}' for c, n in sorted(kept.items()))}"
-                 + (f"; database: {database}" if database else "; no performance database"))
+    lines.append(
+        f"kept per video: {', '.join(f'{c} ×{n}' for c, n in sorted(kept.items()))}"
+        + (f"; database: {database}" if database else "; no performance database")
+    )
     return "\n".join(lines)
 
 
 # ---- building the performance database ------------------------------------------------------------------------
-def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence[str], out_uri: str,
-                   k: int = DEFAULT_K, wait_s: float = 0.0, calibrate: bool = True) -> tuple[PerfDB, str]:
+def build_database(
+    run_root: str,
+    data_root: str,
+    gt_root: str,
+    models: Sequence[str],
+    out_uri: str,
+    k: int = DEFAULT_K,
+    wait_s: float = 0.0,
+    calibrate: bool = True,
+) -> tuple[PerfDB, str]:
     """Score every model on a split with ground truth, fit each model's confidence calibration on its per-frame
     accuracy (`calibrate=False`: none, the vote uses raw confidences), fuse each video with trust learned from
     the *other* videos (leave-one-out, so the database never grades a pseudo-label on its own history) for each trust
@@ -363,14 +436,18 @@ def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence
         truth = _ground_truth(gt, info)
         for o in outputs:
             pairs[o.model].append(accuracy_pairs(o, truth))
-        feats = video_features(_frames(data, name), info.num_frames, data.first_annotation(name), info.object_ids,
-                               outputs)
+        feats = video_features(
+            _frames(data, name), info.num_frames, data.first_annotation(name), info.object_ids, outputs
+        )
         jf = {o.model: _jf(_score(name, truth, o.labels, info.frames)) for o in outputs}
         first_pass.append(record(name, feats, {**jf, FUSED: 0.0}, {}))
     if not first_pass:
         raise MissingArtifactError(f"{run_store.uri('plan.json')}: the plan lists no videos")
-    calibration = {m: fit(np.concatenate([s for s, _a in pairs[m]]), np.concatenate([a for _s, a in pairs[m]]))
-                   for m in models} if calibrate else {}
+    calibration = (
+        {m: fit(np.concatenate([s for s, _a in pairs[m]]), np.concatenate([a for _s, a in pairs[m]])) for m in models}
+        if calibrate
+        else {}
+    )
     provisional = PerfDB(models, tuple(first_pass))
     fused_jf: dict[float, list[float]] = {g: [] for g in TRUST_POWERS}
     agreements: dict[float, list[dict[str, float]]] = {g: [] for g in TRUST_POWERS}
@@ -379,21 +456,27 @@ def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence
         outputs = [calibrated(load_model_video(run_store, m, info), calibration.get(m)) for m in models]
         truth = _ground_truth(gt, info)
         if len(first_pass) > 1:
-            others = replace(provisional, records=provisional.records[:i] + provisional.records[i + 1:])
+            others = replace(provisional, records=provisional.records[:i] + provisional.records[i + 1 :])
             expected = Recommender(others, k=k, method="knn").trust(rec.features)
         else:
             expected = dict.fromkeys(models, 1.0)
         for power in TRUST_POWERS:
             fused = fuse_video(outputs, info.object_ids, [expected[m] ** power for m in models], rec.video)
             fused_jf[power].append(_jf(_score(rec.video, truth, fused.labels, info.frames)))
-            agreements[power].append({o.model: model_agreement(o.labels, fused.labels, info.object_ids)
-                                      for o in outputs})
+            agreements[power].append(
+                {o.model: model_agreement(o.labels, fused.labels, info.object_ids) for o in outputs}
+            )
     means = {g: float(np.mean(v)) for g, v in fused_jf.items()}
     power = max(TRUST_POWERS, key=lambda g: (round(means[g], 6), -g))
-    records = [record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
-               for i, rec in enumerate(first_pass)]
-    db = with_selection(PerfDB(models, tuple(records), source=str(data_root), calibration=calibration), k=k,
-                        trust_power=power,
-                        fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()})
+    records = [
+        record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
+        for i, rec in enumerate(first_pass)
+    ]
+    db = with_selection(
+        PerfDB(models, tuple(records), source=str(data_root), calibration=calibration),
+        k=k,
+        trust_power=power,
+        fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()},
+    )
     uri = save_perfdb(open_store(out_uri), db, prefix="")
     return load_perfdb(uri), uri

@@ -43,8 +43,11 @@ def from_labels(model: str, labels: np.ndarray, object_ids: tuple[int, ...]) -> 
     so the model's vote is weighted by its historical performance alone.
     """
     labels = np.asarray(labels, dtype=np.uint8)
-    present = np.stack([(labels == i).any(axis=(1, 2)) for i in object_ids], axis=1) if object_ids else \
-        np.zeros((labels.shape[0], 0), bool)
+    present = (
+        np.stack([(labels == i).any(axis=(1, 2)) for i in object_ids], axis=1)
+        if object_ids
+        else np.zeros((labels.shape[0], 0), bool)
+    )
     return ModelVideo(model, labels, tuple(object_ids), np.ones(present.shape, np.float32), present)
 
 
@@ -75,27 +78,39 @@ def check_outputs(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
     known = set(object_ids)
     for out in outputs:
         if out.labels.ndim != 3 or out.labels.dtype != np.uint8:
-            raise BadInputError(f"video {video}, model {out.model}: labels must be (T,H,W) uint8, "
-                                f"got {out.labels.shape} {out.labels.dtype}")
+            raise BadInputError(
+                f"video {video}, model {out.model}: labels must be (T,H,W) uint8, "
+                f"got {out.labels.shape} {out.labels.dtype}"
+            )
         if out.shape != ref.shape:
             what = "frame count" if out.shape[0] != ref.shape[0] else "frame size"
-            raise BadInputError(f"video {video}: {what} differs between models: {ref.model} has (T,H,W)="
-                                f"{ref.shape}, {out.model} has {out.shape}")
+            raise BadInputError(
+                f"video {video}: {what} differs between models: {ref.model} has (T,H,W)="
+                f"{ref.shape}, {out.model} has {out.shape}"
+            )
         if tuple(out.object_ids) != tuple(object_ids):
-            raise BadInputError(f"video {video}, model {out.model}: object ids {list(out.object_ids)} differ "
-                                f"from the first frame's {list(object_ids)}")
+            raise BadInputError(
+                f"video {video}, model {out.model}: object ids {list(out.object_ids)} differ "
+                f"from the first frame's {list(object_ids)}"
+            )
         allowed = sum(np.count_nonzero(out.labels == i) for i in (0, *object_ids))
         painted = set() if allowed == out.labels.size else set(np.unique(out.labels).tolist()) - {0}
         if painted - known:
             bad = min(painted - known)
             frame = int(np.argmax((out.labels == bad).any(axis=(1, 2))))
-            raise BadInputError(f"video {video}, model {out.model}, frame index {frame}: object id {bad} is not "
-                                f"in the first frame (ids {sorted(known)})")
+            raise BadInputError(
+                f"video {video}, model {out.model}, frame index {frame}: object id {bad} is not "
+                f"in the first frame (ids {sorted(known)})"
+            )
         k_shape = (ref.shape[0], len(object_ids))
         for field in ("scores", "present"):
             if getattr(out, field).shape != k_shape:
-                raise BadInputError(f"video {video}, model {out.model}: {field} must have shape {k_shape}, "
-                                    f"got {getattr(out, field).shape}")
+                raise BadInputError(
+                    f"video {video}, model {out.model}: {field} must have shape {k_shape}, "
+                    f"got {getattr(out, field).shape}"
+                )
         if out.probs is not None and out.probs.shape != (k_shape[0], k_shape[1], *ref.shape[1:]):
-            raise BadInputError(f"video {video}, model {out.model}: probs must have shape "
-                                f"{(k_shape[0], k_shape[1], *ref.shape[1:])}, got {out.probs.shape}")
+            raise BadInputError(
+                f"video {video}, model {out.model}: probs must have shape "
+                f"{(k_shape[0], k_shape[1], *ref.shape[1:])}, got {out.probs.shape}"
+            )

@@ -70,8 +70,13 @@ def vote_weights(trust: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return trust[:, None] * np.concatenate([frame_conf[:, None], scores], axis=1)
 
 
-def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: list[np.ndarray | None] | None = None,
-               object_ids: tuple[int, ...] | None = None) -> np.ndarray:
+def fuse_frame(
+    frames,
+    weights: np.ndarray,
+    keep: np.ndarray,
+    probs: list[np.ndarray | None] | None = None,
+    object_ids: tuple[int, ...] | None = None,
+) -> np.ndarray:
     """One frame's pseudo-label.
 
     frames: M label maps (H, W) uint8 of object ids (a list or an (M, H, W) array); weights: (M, K+1) from
@@ -106,8 +111,9 @@ def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: list[np.nda
     return out
 
 
-def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust=None,
-               video: str = "<video>") -> FusedVideo:
+def fuse_video(
+    outputs: list[ModelVideo], object_ids: tuple[int, ...], trust=None, video: str = "<video>"
+) -> FusedVideo:
     """Fuse M models' outputs for one video into a pseudo-label (rules in the module docstring).
 
     trust: (M,) historical performance in the order of `outputs`, or None for uniform. The fused score of

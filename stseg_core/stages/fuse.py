@@ -27,8 +27,9 @@ class FuseResult:
         what = f"{len(self.report.videos)} videos fused from {len(self.config.models)} models"
         if self.report.table:
             what += f"; PGMR J&F {self.report.table['pgmr']['J&F']:.2f}"
-        return (f"{what}; wrote fused/, recommend.json{', eval/' if self.report.table else ''} "
-                f"under {self.config.run_root}")
+        return (
+            f"{what}; wrote fused/, recommend.json{', eval/' if self.report.table else ''} under {self.config.run_root}"
+        )
 
 
 def run(config: FuseStageConfig, metrics: JobMetrics | None = None) -> FuseResult:

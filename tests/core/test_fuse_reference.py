@@ -54,14 +54,16 @@ def runs(tmp_path_factory) -> dict[str, dict[str, str]]:
 
     fixtures = _fixtures()
     root = tmp_path_factory.mktemp("fuse-reference")
-    cfg = SynthConfig(seed=SEED, height=72, width=112, min_frames=10, max_frames=14, videos=4, min_objects=2,
-                      max_objects=3, noise=1.0)
+    cfg = SynthConfig(
+        seed=SEED, height=72, width=112, min_frames=10, max_frames=14, videos=4, min_objects=2, max_objects=3, noise=1.0
+    )
     generate_dataset(str(root / "data"), cfg, splits=("valid", "test"))
     models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
     fixtures.make_run(root / "data", "test", root / "test", SEED)
     fixtures.make_run(root / "data", "test", root / "probs", SEED, probs=True)
-    _db, uri = build_database(str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"),
-                              models, str(root / "perfdb"))
+    _db, uri = build_database(
+        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
+    )
     shutil.copytree(root / "test", root / "plain")
     data, gt = str(root / "data" / "test"), str(root / "data" / "test_gt")
     run_fuse(FuseConfig(str(root / "test"), data, tuple(models), gt_root=gt, db_uri=uri))
