@@ -70,8 +70,9 @@ def _coerce(name: str, value: object, source: str) -> object:
         raise bad_setting(source, value, str(err)) from None
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None,
-                flags: Mapping[str, object] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None, flags: Mapping[str, object] | None = None
+) -> Config:
     """Defaults < `path` (or $STSEG_CONFIG, or ./stseg.yaml when present) < STSEG_* environment < `flags`.
 
     Flags whose value is None count as not given.

@@ -24,11 +24,23 @@ _STAGE_ENV = {"eval": "evaluate"}
 # Job variables the spec or a backend sets: where a job reads and writes, what it runs, and its store endpoint.
 # A stage option (`--option key=value` → STSEG_KEY) may never set one of them (it would win over the spec's value
 # and point a job at another bucket or endpoint). Both backends add STSEG_SCRATCH to every shard.
-RESERVED_ENV = frozenset({
-    "STSEG_STAGE", "STSEG_RUN_ROOT", "STSEG_DATA_ROOT", "STSEG_GT_ROOT", "STSEG_STORE", "STSEG_MODEL",
-    "STSEG_MODELS", "STSEG_NUM_SHARDS", "STSEG_DEADLINE_S", "STSEG_PUSHGATEWAY", "STSEG_S3_ENDPOINT",
-    "STSEG_CHECKPOINT", "STSEG_SCRATCH",
-})
+RESERVED_ENV = frozenset(
+    {
+        "STSEG_STAGE",
+        "STSEG_RUN_ROOT",
+        "STSEG_DATA_ROOT",
+        "STSEG_GT_ROOT",
+        "STSEG_STORE",
+        "STSEG_MODEL",
+        "STSEG_MODELS",
+        "STSEG_NUM_SHARDS",
+        "STSEG_DEADLINE_S",
+        "STSEG_PUSHGATEWAY",
+        "STSEG_S3_ENDPOINT",
+        "STSEG_CHECKPOINT",
+        "STSEG_SCRATCH",
+    }
+)
 
 # Kubernetes quantities for --cpu (cores or millicores) and --memory (bytes with an optional SI/binary suffix).
 _CPU_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?m?$")
@@ -139,10 +151,18 @@ class JobSpec:
     @classmethod
     def from_dict(cls, d: dict) -> JobSpec:
         env = dict(d["env"])  # state written before the typed roots existed holds them only in env
-        return cls(**{"run_root": env["STSEG_RUN_ROOT"], "data_root": env["STSEG_DATA_ROOT"], **d,
-                      "command": tuple(d["command"]), "env": tuple(tuple(p) for p in d["env"]),
-                      "resources": Resources(**d["resources"]), "labels": tuple(tuple(p) for p in d["labels"]),
-                      "waits_for": tuple(DoneWait(**w) for w in d["waits_for"])})
+        return cls(
+            **{
+                "run_root": env["STSEG_RUN_ROOT"],
+                "data_root": env["STSEG_DATA_ROOT"],
+                **d,
+                "command": tuple(d["command"]),
+                "env": tuple(tuple(p) for p in d["env"]),
+                "resources": Resources(**d["resources"]),
+                "labels": tuple(tuple(p) for p in d["labels"]),
+                "waits_for": tuple(DoneWait(**w) for w in d["waits_for"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -185,8 +205,10 @@ def _option_env(options: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
         if not name or name[0].isdigit():
             raise BadInputError(f"stage option {key!r}: names start with a letter (e.g. --option epochs=2)")
         if f"STSEG_{name}" in RESERVED_ENV:
-            raise BadInputError(f"--option {key}=…: STSEG_{name} is set by stseg itself and cannot be overridden "
-                                "(use the matching flag, e.g. --store, --data-root, --models)")
+            raise BadInputError(
+                f"--option {key}=…: STSEG_{name} is set by stseg itself and cannot be overridden "
+                "(use the matching flag, e.g. --store, --data-root, --models)"
+            )
         out.append((f"STSEG_{name}", value))
     return out
 
@@ -205,14 +227,17 @@ def _check_request(req: StageRequest) -> None:
         raise BadInputError(f"--retries must be 0 or more (got {req.retries})")
     if req.deadline_s < 1:
         raise BadInputError(f"--deadline must be at least 1 second (got {req.deadline_s})")
-    for flag, value, pattern, example in (("--cpu", req.cpu, _CPU_RE, "2 or 500m"),
-                                          ("--memory", req.memory, _MEMORY_RE, "8Gi or 512Mi")):
+    for flag, value, pattern, example in (
+        ("--cpu", req.cpu, _CPU_RE, "2 or 500m"),
+        ("--memory", req.memory, _MEMORY_RE, "8Gi or 512Mi"),
+    ):
         if value is not None and not pattern.match(value):
             raise BadInputError(f"{flag} {value!r} is not a Kubernetes quantity (e.g. {example})")
 
 
-def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
-                waits_for: tuple[DoneWait, ...] = ()) -> list[JobSpec]:
+def build_specs(
+    cfg, run: str, req: StageRequest, *, default_gpus: bool, waits_for: tuple[DoneWait, ...] = ()
+) -> list[JobSpec]:
     """The JobSpecs of one stage: one per model for finetune/infer/eval (model "" = the fused masks for eval),
     one for fuse.
 
@@ -235,11 +260,16 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
         shards = req.shards if req.stage in ("infer", "fuse") else 1
         # eval scores against the ground truth; every other stage reads the input split
         data_root = _absolute(cfg.ground_truth_root() if req.stage == "eval" else cfg.data_root)
-        env = [("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)), ("STSEG_RUN_ROOT", root),
-               ("STSEG_DATA_ROOT", data_root), ("STSEG_MODEL", model), ("STSEG_NUM_SHARDS", str(shards)),
-               ("STSEG_DEADLINE_S", str(req.deadline_s)),
-               # a Job's output is a log file: upstream progress bars (sam2's propagate_in_video) are noise there
-               ("TQDM_DISABLE", "1")]
+        env = [
+            ("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)),
+            ("STSEG_RUN_ROOT", root),
+            ("STSEG_DATA_ROOT", data_root),
+            ("STSEG_MODEL", model),
+            ("STSEG_NUM_SHARDS", str(shards)),
+            ("STSEG_DEADLINE_S", str(req.deadline_s)),
+            # a Job's output is a log file: upstream progress bars (sam2's propagate_in_video) are noise there
+            ("TQDM_DISABLE", "1"),
+        ]
         if cfg.pushgateway:
             env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
         if cfg.s3_endpoint:
@@ -254,17 +284,35 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
             command = ("torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", module)
         else:
             command = ("python", "-m", module)
-        res = Resources(gpus=gpus, gpu_type=cfg.gpu_type,
-                        cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
-                        memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
-                        scratch="100Gi" if gpus else "20Gi", shm="8Gi" if gpus else "2Gi")
+        res = Resources(
+            gpus=gpus,
+            gpu_type=cfg.gpu_type,
+            cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
+            memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
+            scratch="100Gi" if gpus else "20Gi",
+            shm="8Gi" if gpus else "2Gi",
+        )
         labels = (("stseg.io/run", run), ("stseg.io/stage", req.stage), ("stseg.io/model", model or "all"))
-        specs.append(JobSpec(
-            run=run, stage=req.stage, model=model, image=_image(cfg, req.stage, model), command=command,
-            env=tuple(env), run_root=root, data_root=data_root, resources=res, shards=shards,
-            parallelism=min(req.parallelism or shards, shards),
-            retries=req.retries, max_failed_shards=min(shards, req.max_failed_shards or math.ceil(shards / 4)),
-            deadline_s=req.deadline_s, labels=labels, waits_for=waits_for))
+        specs.append(
+            JobSpec(
+                run=run,
+                stage=req.stage,
+                model=model,
+                image=_image(cfg, req.stage, model),
+                command=command,
+                env=tuple(env),
+                run_root=root,
+                data_root=data_root,
+                resources=res,
+                shards=shards,
+                parallelism=min(req.parallelism or shards, shards),
+                retries=req.retries,
+                max_failed_shards=min(shards, req.max_failed_shards or math.ceil(shards / 4)),
+                deadline_s=req.deadline_s,
+                labels=labels,
+                waits_for=waits_for,
+            )
+        )
     return specs
 
 
@@ -297,18 +345,24 @@ def _known_ground_truth(cfg) -> str | None:
     default = cfg.ground_truth_root()
     if "://" in default and not default.startswith("file://"):
         return None
-    path = default[len("file://"):] if default.startswith("file://") else default
+    path = default[len("file://") :] if default.startswith("file://") else default
     return _absolute(default) if os.path.isdir(path) else None
 
 
-def eval_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, fused: bool = True,
-               default_gpus: bool) -> list[JobSpec]:
+def eval_specs(
+    cfg, run: str, req: StageRequest, *, infer_shards: int, fused: bool = True, default_gpus: bool
+) -> list[JobSpec]:
     """J&F jobs (one index each): one per model in `req.models`, waiting for that model's infer markers, and,
     with `fused`, one for the fused masks, waiting for the fuse markers (one per plan shard)."""
     specs = []
     for model in req.models:
-        specs += build_specs(cfg, run, replace(req, stage="eval", models=(model,)), default_gpus=default_gpus,
-                             waits_for=(DoneWait(output_prefix("infer", model), infer_shards),))
+        specs += build_specs(
+            cfg,
+            run,
+            replace(req, stage="eval", models=(model,)),
+            default_gpus=default_gpus,
+            waits_for=(DoneWait(output_prefix("infer", model), infer_shards),),
+        )
     if fused:
         specs += build_specs(cfg, run, replace(req, stage="eval", models=("",)), default_gpus=default_gpus,
                              waits_for=(DoneWait(output_prefix("fuse", ""), infer_shards),))

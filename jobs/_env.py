@@ -20,8 +20,17 @@ from stseg_core.names import run_id_of
 from stseg_core.settings import boolean, flag_set, from_env, json_object, non_negative_int, positive_int, seconds
 from stseg_core.settings import setting as env_field
 
-__all__ = ["boolean", "env_field", "from_env", "job_main", "json_object", "non_negative_int", "positive_int",
-           "run_id_of", "seconds"]
+__all__ = [
+    "boolean",
+    "env_field",
+    "from_env",
+    "job_main",
+    "json_object",
+    "non_negative_int",
+    "positive_int",
+    "run_id_of",
+    "seconds",
+]
 
 
 def job_main(stage: str, body: Callable[[], str]) -> int:

@@ -74,9 +74,17 @@ def run(env: Mapping[str, str] | None = None) -> str:
     pred_prefix = cfg.pred_prefix or (join_key("pred", cfg.model) if cfg.model else "fused")
     name = cfg.eval_name or cfg.model or "pgmr"
     where = evaluate.EvaluateConfig.in_run(cfg.data_root, cfg.run_root, pred_prefix, name)
-    return evaluate.run(replace(where, metric=cfg.metric, workers=cfg.workers, videos=cfg.videos,
-                                missing_as_empty=cfg.missing_as_empty, split=cfg.split,
-                                reporting=Reporting(cfg.pushgateway, cfg.deadline_s))).summary()
+    return evaluate.run(
+        replace(
+            where,
+            metric=cfg.metric,
+            workers=cfg.workers,
+            videos=cfg.videos,
+            missing_as_empty=cfg.missing_as_empty,
+            split=cfg.split,
+            reporting=Reporting(cfg.pushgateway, cfg.deadline_s),
+        )
+    ).summary()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

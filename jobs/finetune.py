@@ -24,8 +24,9 @@ class FinetuneEnv:
     data_root: str = env_field("STSEG_DATA_ROOT", doc="the training split root holding JPEGImages/ and Annotations/")
     model: str = env_field("STSEG_MODEL", doc="a model with a finetune recipe (sam2, tmo)")
     stage: str = env_field("STSEG_STAGE", default="finetune")
-    store: str | None = env_field("STSEG_STORE", default=None, doc="store root for checkpoints (default: the "
-                                  "run root's store)")
+    store: str | None = env_field(
+        "STSEG_STORE", default=None, doc="store root for checkpoints (default: the run root's store)"
+    )
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
     scratch: str | None = env_field("STSEG_SCRATCH", default=None)
     recipe: Mapping[str, object] | None = env_field("STSEG_RECIPE", parse=json_object, default=None)
@@ -58,10 +59,17 @@ def run(env: Mapping[str, str] | None = None) -> str:
     cfg = from_env(FinetuneEnv, env)
     if cfg.stage != "finetune":
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the finetune stage")
-    return finetune.run(finetune.FinetuneConfig(
-        model=cfg.model, data_root=cfg.data_root, store=cfg.store or store_of_run_root(cfg.run_root),
-        run_id=run_id_of(cfg.run_root), options=cfg.options(), scratch=cfg.scratch,
-        reporting=Reporting(cfg.pushgateway, cfg.deadline_s))).summary()
+    return finetune.run(
+        finetune.FinetuneConfig(
+            model=cfg.model,
+            data_root=cfg.data_root,
+            store=cfg.store or store_of_run_root(cfg.run_root),
+            run_id=run_id_of(cfg.run_root),
+            options=cfg.options(),
+            scratch=cfg.scratch,
+            reporting=Reporting(cfg.pushgateway, cfg.deadline_s),
+        )
+    ).summary()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -55,10 +55,18 @@ def run(env: Mapping[str, str] | None = None) -> str:
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the infer stage")
     if cfg.shard >= cfg.num_shards:
         raise BadInputError(f"JOB_COMPLETION_INDEX={cfg.shard}: must be below STSEG_NUM_SHARDS={cfg.num_shards}")
-    return infer.run(infer.InferConfig(
-        data_root=cfg.data_root, run_root=cfg.run_root, model=cfg.model, shard=cfg.shard, num_shards=cfg.num_shards,
-        overrides=cfg.overrides(), scratch=cfg.scratch,
-        reporting=Reporting(cfg.pushgateway, cfg.deadline_s))).summary()
+    return infer.run(
+        infer.InferConfig(
+            data_root=cfg.data_root,
+            run_root=cfg.run_root,
+            model=cfg.model,
+            shard=cfg.shard,
+            num_shards=cfg.num_shards,
+            overrides=cfg.overrides(),
+            scratch=cfg.scratch,
+            reporting=Reporting(cfg.pushgateway, cfg.deadline_s),
+        )
+    ).summary()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -16,15 +16,16 @@ _RUN_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$")
 
 
 def split_names(text: str | None) -> tuple[str, ...]:
-    """"a, b,,a" → ("a", "b"): blanks and repeats dropped, first-seen order kept."""
+    """ "a, b,,a" → ("a", "b"): blanks and repeats dropped, first-seen order kept."""
     return tuple(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
 
 
 def check_run_id(run: str) -> str:
     """Refuse a run id that is not a lower-case DNS label of 1-30 characters (it ends up in Job names)."""
     if not _RUN_ID.match(run):
-        raise BadInputError(f"run id {run!r}: use 1-30 characters of a-z, 0-9 and '-', starting and ending "
-                            "with a letter or digit")
+        raise BadInputError(
+            f"run id {run!r}: use 1-30 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"
+        )
     return run
 
 

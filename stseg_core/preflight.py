@@ -60,16 +60,18 @@ class Preflight:
         """A split root must hold each of `folders` (one listing request of one key each)."""
         for folder in folders:
             if self._ask(uri, what, methodcaller("has_any", folder), uri) is False:
-                raise MissingArtifactError(f"{what} {uri}: no {folder}/ under it (expected the MOSE layout "
-                                           f"{'/, '.join(folders)}/)")
+                raise MissingArtifactError(
+                    f"{what} {uri}: no {folder}/ under it (expected the MOSE layout {'/, '.join(folders)}/)"
+                )
 
     def require_perfdb(self, uri: str) -> None:
         """A performance database: a version file (`…/vNNNN.json`) or a folder with `latest`."""
         if uri.rstrip("/").endswith(".json"):
             self.require_file(uri, "performance database")
         elif self._ask(uri, "performance database", lambda s: s.exists("latest"), uri) is False:
-            raise MissingArtifactError(f"performance database {uri}: no 'latest' file (save a database there "
-                                       "first, or name a version file)")
+            raise MissingArtifactError(
+                f"performance database {uri}: no 'latest' file (save a database there first, or name a version file)"
+            )
 
 
 def require_weights(model: str, overrides: Mapping[str, object], pre: Preflight) -> None:
@@ -80,8 +82,9 @@ def require_weights(model: str, overrides: Mapping[str, object], pre: Preflight)
     checkpoint = overrides.get("checkpoint") or entry.default_checkpoint
     if not checkpoint:
         if entry.needs_weights:
-            raise BadInputError(f"model {model} needs weights: give --checkpoints {model}=URI (or "
-                                "checkpoint in STSEG_MODEL_OPTIONS)")
+            raise BadInputError(
+                f"model {model} needs weights: give --checkpoints {model}=URI (or checkpoint in STSEG_MODEL_OPTIONS)"
+            )
         return
     pre.require_file(str(checkpoint), f"{model} checkpoint")
 

@@ -131,16 +131,25 @@ class DoneMarker:
     version: int = MARKER_VERSION
 
     @classmethod
-    def of(cls, shard: int | str, files: Mapping[str, FileRecord], meta: Mapping[str, Any] | None = None
-           ) -> DoneMarker:
+    def of(cls, shard: int | str, files: Mapping[str, FileRecord], meta: Mapping[str, Any] | None = None) -> DoneMarker:
         """A marker written now for `files`."""
-        return cls(shard=str(shard), files=dict(files), total_bytes=sum(r.size for r in files.values()),
-                   created=datetime.now(UTC).isoformat(timespec="seconds"), meta=dict(meta or {}))
+        return cls(
+            shard=str(shard),
+            files=dict(files),
+            total_bytes=sum(r.size for r in files.values()),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            meta=dict(meta or {}),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "shard": self.shard,
-                "files": {k: {"size": r.size, "sha256": r.sha256} for k, r in self.files.items()},
-                "total_bytes": self.total_bytes, "created": self.created, "meta": dict(self.meta)}
+        return {
+            "version": self.version,
+            "shard": self.shard,
+            "files": {k: {"size": r.size, "sha256": r.sha256} for k, r in self.files.items()},
+            "total_bytes": self.total_bytes,
+            "created": self.created,
+            "meta": dict(self.meta),
+        }
 
     @classmethod
     def from_json(cls, data: object, where: str) -> DoneMarker:
@@ -152,14 +161,24 @@ class DoneMarker:
             records = {str(k): FileRecord(int(v["size"]), str(v["sha256"])) for k, v in files.items()}
         except (KeyError, TypeError, ValueError):
             raise BadInputError(f"{where}: done marker has a file without size and sha256") from None
-        return cls(shard=str(data.get("shard", "")), files=records,
-                   total_bytes=int(data.get("total_bytes", sum(r.size for r in records.values()))),
-                   created=str(data.get("created", "")), meta=dict(data.get("meta") or {}),
-                   version=int(data.get("version", MARKER_VERSION)))
+        return cls(
+            shard=str(data.get("shard", "")),
+            files=records,
+            total_bytes=int(data.get("total_bytes", sum(r.size for r in records.values()))),
+            created=str(data.get("created", "")),
+            meta=dict(data.get("meta") or {}),
+            version=int(data.get("version", MARKER_VERSION)),
+        )
 
 
-def commit_shard(store: Store, model_prefix: str, shard: int | str, keys: Iterable[str],
-                 meta: Mapping[str, Any] | None = None, workers: int = 8) -> DoneMarker:
+def commit_shard(
+    store: Store,
+    model_prefix: str,
+    shard: int | str,
+    keys: Iterable[str],
+    meta: Mapping[str, Any] | None = None,
+    workers: int = 8,
+) -> DoneMarker:
     """Mark a shard done: read every output back, then write `_done/<shard>.json` last; returns the marker.
 
     `keys` are relative to `store` (the run root). A key that cannot be read raises (MissingArtifactError
@@ -184,7 +203,7 @@ def read_marker(store: Store, model_prefix: str, shard: int | str) -> DoneMarker
 def done_shards(store: Store, model_prefix: str) -> list[str]:
     """Names of the shards marked done under `model_prefix`, in numeric order where numeric."""
     prefix = join_key(model_prefix, DONE_DIR)
-    names = [k[len(prefix) + 1:-len(".json")] for k in store.list(prefix) if k.endswith(".json")]
+    names = [k[len(prefix) + 1 : -len(".json")] for k in store.list(prefix) if k.endswith(".json")]
     return sorted(names, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))
 
 
@@ -222,14 +241,16 @@ def marker_problems(store: Store, marker: DoneMarker, sizes: Mapping[str, int]) 
 def invalidate_shard(store: Store, model_prefix: str, shard: int | str, problems: list[str]) -> None:
     """Move a done marker to `_invalid/<shard>.json` (with `problems`): the shard counts as not done from now on."""
     marker = read_marker(store, model_prefix, shard)
-    store.write_json(join_key(model_prefix, INVALID_DIR, f"{_name('shard', shard)}.json"),
-                     {**marker.to_json(), "problems": problems,
-                      "invalidated": datetime.now(UTC).isoformat(timespec="seconds")})
+    store.write_json(
+        join_key(model_prefix, INVALID_DIR, f"{_name('shard', shard)}.json"),
+        {**marker.to_json(), "problems": problems, "invalidated": datetime.now(UTC).isoformat(timespec="seconds")},
+    )
     store.delete(done_key(model_prefix, shard))
 
 
-def checked_done_shards(store: Store, model_prefix: str, shards: Iterable[str] | None = None,
-                        sha256: bool = False, workers: int = 8) -> tuple[list[str], dict[str, list[str]]]:
+def checked_done_shards(
+    store: Store, model_prefix: str, shards: Iterable[str] | None = None, sha256: bool = False, workers: int = 8
+) -> tuple[list[str], dict[str, list[str]]]:
     """(good shards, {bad shard: problems}) among the done shards under `model_prefix` (or only `shards`).
 
     Sizes are compared with one listing of the prefix; with `sha256` every file is also re-read. Bad shards
@@ -259,8 +280,10 @@ def describe_bad(model_prefix: str, bad: dict[str, list[str]]) -> str:
     """One line for invalidated shards: the first problem, how many more, and what to do."""
     first = next(iter(bad))
     more = sum(len(p) for p in bad.values()) - 1
-    return (f"{bad[first][0]}{f' (and {more} more)' if more else ''}: {model_prefix} shard(s) "
-            f"{', '.join(bad)} marked not done; rerun them (submit the stage again with --resume)")
+    return (
+        f"{bad[first][0]}{f' (and {more} more)' if more else ''}: {model_prefix} shard(s) "
+        f"{', '.join(bad)} marked not done; rerun them (submit the stage again with --resume)"
+    )
 
 
 @dataclass(frozen=True)
@@ -272,8 +295,13 @@ class ShardOutcome:
     marker: DoneMarker
 
 
-def run_shard_once(store: Store, model_prefix: str, shard: int | str,
-                   produce: Callable[[], Iterable[str]], meta: Mapping[str, Any] | None = None) -> ShardOutcome:
+def run_shard_once(
+    store: Store,
+    model_prefix: str,
+    shard: int | str,
+    produce: Callable[[], Iterable[str]],
+    meta: Mapping[str, Any] | None = None,
+) -> ShardOutcome:
     """The infer/fuse stages' entry: skip a done shard, else run `produce` (returns the keys it wrote) and commit.
 
     A half-written shard (outputs but no marker) is simply produced again: writes replace objects, and

@@ -25,11 +25,23 @@ MiB = 1024 * 1024
 # Objects larger than this go up as multipart uploads (and come down as parallel ranged GETs).
 MULTIPART_THRESHOLD = 8 * MiB
 MULTIPART_CHUNKSIZE = 8 * MiB
-_RETRYABLE_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequestsException",
-    "RequestLimitExceeded", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
-    "BadDigest", "IncompleteBody", "XAmzContentSHA256Mismatch",
-})
+_RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "BadDigest",
+        "IncompleteBody",
+        "XAmzContentSHA256Mismatch",
+    }
+)
 MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 
 
@@ -110,8 +122,10 @@ class S3Client:
                 try:
                     self._client = boto3.session.Session().client("s3", endpoint_url=s.endpoint, config=config)
                 except ValueError as err:  # botocore: "Invalid endpoint: …"
-                    raise BadInputError(f"S3 endpoint {redact(s.endpoint or '')!r}: not a valid URL (e.g. "
-                                        f"http://host:9000; STSEG_S3_ENDPOINT): {redact(str(err))}") from None
+                    raise BadInputError(
+                        f"S3 endpoint {redact(s.endpoint or '')!r}: not a valid URL (e.g. "
+                        f"http://host:9000; STSEG_S3_ENDPOINT): {redact(str(err))}"
+                    ) from None
                 self._transfer_config = TransferConfig(
                     multipart_threshold=MULTIPART_THRESHOLD + 1,  # "> 8 MiB is multipart"
                     multipart_chunksize=MULTIPART_CHUNKSIZE,
@@ -178,5 +192,3 @@ def redact(text: str) -> str:
 def one_line(err: BaseException, limit: int = 240) -> str:
     text = redact(" ".join(str(err).split())) or type(err).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-

@@ -51,8 +51,9 @@ class _KeyNotFound(MissingArtifactError):
 class S3Store(Store):
     """`s3://bucket/prefix`: keys live under `prefix/` in `bucket`."""
 
-    def __init__(self, bucket: str, prefix: str = "", settings: S3Settings | None = None,
-                 _client: S3Client | None = None) -> None:
+    def __init__(
+        self, bucket: str, prefix: str = "", settings: S3Settings | None = None, _client: S3Client | None = None
+    ) -> None:
         self.bucket = bucket
         self.prefix = join_key(prefix)
         self.root = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
@@ -67,7 +68,7 @@ class S3Store(Store):
         return join_key(self.prefix, self._key(key))
 
     def _rel(self, full_key: str) -> str:
-        return full_key[len(self.prefix) + 1:] if self.prefix else full_key
+        return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
 
     def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
         """Run `fn`, retrying whole-operation failures with exponential backoff and full jitter until the
@@ -86,8 +87,10 @@ class S3Store(Store):
             except Exception as raw:
                 err = unwrap(raw)
                 if isinstance(err, NoCredentialsError):
-                    raise BackendError(f"{uri}: {what} failed: no AWS credentials found "
-                                       "(set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)") from None
+                    raise BackendError(
+                        f"{uri}: {what} failed: no AWS credentials found "
+                        "(set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+                    ) from None
                 if isinstance(err, ClientError):
                     code, status = error_code(err)
                     if code == "NoSuchBucket":
@@ -95,18 +98,27 @@ class S3Store(Store):
                     if code in MISSING_CODES or status == 404:
                         raise _KeyNotFound(f"{uri}: not found") from None
                     if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                        raise BackendError(f"{uri}: {what} refused ({code or status}); "
-                                           "check the AWS credentials and bucket policy") from None
+                        raise BackendError(
+                            f"{uri}: {what} refused ({code or status}); check the AWS credentials and bucket policy"
+                        ) from None
                 if not is_retryable(err):
                     raise BackendError(f"{uri}: {what} failed: {one_line(err)}") from None
                 left = s.deadline_s - (time.monotonic() - start)
                 if left <= 0 or (s.retries is not None and attempt >= s.retries):
-                    raise BackendError(f"{uri}: {what} failed after {attempt + 1} attempts in "
-                                       f"{time.monotonic() - start:.0f} s (each up to {s.max_attempts} requests; "
-                                       f"STSEG_S3_DEADLINE_S={s.deadline_s:g}): {one_line(err)}") from None
+                    raise BackendError(
+                        f"{uri}: {what} failed after {attempt + 1} attempts in "
+                        f"{time.monotonic() - start:.0f} s (each up to {s.max_attempts} requests; "
+                        f"STSEG_S3_DEADLINE_S={s.deadline_s:g}): {one_line(err)}"
+                    ) from None
                 if attempt == 0:
-                    log.warning("stseg: S3 endpoint %s: %s of %s failed (%s); retrying for up to %.0f s",
-                                self.endpoint_name, what, uri, one_line(err, 160), left)
+                    log.warning(
+                        "stseg: S3 endpoint %s: %s of %s failed (%s); retrying for up to %.0f s",
+                        self.endpoint_name,
+                        what,
+                        uri,
+                        one_line(err, 160),
+                        left,
+                    )
                 attempt += 1
                 time.sleep(min(left, random.uniform(0, min(s.max_backoff_s, s.backoff_s * 2 ** (attempt - 1)))))
 
@@ -147,6 +159,7 @@ class S3Store(Store):
             def put() -> None:
                 client.upload_fileobj(io.BytesIO(data), self.bucket, full, Config=self._client.transfer_config)
         else:
+
             def put() -> None:
                 client.put_object(Bucket=self.bucket, Key=full, Body=data)
 
@@ -159,8 +172,9 @@ class S3Store(Store):
             return
         client = self._client.get()
         full = self._full(key)
-        self._call("upload", key, lambda: client.upload_file(
-            str(src), self.bucket, full, Config=self._client.transfer_config))
+        self._call(
+            "upload", key, lambda: client.upload_file(str(src), self.bucket, full, Config=self._client.transfer_config)
+        )
 
     def read_file(self, key: str, dest: str | Path) -> None:
         client = self._client.get()
@@ -227,8 +241,11 @@ class S3Store(Store):
         """One request of at most one key, however many lie under `prefix`."""
         client = self._client.get()
         full = self._full(self._key(prefix))
-        page = self._call("list", prefix, lambda: client.list_objects_v2(
-            Bucket=self.bucket, Prefix=f"{full}/" if full else "", MaxKeys=1))
+        page = self._call(
+            "list",
+            prefix,
+            lambda: client.list_objects_v2(Bucket=self.bucket, Prefix=f"{full}/" if full else "", MaxKeys=1),
+        )
         return bool(page.get("Contents"))
 
     def list(self, prefix: str = "") -> list[str]:
@@ -238,16 +255,19 @@ class S3Store(Store):
         client = self._client.get()
         keys = [self._full(k) for k in self.list(prefix)]
         for start in range(0, len(keys), _DELETE_BATCH):
-            batch = keys[start:start + _DELETE_BATCH]
+            batch = keys[start : start + _DELETE_BATCH]
 
             def delete_batch(batch: list[str] = batch) -> None:
                 response = client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
                 errors = response.get("Errors") or []
                 if errors:
                     first = errors[0]
-                    raise BackendError(f"s3://{self.bucket}/{first.get('Key')}: delete failed "
-                                       f"({first.get('Code')}: {first.get('Message')}); {len(errors)} keys left")
+                    raise BackendError(
+                        f"s3://{self.bucket}/{first.get('Key')}: delete failed "
+                        f"({first.get('Code')}: {first.get('Message')}); {len(errors)} keys left"
+                    )
 
             self._call("delete", prefix, delete_batch)
 

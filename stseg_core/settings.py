@@ -80,12 +80,13 @@ def json_object(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(value, dict):
-        raise ValueError("must be a JSON object like {\"key\": value}")
+        raise ValueError('must be a JSON object like {"key": value}')
     return value
 
 
-def key_value(item: str, field: str, *, form: str = "KEY=VALUE", example: str = "",
-              need_value: bool = False) -> tuple[str, str]:
+def key_value(
+    item: str, field: str, *, form: str = "KEY=VALUE", example: str = "", need_value: bool = False
+) -> tuple[str, str]:
     """`KEY=VALUE` text (`--option`, `--set`, `checkpoints: MODEL=URI,…`) → (key, value), both stripped of the
     key's surrounding blanks; a missing `=` or key (or value, with `need_value`) is refused naming `field`."""
     key, sep, value = item.partition("=")
@@ -157,8 +158,14 @@ def convert_fields(cls: type[T], values: Mapping[str, Any], field: Callable[[str
 
 
 # ---- settings read from an environment (Job variables) ------------------------------------------------------
-def setting(var: str, *, parse: Parser = str, default: Any = dataclasses.MISSING,
-            default_factory: Callable[[], Any] | Any = dataclasses.MISSING, doc: str = "") -> Any:
+def setting(
+    var: str,
+    *,
+    parse: Parser = str,
+    default: Any = dataclasses.MISSING,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    doc: str = "",
+) -> Any:
     """A dataclass field read from the variable `var` by `from_env`; `parse` turns the text into the value.
     Without a default the variable is required."""
     return dataclasses.field(default=default, default_factory=default_factory, metadata={_META: (var, parse, doc)})

@@ -20,8 +20,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "stseg_frames_processed_total": ("counter", "Frames segmented (or scored) by this job.", ()),
     "stseg_frames_planned": ("gauge", "Frames this job has to process in all (for progress and ETA).", ()),
     "stseg_videos_processed_total": ("counter", "Videos finished by this job.", ()),
-    "stseg_failures_total": ("counter", "Failures by reason (bad_input, missing_artifact, backend, error).",
-                             ("reason",)),
+    "stseg_failures_total": (
+        "counter",
+        "Failures by reason (bad_input, missing_artifact, backend, error).",
+        ("reason",),
+    ),
     "stseg_job_start_timestamp_seconds": ("gauge", "Unix time the job started.", ()),
     "stseg_last_progress_timestamp_seconds": ("gauge", "Unix time of the last processed frame or step.", ()),
     "stseg_job_duration_seconds": ("gauge", "Wall time of the job so far (final value at exit).", ()),
@@ -34,8 +37,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "stseg_train_step": ("gauge", "Optimizer steps taken.", ()),
     "stseg_train_step_seconds": ("gauge", "Wall time of the last training step.", ()),
     "stseg_val_jf": ("gauge", "Validation J&F (0–100) of a saved checkpoint.", ("epoch",)),
-    "stseg_eval_jf": ("gauge", "J&F (0–100) of a method (a model, a baseline or PGMR) on a split.",
-                      ("method", "metric")),
+    "stseg_eval_jf": (
+        "gauge",
+        "J&F (0–100) of a method (a model, a baseline or PGMR) on a split.",
+        ("method", "metric"),
+    ),
 }
 
 STATUS_RUNNING, STATUS_SUCCEEDED, STATUS_FAILED = 0, 1, 2
@@ -112,8 +118,13 @@ class JobMetrics:
 
         self.metric("stseg_job_duration_seconds").set(time.time() - self._t0)
         try:
-            push_to_gateway(self.pushgateway, job="stseg", registry=self.registry,
-                            grouping_key={k: v or "none" for k, v in self._labels.items()}, timeout=10)
+            push_to_gateway(
+                self.pushgateway,
+                job="stseg",
+                registry=self.registry,
+                grouping_key={k: v or "none" for k, v in self._labels.items()},
+                timeout=10,
+            )
         except OSError:
             pass  # metrics are best-effort: an unreachable Pushgateway must never fail the job
 
@@ -133,17 +144,20 @@ class JobMetrics:
             self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if exc is not None:
             from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
 
-            reasons: dict[type[BaseException], str] = {BadInputError: "bad_input",
-                                                       MissingArtifactError: "missing_artifact",
-                                                       BackendError: "backend"}
+            reasons: dict[type[BaseException], str] = {
+                BadInputError: "bad_input",
+                MissingArtifactError: "missing_artifact",
+                BackendError: "backend",
+            }
             self.failure(reasons.get(type(exc), "error"))
         self.metric("stseg_job_status").set(STATUS_FAILED if exc is not None else STATUS_SUCCEEDED)
         self.metric("stseg_job_duration_seconds").set(time.time() - self._t0)

@@ -108,14 +108,20 @@ class Backend(ABC):
             raise BadInputError("one submit holds the jobs of one run")
         for spec in specs:
             if spec.resources.gpus and not caps.gpus:
-                raise BadInputError(f"{spec.name}: the {self.name} backend has no GPUs (asked for "
-                                    f"{spec.resources.gpus}); pass --gpus 0 or use --backend kubernetes")
+                raise BadInputError(
+                    f"{spec.name}: the {self.name} backend has no GPUs (asked for "
+                    f"{spec.resources.gpus}); pass --gpus 0 or use --backend kubernetes"
+                )
         if self.config.kueue_queue and not caps.kueue:
-            raise BadInputError(f"the {self.name} backend does not queue through Kueue (kueue_queue="
-                                f"{self.config.kueue_queue!r}); unset it or use --backend kubernetes")
+            raise BadInputError(
+                f"the {self.name} backend does not queue through Kueue (kueue_queue="
+                f"{self.config.kueue_queue!r}); unset it or use --backend kubernetes"
+            )
         if self.config.node_pool != "none" and not caps.node_pools:
-            raise BadInputError(f"the {self.name} backend has no node pools (node_pool="
-                                f"{self.config.node_pool!r}); unset it or use --backend kubernetes")
+            raise BadInputError(
+                f"the {self.name} backend has no node pools (node_pool="
+                f"{self.config.node_pool!r}); unset it or use --backend kubernetes"
+            )
         self._check(specs)
 
     def _check(self, specs: Sequence[JobSpec]) -> None:
@@ -127,8 +133,14 @@ class Backend(ABC):
         self.check(specs)
         return self._render(specs)
 
-    def submit(self, specs: Sequence[JobSpec], *, resume: bool = False, wait: bool = False,
-               on_change: Callable[[], None] | None = None) -> RunStatus | None:
+    def submit(
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        resume: bool = False,
+        wait: bool = False,
+        on_change: Callable[[], None] | None = None,
+    ) -> RunStatus | None:
         """Start the jobs. A job (stage × model) the run already has is refused unless `resume`, which finishes
         its missing shards; new jobs join an existing run. With `wait`, returns the final status and calls
         `on_change` whenever progress may have changed (progress bars)."""
@@ -150,13 +162,13 @@ class Backend(ABC):
     def runs(self) -> list[str]:
         return self._runs()
 
-    def resume(self, run: str, *, wait: bool = False, on_change: Callable[[], None] | None = None
-               ) -> RunStatus | None:
+    def resume(self, run: str, *, wait: bool = False, on_change: Callable[[], None] | None = None) -> RunStatus | None:
         """Go on with a stopped, orphaned or failed run from what the backend recorded: its unfinished shards
         run again (done shards are no-ops)."""
         if not self.capabilities.resume:
-            raise BadInputError(f"the {self.name} backend keeps no run to resume: submit the same command again "
-                                "with --resume")
+            raise BadInputError(
+                f"the {self.name} backend keeps no run to resume: submit the same command again with --resume"
+            )
         return self._resume(check_run_id(run), wait, on_change)
 
     def _resume(self, run: str, wait: bool, on_change: Callable[[], None] | None) -> RunStatus | None:
@@ -168,8 +180,9 @@ class Backend(ABC):
     def _render(self, specs: Sequence[JobSpec]) -> list[dict[str, Any]]: ...
 
     @abstractmethod
-    def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
-                on_change: Callable[[], None] | None) -> RunStatus | None: ...
+    def _submit(
+        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: Callable[[], None] | None
+    ) -> RunStatus | None: ...
 
     @abstractmethod
     def _status(self, run: str) -> RunStatus: ...

@@ -42,8 +42,9 @@ class KubernetesBackend(Backend):
     """Indexed Jobs on a cluster (kubeconfig context or in-cluster service account)."""
 
     name = "kubernetes"
-    capabilities = Capabilities(gpus=True, kueue=True, node_pools=True, detach=True, local_files=False,
-                                waits_by_default=False, resume=False)
+    capabilities = Capabilities(
+        gpus=True, kueue=True, node_pools=True, detach=True, local_files=False, waits_by_default=False, resume=False
+    )
 
     def __init__(self, config, api_client=None) -> None:
         super().__init__(config)
@@ -56,8 +57,9 @@ class KubernetesBackend(Backend):
         client = _client()
         from kubernetes import config as kconfig
 
-        path = Path(self.config.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-                    or "~/.kube/config").expanduser()
+        path = Path(
+            self.config.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
+        ).expanduser()
         context = self.config.kube_context or None
         if path.is_file():
             try:
@@ -66,8 +68,9 @@ class KubernetesBackend(Backend):
                 raise BadInputError(f"kubeconfig {path}: {str(err).splitlines()[0]}") from None
             names = [c["name"] for c in contexts or []]
             if context and context not in names:
-                raise BadInputError(f"kubeconfig context {context!r} not found in {path} "
-                                    f"(known: {', '.join(names) or 'none'})")
+                raise BadInputError(
+                    f"kubeconfig context {context!r} not found in {path} (known: {', '.join(names) or 'none'})"
+                )
             conf = client.Configuration()
             kconfig.load_kube_config(config_file=str(path), context=context, client_configuration=conf)
         elif context:
@@ -76,8 +79,9 @@ class KubernetesBackend(Backend):
             try:
                 kconfig.load_incluster_config()
             except kconfig.ConfigException:
-                raise BadInputError(f"no kubeconfig at {path} and not inside a cluster; set kubeconfig/kube_context "
-                                    "in stseg.yaml") from None
+                raise BadInputError(
+                    f"no kubeconfig at {path} and not inside a cluster; set kubeconfig/kube_context in stseg.yaml"
+                ) from None
             conf = client.Configuration.get_default_copy()
         self._api_client = client.ApiClient(conf)
         return self._api_client
@@ -105,19 +109,25 @@ class KubernetesBackend(Backend):
             items = self._batch().list_namespaced_job(self.config.namespace, label_selector=selector).items
         except _client().ApiException as err:
             raise _api_error(err, f"list jobs in namespace {self.config.namespace}") from None
-        return [j for j in items if (j.metadata.labels or {}).get(RUN_LABEL) and
-                (run is None or j.metadata.labels[RUN_LABEL] == run)]
+        return [
+            j
+            for j in items
+            if (j.metadata.labels or {}).get(RUN_LABEL) and (run is None or j.metadata.labels[RUN_LABEL] == run)
+        ]
 
-    def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
-                on_change: Callable[[], None] | None) -> RunStatus | None:
+    def _submit(
+        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: Callable[[], None] | None
+    ) -> RunStatus | None:
         run = specs[0].run
         batch = self._batch()
         ns = self.config.namespace
         existing = {j.metadata.name: j for j in self._run_jobs(run)}
         clash = sorted(set(existing) & {s.name for s in specs})
         if clash and not resume:
-            raise BadInputError(f"run {run} already has {', '.join(clash)} in namespace {ns}; pass --resume to "
-                                "create only its missing Jobs, or choose another --run")
+            raise BadInputError(
+                f"run {run} already has {', '.join(clash)} in namespace {ns}; pass --resume to "
+                "create only its missing Jobs, or choose another --run"
+            )
         ApiException = _client().ApiException
         for spec in specs:
             job = existing.get(spec.name)
@@ -180,9 +190,15 @@ class KubernetesBackend(Backend):
             done = parse_indexes(st.completed_indexes if st else None)
             failed_idx = parse_indexes(st.failed_indexes if st else None)
             mine = [p for p in pods if (p.metadata.labels or {}).get("job-name") == job.metadata.name]
-            running = frozenset(int(p.metadata.labels[INDEX_LABEL]) for p in mine
-                                if p.status and p.status.phase in ("Pending", "Running")
-                                and INDEX_LABEL in p.metadata.labels) - done - failed_idx
+            running = (
+                frozenset(
+                    int(p.metadata.labels[INDEX_LABEL])
+                    for p in mine
+                    if p.status and p.status.phase in ("Pending", "Running") and INDEX_LABEL in p.metadata.labels
+                )
+                - done
+                - failed_idx
+            )
             failed = {k: _pod_reason(mine, k) for k in sorted(failed_idx)}
             stopped = _condition(job, "Failed")
             if stopped is not None:  # deadline or too many failed indexes: every unfinished shard is lost
@@ -195,24 +211,40 @@ class KubernetesBackend(Backend):
             labels = job.metadata.labels or {}
             stage = labels.get("stseg.io/stage", "")
             model = "" if labels.get("stseg.io/model") == "all" else labels.get("stseg.io/model", "")
-            out.append(JobStatus(
-                name=job.metadata.name, stage=stage, model=model, shards=shards, done=done,
-                frames=_done_frames(job, output_prefix(stage, model), done, stores),
-                running=running, failed=failed, waiting=bool(job.spec.suspend) or _has_condition(job, "Suspended"),
-                elapsed_s=max(0.0, elapsed)))
+            out.append(
+                JobStatus(
+                    name=job.metadata.name,
+                    stage=stage,
+                    model=model,
+                    shards=shards,
+                    done=done,
+                    frames=_done_frames(job, output_prefix(stage, model), done, stores),
+                    running=running,
+                    failed=failed,
+                    waiting=bool(job.spec.suspend) or _has_condition(job, "Suspended"),
+                    elapsed_s=max(0.0, elapsed),
+                )
+            )
         return RunStatus(run=run, jobs=tuple(out))
 
     def _logs(self, run: str, stage: str, model: str, shard: int, follow: bool) -> Iterator[str]:
         name = "-".join(p for p in ("stseg", run, stage, model) if p)
-        pods = [p for p in self._pods(run) if (p.metadata.labels or {}).get("job-name") == name
-                and (p.metadata.labels or {}).get(INDEX_LABEL) == str(shard)]
+        pods = [
+            p
+            for p in self._pods(run)
+            if (p.metadata.labels or {}).get("job-name") == name
+            and (p.metadata.labels or {}).get(INDEX_LABEL) == str(shard)
+        ]
         if not pods:
-            raise BadInputError(f"no pod of job {name} shard {shard} in namespace {self.config.namespace} "
-                                "(not started, or removed after ttlSecondsAfterFinished)")
+            raise BadInputError(
+                f"no pod of job {name} shard {shard} in namespace {self.config.namespace} "
+                "(not started, or removed after ttlSecondsAfterFinished)"
+            )
         pod = max(pods, key=lambda p: p.metadata.creation_timestamp.timestamp() if p.metadata.creation_timestamp else 0)
         try:
-            resp = self._core().read_namespaced_pod_log(pod.metadata.name, self.config.namespace, container=CONTAINER,
-                                                        follow=follow, _preload_content=False)
+            resp = self._core().read_namespaced_pod_log(
+                pod.metadata.name, self.config.namespace, container=CONTAINER, follow=follow, _preload_content=False
+            )
         except _client().ApiException as err:
             raise _api_error(err, f"logs of pod {pod.metadata.name}") from None
         for chunk in resp.stream(4096):
@@ -241,8 +273,11 @@ def _has_condition(job, kind: str) -> bool:
 
 def _pod_reason(pods: list, index: int) -> str:
     """The last failed pod of `index`: its exit code and the last line of its termination message."""
-    failed = [p for p in pods if (p.metadata.labels or {}).get(INDEX_LABEL) == str(index)
-              and p.status and p.status.phase == "Failed"]
+    failed = [
+        p
+        for p in pods
+        if (p.metadata.labels or {}).get(INDEX_LABEL) == str(index) and p.status and p.status.phase == "Failed"
+    ]
     for pod in sorted(failed, key=lambda p: p.metadata.name, reverse=True):
         for cs in pod.status.container_statuses or []:
             term = cs.state.terminated if cs.name == CONTAINER and cs.state else None

@@ -222,11 +222,12 @@ class MoseSplit:
             raise BadInputError(f"{self.store.uri(key)}: frame {stem} of video {name!r} has no annotation")
         labels = decode_label_png(self.store.read_bytes(key), self.store.uri(key))
         self._check_size(labels, info.height, info.width, key, f"{FRAMES_DIR}/{name}/{stem}.jpg")
-        extra = sorted(set(np.flatnonzero(np.bincount(labels.ravel(), minlength=256)).tolist())
-                       - {0, *info.object_ids})
+        extra = sorted(set(np.flatnonzero(np.bincount(labels.ravel(), minlength=256)).tolist()) - {0, *info.object_ids})
         if extra:
-            raise BadInputError(f"{self.store.uri(key)}: object ids {extra} are absent from the first frame "
-                                f"{info.frames[0]} of video {name!r} (ids there: {list(info.object_ids)})")
+            raise BadInputError(
+                f"{self.store.uri(key)}: object ids {extra} are absent from the first frame "
+                f"{info.frames[0]} of video {name!r} (ids there: {list(info.object_ids)})"
+            )
         return labels
 
     def first_annotation(self, name: str) -> np.ndarray:

@@ -45,8 +45,18 @@ from stseg_core.errors import BadInputError
 from stseg_core.store import Store, open_store
 
 __all__ = [  # the synthetic benchmark's public names, wherever they live
-    "GT_SUFFIX", "HARD_CASES", "META_FILE", "SPLITS", "SynthConfig", "generate_dataset", "generate_split",
-    "generate_video", "mose_like_costs", "plan_video", "render_video", "video_name",
+    "GT_SUFFIX",
+    "HARD_CASES",
+    "META_FILE",
+    "SPLITS",
+    "SynthConfig",
+    "generate_dataset",
+    "generate_split",
+    "generate_video",
+    "mose_like_costs",
+    "plan_video",
+    "render_video",
+    "video_name",
 ]
 
 META_FILE = "meta.json"
@@ -55,12 +65,14 @@ GT_SUFFIX = "_gt"
 
 # ---- writing ----------------------------------------------------------------------------------------------------
 
+
 def _as_store(store_or_uri: Store | str | Path) -> Store:
     return store_or_uri if isinstance(store_or_uri, Store) else open_store(store_or_uri)
 
 
-def generate_video(store_or_uri: Store | str | Path, cfg: SynthConfig, split: str,
-                   index: int) -> tuple[str, dict[str, Any]]:
+def generate_video(
+    store_or_uri: Store | str | Path, cfg: SynthConfig, split: str, index: int
+) -> tuple[str, dict[str, Any]]:
     """Render and write one video under `<root>/<split>/` (and `<split>_gt/` for valid/test); → (name, meta)."""
     root = _as_store(store_or_uri)
     name = video_name(cfg.seed, split, index)
@@ -94,8 +106,13 @@ def _generate_one(args: tuple[str, SynthConfig, str, int]) -> tuple[str, dict[st
     return generate_video(*args)
 
 
-def generate_split(store_or_uri: Store | str | Path, cfg: SynthConfig, split: str = "train",
-                   videos: int | None = None, workers: int = 1) -> dict[str, dict[str, Any]]:
+def generate_split(
+    store_or_uri: Store | str | Path,
+    cfg: SynthConfig,
+    split: str = "train",
+    videos: int | None = None,
+    workers: int = 1,
+) -> dict[str, dict[str, Any]]:
     """Write one split of `videos` (default `cfg.videos`) videos under the dataset root; update `meta.json`.
 
     Returns {video name: meta}. With `workers` > 1 videos render in parallel processes (same bytes as serial).
@@ -137,8 +154,9 @@ def _meta_header(cfg: SynthConfig) -> dict[str, Any]:
     }
 
 
-def generate_dataset(root: Store | str | Path, cfg: SynthConfig, workers: int = 1,
-                     splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
+def generate_dataset(
+    root: Store | str | Path, cfg: SynthConfig, workers: int = 1, splits: tuple[str, ...] = SPLITS
+) -> dict[str, Any]:
     """Write train/valid/test (+ valid_gt/test_gt) and `meta.json` under `root`; returns the meta."""
     store = _as_store(root)
     store.write_json(META_FILE, _meta_header(cfg))
@@ -156,5 +174,4 @@ def mose_like_costs(num_videos: int = 2149, seed: int = 0) -> dict[str, int]:
     rng = np.random.default_rng(seed)
     frames = np.clip(np.round(rng.lognormal(math.log(70), 0.6, num_videos)), 5, 600).astype(int)
     objects = np.clip(1 + rng.poisson(1.4, num_videos), 1, 15)
-    return {video_name(seed, "mose-like", i): int(f * o) for i, (f, o) in enumerate(zip(frames, objects,
-                                                                                           strict=True))}
+    return {video_name(seed, "mose-like", i): int(f * o) for i, (f, o) in enumerate(zip(frames, objects, strict=True))}

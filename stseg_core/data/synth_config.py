@@ -10,7 +10,12 @@ from stseg_core.errors import BadInputError
 
 SPLITS = ("train", "valid", "test")
 HARD_CASES = (
-    "occlusion", "disappearance", "distractors", "small_objects", "camera_motion", "deformation",
+    "occlusion",
+    "disappearance",
+    "distractors",
+    "small_objects",
+    "camera_motion",
+    "deformation",
     "textured_background",
 )
 META_FILE = "meta.json"

@@ -146,8 +146,9 @@ def plan_attempt(cfg: SynthConfig, split: str, index: int, attempt: int) -> Vide
     planned["deformation"] = sorted(o.oid for o in objects if o.deforms)
     noise = _noise_fields(rng, cfg.noise, h, w)
     offsets = rng.integers(0, 17, (n, 2))
-    return VideoPlan(video_name(cfg.seed, split, index), n, objects, cam, (mx, my), canvas, pillar, noise, offsets,
-                     planned, flags)
+    return VideoPlan(
+        video_name(cfg.seed, split, index), n, objects, cam, (mx, my), canvas, pillar, noise, offsets, planned, flags
+    )
 
 
 def _draw_flags(rng: np.random.Generator, cfg: SynthConfig, n: int) -> dict[str, bool]:
@@ -163,8 +164,9 @@ def _draw_flags(rng: np.random.Generator, cfg: SynthConfig, n: int) -> dict[str,
 def _object_count(rng: np.random.Generator, cfg: SynthConfig, flags: dict[str, bool]) -> int:
     k = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     # Enough objects for every planned case: two for an occlusion, one more to disappear, one more to be small.
-    needed = max(2 if flags["distractors"] else 1,
-                 (2 if flags["occlusion"] else 0) + (1 if flags["disappearance"] else 0)) + int(flags["small_objects"])
+    needed = max(
+        2 if flags["distractors"] else 1, (2 if flags["occlusion"] else 0) + (1 if flags["disappearance"] else 0)
+    ) + int(flags["small_objects"])
     return max(k, min(needed, cfg.max_objects))
 
 
@@ -181,8 +183,9 @@ def _camera_path(rng: np.random.Generator, moves: bool, t: np.ndarray, h: int, w
     return offsets
 
 
-def _make_objects(rng: np.random.Generator, flags: dict[str, bool], k: int, t: np.ndarray,
-                  area: int) -> tuple[list[ObjectPlan], int]:
+def _make_objects(
+    rng: np.random.Generator, flags: dict[str, bool], k: int, t: np.ndarray, area: int
+) -> tuple[list[ObjectPlan], int]:
     """Objects 1…k with shape, size, texture and deformation (positions still zero); crowds share shape and
     texture. → (objects, crowd size)."""
     crowd_size = int(rng.integers(2, k + 1)) if flags["distractors"] else 0
@@ -210,8 +213,23 @@ def _make_objects(rng: np.random.Generator, flags: dict[str, bool], k: int, t: n
             texture = object_texture(rng, 2 * math.ceil(local_reach) + 4, small)
         if in_crowd and crowd_template is None:
             crowd_template = (shape, base_amp, radius, texture, deforms)
-        objects.append(ObjectPlan(oid, shape, radius, ks, amp, phase, scale, angle, np.zeros((len(t), 2)), texture,
-                                  crowd=0 if in_crowd else None, small=small, deforms=deforms))
+        objects.append(
+            ObjectPlan(
+                oid,
+                shape,
+                radius,
+                ks,
+                amp,
+                phase,
+                scale,
+                angle,
+                np.zeros((len(t), 2)),
+                texture,
+                crowd=0 if in_crowd else None,
+                small=small,
+                deforms=deforms,
+            )
+        )
     return objects, crowd_size
 
 
@@ -220,21 +238,24 @@ def _new_look(rng: np.random.Generator, small: bool, in_crowd: bool, area: int) 
     shape = str(rng.choice(list(_SHAPES)))
     base_amp = np.array([a * rng.uniform(0.7, 1.3) for _, a in _SHAPES[shape]])
     # Share of the frame: small < 1 %; herd members smaller than solo objects, as in MOSE's crowds.
-    frac = rng.uniform(0.002, 0.004) if small else rng.uniform(0.006, 0.02) if in_crowd else rng.uniform(
-        0.012, 0.045)
+    frac = rng.uniform(0.002, 0.004) if small else rng.uniform(0.006, 0.02) if in_crowd else rng.uniform(0.012, 0.045)
     return shape, base_amp, max(2.0, math.sqrt(frac * area / math.pi))
 
 
-def _shape_in_time(rng: np.random.Generator, shape: str, base_amp: np.ndarray, deforms: bool,
-                   t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _shape_in_time(
+    rng: np.random.Generator, shape: str, base_amp: np.ndarray, deforms: bool, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(harmonic numbers, amplitudes (T, M), phases (T, M), scale (T,), angle (T,)) of one object."""
     n = len(t)
     ks = np.array([kk for kk, _ in _SHAPES[shape]], np.float64)
     d = 0.45 if deforms else 0.08
-    amp = base_amp[None, :] * (1 + d * np.sin(rng.uniform(0.05, 0.2, len(ks)) * t[:, None]
-                                              + rng.uniform(0, 6.3, len(ks))))
-    phase = rng.uniform(0, 6.3, len(ks))[None, :] + (rng.uniform(-0.08, 0.08, len(ks)) if deforms else
-                                                      rng.uniform(-0.01, 0.01, len(ks)))[None, :] * t[:, None]
+    amp = base_amp[None, :] * (
+        1 + d * np.sin(rng.uniform(0.05, 0.2, len(ks)) * t[:, None] + rng.uniform(0, 6.3, len(ks)))
+    )
+    phase = (
+        rng.uniform(0, 6.3, len(ks))[None, :]
+        + (rng.uniform(-0.08, 0.08, len(ks)) if deforms else rng.uniform(-0.01, 0.01, len(ks)))[None, :] * t[:, None]
+    )
     if deforms:  # scale change: approach or recede by up to ~2×, plus breathing
         s_end = math.exp(rng.uniform(0.45, 0.75) * rng.choice([-1.0, 1.0]))
         scale = np.exp(np.log(s_end) * t / max(n - 1, 1)) * (1 + 0.08 * np.sin(0.15 * t + rng.uniform(0, 6)))
@@ -244,8 +265,14 @@ def _shape_in_time(rng: np.random.Generator, shape: str, base_amp: np.ndarray, d
     return ks, amp, phase, scale, angle
 
 
-def _place_paths(rng: np.random.Generator, objects: list[ObjectPlan], crowd_size: int, cam: np.ndarray,
-                 t: np.ndarray, size: tuple[int, int]) -> None:
+def _place_paths(
+    rng: np.random.Generator,
+    objects: list[ObjectPlan],
+    crowd_size: int,
+    cam: np.ndarray,
+    t: np.ndarray,
+    size: tuple[int, int],
+) -> None:
     """Set every object's base path: spread-out starts, drift + sway, camera-induced shift, folded into the frame.
 
     The herd is one disc holding its members on a ring wide enough that neighbours do not overlap at the start.
@@ -274,8 +301,9 @@ def _place_paths(rng: np.random.Generator, objects: list[ObjectPlan], crowd_size
         obj.pos = np.stack([_fold(path[:, 0], r, w - r), _fold(path[:, 1], r, h - r)], 1)
 
 
-def _plan_disappearance(rng: np.random.Generator, objects: list[ObjectPlan], ramp: int, cam: np.ndarray,
-                        size: tuple[int, int, int]) -> tuple[dict[str, Any], Pillar | None]:
+def _plan_disappearance(
+    rng: np.random.Generator, objects: list[ObjectPlan], ramp: int, cam: np.ndarray, size: tuple[int, int, int]
+) -> tuple[dict[str, Any], Pillar | None]:
     """Steer one object out of the frame, or behind a new pillar, for a while. → (planned event, the pillar)."""
     h, w, my = size
     n = len(cam)
@@ -314,8 +342,9 @@ def _exit_path(obj: ObjectPlan, t0: int, out: float, h: int, w: int) -> np.ndarr
     return target
 
 
-def _plan_occlusion(rng: np.random.Generator, objects: list[ObjectPlan], eligible: list[ObjectPlan], ramp: int,
-                    n: int) -> dict[str, Any]:
+def _plan_occlusion(
+    rng: np.random.Generator, objects: list[ObjectPlan], eligible: list[ObjectPlan], ramp: int, n: int
+) -> dict[str, Any]:
     """Steer one eligible object onto another for a while, and paint it after its victim. → the planned event."""
     hold = max(4, round(n * rng.uniform(0.15, 0.3)))
     t0 = int(rng.integers(ramp + 1, max(ramp + 2, n - hold - ramp - 1)))
@@ -323,8 +352,10 @@ def _plan_occlusion(rng: np.random.Generator, objects: list[ObjectPlan], eligibl
     back = eligible[int(rng.integers(0, len(eligible)))]
     # A front object of about the same size (mid-event) hides most of the back one without swallowing it.
     tm = (t0 + t1) // 2
-    front = min((o for o in eligible if o is not back),
-                key=lambda o: (abs(o.radius * o.scale[tm] - back.radius * back.scale[tm]), o.oid))
+    front = min(
+        (o for o in eligible if o is not back),
+        key=lambda o: (abs(o.radius * o.scale[tm] - back.radius * back.scale[tm]), o.oid),
+    )
     if front.radius * front.scale[tm] < back.radius * back.scale[tm]:
         back, front = front, back  # the larger one in front, so the target share can be hidden
     ang = rng.uniform(0, 2 * math.pi)
@@ -343,7 +374,6 @@ def _noise_fields(rng: np.random.Generator, sigma: float, h: int, w: int) -> tup
         return None
     field_ = rng.standard_normal((h + 16, w + 16, 3), dtype=np.float32) * np.float32(sigma)
     return np.clip(field_, 0, 255).astype(np.uint8), np.clip(-field_, 0, 255).astype(np.uint8)
-
 
 
 def _radius_at(obj: ObjectPlan, i: int, screen_angle: np.ndarray) -> np.ndarray:

@@ -29,20 +29,24 @@ def _histogram(labels: np.ndarray) -> np.ndarray:
     return cv2.calcHist([labels], [0], None, [256], [0, 256]).ravel().astype(np.int64)
 
 
-def _render_frame(v: VideoPlan, i: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                                np.ndarray]:
+def _render_frame(
+    v: VideoPlan, i: int, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Frame i → (RGB HxWx3 uint8, labels HxW uint8, and per id (256,): px inside the frame, visible before the
     pillar is drawn, visible in the end)."""
     import cv2
 
     mx, my = v.margin
     cx, cy = v.camera[i]
-    frame = v.canvas[my + cy: my + cy + h, mx + cx: mx + cx + w].copy()
+    frame = v.canvas[my + cy : my + cy + h, mx + cx : mx + cx + w].copy()
     labels = np.zeros((h, w), np.uint8)
     in_frame = np.zeros(256, np.int64)
     for obj in v.objects:
-        r = obj.radius * obj.scale[i] * (1 + (obj.amp[i][:, None] * np.cos(obj.ks[:, None] * _THETA + obj.phase[i][
-            :, None])).sum(axis=0))
+        r = (
+            obj.radius
+            * obj.scale[i]
+            * (1 + (obj.amp[i][:, None] * np.cos(obj.ks[:, None] * _THETA + obj.phase[i][:, None])).sum(axis=0))
+        )
         ca, sa = math.cos(obj.angle[i]), math.sin(obj.angle[i])
         lx, ly = r * _COS, r * _SIN
         px = obj.pos[i, 0] + ca * lx - sa * ly
@@ -63,8 +67,13 @@ def _render_frame(v: VideoPlan, i: int, h: int, w: int) -> tuple[np.ndarray, np.
         a = np.array([[ca, sa], [-sa, ca]]) / s
         b = a @ np.array([x0 - obj.pos[i, 0], y0 - obj.pos[i, 1]]) + tc
         m = np.hstack([a, b[:, None]]).astype(np.float64)
-        patch = cv2.warpAffine(obj.texture, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REFLECT)
+        patch = cv2.warpAffine(
+            obj.texture,
+            m,
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT,
+        )
         cv2.copyTo(patch, mask, frame[y0:y1, x0:x1])  # in place into the view: far faster than a numpy mask
         labels[y0:y1, x0:x1][mask.view(bool)] = obj.oid
         in_frame[obj.oid] = count
@@ -74,12 +83,12 @@ def _render_frame(v: VideoPlan, i: int, h: int, w: int) -> tuple[np.ndarray, np.
         px0 = round(xc - v.pillar.width / 2)
         a0, a1 = max(0, px0), min(w, px0 + v.pillar.width)
         if a1 > a0:
-            frame[:, a0:a1] = v.pillar.texture[my + cy: my + cy + h, a0 - px0: a1 - px0]
+            frame[:, a0:a1] = v.pillar.texture[my + cy : my + cy + h, a0 - px0 : a1 - px0]
             labels[:, a0:a1] = 0
     if v.noise is not None:
         ox, oy = v.noise_offsets[i]
         plus, minus = v.noise
-        frame = cv2.subtract(cv2.add(frame, plus[oy: oy + h, ox: ox + w]), minus[oy: oy + h, ox: ox + w])
+        frame = cv2.subtract(cv2.add(frame, plus[oy : oy + h, ox : ox + w]), minus[oy : oy + h, ox : ox + w])
     visible = _histogram(labels) if v.pillar is not None else before_pillar
     return frame, labels, in_frame, before_pillar, visible
 
@@ -98,12 +107,15 @@ def plan_video(cfg: SynthConfig, split: str, index: int) -> VideoPlan:
         v = plan_attempt(cfg, split, index, attempt)
         if _first_frame_ok(v, cfg.height, cfg.width):
             return v
-    raise BadInputError(f"synth video {split}/{index}: could not place {len(v.objects)} objects visibly in "
-                        f"{cfg.height}x{cfg.width} (use a larger size or fewer objects)")
+    raise BadInputError(
+        f"synth video {split}/{index}: could not place {len(v.objects)} objects visibly in "
+        f"{cfg.height}x{cfg.width} (use a larger size or fewer objects)"
+    )
 
 
-def render_video(cfg: SynthConfig, split: str, index: int) -> Generator[tuple[np.ndarray, np.ndarray], None,
-                                                                         dict[str, Any]]:
+def render_video(
+    cfg: SynthConfig, split: str, index: int
+) -> Generator[tuple[np.ndarray, np.ndarray], None, dict[str, Any]]:
     """Yield (RGB HxWx3 uint8, labels HxW uint8) per frame, and return the video's meta (generator return)."""
     v = plan_video(cfg, split, index)
     h, w = cfg.height, cfg.width
@@ -131,8 +143,9 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _measure(v: VideoPlan, ids: list[int], vis: np.ndarray, inf: np.ndarray, pre: np.ndarray,
-             area: int) -> dict[str, Any]:
+def _measure(
+    v: VideoPlan, ids: list[int], vis: np.ndarray, inf: np.ndarray, pre: np.ndarray, area: int
+) -> dict[str, Any]:
     """Meta for one video: the plan, plus every hard case as measured on the rendered ground truth."""
     n = v.frames
     occluded: dict[str, list[int]] = {}
@@ -146,9 +159,9 @@ def _measure(v: VideoPlan, ids: list[int], vis: np.ndarray, inf: np.ndarray, pre
         for a, b in _runs(vis[:, j] == 0):
             if a == 0 or b == n - 1:
                 continue  # disappearance = gone and back again within the video
-            if np.all(inf[a:b + 1, j] == 0):
+            if np.all(inf[a : b + 1, j] == 0):
                 cause = "out_of_frame"
-            elif np.all(pre[a:b + 1, j] > 0):
+            elif np.all(pre[a : b + 1, j] > 0):
                 cause = "behind_occluder"
             else:
                 cause = "behind_object"
@@ -166,25 +179,35 @@ def _measure(v: VideoPlan, ids: list[int], vis: np.ndarray, inf: np.ndarray, pre
         "disappearance": gaps,
         "distractors": v.planned["distractors"],
         "small_objects": small,
-        "camera_motion": {"max_shift_px": [int(shift[0]), int(shift[1])],
-                          "offsets": v.camera.tolist()} if v.flags["camera_motion"] else None,
+        "camera_motion": {"max_shift_px": [int(shift[0]), int(shift[1])], "offsets": v.camera.tolist()}
+        if v.flags["camera_motion"]
+        else None,
         "deformation": {"objects": v.planned["deformation"], "in_frame_px_range": area_range},
         "textured_background": bool(v.flags["textured_background"]),
     }
-    present = [case for case, on in (
-        ("occlusion", bool(occ_frames)), ("disappearance", bool(gaps)), ("distractors", bool(hard["distractors"])),
-        ("small_objects", bool(small)), ("camera_motion", bool(v.flags["camera_motion"])),
-        ("deformation", bool(v.planned["deformation"])), ("textured_background", hard["textured_background"]),
-    ) if on]
+    present = [
+        case
+        for case, on in (
+            ("occlusion", bool(occ_frames)),
+            ("disappearance", bool(gaps)),
+            ("distractors", bool(hard["distractors"])),
+            ("small_objects", bool(small)),
+            ("camera_motion", bool(v.flags["camera_motion"])),
+            ("deformation", bool(v.planned["deformation"])),
+            ("textured_background", hard["textured_background"]),
+        )
+        if on
+    ]
     return {
         "frames": n,
         "object_ids": ids,
-        "objects": {str(o.oid): {"shape": o.shape, "crowd": o.crowd, "small": o.small, "deforms": o.deforms}
-                    for o in sorted(v.objects, key=lambda o: o.oid)},
+        "objects": {
+            str(o.oid): {"shape": o.shape, "crowd": o.crowd, "small": o.small, "deforms": o.deforms}
+            for o in sorted(v.objects, key=lambda o: o.oid)
+        },
         "present": present,
         "hard_cases": hard,
         "planned_disappearance": v.planned["disappearance"],
         "visible_px": {str(oid): vis[:, j].tolist() for j, oid in enumerate(ids)},
         "in_frame_px": {str(oid): inf[:, j].tolist() for j, oid in enumerate(ids)},
     }
-

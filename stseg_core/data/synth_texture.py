@@ -67,7 +67,6 @@ def background(rng: np.random.Generator, h: int, w: int, textured: bool) -> np.n
 def pillar_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Bark-like vertical grain, so the pillar is clearly not background and has trackable texture."""
     c = random_colour(rng, (0.1, 0.5), (0.2, 0.6))
-    grain = smooth_noise(rng, h, w, 3.0, 1) * 25 + smooth_noise(rng, h // 8 + 2, w, 2.0, 1)[
-        np.arange(h) // 8] * 30
+    grain = smooth_noise(rng, h, w, 3.0, 1) * 25 + smooth_noise(rng, h // 8 + 2, w, 2.0, 1)[np.arange(h) // 8] * 30
     texture: np.ndarray = np.clip(c + grain, 0, 255).astype(np.uint8)
     return texture

@@ -68,8 +68,9 @@ def bbox_fuse_frame(stack: Sequence[np.ndarray], object_ids: tuple[int, ...], me
     return np.where(claims.max(axis=0) > 0, id_table(tuple(object_ids))[best + 1], 0).astype(np.uint8)
 
 
-def bbox_fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], method: str,
-                    video: str = "<video>") -> np.ndarray:
+def bbox_fuse_video(
+    outputs: list[ModelVideo], object_ids: tuple[int, ...], method: str, video: str = "<video>"
+) -> np.ndarray:
     """(T, H, W) uint8 id maps of one video fused by a baseline."""
     object_ids = tuple(object_ids)
     check_outputs(video, outputs, object_ids)

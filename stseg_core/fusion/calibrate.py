@@ -88,8 +88,9 @@ def fit(scores: np.ndarray, accuracy: np.ndarray, min_pairs: int = MIN_PAIRS) ->
     ws = np.array([np.count_nonzero(which == b) for b in used], np.float64)
     fitted = isotonic(xs, ys, ws)
     order = np.argsort(xs)
-    return Calibration(tuple(round(float(v), 6) for v in xs[order]), tuple(round(float(v), 6) for v in fitted[order]),
-                       int(s.size))
+    return Calibration(
+        tuple(round(float(v), 6) for v in xs[order]), tuple(round(float(v), 6) for v in fitted[order]), int(s.size)
+    )
 
 
 def accuracy_pairs(output: ModelVideo, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

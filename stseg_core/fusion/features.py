@@ -20,8 +20,15 @@ ANALYSIS_SIDE = 256
 SMALL_OBJECT = 0.01
 """An object covering less than this share of the first frame counts as small (MOSE's hard cases)."""
 
-VECTOR_FIELDS = ("edge_density", "motion", "num_objects", "log_size_mean", "log_size_min", "small_fraction",
-                 "disagreement")
+VECTOR_FIELDS = (
+    "edge_density",
+    "motion",
+    "num_objects",
+    "log_size_mean",
+    "log_size_min",
+    "small_fraction",
+    "disagreement",
+)
 """The model-independent features, in the order of `VideoFeatures.vector()`, that video similarity uses."""
 
 
@@ -51,9 +58,18 @@ class VideoFeatures:
 
     def vector(self) -> np.ndarray:
         """Model-independent features as float64 in VECTOR_FIELDS order (sizes on a log scale)."""
-        return np.array([self.edge_density, self.motion, self.num_objects,
-                         math.log10(max(self.size_mean, 1e-5)), math.log10(max(self.size_min, 1e-5)),
-                         self.small_fraction, self.disagreement], np.float64)
+        return np.array(
+            [
+                self.edge_density,
+                self.motion,
+                self.num_objects,
+                math.log10(max(self.size_mean, 1e-5)),
+                math.log10(max(self.size_min, 1e-5)),
+                self.small_fraction,
+                self.disagreement,
+            ],
+            np.float64,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,8 +85,9 @@ def _small_gray(rgb: np.ndarray) -> np.ndarray:
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     scale = ANALYSIS_SIDE / max(gray.shape)
     if scale < 1:
-        gray = cv2.resize(gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)),
-                          interpolation=cv2.INTER_AREA)
+        gray = cv2.resize(
+            gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
     return gray
 
 

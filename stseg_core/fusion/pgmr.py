@@ -34,9 +34,16 @@ DEFAULT_CHOICE = "vote"
 
 def no_database(video: str, features: VideoFeatures, agreement: dict[str, float]) -> Recommendation:
     """The documented fallback without a performance database: equal trust, keep the pseudo-label."""
-    return Recommendation(video, FUSED, "none", {}, {m: round(a, 4) for m, a in agreement.items()},
-                          dict.fromkeys(agreement, 1.0), [],
-                          "no performance database: every model trusted equally, fused pseudo-label kept")
+    return Recommendation(
+        video,
+        FUSED,
+        "none",
+        {},
+        {m: round(a, 4) for m, a in agreement.items()},
+        dict.fromkeys(agreement, 1.0),
+        [],
+        "no performance database: every model trusted equally, fused pseudo-label kept",
+    )
 
 
 @dataclass(frozen=True)

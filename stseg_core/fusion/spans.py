@@ -46,8 +46,9 @@ class Span:
                 "rename": {str(k): v for k, v in self.rename.items()}}
 
 
-def frame_agreement(labels: np.ndarray, reference: np.ndarray, object_ids: tuple[int, ...],
-                    step: int = AGREEMENT_STEP) -> np.ndarray:
+def frame_agreement(
+    labels: np.ndarray, reference: np.ndarray, object_ids: tuple[int, ...], step: int = AGREEMENT_STEP
+) -> np.ndarray:
     """(T,) per-frame mean IoU over objects between a model's (T, H, W) ids and a reference (1 for an object
     both leave empty), on every `step`-th pixel of every `step`-th row (a span cut needs no exact IoU)."""
     if not object_ids:
@@ -81,8 +82,10 @@ def split_spans(agreement: np.ndarray, min_len: int = MIN_SPAN) -> list[tuple[in
 
 def id_renaming(previous: np.ndarray, new: np.ndarray, object_ids: tuple[int, ...]) -> dict[int, int]:
     """Greedy IoU matching of `new`'s ids to `previous`'s on the same frame → a bijection (changed ids only)."""
-    pairs = sorted(((mask_iou(new == a, previous == b), a, b) for a in object_ids for b in object_ids),
-                   key=lambda p: (-round(p[0], 9), p[1], p[2]))
+    pairs = sorted(
+        ((mask_iou(new == a, previous == b), a, b) for a in object_ids for b in object_ids),
+        key=lambda p: (-round(p[0], 9), p[1], p[2]),
+    )
     mapping: dict[int, int] = {}
     for iou, a, b in pairs:
         if iou < MATCH_IOU:
@@ -160,8 +163,9 @@ def _renamed(labels: np.ndarray, rename: dict[int, int]) -> np.ndarray:
     return out
 
 
-def choose_spans(spans: list[tuple[int, int]], predict: Callable[[int, int], dict[str, float]],
-                 order: list[str]) -> list[tuple[int, int, str]]:
+def choose_spans(
+    spans: list[tuple[int, int]], predict: Callable[[int, int], dict[str, float]], order: list[str]
+) -> list[tuple[int, int, str]]:
     """Per span the candidate with the highest predicted J&F (ties: earlier in `order`); adjacent spans with the
     same choice merge."""
     plan: list[tuple[int, int, str]] = []
@@ -182,7 +186,6 @@ def span_plan(recommender: Recommender, features: VideoFeatures, per_frame: np.n
     recommender's prediction from the span's agreement. Stitch it with `Stitcher` (or `stitch`)."""
 
     def predict(start: int, end: int) -> dict[str, float]:
-        return recommender.predict(features, {m: float(per_frame[i, start:end].mean())
-                                              for i, m in enumerate(names)})[0]
+        return recommender.predict(features, {m: float(per_frame[i, start:end].mean()) for i, m in enumerate(names)})[0]
 
     return choose_spans(split_spans(per_frame, min_len), predict, [FUSED, *names])

@@ -80,9 +80,14 @@ def changed_shards(run_store: Store, models: Sequence[str]) -> list[str]:
     return out
 
 
-def wait_until_ready(run_store: Store, models: Sequence[str], wait_s: float = 0.0, poll_s: float = 5.0,
-                     sleep: Callable[[float], None] = time.sleep,
-                     clock: Callable[[], float] = time.monotonic) -> ShardPlan:
+def wait_until_ready(
+    run_store: Store,
+    models: Sequence[str],
+    wait_s: float = 0.0,
+    poll_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> ShardPlan:
     """Return the plan once every shard of every model is done and its files match its marker; else
     MissingArtifactError naming what is missing or changed.
 
@@ -97,8 +102,10 @@ def wait_until_ready(run_store: Store, models: Sequence[str], wait_s: float = 0.
             return ShardPlan.load(run_store)
         if clock() >= deadline:
             waited = f" after waiting {wait_s:g}s" if wait_s > 0 else ""
-            raise MissingArtifactError(f"{run_store.root}: not every shard is done{waited}: "
-                                       f"{'; '.join(missing)} (pred/<model>/_done/<shard>.json)")
+            raise MissingArtifactError(
+                f"{run_store.root}: not every shard is done{waited}: "
+                f"{'; '.join(missing)} (pred/<model>/_done/<shard>.json)"
+            )
         sleep(max(0.01, min(poll_s, deadline - clock())))
 
 
@@ -138,8 +145,10 @@ def _recommender(db: PerfDB | None, models: Sequence[str], k: int) -> Recommende
         return None
     unknown = [m for m in models if m not in db.models]
     if unknown:
-        raise BadInputError(f"performance database v{db.version} has no history for model(s) {', '.join(unknown)} "
-                            f"(it knows {', '.join(db.models)})")
+        raise BadInputError(
+            f"performance database v{db.version} has no history for model(s) {', '.join(unknown)} "
+            f"(it knows {', '.join(db.models)})"
+        )
     return Recommender(replace(db, models=tuple(models)), k=k)
 
 
@@ -261,8 +270,16 @@ def saved_table(run_root: str) -> str:
 
 
 # ---- building the performance database ------------------------------------------------------------------------
-def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence[str], out_uri: str,
-                   k: int = DEFAULT_K, wait_s: float = 0.0, calibrate: bool = True) -> tuple[PerfDB, str]:
+def build_database(
+    run_root: str,
+    data_root: str,
+    gt_root: str,
+    models: Sequence[str],
+    out_uri: str,
+    k: int = DEFAULT_K,
+    wait_s: float = 0.0,
+    calibrate: bool = True,
+) -> tuple[PerfDB, str]:
     """Score every model on a split with ground truth, fit each model's confidence calibration on its per-frame
     accuracy (`calibrate=False`: none, the vote uses raw confidences), fuse each video with trust learned from
     the *other* videos (leave-one-out, so the database never grades a pseudo-label on its own history) for each trust
@@ -289,8 +306,11 @@ def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence
         first_pass.append(record(name, feats, {**by_model, FUSED: 0.0}, {}))
     if not first_pass:
         raise MissingArtifactError(f"{run_store.uri('plan.json')}: the plan lists no videos")
-    calibration = {m: fit(np.concatenate([s for s, _a in pairs[m]]), np.concatenate([a for _s, a in pairs[m]]))
-                   for m in models} if calibrate else {}
+    calibration = (
+        {m: fit(np.concatenate([s for s, _a in pairs[m]]), np.concatenate([a for _s, a in pairs[m]])) for m in models}
+        if calibrate
+        else {}
+    )
     provisional = PerfDB(models, tuple(first_pass))
     fused_jf: dict[float, list[float]] = {g: [] for g in TRUST_POWERS}
     agreements: dict[float, list[dict[str, float]]] = {g: [] for g in TRUST_POWERS}
@@ -299,7 +319,7 @@ def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence
         outputs = [calibrated(load_model_video(run_store, m, info), calibration.get(m)) for m in models]
         truth = ground_truth(gt, info)
         if len(first_pass) > 1:
-            others = replace(provisional, records=provisional.records[:i] + provisional.records[i + 1:])
+            others = replace(provisional, records=provisional.records[:i] + provisional.records[i + 1 :])
             expected = Recommender(others, k=k, method="knn").trust(rec.features)
         else:
             expected = dict.fromkeys(models, 1.0)
@@ -310,10 +330,15 @@ def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence
                                       for o in outputs})
     means = {g: float(np.mean(v)) for g, v in fused_jf.items()}
     power = max(TRUST_POWERS, key=lambda g: (round(means[g], 6), -g))
-    records = [record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
-               for i, rec in enumerate(first_pass)]
-    db = with_selection(PerfDB(models, tuple(records), source=str(data_root), calibration=calibration), k=k,
-                        trust_power=power,
-                        fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()})
+    records = [
+        record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
+        for i, rec in enumerate(first_pass)
+    ]
+    db = with_selection(
+        PerfDB(models, tuple(records), source=str(data_root), calibration=calibration),
+        k=k,
+        trust_power=power,
+        fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()},
+    )
     uri = save_perfdb(open_store(out_uri), db, prefix="")
     return load_perfdb(uri), uri

@@ -76,8 +76,11 @@ def from_labels(model: str, labels: np.ndarray, object_ids: tuple[int, ...]) -> 
     so the model's vote is weighted by its historical performance alone.
     """
     labels = np.asarray(labels, dtype=np.uint8)
-    present = np.stack([(labels == i).any(axis=(1, 2)) for i in object_ids], axis=1) if object_ids else \
-        np.zeros((labels.shape[0], 0), bool)
+    present = (
+        np.stack([(labels == i).any(axis=(1, 2)) for i in object_ids], axis=1)
+        if object_ids
+        else np.zeros((labels.shape[0], 0), bool)
+    )
     return ModelVideo(model, labels, tuple(object_ids), np.ones(present.shape, np.float32), present)
 
 

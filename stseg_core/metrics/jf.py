@@ -67,12 +67,12 @@ def segment_scores(j: np.ndarray, f: np.ndarray, gt_empty: np.ndarray) -> tuple[
     if n and gt_empty[0]:
         gone = np.insert(gone, 0, 0)
     back = np.flatnonzero(gt_empty[:-1] & ~gt_empty[1:]) + 1
-    disappear = [(j[s:e].mean(), f[s:e].mean())
-                 for i, s in enumerate(gone) if s > 0
-                 for e in [back[i] if i < back.size else n]]
-    reappear = [(j[s:e].mean(), f[s:e].mean())
-                for i, s in enumerate(back)
-                for e in [gone[i + 1] if i + 1 < gone.size else n]]
+    disappear = [
+        (j[s:e].mean(), f[s:e].mean()) for i, s in enumerate(gone) if s > 0 for e in [back[i] if i < back.size else n]
+    ]
+    reappear = [
+        (j[s:e].mean(), f[s:e].mean()) for i, s in enumerate(back) for e in [gone[i + 1] if i + 1 < gone.size else n]
+    ]
 
     def mean_pair(pairs: list[tuple[float, float]]) -> tuple[float, float] | None:
         if not pairs:
@@ -146,8 +146,10 @@ class VideoAccumulator:
         """Score one frame: `gt`, `pred` are HxW uint8 id maps of the same size."""
         where = f"video {self.video} frame {frame}"
         if gt.shape != pred.shape:
-            raise BadInputError(f"{where}: prediction is {pred.shape[1]}x{pred.shape[0]}, "
-                                f"ground truth is {gt.shape[1]}x{gt.shape[0]} (WxH)")
+            raise BadInputError(
+                f"{where}: prediction is {pred.shape[1]}x{pred.shape[0]}, "
+                f"ground truth is {gt.shape[1]}x{gt.shape[0]} (WxH)"
+            )
         height, width = gt.shape
         stride = key_stride(height, width)
         diag = math.sqrt(height * height + width * width)  # as np.linalg.norm(shape)
@@ -192,9 +194,11 @@ class VideoAccumulator:
             extra = sorted(set(np.unique(pred).tolist()) - {0, *self.object_ids})
             for k in self.object_ids:  # keep the series aligned: this frame is rejected as a whole
                 for values in self._series[k].values():
-                    del values[len(self._frames):]
-            raise BadInputError(f"{where}: predicted ids {extra} are not objects of the first ground-truth frame "
-                                f"{list(self.object_ids)}")
+                    del values[len(self._frames) :]
+            raise BadInputError(
+                f"{where}: predicted ids {extra} are not objects of the first ground-truth frame "
+                f"{list(self.object_ids)}"
+            )
         self._frames.append(frame)
         self._size = (height, width)
 
@@ -263,8 +267,10 @@ def score_video(task: VideoTask) -> VideoResult:
 
     gt_store, pred_store = _store(task.gt_root), _store(task.pred_root)
     if len(task.stems) < 3:
-        raise BadInputError(f"video {task.video}: {len(task.stems)} annotated frame(s); at least 3 are needed "
-                            "(the first and the last are not scored)")
+        raise BadInputError(
+            f"video {task.video}: {len(task.stems)} annotated frame(s); at least 3 are needed "
+            "(the first and the last are not scored)"
+        )
     first_key = f"{task.video}/{task.stems[0]}.png"
     first = read_label_png(gt_store.read_bytes(first_key), gt_store.uri(first_key))
     ids = tuple(int(i) for i in np.unique(first) if i not in (0, 255))
@@ -277,8 +283,10 @@ def score_video(task: VideoTask) -> VideoResult:
         elif task.missing_as_empty:
             pred = np.zeros_like(gt)
         else:
-            raise MissingArtifactError(f"{pred_store.uri(key)}: prediction missing (video {task.video} frame {stem}); "
-                                       "--missing-as-empty scores it as an empty mask")
+            raise MissingArtifactError(
+                f"{pred_store.uri(key)}: prediction missing (video {task.video} frame {stem}); "
+                "--missing-as-empty scores it as an empty mask"
+            )
         acc.update(gt, pred, stem)
     return acc.result()
 

@@ -93,8 +93,10 @@ def flow_to_image(flow: np.ndarray, max_flow: float | None = None) -> tuple[np.n
 
 
 # Each wheel segment: (channel at 1, channel at 0, first wheel position, length, does the third channel rise?)
-_SEGMENT_TABLE = tuple((full, 3 - full - ramp, start, n, up) for n, (full, ramp, up), start
-                       in zip(_SEGMENTS, _PLAN, np.cumsum((0, *_SEGMENTS[:-1])).tolist(), strict=True))
+_SEGMENT_TABLE = tuple(
+    (full, 3 - full - ramp, start, n, up)
+    for n, (full, ramp, up), start in zip(_SEGMENTS, _PLAN, np.cumsum((0, *_SEGMENTS[:-1])).tolist(), strict=True)
+)
 
 
 def image_to_flow(image: np.ndarray, max_flow: float) -> np.ndarray:
@@ -216,8 +218,13 @@ class RAFTFlow(FlowEstimator):
     (its correlation pyramid's minimum), and the flow cropped back.
     """
 
-    def __init__(self, arch: str = "raft_large", checkpoint: str | None = None, device: str | None = None,
-                 num_flow_updates: int = 12) -> None:
+    def __init__(
+        self,
+        arch: str = "raft_large",
+        checkpoint: str | None = None,
+        device: str | None = None,
+        num_flow_updates: int = 12,
+    ) -> None:
         from torchvision.models import optical_flow
 
         from stseg_core.models.checkpoint import load_checkpoint
@@ -265,13 +272,16 @@ def torch_cache_weights(arch: str) -> Path:
     import torch
     from torchvision.models import optical_flow
 
-
-    weights = {"raft_large": optical_flow.Raft_Large_Weights.C_T_SKHT_V2,
-               "raft_small": optical_flow.Raft_Small_Weights.C_T_V2}[arch]
+    weights = {
+        "raft_large": optical_flow.Raft_Large_Weights.C_T_SKHT_V2,
+        "raft_small": optical_flow.Raft_Small_Weights.C_T_V2,
+    }[arch]
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
     if not path.is_file():
-        raise MissingArtifactError(f"{arch}: no flow_checkpoint given and torchvision's weights are not in the torch "
-                                   f"cache ({path}); pass flow_checkpoint=<URI> (the tmo image holds them)")
+        raise MissingArtifactError(
+            f"{arch}: no flow_checkpoint given and torchvision's weights are not in the torch "
+            f"cache ({path}); pass flow_checkpoint=<URI> (the tmo image holds them)"
+        )
     return path
 
 
@@ -282,8 +292,9 @@ def flow_method(name: str) -> str:
     return _ALIASES.get(name, name)
 
 
-def build_flow(method: str = "dis", checkpoint: str | None = None, device: str | None = None,
-               **options: Any) -> FlowEstimator:
+def build_flow(
+    method: str = "dis", checkpoint: str | None = None, device: str | None = None, **options: Any
+) -> FlowEstimator:
     """`dis` (CPU, no weights) or `raft` (= `raft_large`) / `raft_small` (weights: `checkpoint`, a store URI,
     else torchvision's file in the torch cache)."""
     method = flow_method(method)
@@ -318,8 +329,9 @@ class FlowCache:
         self.store.write_bytes(self.key(video, stem), encode_flow_png(image, max_flow))
 
 
-def frames_with_flow(video: VideoInput, estimator: FlowEstimator | None, cache: FlowCache | None = None
-                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray, float]]:
+def frames_with_flow(
+    video: VideoInput, estimator: FlowEstimator | None, cache: FlowCache | None = None
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, float]]:
     """Yield (stem, RGB frame, flow image, max_flow) per frame, in one pass over `video.frames()`.
 
     Flow images come from the cache when it holds the whole video, else they are computed (and cached).
@@ -337,8 +349,9 @@ def frames_with_flow(video: VideoInput, estimator: FlowEstimator | None, cache: 
                     raise BadInputError(f"video {video.name}: more frames streamed than its {len(stems)} stems")
                 cached = cache.get(video.name, stems[count])
                 if cached is None:  # listed a moment ago: removed since
-                    raise MissingArtifactError(f"{cache.store.uri(cache.key(video.name, stems[count]))}: "
-                                               "flow image vanished while reading")
+                    raise MissingArtifactError(
+                        f"{cache.store.uri(cache.key(video.name, stems[count]))}: flow image vanished while reading"
+                    )
                 yield stems[count], rgb, *cached
                 count += 1
             _check_count(video, count)

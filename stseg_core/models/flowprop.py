@@ -89,7 +89,7 @@ class _Grids:
         self.scale = min(1.0, size / min(H, W))
         self.h, self.w = max(8, round(H * self.scale)), max(8, round(W * self.scale))
         self.ys, self.xs = np.mgrid[0:H, 0:W].astype(np.float32)
-        self.sy, self.sx = np.mgrid[0:self.h, 0:self.w].astype(np.float32)
+        self.sy, self.sx = np.mgrid[0 : self.h, 0 : self.w].astype(np.float32)
 
     def small_rgb(self, rgb: np.ndarray) -> np.ndarray:
         import cv2
@@ -151,7 +151,8 @@ class FlowProp(VOSModel):
         "exponential average (0.7 previous, 0.3 current) of the share of the object's tracked corners that fit "
         "its similarity motion (when it moved by one) or else of its propagated pixels whose forward and "
         "backward optical flows agree; 0 when the object is absent; a re-acquired object starts at its "
-        "colour-match posterior")
+        "colour-match posterior"
+    )
 
     def __init__(self, config: FlowPropConfig | None = None) -> None:
         self.config = config or FlowPropConfig()
@@ -190,12 +191,23 @@ class FlowProp(VOSModel):
             if cfg.reacquire and not all(tracks[i].present for i in ids):
                 self._reacquire(tracks, ids, index, bg_hist, g.small_labels(labels), labels, probs, scores)
             small_labels = g.small_labels(labels)
-            yield FrameResult(stem=video.stems[t], labels=labels, scores=scores,
-                              present={i: tracks[i].present for i in ids}, probs=probs if cfg.probs else None)
+            yield FrameResult(
+                stem=video.stems[t],
+                labels=labels,
+                scores=scores,
+                present={i: tracks[i].present for i in ids},
+                probs=probs if cfg.probs else None,
+            )
 
     # -- helpers --------------------------------------------------------------------------------
-    def _warp(self, labels: np.ndarray, ids: tuple[int, ...], fb: np.ndarray,
-              working: tuple[np.ndarray, np.ndarray, np.ndarray], g: _Grids) -> tuple[np.ndarray, dict[int, float]]:
+    def _warp(
+        self,
+        labels: np.ndarray,
+        ids: tuple[int, ...],
+        fb: np.ndarray,
+        working: tuple[np.ndarray, np.ndarray, np.ndarray],
+        g: _Grids,
+    ) -> tuple[np.ndarray, dict[int, float]]:
         """Previous labels carried to frame t at full size: K×H×W uint8 probabilities, and the inlier share of
         each object moved by its fitted similarity (`motion="hybrid"`; the others move along dense flow).
         `working` = (grey t−1, grey t, labels t−1) at working size."""
@@ -205,8 +217,14 @@ class FlowProp(VOSModel):
         H, W = g.H, g.W
         fb_full = cv2.resize(fb, (W, H), interpolation=cv2.INTER_LINEAR) / g.scale
         onehot = self._onehot(labels, ids)
-        warped = cv2.remap(np.moveaxis(onehot, 0, -1), g.xs + fb_full[..., 0], g.ys + fb_full[..., 1],
-                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        warped = cv2.remap(
+            np.moveaxis(onehot, 0, -1),
+            g.xs + fb_full[..., 0],
+            g.ys + fb_full[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         probs = np.ascontiguousarray(np.moveaxis(warped.reshape(H, W, len(ids)), -1, 0))  # K×H×W uint8
         fitted: dict[int, float] = {}
         if self.config.motion == "hybrid":
@@ -216,13 +234,20 @@ class FlowProp(VOSModel):
                     A, fitted[i] = fit
                     A_full = A.copy()
                     A_full[:, 2] /= g.scale
-                    probs[k] = cv2.warpAffine(onehot[k], A_full, (W, H), flags=cv2.INTER_LINEAR,
-                                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                    probs[k] = cv2.warpAffine(
+                        onehot[k], A_full, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+                    )
         return probs, fitted
 
-    def _update(self, tracks: dict[int, _Track], ids: tuple[int, ...],
-                working: tuple[np.ndarray, np.ndarray, np.ndarray], labels: np.ndarray, probs: np.ndarray,
-                fitted: dict[int, float]) -> dict[int, float]:
+    def _update(
+        self,
+        tracks: dict[int, _Track],
+        ids: tuple[int, ...],
+        working: tuple[np.ndarray, np.ndarray, np.ndarray],
+        labels: np.ndarray,
+        probs: np.ndarray,
+        fitted: dict[int, float],
+    ) -> dict[int, float]:
         """Declare collapsed objects absent (clearing them from `labels` and `probs` in place), update each
         present object's confidence and remembered appearance; → score per object. `working` = (colour index,
         labels, flow consistency) at working size."""
@@ -264,8 +289,16 @@ class FlowProp(VOSModel):
             np.maximum(best, probs[k], out=best)
         return labels
 
-    def _refine(self, tracks: dict[int, _Track], ids: tuple[int, ...], index: np.ndarray, bg_hist: np.ndarray,
-                labels: np.ndarray, probs: np.ndarray, small_size: tuple[int, int]) -> np.ndarray:
+    def _refine(
+        self,
+        tracks: dict[int, _Track],
+        ids: tuple[int, ...],
+        index: np.ndarray,
+        bg_hist: np.ndarray,
+        labels: np.ndarray,
+        probs: np.ndarray,
+        small_size: tuple[int, int],
+    ) -> np.ndarray:
         """Trim pixels of each propagated object whose colour says background, and add nearby pixels whose
         colour says object; this stops the slow drift of flow on uniform regions and drops objects that
         vanished in place (their propagated mask no longer looks like them)."""
@@ -303,8 +336,17 @@ class FlowProp(VOSModel):
                 probs[k][drop_full == k + 1] = 0
         return self._argmax(probs, ids)
 
-    def _reacquire(self, tracks: dict[int, _Track], ids: tuple[int, ...], index: np.ndarray, bg_hist: np.ndarray,
-                   small_labels: np.ndarray, labels: np.ndarray, probs: np.ndarray, scores: dict[int, float]) -> None:
+    def _reacquire(
+        self,
+        tracks: dict[int, _Track],
+        ids: tuple[int, ...],
+        index: np.ndarray,
+        bg_hist: np.ndarray,
+        small_labels: np.ndarray,
+        labels: np.ndarray,
+        probs: np.ndarray,
+        scores: dict[int, float],
+    ) -> None:
         """Bring absent objects back where one background region matches their colour and size."""
         import cv2
 
@@ -363,8 +405,9 @@ def _fit_motion(prev: np.ndarray, new: np.ndarray, mask: np.ndarray) -> tuple[np
         return None
     origin = np.array([roi[1].start, roi[0].start], np.float32)
     prev, new = np.ascontiguousarray(prev[roi]), np.ascontiguousarray(new[roi])
-    pts = cv2.goodFeaturesToTrack(prev, maxCorners=64, qualityLevel=0.01, minDistance=3,
-                                  mask=mask[roi].astype(np.uint8))
+    pts = cv2.goodFeaturesToTrack(
+        prev, maxCorners=64, qualityLevel=0.01, minDistance=3, mask=mask[roi].astype(np.uint8)
+    )
     if pts is None or len(pts) < 3:
         return None
     # nextPts None (OpenCV allocates them) is missing from OpenCV's stubs

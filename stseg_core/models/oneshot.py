@@ -91,7 +91,8 @@ class OneShot(VOSModel):
     default_size = 240
     confidence_definition = (
         "classifier margin: mean over the object's kept pixels of its posterior minus the best other class's "
-        "posterior (naive Bayes on colour, texture and position fitted on frame 0); 0 when absent")
+        "posterior (naive Bayes on colour, texture and position fitted on frame 0); 0 when absent"
+    )
 
     def __init__(self, config: OneShotConfig | None = None) -> None:
         self.config = config or OneShotConfig()
@@ -129,8 +130,9 @@ class OneShot(VOSModel):
                 probs[k] = np.where(labels == ids[k - 1], post[k], 0.0)
                 probs[0] += np.where(labels == ids[k - 1], 1.0 - post[k], 0.0)
             full, soft = upsample_labels(probs, ids, H, W)
-            yield FrameResult(stem=video.stems[t], labels=full, scores=scores, present=present,
-                              probs=soft if cfg.probs else None)
+            yield FrameResult(
+                stem=video.stems[t], labels=full, scores=scores, present=present, probs=soft if cfg.probs else None
+            )
 
     @staticmethod
     def _posterior(log_joint: np.ndarray) -> np.ndarray:
@@ -142,8 +144,9 @@ class OneShot(VOSModel):
         post /= post.sum(axis=0, keepdims=True)
         return np.stack([cv2.blur(p, (_SMOOTH, _SMOOTH)) for p in post])
 
-    def _decide(self, post: np.ndarray, areas: np.ndarray,
-                ids: tuple[int, ...]) -> tuple[np.ndarray, dict[int, float], dict[int, bool]]:
+    def _decide(
+        self, post: np.ndarray, areas: np.ndarray, ids: tuple[int, ...]
+    ) -> tuple[np.ndarray, dict[int, float], dict[int, bool]]:
         """Working-size labels (kept regions only), and per object its margin and presence."""
         import cv2
 

@@ -27,8 +27,9 @@ def _resolve(ref: str, what: str, model: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        raise BadInputError(f"model {model}: cannot import {module_name} ({err}); "
-                            "install the extra that provides it") from None
+        raise BadInputError(
+            f"model {model}: cannot import {module_name} ({err}); install the extra that provides it"
+        ) from None
     found = getattr(module, attr, None)
     if found is None:
         raise BadInputError(f"model {model}: {module_name} has no {what} {attr!r}")
@@ -150,8 +151,12 @@ def check_options(name: str, overrides: dict[str, object]) -> None:
     entry = info(name)
     cls = entry.options_class()
     takes_checkpoint = "checkpoint" in {f.name for f in fields(cls)}
-    parse_options(cls, {**dict(entry.defaults), **overrides}, model=name,
-                  note="" if takes_checkpoint else "; it takes no checkpoint")
+    parse_options(
+        cls,
+        {**dict(entry.defaults), **overrides},
+        model=name,
+        note="" if takes_checkpoint else "; it takes no checkpoint",
+    )
 
 
 def build_model(name: str, **overrides: object) -> VOSModel:
@@ -167,40 +172,98 @@ def build_model(name: str, **overrides: object) -> VOSModel:
 
 
 def _flowprop(name: str, description: str, **defaults: object) -> ModelInfo:
-    return ModelInfo(name, "stseg_core.models.flowprop:build", "stseg_core.models.flowprop:FlowPropConfig",
-                     description, defaults=tuple(defaults.items()))
+    return ModelInfo(
+        name,
+        "stseg_core.models.flowprop:build",
+        "stseg_core.models.flowprop:FlowPropConfig",
+        description,
+        defaults=tuple(defaults.items()),
+    )
 
 
 def _upstream(name: str, title: str, script: str) -> ModelInfo:
-    return ModelInfo(name, f"stseg_core.models.upstream:build_{name}", "stseg_core.models.upstream:UpstreamOptions",
-                     f"{title} through its upstream {script} (runs in the {name} image)", image=name, gpu="required",
-                     needs_weights=True, default_set=True)
+    return ModelInfo(
+        name,
+        f"stseg_core.models.upstream:build_{name}",
+        "stseg_core.models.upstream:UpstreamOptions",
+        f"{title} through its upstream {script} (runs in the {name} image)",
+        image=name,
+        gpu="required",
+        needs_weights=True,
+        default_set=True,
+    )
 
 
 register(_flowprop("flowprop", "weight-free optical-flow label propagation with forward-backward confidence"))
-register(_flowprop("flowprop-farneback", "flowprop variant: Farneback dense flow moves every object (errors differ "
-                   "from DIS)", flow="farneback", motion="dense"))
-register(_flowprop("flowprop-plain", "flowprop variant without colour refinement or re-acquisition of vanished "
-                   "objects", refine=False, reacquire=False))
-register(ModelInfo("oneshot", "stseg_core.models.oneshot:build", "stseg_core.models.oneshot:OneShotConfig",
-                   "weight-free OSVOS-like tracker: a colour/texture/position pixel classifier fitted on frame 0, "
-                   "applied to every frame independently"))
-register(ModelInfo("stm", "stseg_core.models.stm:build", "stseg_core.models.stm:StmConfig",
-                   "weight-free STM-like tracker: pixel features matched to a memory of frame 0 and recent predicted "
-                   "frames (softmax attention readout)"))
-register(ModelInfo(
-    "sam2", "stseg_core.models.sam2:build", "stseg_core.models.sam2:Sam2Config",
-    "SAM2.1 video predictor (official sam2 package), checkpoint from the store", image="sam2", gpu="wanted",
-    needs_weights=True, default_set=True,
-    finetune=FinetuneRecipe("stseg_core.train.sam2_recipe:Sam2Recipe", "stseg_core.train.sam2_recipe:finetune_sam2",
-                            size_option="config",
-                            smoke=(("config", "t"), ("resolution", 128), ("num_frames", 3)))))
-register(ModelInfo(
-    "tmo", "stseg_core.models.tmo:build", "stseg_core.models.tmo:TMOConfig",
-    "TMO: appearance + motion (optical-flow image) encoders, foreground split into ids", image="tmo", gpu="wanted",
-    default_set=True,
-    finetune=FinetuneRecipe("stseg_core.train.tmo_recipe:TmoRecipe", "stseg_core.train.tmo_recipe:finetune_tmo",
-                            size_option="size", smoke=(("size", 64), ("backbone", "rn18"), ("batch_size", 4)))))
+register(
+    _flowprop(
+        "flowprop-farneback",
+        "flowprop variant: Farneback dense flow moves every object (errors differ from DIS)",
+        flow="farneback",
+        motion="dense",
+    )
+)
+register(
+    _flowprop(
+        "flowprop-plain",
+        "flowprop variant without colour refinement or re-acquisition of vanished objects",
+        refine=False,
+        reacquire=False,
+    )
+)
+register(
+    ModelInfo(
+        "oneshot",
+        "stseg_core.models.oneshot:build",
+        "stseg_core.models.oneshot:OneShotConfig",
+        "weight-free OSVOS-like tracker: a colour/texture/position pixel classifier fitted on frame 0, "
+        "applied to every frame independently",
+    )
+)
+register(
+    ModelInfo(
+        "stm",
+        "stseg_core.models.stm:build",
+        "stseg_core.models.stm:StmConfig",
+        "weight-free STM-like tracker: pixel features matched to a memory of frame 0 and recent predicted "
+        "frames (softmax attention readout)",
+    )
+)
+register(
+    ModelInfo(
+        "sam2",
+        "stseg_core.models.sam2:build",
+        "stseg_core.models.sam2:Sam2Config",
+        "SAM2.1 video predictor (official sam2 package), checkpoint from the store",
+        image="sam2",
+        gpu="wanted",
+        needs_weights=True,
+        default_set=True,
+        finetune=FinetuneRecipe(
+            "stseg_core.train.sam2_recipe:Sam2Recipe",
+            "stseg_core.train.sam2_recipe:finetune_sam2",
+            size_option="config",
+            smoke=(("config", "t"), ("resolution", 128), ("num_frames", 3)),
+        ),
+    )
+)
+register(
+    ModelInfo(
+        "tmo",
+        "stseg_core.models.tmo:build",
+        "stseg_core.models.tmo:TMOConfig",
+        "TMO: appearance + motion (optical-flow image) encoders, foreground split into ids",
+        image="tmo",
+        gpu="wanted",
+        default_set=True,
+        finetune=FinetuneRecipe(
+            "stseg_core.train.tmo_recipe:TmoRecipe",
+            "stseg_core.train.tmo_recipe:finetune_tmo",
+            size_option="size",
+            smoke=(("size", 64), ("backbone", "rn18"), ("batch_size", 4)),
+        ),
+    )
+)
 register(_upstream("cutie", "Cutie", "eval_vos.py"))
 register(_upstream("xmem", "XMem", "eval.py"))
 register(_upstream("livos", "LiVOS", "livos/eval.py"))

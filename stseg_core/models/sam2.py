@@ -76,8 +76,9 @@ def _quiet_upstream_bars() -> None:
     upstream.tqdm = functools.partial(tqdm, disable=True)
 
 
-def build_predictor(config: str = "t", size: int = 1024, device: str = "cpu",
-                    postprocess: bool | None = None) -> SAM2VideoPredictor:
+def build_predictor(
+    config: str = "t", size: int = 1024, device: str = "cpu", postprocess: bool | None = None
+) -> SAM2VideoPredictor:
     """A random-weight `SAM2VideoPredictor` of `config` at input size `size` on `device` (weights come after).
 
     `postprocess=None` turns upstream's mask post-processing (hole filling, dynamic multimask) on only when
@@ -90,9 +91,13 @@ def build_predictor(config: str = "t", size: int = 1024, device: str = "cpu",
     if postprocess is None:
         postprocess = _has_cuda_extension()
     _quiet_upstream_bars()
-    return build_sam2_video_predictor(config_path(config), ckpt_path=None, device=device,
-                                      hydra_overrides_extra=[f"++model.image_size={size}"],
-                                      apply_postprocessing=postprocess)
+    return build_sam2_video_predictor(
+        config_path(config),
+        ckpt_path=None,
+        device=device,
+        hydra_overrides_extra=[f"++model.image_size={size}"],
+        apply_postprocessing=postprocess,
+    )
 
 
 def save_random_checkpoint(dest: str | Path, config: str = "t", seed: int = 0) -> Path:
@@ -145,8 +150,10 @@ class _LazyFrames:
             rgb = next(self._it, None)
             self._index += 1
             if rgb is None:
-                raise BadInputError(f"video {self.video.name}: frames() ended after {self._index} frames, "
-                                    f"but it lists {len(self)} stems")
+                raise BadInputError(
+                    f"video {self.video.name}: frames() ended after {self._index} frames, "
+                    f"but it lists {len(self)} stems"
+                )
         if rgb is None:
             raise IndexError(index)
         self._frame = self._prepare(rgb, self.video.stems[index])
@@ -158,8 +165,10 @@ class _LazyFrames:
 
         v = self.video
         if rgb.shape != (v.height, v.width, 3) or rgb.dtype != np.uint8:
-            raise BadInputError(f"video {v.name} frame {stem}: expected {v.height}x{v.width}x3 uint8 RGB, "
-                                f"got shape {rgb.shape} dtype {rgb.dtype}")
+            raise BadInputError(
+                f"video {v.name} frame {stem}: expected {v.height}x{v.width}x3 uint8 RGB, "
+                f"got shape {rgb.shape} dtype {rgb.dtype}"
+            )
         small = np.asarray(Image.fromarray(rgb).resize((self.size, self.size)))
         img = torch.from_numpy(small / 255.0).permute(2, 0, 1).float()
         img -= self._mean
@@ -197,9 +206,17 @@ class Sam2Model(VOSModel):
     name = "sam2"
     confidence_definition = CONFIDENCE_DEFINITION
 
-    def __init__(self, predictor: SAM2VideoPredictor, *, device: str, offload_video_to_cpu: bool = True,
-                 offload_state_to_cpu: bool = False, mask_threshold: float = 0.0, probs: bool = False,
-                 bf16: bool = True) -> None:
+    def __init__(
+        self,
+        predictor: SAM2VideoPredictor,
+        *,
+        device: str,
+        offload_video_to_cpu: bool = True,
+        offload_state_to_cpu: bool = False,
+        mask_threshold: float = 0.0,
+        probs: bool = False,
+        bf16: bool = True,
+    ) -> None:
         self.predictor = predictor
         self.device = device
         self.default_size = int(predictor.image_size)
@@ -221,13 +238,24 @@ class Sam2Model(VOSModel):
         device = torch.device(self.device)
         frames = _LazyFrames(video, int(self.predictor.image_size), None if self.offload_video_to_cpu else device)
         return {
-            "images": frames, "num_frames": len(frames),
-            "offload_video_to_cpu": self.offload_video_to_cpu, "offload_state_to_cpu": self.offload_state_to_cpu,
-            "video_height": video.height, "video_width": video.width,
-            "device": device, "storage_device": torch.device("cpu") if self.offload_state_to_cpu else device,
-            "point_inputs_per_obj": {}, "mask_inputs_per_obj": {}, "cached_features": {}, "constants": {},
-            "obj_id_to_idx": OrderedDict(), "obj_idx_to_id": OrderedDict(), "obj_ids": [],
-            "output_dict_per_obj": {}, "temp_output_dict_per_obj": {}, "frames_tracked_per_obj": {},
+            "images": frames,
+            "num_frames": len(frames),
+            "offload_video_to_cpu": self.offload_video_to_cpu,
+            "offload_state_to_cpu": self.offload_state_to_cpu,
+            "video_height": video.height,
+            "video_width": video.width,
+            "device": device,
+            "storage_device": torch.device("cpu") if self.offload_state_to_cpu else device,
+            "point_inputs_per_obj": {},
+            "mask_inputs_per_obj": {},
+            "cached_features": {},
+            "constants": {},
+            "obj_id_to_idx": OrderedDict(),
+            "obj_idx_to_id": OrderedDict(),
+            "obj_ids": [],
+            "output_dict_per_obj": {},
+            "temp_output_dict_per_obj": {},
+            "frames_tracked_per_obj": {},
         }
 
     def segment(self, video: VideoInput) -> Iterator[FrameResult]:
@@ -241,8 +269,13 @@ class Sam2Model(VOSModel):
         first = self.first_result(video)
         if self.probs:
             id_col = np.asarray(video.object_ids, dtype=np.uint8)[:, None, None]
-            first = FrameResult(first.stem, first.labels, first.scores, first.present,
-                                probs=(video.first_labels[None] == id_col).astype(np.uint8) * 255)
+            first = FrameResult(
+                first.stem,
+                first.labels,
+                first.scores,
+                first.present,
+                probs=(video.first_labels[None] == id_col).astype(np.uint8) * 255,
+            )
         yield first
         if video.num_frames == 1:
             return
@@ -262,8 +295,9 @@ class Sam2Model(VOSModel):
                 self._prune(state, t)
             yield result
 
-    def _frame_result(self, video: VideoInput, state: dict[str, Any], t: int, logits: torch.Tensor,
-                      ids: torch.Tensor) -> FrameResult:
+    def _frame_result(
+        self, video: VideoInput, state: dict[str, Any], t: int, logits: torch.Tensor, ids: torch.Tensor
+    ) -> FrameResult:
         import torch
 
         ious = self._ious.values
@@ -271,8 +305,16 @@ class Sam2Model(VOSModel):
             raise RuntimeError(f"sam2: expected {len(video.object_ids)} IoU estimates on frame {t}, got {len(ious)}")
         iou = torch.cat(ious).float().clamp(0, 1).cpu()
         ious.clear()
-        obj_logit = torch.cat([state["output_dict_per_obj"][k]["non_cond_frame_outputs"][t]["object_score_logits"]
-                               .reshape(1) for k in range(len(video.object_ids))]).float().cpu()
+        obj_logit = (
+            torch.cat(
+                [
+                    state["output_dict_per_obj"][k]["non_cond_frame_outputs"][t]["object_score_logits"].reshape(1)
+                    for k in range(len(video.object_ids))
+                ]
+            )
+            .float()
+            .cpu()
+        )
         score = torch.sigmoid(obj_logit) * iou
         m = logits[:, 0].float()  # K×H×W
         best, idx = m.max(dim=0)
@@ -281,10 +323,12 @@ class Sam2Model(VOSModel):
         if self.probs:
             probs = torch.sigmoid(m).mul_(255).round_().to(torch.uint8).cpu().numpy()
         return FrameResult(
-            stem=video.stems[t], labels=labels.cpu().numpy(),
+            stem=video.stems[t],
+            labels=labels.cpu().numpy(),
             scores={i: float(s) for i, s in zip(video.object_ids, score.tolist(), strict=True)},
             present={i: bool(v > 0) for i, v in zip(video.object_ids, obj_logit.tolist(), strict=True)},
-            probs=probs)
+            probs=probs,
+        )
 
     def _prune(self, state: dict[str, Any], t: int) -> None:
         """Drop per-object outputs the next frame can no longer reach (see `memory_reach`)."""
@@ -339,6 +383,12 @@ def build(**overrides: Any) -> Sam2Model:
     predictor = build_predictor(config, size, "cpu", cfg.postprocess)
     load_checkpoint(predictor, cfg.checkpoint, model=f"sam2 {Path(config_path(config)).stem}")
     predictor.to(device)
-    return Sam2Model(predictor, device=device, offload_video_to_cpu=cfg.offload_video_to_cpu,
-                     offload_state_to_cpu=cfg.offload_state_to_cpu, mask_threshold=cfg.mask_threshold,
-                     probs=cfg.probs, bf16=cfg.bf16)
+    return Sam2Model(
+        predictor,
+        device=device,
+        offload_video_to_cpu=cfg.offload_video_to_cpu,
+        offload_state_to_cpu=cfg.offload_state_to_cpu,
+        mask_threshold=cfg.mask_threshold,
+        probs=cfg.probs,
+        bf16=cfg.bf16,
+    )

@@ -53,8 +53,9 @@ class StmConfig:
         if self.recent < 0 or self.bg_stride < 1:
             raise BadInputError(f"stm options recent={self.recent} must be ≥ 0 and bg_stride={self.bg_stride} ≥ 1")
         if self.temperature <= 0 or self.position_weight < 0:
-            raise BadInputError(f"stm options temperature={self.temperature} must be > 0 and "
-                                f"position_weight={self.position_weight} ≥ 0")
+            raise BadInputError(
+                f"stm options temperature={self.temperature} must be > 0 and position_weight={self.position_weight} ≥ 0"
+            )
         if not 0.0 <= self.vanish_ratio < 1.0:
             raise BadInputError(f"stm option vanish_ratio={self.vanish_ratio} must be in [0, 1)")
 
@@ -66,7 +67,8 @@ class Stm(VOSModel):
     default_size = 48
     confidence_definition = (
         "match similarity: mean over the object's predicted pixels of its attention readout times "
-        "exp(-distance to the nearest memory key / temperature); 0 when absent")
+        "exp(-distance to the nearest memory key / temperature); 0 when absent"
+    )
 
     def __init__(self, config: StmConfig | None = None) -> None:
         self.config = config or StmConfig()
@@ -102,8 +104,9 @@ class Stm(VOSModel):
                     p[:, c] = 0.0
             recent.append(self._sample(query, p))
             full, soft = upsample_labels(np.ascontiguousarray(p.T.reshape(-1, h, w)), ids, H, W)
-            yield FrameResult(stem=video.stems[t], labels=full, scores=scores, present=present,
-                              probs=soft if cfg.probs else None)
+            yield FrameResult(
+                stem=video.stems[t], labels=full, scores=scores, present=present, probs=soft if cfg.probs else None
+            )
 
     @staticmethod
     def _keys(rgb: np.ndarray, h: int, w: int, pos: np.ndarray) -> np.ndarray:

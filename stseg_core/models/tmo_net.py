@@ -40,8 +40,13 @@ DECODER_CHANNELS = 256
 _RESNETS = {"rn18": "resnet18", "rn34": "resnet34", "rn50": "resnet50", "rn101": "resnet101"}
 BACKBONES = (*_RESNETS, "mitb1")
 """Accepted `backbone` names; `rn101` and `mitb1` are the two the TMO authors released weights for."""
-CHANNELS = {"rn18": (64, 128, 256, 512), "rn34": (64, 128, 256, 512), "rn50": (256, 512, 1024, 2048),
-            "rn101": (256, 512, 1024, 2048), "mitb1": (64, 128, 320, 512)}
+CHANNELS = {
+    "rn18": (64, 128, 256, 512),
+    "rn34": (64, 128, 256, 512),
+    "rn50": (256, 512, 1024, 2048),
+    "rn101": (256, 512, 1024, 2048),
+    "mitb1": (64, 128, 320, 512),
+}
 """Encoder channels at strides 4, 8, 16, 32 per backbone."""
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,11 +56,21 @@ def mit_b1_config() -> SegformerConfig:
     """The `nvidia/mit-b1` Segformer configuration, written out (what `from_pretrained` would fetch)."""
     from transformers import SegformerConfig
 
-    return SegformerConfig(num_channels=3,  # type: ignore[no-untyped-call]  # transformers: unannotated __init__ num_encoder_blocks=4, depths=[2, 2, 2, 2], sr_ratios=[8, 4, 2, 1],
-                           hidden_sizes=[64, 128, 320, 512], patch_sizes=[7, 3, 3, 3], strides=[4, 2, 2, 2],
-                           num_attention_heads=[1, 2, 5, 8], mlp_ratios=[4, 4, 4, 4], hidden_act="gelu",
-                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0.1,
-                           layer_norm_eps=1e-6, decoder_hidden_size=256, reshape_last_stage=True)
+    return SegformerConfig(
+        num_channels=3,  # type: ignore[no-untyped-call]  # transformers: unannotated __init__ num_encoder_blocks=4, depths=[2, 2, 2, 2], sr_ratios=[8, 4, 2, 1],
+        hidden_sizes=[64, 128, 320, 512],
+        patch_sizes=[7, 3, 3, 3],
+        strides=[4, 2, 2, 2],
+        num_attention_heads=[1, 2, 5, 8],
+        mlp_ratios=[4, 4, 4, 4],
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        drop_path_rate=0.1,
+        layer_norm_eps=1e-6,
+        decoder_hidden_size=256,
+        reshape_last_stage=True,
+    )
 
 
 def _conv(cin: int, cout: int, k: int, relu: bool = False) -> nn.Sequential:

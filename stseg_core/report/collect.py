@@ -91,8 +91,14 @@ def _evals(store: Store, keys: list[str], table2: dict[str, dict[str, float]]) -
         if not csvs:
             raise MissingArtifactError(f"{store.uri(f'eval/{method}')}: results.json without global_results-*.csv")
         columns, cells = _global_csv(store, csvs[0])
-        out[method] = MethodEval(method, csvs[0].rsplit("/", 1)[-1], columns, cells,
-                                 _read_json(store, f"eval/{method}/results.json"), table2.get(method))
+        out[method] = MethodEval(
+            method,
+            csvs[0].rsplit("/", 1)[-1],
+            columns,
+            cells,
+            _read_json(store, f"eval/{method}/results.json"),
+            table2.get(method),
+        )
     return out
 
 
@@ -115,8 +121,10 @@ def collect_run(store: Store) -> RunSummary:
     table2_doc = _read_json(store, "eval/table2.json") if "eval/table2.json" in keys else {}
     evals = _evals(store, [k for k in keys if k.startswith("eval/")], table2_doc.get("table", {}))
     if recommend is None and not evals:
-        raise MissingArtifactError(f"{store.uri()}: no eval/<method>/results.json and no recommend.json — "
-                                   "nothing to report (run `stseg fuse`, and `stseg eval` with ground truth)")
+        raise MissingArtifactError(
+            f"{store.uri()}: no eval/<method>/results.json and no recommend.json — "
+            "nothing to report (run `stseg fuse`, and `stseg eval` with ground truth)"
+        )
     pred_models = tuple(sorted({k.split("/")[1] for k in keys if k.startswith("pred/") and k.count("/") >= 3}))
     if recommend is not None:
         models = tuple(recommend.get("models", ()))
@@ -125,17 +133,22 @@ def collect_run(store: Store) -> RunSummary:
     has_fused = any(k.startswith("fused/") for k in keys)
     missing: list[str] = []
     if not evals:
-        missing.append("eval/: no J&F results (no ground truth, e.g. a test split) — the page shows each model's "
-                       "agreement with the PGMR pseudo-label instead of J&F")
+        missing.append(
+            "eval/: no J&F results (no ground truth, e.g. a test split) — the page shows each model's "
+            "agreement with the PGMR pseudo-label instead of J&F"
+        )
     elif PGMR not in evals:
-        missing.append(f"eval/{PGMR}/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
-                       "`stseg eval`, or fuse with --gt)")
+        missing.append(
+            f"eval/{PGMR}/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
+            "`stseg eval`, or fuse with --gt)"
+        )
     if recommend is None:
         missing.append("recommend.json: the fuse stage has not run — no per-video choice, reasons or PGMR masks")
     for method in evals:
         if method not in (*BASELINES, FUSED, PGMR) and method not in pred_models:
-            missing.append(f"pred/{method}/: eval/ scores model {method} but the run holds none of its masks — "
-                           "no overlays for it")
+            missing.append(
+                f"pred/{method}/: eval/ scores model {method} but the run holds none of its masks — no overlays for it"
+            )
     for model in models:
         if model not in pred_models and model not in evals:
             missing.append(f"pred/{model}/: recommend.json names model {model} but the run holds none of its masks")
@@ -148,6 +161,17 @@ def collect_run(store: Store) -> RunSummary:
     first = next(iter(evals.values()), None)
     split = first.results.get("split", "") if first else ""
     gt_root = (first.results.get("gt_root") if first else None) or table2_doc.get("gt_root")
-    return RunSummary(store.uri(), models, _method_order(list(evals), models), evals, recommend,
-                      tuple(sorted(videos)), split, gt_root, pred_models, has_fused,
-                      {m: _checkpoints(store, keys, m) for m in models}, missing)
+    return RunSummary(
+        store.uri(),
+        models,
+        _method_order(list(evals), models),
+        evals,
+        recommend,
+        tuple(sorted(videos)),
+        split,
+        gt_root,
+        pred_models,
+        has_fused,
+        {m: _checkpoints(store, keys, m) for m in models},
+        missing,
+    )

@@ -18,5 +18,11 @@ class Reporting:
 
     def metrics(self, run_root: str, stage: str, model: str = "", shard: str = "") -> JobMetrics:
         """A fresh reporter labelled (run, stage, model, shard), to be entered by the stage."""
-        return JobMetrics(run=run_id_of(run_root), stage=stage, model=model, shard=shard,
-                          pushgateway=self.pushgateway, deadline_s=self.deadline_s)
+        return JobMetrics(
+            run=run_id_of(run_root),
+            stage=stage,
+            model=model,
+            shard=shard,
+            pushgateway=self.pushgateway,
+            deadline_s=self.deadline_s,
+        )

@@ -51,8 +51,9 @@ class EvaluateConfig:
         """A run's output `pred_prefix` (`pred/<model>`, `fused`), results to the run's `eval/<name>/` (other
         settings: `dataclasses.replace`)."""
         store = open_store(run_root)
-        return cls(gt_root, store.uri(pred_prefix), name, out_uri=store.child(eval_prefix(name)).root,
-                   run_root=run_root)
+        return cls(
+            gt_root, store.uri(pred_prefix), name, out_uri=store.child(eval_prefix(name)).root, run_root=run_root
+        )
 
     @property
     def key(self) -> str:
@@ -71,8 +72,10 @@ class EvaluateResult:
         label = "J&F" if self.key == "J&F-Mean" else "J&Ḟ"
         score = self.scores.scores[self.key]
         wrote = f"; wrote {self.out_uri}" if self.out_uri else ""
-        return (f"{self.name}: {label} {'-' if score is None else f'{100 * score:.2f}'} over "
-                f"{len(self.scores.videos)} videos, {self.scores.frames} frames{wrote}")
+        return (
+            f"{self.name}: {label} {'-' if score is None else f'{100 * score:.2f}'} over "
+            f"{len(self.scores.videos)} videos, {self.scores.frames} frames{wrote}"
+        )
 
 
 def run(config: EvaluateConfig, metrics: JobMetrics | None = None) -> EvaluateResult:
@@ -90,9 +93,16 @@ def run(config: EvaluateConfig, metrics: JobMetrics | None = None) -> EvaluateRe
             metrics.video_done()
             bar()
 
-        result = evaluate(config.gt_root, config.pred_root, videos=config.videos or None, workers=config.workers,
-                          metric=config.metric, missing_as_empty=config.missing_as_empty, on_video=done,
-                          split=config.split)
+        result = evaluate(
+            config.gt_root,
+            config.pred_root,
+            videos=config.videos or None,
+            workers=config.workers,
+            metric=config.metric,
+            missing_as_empty=config.missing_as_empty,
+            on_video=done,
+            split=config.split,
+        )
         second = "F-Mean" if config.metric == "davis" else "Fdot-Mean"
         for stat in (config.key, "J-Mean", second):  # `metric` is the statistic, as fuse labels its Table 2
             value = result.scores.get(stat)
@@ -109,7 +119,7 @@ def _check_markers(run_root: str, pred_root: str) -> None:
     base = store.uri("").rstrip("/") + "/"
     if not pred_root.startswith(base):
         raise BadInputError(f"{pred_root} is not inside the run {run_root}")
-    prefix = pred_root[len(base):].strip("/")
+    prefix = pred_root[len(base) :].strip("/")
     _good, bad = checked_done_shards(store, prefix)
     if bad:
         raise MissingArtifactError(describe_bad(prefix, bad))
@@ -118,7 +128,7 @@ def _check_markers(run_root: str, pred_root: str) -> None:
 @contextmanager
 def _progress(show: bool) -> Iterator[Callable[[], None]]:
     """A callable that advances a bar of scored videos: on a terminal when `show`, else nothing."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     with tqdm(desc="scoring", unit="video", disable=None if show else True, leave=False) as bar:
         yield lambda: bar.update(1)

@@ -68,8 +68,10 @@ class InferResult:
         where = f"{self.model} shard {self.shard}/{self.num_shards}"
         if self.skipped:
             return f"{where}: already done, skipped"
-        return (f"{where}: {self.videos} videos, {self.frames} frames in {self.seconds:.1f} s "
-                f"({self.frames / max(self.seconds, 1e-9):.1f} frames/s); {self.files} files under {self.run_root}")
+        return (
+            f"{where}: {self.videos} videos, {self.frames} frames in {self.seconds:.1f} s "
+            f"({self.frames / max(self.seconds, 1e-9):.1f} frames/s); {self.files} files under {self.run_root}"
+        )
 
 
 def run(config: InferConfig, metrics: JobMetrics | None = None) -> InferResult:
@@ -81,13 +83,27 @@ def run(config: InferConfig, metrics: JobMetrics | None = None) -> InferResult:
     with metrics:  # a refusal below is a failure the metrics record too
         check_options(config.model, dict(config.overrides))  # unknown model or option: before anything is read
         check_scratch(config.scratch)
-        outcome = run_shard(data_root=config.data_root, run_root=config.run_root, model_name=config.model,
-                            shard=config.shard, num_shards=config.num_shards, model_overrides=config.overrides,
-                            metrics=metrics, scratch=config.scratch)
-    return InferResult(config.model, config.shard, config.num_shards, outcome.skipped,
-                       int(metrics.value("stseg_videos_processed_total")),
-                       int(metrics.value("stseg_frames_processed_total")), time.monotonic() - start,
-                       len(outcome.marker.files), config.run_root)
+        outcome = run_shard(
+            data_root=config.data_root,
+            run_root=config.run_root,
+            model_name=config.model,
+            shard=config.shard,
+            num_shards=config.num_shards,
+            model_overrides=config.overrides,
+            metrics=metrics,
+            scratch=config.scratch,
+        )
+    return InferResult(
+        config.model,
+        config.shard,
+        config.num_shards,
+        outcome.skipped,
+        int(metrics.value("stseg_videos_processed_total")),
+        int(metrics.value("stseg_frames_processed_total")),
+        time.monotonic() - start,
+        len(outcome.marker.files),
+        config.run_root,
+    )
 
 
 class BatchedModel(Protocol):
@@ -95,8 +111,7 @@ class BatchedModel(Protocol):
 
     batch_frames: int
 
-    def segment_many(self, videos: Sequence[VideoInput]) -> Iterator[tuple[VideoInput, Iterator[FrameResult]]]:
-        ...
+    def segment_many(self, videos: Sequence[VideoInput]) -> Iterator[tuple[VideoInput, Iterator[FrameResult]]]: ...
 
 
 @dataclass(frozen=True)
@@ -134,8 +149,9 @@ def _counted(results: Iterator[FrameResult], metrics: JobMetrics | None) -> Iter
         yield r
 
 
-def _video_error(model: str, name: str, err: BaseException, staged: _Staged | None = None,
-                 data_root: str = "") -> StsegError:
+def _video_error(
+    model: str, name: str, err: BaseException, staged: _Staged | None = None, data_root: str = ""
+) -> StsegError:
     """The same error kind, its one line prefixed with the model and video so a failed shard says where; a file
     of the video's scratch copy is named by the user's own location under `data_root`."""
     text = " ".join(str(err).split()) or type(err).__name__
@@ -170,9 +186,18 @@ def check_scratch(scratch: str | Path | None) -> None:
         raise BadInputError(f"scratch folder {scratch} does not exist or is not a folder (--scratch / STSEG_SCRATCH)")
 
 
-def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num_shards: int,
-              model_overrides: Mapping[str, object] | None = None, metrics: JobMetrics | None = None,
-              scratch: str | Path | None = None, fetch_workers: int = 8) -> ShardOutcome:
+def run_shard(
+    *,
+    data_root: str,
+    run_root: str,
+    model_name: str,
+    shard: int,
+    num_shards: int,
+    model_overrides: Mapping[str, object] | None = None,
+    metrics: JobMetrics | None = None,
+    scratch: str | Path | None = None,
+    fetch_workers: int = 8,
+) -> ShardOutcome:
     """Segment every video of shard `shard` (of `num_shards`) of the plan at `run_root` with `model_name`.
 
     A shard already marked done is skipped (no model is built). Any video's failure raises an error naming
@@ -182,8 +207,9 @@ def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num
     run_store = open_store(run_root)
     plan = ShardPlan.load(run_store)
     if plan.num_shards != num_shards:
-        raise BadInputError(f"{run_store.uri(PLAN_FILE)}: plan has {plan.num_shards} shards, the job was "
-                            f"started with {num_shards}")
+        raise BadInputError(
+            f"{run_store.uri(PLAN_FILE)}: plan has {plan.num_shards} shards, the job was started with {num_shards}"
+        )
     videos = plan.videos(shard)
     prefix = pred_prefix(model_name)
 
@@ -202,13 +228,25 @@ def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num
         with tempfile.TemporaryDirectory(prefix="stseg-infer-", dir=scratch) as tmp:
             return run(model, model_name, data, videos, run_store, Path(tmp), metrics, fetch_workers)
 
-    meta = {"model": model_name, "num_shards": num_shards, "videos": list(videos),
-            "overrides": {k: str(v) for k, v in (model_overrides or {}).items()}}
+    meta = {
+        "model": model_name,
+        "num_shards": num_shards,
+        "videos": list(videos),
+        "overrides": {k: str(v) for k, v in (model_overrides or {}).items()},
+    }
     return run_shard_once(run_store, prefix, shard, produce, meta=meta)
 
 
-def _run_videos(model: VOSModel, model_name: str, data: MoseSplit, videos: tuple[str, ...], run_store: Store,
-                scratch: Path, metrics: JobMetrics | None, fetch_workers: int) -> list[str]:
+def _run_videos(
+    model: VOSModel,
+    model_name: str,
+    data: MoseSplit,
+    videos: tuple[str, ...],
+    run_store: Store,
+    scratch: Path,
+    metrics: JobMetrics | None,
+    fetch_workers: int,
+) -> list[str]:
     keys: list[str] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stseg-prefetch") as prefetch:
         pending: Future[_Staged] | None = None
@@ -220,13 +258,20 @@ def _run_videos(model: VOSModel, model_name: str, data: MoseSplit, videos: tuple
                 staged = pending.result()
             except Exception as err:  # any failure becomes one line naming the video
                 raise _video_error(model_name, name, err) from err
-            pending = (prefetch.submit(_stage, data, videos[i + 1], scratch, fetch_workers)
-                       if i + 1 < len(videos) else None)
+            pending = (
+                prefetch.submit(_stage, data, videos[i + 1], scratch, fetch_workers) if i + 1 < len(videos) else None
+            )
             try:
                 video = staged.video
                 keys += write_video_predictions(
-                    run_store, model_name, name, _counted(model.segment(video), metrics), stems=video.stems,
-                    object_ids=video.object_ids, confidence_definition=model.confidence_definition)
+                    run_store,
+                    model_name,
+                    name,
+                    _counted(model.segment(video), metrics),
+                    stems=video.stems,
+                    object_ids=video.object_ids,
+                    confidence_definition=model.confidence_definition,
+                )
             except Exception as err:  # any failure becomes one line naming the video
                 if pending is not None:
                     pending.cancel()
@@ -249,8 +294,11 @@ def _kept_keys(run_store: Store, model: VOSModel, model_name: str, data: MoseSpl
         pred = read_video_predictions(run_store, model_name, name)
     except BadInputError:
         return None
-    if (pred.stems, pred.object_ids, pred.confidence_definition) != \
-            (tuple(info.frames), tuple(sorted(info.object_ids)), model.confidence_definition):
+    if (pred.stems, pred.object_ids, pred.confidence_definition) != (
+        tuple(info.frames),
+        tuple(sorted(info.object_ids)),
+        model.confidence_definition,
+    ):
         return None
     stored = set(run_store.list(base))  # keys relative to the run root
     keys = [f"{base}/{stem}.png" for stem in info.frames]
@@ -275,8 +323,16 @@ def _batches(data: MoseSplit, names: list[str], max_frames: int) -> Iterator[lis
         yield batch
 
 
-def _run_batches(model: VOSModel, model_name: str, data: MoseSplit, videos: tuple[str, ...], run_store: Store,
-                 scratch: Path, metrics: JobMetrics | None, fetch_workers: int) -> list[str]:
+def _run_batches(
+    model: VOSModel,
+    model_name: str,
+    data: MoseSplit,
+    videos: tuple[str, ...],
+    run_store: Store,
+    scratch: Path,
+    metrics: JobMetrics | None,
+    fetch_workers: int,
+) -> list[str]:
     keys: list[str] = []
     todo = []
     for name in sorted(videos):
@@ -297,8 +353,14 @@ def _run_batches(model: VOSModel, model_name: str, data: MoseSplit, videos: tupl
                 staged.append(_stage(data, name, scratch, fetch_workers))
             for video, results in batched.segment_many([s.video for s in staged]):
                 keys += write_video_predictions(
-                    run_store, model_name, video.name, _counted(results, metrics), stems=video.stems,
-                    object_ids=video.object_ids, confidence_definition=model.confidence_definition)
+                    run_store,
+                    model_name,
+                    video.name,
+                    _counted(results, metrics),
+                    stems=video.stems,
+                    object_ids=video.object_ids,
+                    confidence_definition=model.confidence_definition,
+                )
                 pending.pop(0)
                 if metrics is not None:
                     metrics.video_done()

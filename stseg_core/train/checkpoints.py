@@ -39,10 +39,17 @@ def rng_state() -> dict[str, Any]:
     legacy = np.random.get_state(legacy=True)
     assert isinstance(legacy, tuple)  # legacy=True: the Mersenne Twister's tuple, never the dict form
     name, keys, pos, has_gauss, cached = legacy
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)},
-             "python": _to_lists(random.getstate())}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "python": _to_lists(random.getstate()),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -69,8 +69,16 @@ class RecipeSettings(Protocol):
     def check(self) -> None: ...
 
 
-def prepare_run(recipe: RecipeSettings, model: str, *, data_root: str, store: Store | str, run_id: str,
-                dist: DistEnv | None, min_frames: int) -> RunInputs:
+def prepare_run(
+    recipe: RecipeSettings,
+    model: str,
+    *,
+    data_root: str,
+    store: Store | str,
+    run_id: str,
+    dist: DistEnv | None,
+    min_frames: int,
+) -> RunInputs:
     """The checks every recipe makes before any step, cheapest first so a bad input costs no GPU time:
     its settings, a writable store, the init checkpoint, full-video annotations; then the split is recorded."""
     from stseg_core.data.mose import MoseSplit
@@ -114,8 +122,7 @@ def init_distributed(dist: DistEnv, device: str) -> None:
             import torch
 
             torch.cuda.set_device(device)
-        tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
-                                 timeout=datetime.timedelta(hours=3))
+        tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=datetime.timedelta(hours=3))
 
 
 def barrier(dist: DistEnv) -> None:
@@ -175,8 +182,17 @@ class TrainResult:
     val_seconds: list[float] = field(default_factory=list)
 
 
-def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpoint_every: int, grad_accum: int,
-               dist: DistEnv, metrics: JobMetrics | None = None, resume: bool = True) -> TrainResult:
+def run_epochs(
+    parts: TrainParts,
+    ckpts: RunCheckpoints,
+    *,
+    epochs: int,
+    checkpoint_every: int,
+    grad_accum: int,
+    dist: DistEnv,
+    metrics: JobMetrics | None = None,
+    resume: bool = True,
+) -> TrainResult:
     """Train to `epochs`, resuming from the run's latest checkpoint; save and validate every
     `checkpoint_every` epochs and at the last one."""
     import torch
@@ -232,16 +248,24 @@ def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpo
     return result
 
 
-def _save_and_validate(parts: TrainParts, ckpts: RunCheckpoints, epoch: int, step: int, result: TrainResult,
-                       metrics: JobMetrics | None) -> None:
+def _save_and_validate(
+    parts: TrainParts, ckpts: RunCheckpoints, epoch: int, step: int, result: TrainResult, metrics: JobMetrics | None
+) -> None:
     """Validation first, then the checkpoint, then val.json/best: a checkpoint in the store is always one whose
     score is about to be recorded, and a resumed run re-scores nothing."""
     state = {k: v.detach().cpu() for k, v in parts.model.state_dict().items()}
     t0 = time.perf_counter()
     scores = parts.validate(parts.model)
     result.val_seconds.append(time.perf_counter() - t0)
-    payload = {"model": state, "arch": parts.arch, "epoch": epoch, "step": step,
-               "optimizer": parts.optimizer.state_dict(), "rng": rng_state(), "recipe": parts.recipe}
+    payload = {
+        "model": state,
+        "arch": parts.arch,
+        "epoch": epoch,
+        "step": step,
+        "optimizer": parts.optimizer.state_dict(),
+        "rng": rng_state(),
+        "recipe": parts.recipe,
+    }
     result.saved.append(ckpts.save(epoch, payload))
     ckpts.record_val(epoch, scores)
     if metrics:

@@ -104,8 +104,9 @@ class TmoRecipe:
         flow_method(self.flow)
 
 
-def precompute_flows(data: MoseSplit, videos: tuple[str, ...], cache: FlowCache, method: str,
-                     checkpoint: str | None, device: str) -> int:
+def precompute_flows(
+    data: MoseSplit, videos: tuple[str, ...], cache: FlowCache, method: str, checkpoint: str | None, device: str
+) -> int:
     """Fill the flow cache for `videos` (videos already complete are skipped); returns videos computed.
 
     The cache layout is the inference adapter's, so a video's flow is computed once for training,
@@ -167,8 +168,10 @@ class FrameSamples:
         rgb = self.data.read_frame(video, stem)
         cached = self.cache.get(video, stem)
         if cached is None:
-            raise MissingArtifactError(f"tmo finetune: no flow image of {video}/{stem} in {self.cache.store.root} "
-                                       "(precompute_flows writes them before training)")
+            raise MissingArtifactError(
+                f"tmo finetune: no flow image of {video}/{stem} in {self.cache.store.root} "
+                "(precompute_flows writes them before training)"
+            )
         flow_img = cached[0]
         fg = (self.data.annotation(video, stem) > 0).astype(np.uint8)
         r = self.recipe
@@ -196,8 +199,7 @@ def train_mode(net: torch.nn.Module, bns: list[torch.nn.Module]) -> None:
         bn.eval()
 
 
-def step_loss(net: torch.nn.Module, x: torch.Tensor, m: torch.Tensor, u: torch.Tensor,
-              y: torch.Tensor) -> torch.Tensor:
+def step_loss(net: torch.nn.Module, x: torch.Tensor, m: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Upstream's training loss on one batch: motion as option, then cross-entropy of the 2-class scores."""
     import torch
 
@@ -210,27 +212,45 @@ def build_net(recipe: TmoRecipe) -> TMONet:
     from stseg_core.models.tmo import build_network, load_network
 
     if recipe.init == "random":
-        return build_network(recipe.backbone, seed=recipe.seed, backbone_weights=recipe.backbone_weights,
-                             size=recipe.size)
+        return build_network(
+            recipe.backbone, seed=recipe.seed, backbone_weights=recipe.backbone_weights, size=recipe.size
+        )
     return load_network(recipe.init, recipe.backbone, size=recipe.size)
 
 
-def validate(net: torch.nn.Module, recipe: TmoRecipe, data: MoseSplit, videos: tuple[str, ...], flow_cache: str,
-             device: str) -> dict[str, float]:
+def validate(
+    net: torch.nn.Module, recipe: TmoRecipe, data: MoseSplit, videos: tuple[str, ...], flow_cache: str, device: str
+) -> dict[str, float]:
     """J&F of the current weights through the `tmo` adapter (its splitter turns foreground into ids)."""
     from stseg_core.models.tmo import TMO, TMOConfig
     from stseg_core.train.val import jf_on_videos
 
-    adapter = TMO(TMOConfig(backbone=recipe.backbone, size=recipe.size,
-                            flow=recipe.flow, flow_checkpoint=recipe.flow_checkpoint, flow_cache=flow_cache,
-                            device=device, probs=False))
+    adapter = TMO(
+        TMOConfig(
+            backbone=recipe.backbone,
+            size=recipe.size,
+            flow=recipe.flow,
+            flow_checkpoint=recipe.flow_checkpoint,
+            flow_cache=flow_cache,
+            device=device,
+            probs=False,
+        )
+    )
     adapter.net.load_state_dict(net.state_dict(), strict=True)
     adapter.net.eval()
     return jf_on_videos(adapter, data, videos)
 
 
-def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, scratch: str | Path,
-                 metrics: JobMetrics | None = None, dist: DistEnv | None = None) -> TrainResult:
+def finetune_tmo(
+    recipe: TmoRecipe,
+    *,
+    data_root: str,
+    store: str,
+    run_id: str,
+    scratch: str | Path,
+    metrics: JobMetrics | None = None,
+    dist: DistEnv | None = None,
+) -> TrainResult:
     """Finetune TMO on the training split at `data_root`; checkpoints go to `<store>/checkpoints/tmo/<run_id>/`.
     Inputs are checked and flow images precomputed before the first step; a run resumes from its latest
     checkpoint in the store."""
@@ -253,12 +273,28 @@ def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, 
     init_distributed(dist, device)
     barrier(dist)
     parts = _parts(recipe, net, bns, data, split, cache, flow_root, device, dist)
-    return run_epochs(parts, ckpts, epochs=recipe.epochs, checkpoint_every=recipe.checkpoint_every,
-                      grad_accum=recipe.grad_accum, dist=dist, metrics=metrics)
+    return run_epochs(
+        parts,
+        ckpts,
+        epochs=recipe.epochs,
+        checkpoint_every=recipe.checkpoint_every,
+        grad_accum=recipe.grad_accum,
+        dist=dist,
+        metrics=metrics,
+    )
 
 
-def _parts(recipe: TmoRecipe, net: TMONet, bns: list[torch.nn.Module], data: MoseSplit, split: VideoSplit,
-           cache: FlowCache, flow_root: str, device: str, dist: DistEnv) -> TrainParts:
+def _parts(
+    recipe: TmoRecipe,
+    net: TMONet,
+    bns: list[torch.nn.Module],
+    data: MoseSplit,
+    split: VideoSplit,
+    cache: FlowCache,
+    flow_root: str,
+    device: str,
+    dist: DistEnv,
+) -> TrainParts:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
@@ -268,29 +304,51 @@ def _parts(recipe: TmoRecipe, net: TMONet, bns: list[torch.nn.Module], data: Mos
     # FrameSamples is a map-style dataset (__len__, __getitem__) that does not subclass torch's Dataset, so that
     # this module imports without torch; torch's stubs want the subclass.
     sampler: DistributedSampler[Any] = DistributedSampler(
-        dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,  # type: ignore[arg-type]
-        seed=recipe.seed, drop_last=True)
+        dataset,  # type: ignore[arg-type]
+        num_replicas=dist.world_size,
+        rank=dist.rank,
+        shuffle=True,
+        seed=recipe.seed,
+        drop_last=True,
+    )
     steps = len(sampler) // recipe.batch_size // recipe.grad_accum
     if steps < 1:
-        raise BadInputError(f"tmo finetune: {len(dataset)} training frames cannot fill one batch of "
-                            f"{recipe.batch_size}{f' per GPU × {dist.world_size}' if dist.world_size > 1 else ''}")
+        raise BadInputError(
+            f"tmo finetune: {len(dataset)} training frames cannot fill one batch of "
+            f"{recipe.batch_size}{f' per GPU × {dist.world_size}' if dist.world_size > 1 else ''}"
+        )
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     runner: torch.nn.Module = net
     if dist.world_size > 1:
         runner = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+            net, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
+        )
+
     def batches(epoch: int) -> DataLoader[Any]:
         sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=recipe.batch_size, sampler=sampler,  # type: ignore[arg-type]
-                          num_workers=recipe.workers,
-                          drop_last=True, pin_memory=device.startswith("cuda"))
+        return DataLoader(
+            dataset,  # type: ignore[arg-type]
+            batch_size=recipe.batch_size,
+            sampler=sampler,
+            num_workers=recipe.workers,
+            drop_last=True,
+            pin_memory=device.startswith("cuda"),
+        )
 
     def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         loss = step_loss(runner, *(t.to(device, non_blocking=True) for t in batch))
         return loss, {"ce": float(loss.detach())}
 
     return TrainParts(
-        model=net, optimizer=optimizer, forward=forward, batches=batches, steps_per_epoch=steps,
+        model=net,
+        optimizer=optimizer,
+        forward=forward,
+        batches=batches,
+        steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, flow_root, device),
-        group_lrs=(("all", recipe.lr),), arch=arch_entry(net), recipe=asdict(recipe),
-        lr_end_ratio=1.0, train_mode=lambda: train_mode(net, bns))
+        group_lrs=(("all", recipe.lr),),
+        arch=arch_entry(net),
+        recipe=asdict(recipe),
+        lr_end_ratio=1.0,
+        train_mode=lambda: train_mode(net, bns),
+    )

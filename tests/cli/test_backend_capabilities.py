@@ -33,24 +33,41 @@ def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_backend_without_local_files_refuses_local_paths(remote: Path) -> None:
-    result = CliRunner().invoke(cli, ["submit", "infer", "--models", "flowprop", "--store", str(remote),
-                                      "--data-root", "s3://b/valid", "--run", "r1"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "submit",
+            "infer",
+            "--models",
+            "flowprop",
+            "--store",
+            str(remote),
+            "--data-root",
+            "s3://b/valid",
+            "--run",
+            "r1",
+        ],
+    )
     assert result.exit_code == 2
-    assert result.output.strip() == (f"stseg: error: --store {remote}: the remote-ish backend needs a location pods "
-                                     "can reach (s3://bucket/prefix), not a local path")
+    assert result.output.strip() == (
+        f"stseg: error: --store {remote}: the remote-ish backend needs a location pods "
+        "can reach (s3://bucket/prefix), not a local path"
+    )
 
 
 def test_resume_is_refused_by_a_backend_that_does_not_declare_it(remote: Path) -> None:
     result = CliRunner().invoke(cli, ["resume", "r1"])
     assert result.exit_code == 2
-    assert result.output.strip() == ("stseg: error: the remote-ish backend keeps no run to resume: submit the same "
-                                     "command again with --resume")
+    assert result.output.strip() == (
+        "stseg: error: the remote-ish backend keeps no run to resume: submit the same command again with --resume"
+    )
 
 
 def test_the_two_backends_declare_what_the_cli_asks() -> None:
     from stseg_cli.backends.kubernetes import KubernetesBackend
 
-    assert LocalBackend.capabilities == Capabilities(gpus=False, kueue=False, node_pools=False, detach=True,
-                                                     local_files=True, waits_by_default=True, resume=True)
+    assert LocalBackend.capabilities == Capabilities(
+        gpus=False, kueue=False, node_pools=False, detach=True, local_files=True, waits_by_default=True, resume=True
+    )
     kube = KubernetesBackend.capabilities
     assert (kube.gpus, kube.local_files, kube.waits_by_default, kube.resume) == (True, False, False, False)

@@ -50,13 +50,20 @@ def test_infer_errors_are_one_line(tmp_path):
     generate_split(tmp_path / "data", CFG, "valid")
     data, run = str(tmp_path / "data" / "valid"), str(tmp_path / "run")
     cases = [
-        (["--model", "sam3"], "stseg: error: unknown model 'sam3' (known: cutie, flowprop, flowprop-farneback, "
-        "flowprop-plain, livos, oneshot, sam2, stm, tmo, xmem)"),
+        (
+            ["--model", "sam3"],
+            "stseg: error: unknown model 'sam3' (known: cutie, flowprop, flowprop-farneback, "
+            "flowprop-plain, livos, oneshot, sam2, stm, tmo, xmem)",
+        ),
         (["--model", "flowprop", "--shard", "2/2"], "stseg: error: --shard '2/2': use K/N with 0 ≤ K < N, or all/N"),
-        (["--model", "flowprop", "--set", "flow"],
-         "stseg: error: --set 'flow': use KEY=VALUE (e.g. --set flow=farneback)"),
-        (["--model", "flowprop", "--set", "flow=raft"],
-         "stseg: error: flowprop option flow='raft' must be 'dis' or 'farneback'"),
+        (
+            ["--model", "flowprop", "--set", "flow"],
+            "stseg: error: --set 'flow': use KEY=VALUE (e.g. --set flow=farneback)",
+        ),
+        (
+            ["--model", "flowprop", "--set", "flow=raft"],
+            "stseg: error: flowprop option flow='raft' must be 'dis' or 'farneback'",
+        ),
     ]
     for args, message in cases:
         res = CliRunner().invoke(cli, ["infer", "--data", data, "--run", run, *args])
@@ -85,8 +92,12 @@ class Still(VOSModel):
     def segment(self, video: VideoInput) -> Iterator[FrameResult]:
         yield self.first_result(video)
         for stem in video.stems[1:]:
-            yield FrameResult(stem, video.first_labels.copy(), {i: self.options.score for i in video.object_ids},
-                              {i: True for i in video.object_ids})
+            yield FrameResult(
+                stem,
+                video.first_labels.copy(),
+                {i: self.options.score for i in video.object_ids},
+                {i: True for i in video.object_ids},
+            )
 
 
 def build_still(**overrides: object) -> Still:
@@ -95,8 +106,14 @@ def build_still(**overrides: object) -> Still:
 
 @pytest.fixture
 def still_model():
-    registry.register(registry.ModelInfo("test-still", f"{__name__}:build_still", f"{__name__}:StillOptions",
-                                         "test-only: frame 0's labels on every frame"))
+    registry.register(
+        registry.ModelInfo(
+            "test-still",
+            f"{__name__}:build_still",
+            f"{__name__}:StillOptions",
+            "test-only: frame 0's labels on every frame",
+        )
+    )
     yield "test-still"
     registry.unregister("test-still")
 
@@ -107,8 +124,9 @@ def test_a_model_registered_from_outside_runs_through_stseg_infer(tmp_path, stil
     listed = {line.split()[0]: line.split()[1:6] for line in CliRunner().invoke(cli, ["models"]).output.splitlines()}
     assert listed[still_model] == ["fusion", "none", "-", "-", "-"]  # `stseg models` lists it from its entry
     assert listed["sam2"] == ["sam2", "wanted", "needed", "yes", "yes"]
-    res = CliRunner().invoke(cli, ["infer", "--model", still_model, "--data", data, "--run", run, "--set",
-                                   "score=nope"])
+    res = CliRunner().invoke(
+        cli, ["infer", "--model", still_model, "--data", data, "--run", run, "--set", "score=nope"]
+    )
     assert res.exit_code == 2 and res.output.strip() == "stseg: error: test-still option score='nope': not a number"
     assert not (tmp_path / "runs/r1/plan.json").exists()  # refused before the run was touched
     res = _invoke("--model", still_model, "--data", data, "--run", run, "--set", "score=0.25")
@@ -121,4 +139,5 @@ def test_a_model_registered_from_outside_runs_through_stseg_infer(tmp_path, stil
         first = MoseSplit(data).first_annotation(v)
         assert all((pred.labels(s) == first).all() for s in pred.stems)
         assert {s: set(scores.values()) for s, scores in pred.scores.items() if s != pred.stems[0]} == {
-            s: {0.25} for s in pred.stems[1:]}
+            s: {0.25} for s in pred.stems[1:]
+        }

@@ -71,8 +71,9 @@ def runs(root: Path) -> dict[str, dict[str, str]]:
     models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
     fixtures.make_run(root / "data", "test", root / "test", SEED)
     fixtures.make_run(root / "data", "test", root / "probs", SEED, probs=True)
-    _db, uri = build_database(str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"),
-                              models, str(root / "perfdb"))
+    _db, uri = build_database(
+        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
+    )
     shutil.copytree(root / "test", root / "plain")
     shutil.copytree(root / "test", root / "raw")
     data, gt = str(root / "data" / "test"), str(root / "data" / "test_gt")

@@ -46,12 +46,15 @@ def test_keys_follow_the_run_layout():
     assert rl.checkpoint_key("sam2", "r1", 3) == "checkpoints/sam2/r1/epoch_3.pt"
 
 
-@pytest.mark.parametrize(("call", "bad"), [
-    (lambda: rl.pred_key("sam2", "../x", "00000"), "video name '../x'"),
-    (lambda: rl.pred_key("sam2", "v", "a/b"), "frame name 'a/b'"),
-    (lambda: rl.pred_key("", "v", "0"), "model name ''"),
-    (lambda: rl.done_key("pred/sam2", ".."), "shard name '..'"),
-])
+@pytest.mark.parametrize(
+    ("call", "bad"),
+    [
+        (lambda: rl.pred_key("sam2", "../x", "00000"), "video name '../x'"),
+        (lambda: rl.pred_key("sam2", "v", "a/b"), "frame name 'a/b'"),
+        (lambda: rl.pred_key("", "v", "0"), "model name ''"),
+        (lambda: rl.done_key("pred/sam2", ".."), "shard name '..'"),
+    ],
+)
 def test_bad_names_are_refused(call, bad):
     with pytest.raises(BadInputError, match=f"^{bad}"):
         call()
@@ -75,10 +78,13 @@ def test_commit_writes_the_marker_last_with_sizes_and_hashes(tmp_path):
     assert rl.verify_shard(store, "pred/sam2", 3) == []
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("[1]", "done marker has no 'files' table"),
-    ('{"files": {"a.png": {"size": 3}}}', "done marker has a file without size and sha256"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1]", "done marker has no 'files' table"),
+        ('{"files": {"a.png": {"size": 3}}}', "done marker has a file without size and sha256"),
+    ],
+)
 def test_a_malformed_marker_is_one_line_naming_it(tmp_path, text, message):
     store = FileStore(tmp_path)
     store.write_bytes("pred/m/_done/0.json", text.encode())

@@ -24,8 +24,9 @@ class LocalBackend(Backend):
     """Shard processes on this machine (no GPUs, no node pools, no Kueue)."""
 
     name = "local"
-    capabilities = Capabilities(gpus=False, kueue=False, node_pools=False, detach=True, local_files=True,
-                                waits_by_default=True, resume=True)
+    capabilities = Capabilities(
+        gpus=False, kueue=False, node_pools=False, detach=True, local_files=True, waits_by_default=True, resume=True
+    )
 
     def __init__(self, config: Config, workers: int | None = None) -> None:
         super().__init__(config)
@@ -39,12 +40,24 @@ class LocalBackend(Backend):
         out = []
         for s in specs:
             command = [sys.executable if c == "python" else c for c in s.command]
-            out.append({"kind": "LocalJob", "name": s.name, "shards": s.shards, "parallelism": s.parallelism,
-                        "retries": s.retries, "deadlineSeconds": s.deadline_s, "command": command,
-                        "env": {**s.env_dict, "JOB_COMPLETION_INDEX": f"0..{s.shards - 1}",
-                                "STSEG_SCRATCH": str(self._files(s.run).root / s.name / "<shard>.scratch")},
-                        "waitsFor": [f"{w.prefix}/0..{w.shards - 1}.json" for w in s.waits_for],
-                        "logs": str(self._files(s.run).root / s.name / "<shard>.log")})
+            out.append(
+                {
+                    "kind": "LocalJob",
+                    "name": s.name,
+                    "shards": s.shards,
+                    "parallelism": s.parallelism,
+                    "retries": s.retries,
+                    "deadlineSeconds": s.deadline_s,
+                    "command": command,
+                    "env": {
+                        **s.env_dict,
+                        "JOB_COMPLETION_INDEX": f"0..{s.shards - 1}",
+                        "STSEG_SCRATCH": str(self._files(s.run).root / s.name / "<shard>.scratch"),
+                    },
+                    "waitsFor": [f"{w.prefix}/0..{w.shards - 1}.json" for w in s.waits_for],
+                    "logs": str(self._files(s.run).root / s.name / "<shard>.log"),
+                }
+            )
         return out
 
     def _check(self, specs: Sequence[JobSpec]) -> None:
@@ -53,8 +66,10 @@ class LocalBackend(Backend):
             return
         roots = {s.run_root for s in files.load_specs()}
         if specs[0].run_root not in roots:  # local state is keyed by run id alone
-            raise BadInputError(f"run {specs[0].run} already belongs to {sorted(roots)[0]} (local state "
-                                f"{files.root}); choose another --run for this store")
+            raise BadInputError(
+                f"run {specs[0].run} already belongs to {sorted(roots)[0]} (local state "
+                f"{files.root}); choose another --run for this store"
+            )
 
     def _claim(self, files: RunFiles, specs: list[JobSpec], resume: bool) -> None:
         """Under the run lock: refuse a run that still runs or a job it has (unless `resume`), then record specs."""
@@ -65,12 +80,16 @@ class LocalBackend(Backend):
         existing = {s.name: s for s in (files.load_specs() if files.specs_file.exists() else [])}
         orphans = [p for s in existing.values() for k in range(s.shards) if (p := pid_alive(files.pid(s, k)))]
         if orphans:  # their supervisor died; starting the shards again would run them twice
-            raise BackendError(f"run {run} still has shard processes without a supervisor (pids "
-                               f"{', '.join(map(str, orphans[:5]))}); wait for them, or `stseg cancel {run}`")
+            raise BackendError(
+                f"run {run} still has shard processes without a supervisor (pids "
+                f"{', '.join(map(str, orphans[:5]))}); wait for them, or `stseg cancel {run}`"
+            )
         clash = sorted(set(existing) & {s.name for s in specs})
         if clash and not resume:
-            raise BadInputError(f"run {run} already has {', '.join(clash)}; pass --resume to finish its "
-                                "missing shards, or choose another --run")
+            raise BadInputError(
+                f"run {run} already has {', '.join(clash)}; pass --resume to finish its "
+                "missing shards, or choose another --run"
+            )
         for s in specs:
             if s.name in existing:  # a resumed job gets its retries back
                 for k in range(existing[s.name].shards):
@@ -80,16 +99,21 @@ class LocalBackend(Backend):
             existing[s.name] = s
         files.save_specs(list(existing.values()))
 
-    def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
-                on_change: Callable[[], None] | None) -> RunStatus | None:
+    def _submit(
+        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: Callable[[], None] | None
+    ) -> RunStatus | None:
         files = self._files(specs[0].run)
         with run_lock(files.root):  # check-and-claim: a concurrent submit of this run waits, then is refused
             self._claim(files, specs, resume)
             if not wait:
                 with files.supervisor_log.open("ab") as log:
-                    proc = subprocess.Popen([sys.executable, "-m", "stseg_cli.backends.local", str(files.root),
-                                             str(self.workers)], stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "stseg_cli.backends.local", str(files.root), str(self.workers)],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
                 record_pid(files.supervisor, proc.pid)
                 return None
             record_pid(files.supervisor, os.getpid())
@@ -129,9 +153,18 @@ class LocalBackend(Backend):
         end = time.time() if running or supervised else max(ends, default=0.0)
         elapsed = max(0.0, end - min(starts)) if starts else 0.0
         waiting = supervised and not running and not done and not failed
-        return JobStatus(name=spec.name, stage=spec.stage, model=spec.model, shards=spec.shards,
-                         done=frozenset(done), running=frozenset(running), failed=failed, waiting=waiting,
-                         frames=frames, elapsed_s=elapsed)
+        return JobStatus(
+            name=spec.name,
+            stage=spec.stage,
+            model=spec.model,
+            shards=spec.shards,
+            done=frozenset(done),
+            running=frozenset(running),
+            failed=failed,
+            waiting=waiting,
+            frames=frames,
+            elapsed_s=elapsed,
+        )
 
     def _find(self, run: str, stage: str, model: str) -> JobSpec:
         specs = self._files(run).load_specs()
@@ -139,8 +172,9 @@ class LocalBackend(Backend):
         for s in of_stage:
             if s.model == model or (not model and len(of_stage) == 1):
                 return s
-        raise BadInputError(f"run {run} has no {stage} job for model {model or '(none)'} "
-                            f"(jobs: {', '.join(s.name for s in specs)})")
+        raise BadInputError(
+            f"run {run} has no {stage} job for model {model or '(none)'} (jobs: {', '.join(s.name for s in specs)})"
+        )
 
     def _logs(self, run: str, stage: str, model: str, shard: int, follow: bool) -> Iterator[str]:
         spec = self._find(run, stage, model)
@@ -196,8 +230,10 @@ def _note(run: str, files: RunFiles, jobs: list[JobStatus], supervised: bool) ->
     stopped = read_json(files.stopped)
     orphans = sum(len(j.running) for j in jobs)
     if orphans:
-        return (f"orphaned: its supervisor is gone while {orphans} shard process(es) still run; wait for them "
-                f"or `stseg cancel {run}`, then {resume}")
+        return (
+            f"orphaned: its supervisor is gone while {orphans} shard process(es) still run; wait for them "
+            f"or `stseg cancel {run}`, then {resume}"
+        )
     if stopped:
         return f"stopped: {stopped['reason']}; {resume}"
     if files.supervisor.exists():  # a supervisor that ends normally removes its pid file

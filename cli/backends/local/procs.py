@@ -22,10 +22,18 @@ from stseg_core.settings import from_env, seconds, setting
 class LocalSettings:
     """The local backend's own variables (read when needed, so a test or a user can change them per run)."""
 
-    grace_s: float = setting("STSEG_LOCAL_GRACE_S", parse=seconds, default=10.0,
-                             doc="between SIGTERM and SIGKILL when a shard or a run is stopped")
-    outage_s: float = setting("STSEG_LOCAL_OUTAGE_S", parse=seconds, default=600.0,
-                              doc="how long the supervisor rides out a store it cannot reach")
+    grace_s: float = setting(
+        "STSEG_LOCAL_GRACE_S",
+        parse=seconds,
+        default=10.0,
+        doc="between SIGTERM and SIGKILL when a shard or a run is stopped",
+    )
+    outage_s: float = setting(
+        "STSEG_LOCAL_OUTAGE_S",
+        parse=seconds,
+        default=600.0,
+        doc="how long the supervisor rides out a store it cannot reach",
+    )
 
 
 def settings() -> LocalSettings:

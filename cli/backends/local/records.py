@@ -80,11 +80,21 @@ class RunFiles:
     def scratch(self, spec: JobSpec, k: int) -> Path:
         return self.job(spec) / f"{k}.scratch"
 
-    def write_result(self, spec: JobSpec, k: int, code: int, *, attempts: int, reason: str, final: bool,
-                     started: float) -> None:
+    def write_result(
+        self, spec: JobSpec, k: int, code: int, *, attempts: int, reason: str, final: bool, started: float
+    ) -> None:
         """How shard k's last attempt ended (`final`: no retry follows)."""
-        write_json(self.result(spec, k), {"exit_code": code, "attempts": attempts, "reason": reason,
-                                          "final": final, "started": started, "ended": time.time()})
+        write_json(
+            self.result(spec, k),
+            {
+                "exit_code": code,
+                "attempts": attempts,
+                "reason": reason,
+                "final": final,
+                "started": started,
+                "ended": time.time(),
+            },
+        )
 
     def ended(self, spec: JobSpec, k: int) -> None:
         """Shard k's process is gone, however it ended: forget its pid and remove its scratch."""

@@ -70,18 +70,24 @@ class Outage:
         down = time.monotonic() - self.since
         limit = settings().outage_s
         if not self.failures:
-            print(f"stseg local: store unreachable, shards keep running; retrying for up to {limit:.0f} s: {error}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"stseg local: store unreachable, shards keep running; retrying for up to {limit:.0f} s: {error}",
+                file=sys.stderr,
+                flush=True,
+            )
         if down >= limit:
             reason = f"store unreachable for {down:.0f} s (STSEG_LOCAL_OUTAGE_S={limit:g}): {error}"
             self.files.stop_reason(reason)
             raise BackendError(f"run {self.run} stopped: {reason}; resume: stseg resume {self.run}")
-        time.sleep(min(MAX_OUTAGE_BACKOFF_S, 0.25 * 2 ** self.failures, max(0.0, limit - down)))
+        time.sleep(min(MAX_OUTAGE_BACKOFF_S, 0.25 * 2**self.failures, max(0.0, limit - down)))
         self.failures += 1
 
     def passed(self) -> None:
         """A check went through: an outage (if any) is over."""
         if self.since is not None:
-            print(f"stseg local: store reachable again after {time.monotonic() - self.since:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"stseg local: store reachable again after {time.monotonic() - self.since:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         self.since, self.failures = None, 0

@@ -61,8 +61,15 @@ class Supervisor:
         threads = str(max(1, (os.cpu_count() or 1) // self.workers))
         scratch = self.files.scratch(spec, k)
         scratch.mkdir(exist_ok=True)
-        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **os.environ, **spec.env_dict,
-               "JOB_COMPLETION_INDEX": str(k), "PYTHONUNBUFFERED": "1", "STSEG_SCRATCH": str(scratch)}
+        env = {
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            **os.environ,
+            **spec.env_dict,
+            "JOB_COMPLETION_INDEX": str(k),
+            "PYTHONUNBUFFERED": "1",
+            "STSEG_SCRATCH": str(scratch),
+        }
         command = list(spec.command)
         if command[0] == "python":
             command[0] = sys.executable
@@ -70,8 +77,9 @@ class Supervisor:
         log.write(f"--- stseg local: attempt {attempt} of shard {k}: {' '.join(command)}\n".encode())
         log.flush()
         try:
-            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         except OSError as err:
             raise BackendError(f"{spec.name} shard {k}: cannot start {command[0]} ({err})") from None
         finally:
@@ -136,8 +144,9 @@ class Supervisor:
             changed = True
             key = (spec.name, k)
             if isinstance(ready, str):
-                self.files.write_result(spec, k, 3, attempts=self._attempts.get(key, 0), reason=ready, final=True,
-                                        started=time.time())
+                self.files.write_result(
+                    spec, k, 3, attempts=self._attempts.get(key, 0), reason=ready, final=True, started=time.time()
+                )
                 self._failed_jobs.add(spec.name)
                 continue
             self._attempts[key] = self._attempts.get(key, 0) + 1
@@ -162,8 +171,9 @@ class Supervisor:
             self.files.ended(spec, k)
             code, reason = self._outcome(spec, k, code, timed_out, bool(unmarked))
             retry = code not in (0, BAD_INPUT_EXIT) and not timed_out and self._attempts[key] <= spec.retries
-            self.files.write_result(spec, k, code, attempts=self._attempts[key], reason=reason, final=not retry,
-                                    started=t0)
+            self.files.write_result(
+                spec, k, code, attempts=self._attempts[key], reason=reason, final=not retry, started=t0
+            )
             if retry:
                 pending.insert(0, (spec, k))
             elif code:
