@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 def make_run(root: Path, w: int, h: int, frames: int, objects: int, models: int, seed: int = 0) -> list[str]:
@@ -70,14 +70,23 @@ def make_run(root: Path, w: int, h: int, frames: int, objects: int, models: int,
     plan_shards({video: frames * objects}, 1).save(store)
     names = [f"m{m}" for m in range(models)]
     for m, name in enumerate(names):
+
         def results(m=m):
             for t in range(frames):
                 lab = paint(t, offsets[m])
                 # soft edges: each object's probability falls off over a few pixels around its mask
                 probs = np.stack([cv2.GaussianBlur((lab == i).astype(np.uint8) * 255, (7, 7), 0) for i in ids])
                 yield FrameResult(f"{t:05d}", lab, dict.fromkeys(ids, 0.9), dict.fromkeys(ids, True), probs)
-        keys = write_video_predictions(store, name, video, results(), stems=[f"{t:05d}" for t in range(frames)],
-                                       object_ids=ids, confidence_definition="bench: constant")
+
+        keys = write_video_predictions(
+            store,
+            name,
+            video,
+            results(),
+            stems=[f"{t:05d}" for t in range(frames)],
+            object_ids=ids,
+            confidence_definition="bench: constant",
+        )
         commit_shard(store, pred_prefix(name), 0, keys)
     return names
 
@@ -93,8 +102,9 @@ def make_database(root: Path, w: int, h: int, objects: int, models: int) -> str:
 
     names = make_run(root / "clip", w, h, 6, objects, models)
     clip = root / "clip"
-    db, _uri = build_database(str(clip / "run"), str(clip / "data" / "valid"), str(clip / "data" / "valid_gt"),
-                              names, str(root / "perfdb"))
+    db, _uri = build_database(
+        str(clip / "run"), str(clip / "data" / "valid"), str(clip / "data" / "valid_gt"), names, str(root / "perfdb")
+    )
     lowered = tuple(replace(r, jf={**r.jf, FUSED: r.jf[FUSED] - 20}) for r in db.records)
     db = replace(load_perfdb(_uri), records=lowered, selection={**db.selection, "method": "knn+agreement"})
     return save_perfdb(open_store(root / "perfdb-bench"), db, prefix="")
@@ -120,8 +130,13 @@ print(json.dumps({"peak_kib": int(hwm.group(1)) if hwm else resource.getrusage(r
 
 def measure(root: Path, models: list[str], db: str, choose: str) -> dict:
     """The fuse stage in a fresh process (nothing of the generator in its memory)."""
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(root), ",".join(models), db, choose],
-                          capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(root), ",".join(models), db, choose],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     if proc.returncode:
         raise SystemExit(f"fuse failed: {proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -156,23 +171,31 @@ def main(argv: list[str] | None = None) -> dict[str, dict[int, dict]]:
 
 
 def _print(out: dict[str, dict[int, dict]], lengths: list[int], models: int, objects: int, w: int, h: int) -> None:
-    print(f"fuse stage, one {w}x{h} video, {models} models x {objects} objects with probabilities, "
-          "a performance database, ground truth on (baselines + J&F)")
-    print(f"{'choose':>7} {'frames':>7} {'peak RSS':>10} {'vs ' + str(lengths[0]) + ' fr':>9} {'fuse s':>8} "
-          f"{'s/frame':>8} {'kept':>22} {'whole-video arrays':>19}")
+    print(
+        f"fuse stage, one {w}x{h} video, {models} models x {objects} objects with probabilities, "
+        "a performance database, ground truth on (baselines + J&F)"
+    )
+    print(
+        f"{'choose':>7} {'frames':>7} {'peak RSS':>10} {'vs ' + str(lengths[0]) + ' fr':>9} {'fuse s':>8} "
+        f"{'s/frame':>8} {'kept':>22} {'whole-video arrays':>19}"
+    )
     missed = []
     for choose, rows in out.items():
         ref = rows[lengths[0]]["peak_kib"]
         for frames, row in rows.items():
             whole = frames * models * (objects + 1) * w * h / GIB  # labels + probs, uint8
-            print(f"{choose:>7} {frames:>7} {row['peak_kib'] / 1024 ** 2:>8.2f} GiB {row['peak_kib'] / ref:>8.2f}x "
-                  f"{row['seconds']:>8.1f} {row['seconds'] / frames:>8.3f} {','.join(row['kept']):>22} "
-                  f"{whole:>16.2f} GiB")
+            print(
+                f"{choose:>7} {frames:>7} {row['peak_kib'] / 1024**2:>8.2f} GiB {row['peak_kib'] / ref:>8.2f}x "
+                f"{row['seconds']:>8.1f} {row['seconds'] / frames:>8.3f} {','.join(row['kept']):>22} "
+                f"{whole:>16.2f} GiB"
+            )
         longest = rows[lengths[-1]]["peak_kib"]
-        if not (longest / 1024 ** 2 <= 1.5 and longest / ref <= 1.2):
+        if not (longest / 1024**2 <= 1.5 and longest / ref <= 1.2):
             missed.append(choose)
-        print(f"  {choose}: goal peak ≤ 1.50 GiB and ≤ 1.20 x the {lengths[0]}-frame peak → "
-              f"{longest / 1024 ** 2:.2f} GiB, {longest / ref:.2f} x")
+        print(
+            f"  {choose}: goal peak ≤ 1.50 GiB and ≤ 1.20 x the {lengths[0]}-frame peak → "
+            f"{longest / 1024**2:.2f} GiB, {longest / ref:.2f} x"
+        )
     print(f"goal: {'MISSED for ' + ', '.join(missed) if missed else 'met for every choice'}")
 
 

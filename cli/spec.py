@@ -330,8 +330,12 @@ def fuse_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, default_g
     for m in req.models:
         check_model(m)
     waits = tuple(DoneWait(output_prefix("infer", m), infer_shards) for m in req.models)
-    specs = _with_models(build_specs(cfg, run, replace(req, stage="fuse", shards=infer_shards),
-                                     default_gpus=default_gpus, waits_for=waits), req.models)
+    specs = _with_models(
+        build_specs(
+            cfg, run, replace(req, stage="fuse", shards=infer_shards), default_gpus=default_gpus, waits_for=waits
+        ),
+        req.models,
+    )
     gt = _known_ground_truth(cfg)
     return [replace(s, env=(*s.env, ("STSEG_GT_ROOT", gt))) for s in specs] if gt else specs
 
@@ -364,8 +368,13 @@ def eval_specs(
             waits_for=(DoneWait(output_prefix("infer", model), infer_shards),),
         )
     if fused:
-        specs += build_specs(cfg, run, replace(req, stage="eval", models=("",)), default_gpus=default_gpus,
-                             waits_for=(DoneWait(output_prefix("fuse", ""), infer_shards),))
+        specs += build_specs(
+            cfg,
+            run,
+            replace(req, stage="eval", models=("",)),
+            default_gpus=default_gpus,
+            waits_for=(DoneWait(output_prefix("fuse", ""), infer_shards),),
+        )
     if not specs:
         raise BadInputError("eval: name models to score (--models) or keep --fused")
     return specs

@@ -363,9 +363,12 @@ def eval_(models: str, fused: bool, infer_shards: int | None, **kw) -> None:
 
     names = _models(models, ())
     req = _request(kw, "eval", names, 1, gpus=0)
-    _submit(kw, lambda cfg, run, k8s: eval_specs(
-        cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards), fused=fused,
-        default_gpus=k8s))
+    _submit(
+        kw,
+        lambda cfg, run, k8s: eval_specs(
+            cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards), fused=fused, default_gpus=k8s
+        ),
+    )
 
 
 @submit.command()

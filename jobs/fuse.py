@@ -45,8 +45,12 @@ class FuseEnv:
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
     choose: str = env_field("STSEG_CHOOSE", parse=_choice, default="vote", doc="vote, video or span")
     raw_confidences: bool = env_field("STSEG_RAW_CONFIDENCES", parse=boolean, default=False)
-    indexes: int = env_field("STSEG_NUM_SHARDS", parse=positive_int, default=1,
-                             doc="fuse indexes (the Job's completions); each fuses the plan shards k ≡ index")
+    indexes: int = env_field(
+        "STSEG_NUM_SHARDS",
+        parse=positive_int,
+        default=1,
+        doc="fuse indexes (the Job's completions); each fuses the plan shards k ≡ index",
+    )
     index: int = env_field("JOB_COMPLETION_INDEX", parse=non_negative_int, default=0)
     deadline_s: float | None = env_field("STSEG_DEADLINE_S", parse=seconds, default=None)
 
@@ -73,9 +77,20 @@ def run(env: Mapping[str, str] | None = None) -> str:
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the fuse stage")
     if cfg.index >= cfg.indexes:
         raise BadInputError(f"JOB_COMPLETION_INDEX={cfg.index}: must be below STSEG_NUM_SHARDS={cfg.indexes}")
-    config = FuseConfig(cfg.run_root, cfg.data_root, cfg.models, cfg.gt_root, cfg.db_uri, cfg.wait_s,
-                        k=max(1, cfg.k), choose=cfg.choose, calibrate=not cfg.raw_confidences,
-                        index=cfg.index, indexes=cfg.indexes, resume=True)
+    config = FuseConfig(
+        cfg.run_root,
+        cfg.data_root,
+        cfg.models,
+        cfg.gt_root,
+        cfg.db_uri,
+        cfg.wait_s,
+        k=max(1, cfg.k),
+        choose=cfg.choose,
+        calibrate=not cfg.raw_confidences,
+        index=cfg.index,
+        indexes=cfg.indexes,
+        resume=True,
+    )
     return fuse.run(fuse.FuseStageConfig(config, Reporting(cfg.pushgateway, cfg.deadline_s))).summary()
 
 

@@ -120,8 +120,11 @@ def object_sizes(first_labels: np.ndarray, object_ids: tuple[int, ...]) -> tuple
     return float(areas.mean()), float(areas.min()), float(np.mean(areas < SMALL_OBJECT))
 
 
-def ensemble_features(outputs: Sequence[ModelVideo | ModelFrames], object_ids: tuple[int, ...],
-                      disagreements: Sequence[float] | None = None) -> dict[str, Any]:
+def ensemble_features(
+    outputs: Sequence[ModelVideo | ModelFrames],
+    object_ids: tuple[int, ...],
+    disagreements: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """Signals only several models give: disagreement, and per model vanish rate and absent share.
 
     `disagreements`: the per-frame values (`frame_disagreement`) when the caller streamed the frames already
@@ -132,21 +135,30 @@ def ensemble_features(outputs: Sequence[ModelVideo | ModelFrames], object_ids: t
         labels = [o.labels for o in outputs if isinstance(o, ModelVideo)]
         if len(labels) != len(outputs):
             raise TypeError("ensemble_features: frame streams come with their per-frame disagreements")
-        disagreements = [frame_disagreement(np.stack([lut[lab[t]] for lab in labels]))
-                         for t in range(outputs[0].shape[0])]
+        disagreements = [
+            frame_disagreement(np.stack([lut[lab[t]] for lab in labels])) for t in range(outputs[0].shape[0])
+        ]
     vanish, absent = {}, {}
     for o in outputs:
         T = o.present.shape[0]
         pairs = max(1, (T - 1) * len(object_ids))
         vanish[o.model] = float(np.count_nonzero(o.present[:-1] & ~o.present[1:]) / pairs) if T > 1 else 0.0
         absent[o.model] = float(np.mean(~o.present)) if o.present.size else 0.0
-    return {"disagreement": float(np.mean(disagreements)) if len(disagreements) else 0.0, "vanish": vanish,
-            "absent": absent}
+    return {
+        "disagreement": float(np.mean(disagreements)) if len(disagreements) else 0.0,
+        "vanish": vanish,
+        "absent": absent,
+    }
 
 
-def video_features(frames: Iterable[np.ndarray], num_frames: int, first_labels: np.ndarray,
-                   object_ids: tuple[int, ...], outputs: Sequence[ModelVideo | ModelFrames] | None = None,
-                   disagreements: Sequence[float] | None = None) -> VideoFeatures:
+def video_features(
+    frames: Iterable[np.ndarray],
+    num_frames: int,
+    first_labels: np.ndarray,
+    object_ids: tuple[int, ...],
+    outputs: Sequence[ModelVideo | ModelFrames] | None = None,
+    disagreements: Sequence[float] | None = None,
+) -> VideoFeatures:
     """All features of one video: frames stream once; `outputs` (checked, same video) adds the ensemble signals
     (see `ensemble_features` for `disagreements`)."""
     edge, motion = scene_features(frames, num_frames)

@@ -18,8 +18,7 @@ from stseg_core.runlayout import pred_prefix
 from stseg_core.store import Store, join_key
 
 
-def open_model_frames(run_store: Store, model: str, info: VideoInfo, fallbacks: list[str] | None = None
-                      ) -> ModelFrames:
+def open_model_frames(run_store: Store, model: str, info: VideoInfo, fallbacks: list[str] | None = None) -> ModelFrames:
     """One model's outputs for one video as a frame stream (scores and presence read now, label maps and
     probabilities on each pass); a missing scores.json uses the documented fallback (noted in `fallbacks`)."""
     from stseg_core.predictions import SCORES_FILE, read_video_predictions
@@ -30,8 +29,10 @@ def open_model_frames(run_store: Store, model: str, info: VideoInfo, fallbacks: 
     preds = read_video_predictions(run_store, model, info.name)
     _check_stems(info, model, preds.stems)
     if tuple(preds.object_ids) != tuple(info.object_ids):
-        raise BadInputError(f"video {info.name}, model {model}: object ids {list(preds.object_ids)} differ from the "
-                            f"first frame's {list(info.object_ids)}")
+        raise BadInputError(
+            f"video {info.name}, model {model}: object ids {list(preds.object_ids)} differ from the "
+            f"first frame's {list(info.object_ids)}"
+        )
     ids, T = info.object_ids, info.num_frames
     scores = np.array([[preds.scores[s][i] for i in ids] for s in preds.stems], np.float32).reshape(T, -1)
     present = np.array([[preds.present[s][i] for i in ids] for s in preds.stems], bool).reshape(T, -1)
@@ -46,8 +47,9 @@ def open_model_frames(run_store: Store, model: str, info: VideoInfo, fallbacks: 
     return ModelFrames(model, tuple(ids), (T, info.height, info.width), scores, present, frames, has_probs)
 
 
-def _fallback_frames(run_store: Store, model: str, info: VideoInfo, base: str, fallbacks: list[str] | None
-                     ) -> ModelFrames:
+def _fallback_frames(
+    run_store: Store, model: str, info: VideoInfo, base: str, fallbacks: list[str] | None
+) -> ModelFrames:
     """Label maps without scores.json: presence from pixels (one pass now keeps (T, K) flags), confidence 1."""
     from stseg_core.data.labels import read_label_png
 
@@ -57,21 +59,29 @@ def _fallback_frames(run_store: Store, model: str, info: VideoInfo, base: str, f
     _check_stems(info, model, tuple(sorted(stems, key=lambda s: (len(s), s))))
 
     def frames(with_probs: bool) -> Iterator[Frame]:
-        pairs = ((s, read_label_png(run_store.read_bytes(f"{base}/{s}.png"), run_store.uri(f"{base}/{s}.png")))
-                 for s in info.frames)
+        pairs = (
+            (s, read_label_png(run_store.read_bytes(f"{base}/{s}.png"), run_store.uri(f"{base}/{s}.png")))
+            for s in info.frames
+        )
         return ((lab, None) for lab in _sized(info, model, pairs))
 
     ids = info.object_ids
-    present = np.array([[np.any(lab == i) for i in ids] for lab, _p in frames(False)],
-                       bool).reshape(info.num_frames, len(ids))
+    present = np.array([[np.any(lab == i) for i in ids] for lab, _p in frames(False)], bool).reshape(
+        info.num_frames, len(ids)
+    )
     if fallbacks is not None:
         fallbacks.append(f"{model}/{info.name}: no scores.json; presence from pixels, confidence 1")
-    return ModelFrames(model, tuple(ids), (info.num_frames, info.height, info.width),
-                       np.ones(present.shape, np.float32), present, frames)
+    return ModelFrames(
+        model,
+        tuple(ids),
+        (info.num_frames, info.height, info.width),
+        np.ones(present.shape, np.float32),
+        present,
+        frames,
+    )
 
 
-def load_model_video(run_store: Store, model: str, info: VideoInfo, fallbacks: list[str] | None = None
-                     ) -> ModelVideo:
+def load_model_video(run_store: Store, model: str, info: VideoInfo, fallbacks: list[str] | None = None) -> ModelVideo:
     """One model's outputs for one video as (T, …) arrays (the database builder scores them several times)."""
     stream = open_model_frames(run_store, model, info, fallbacks)
     frames = list(stream.frames(True))
@@ -84,16 +94,20 @@ def _check_stems(info: VideoInfo, model: str, stems: tuple[str, ...]) -> None:
     if stems != tuple(info.frames):
         extra = sorted(set(stems) - set(info.frames))[:3]
         lost = sorted(set(info.frames) - set(stems))[:3]
-        raise BadInputError(f"video {info.name}, model {model}: {len(stems)} frames, the video has "
-                            f"{len(info.frames)} (missing {lost}, extra {extra})")
+        raise BadInputError(
+            f"video {info.name}, model {model}: {len(stems)} frames, the video has "
+            f"{len(info.frames)} (missing {lost}, extra {extra})"
+        )
 
 
 def _sized(info: VideoInfo, model: str, frames: Iterable[tuple[str, np.ndarray]]) -> Iterator[np.ndarray]:
     """Label maps from (stem, label map) pairs, refusing a frame whose size is not the video's."""
     for stem, lab in frames:
         if lab.shape != (info.height, info.width):
-            raise BadInputError(f"video {info.name}, model {model}, frame {stem}: label map is "
-                                f"{lab.shape[1]}x{lab.shape[0]}, the video is {info.width}x{info.height} (WxH)")
+            raise BadInputError(
+                f"video {info.name}, model {model}, frame {stem}: label map is "
+                f"{lab.shape[1]}x{lab.shape[0]}, the video is {info.width}x{info.height} (WxH)"
+            )
         yield lab
 
 
@@ -107,8 +121,10 @@ def check_ground_truth(gt: MoseSplit, info: VideoInfo) -> None:
     annotated = set(gt.video(info.name).annotated)
     missing = [s for s in info.frames if s not in annotated]
     if missing:
-        raise MissingArtifactError(f"{gt.store.uri(f'Annotations/{info.name}')}: ground truth lacks frame(s) "
-                                   f"{', '.join(missing[:5])} of video {info.name}")
+        raise MissingArtifactError(
+            f"{gt.store.uri(f'Annotations/{info.name}')}: ground truth lacks frame(s) "
+            f"{', '.join(missing[:5])} of video {info.name}"
+        )
 
 
 def ground_truth(gt: MoseSplit, info: VideoInfo) -> np.ndarray:

@@ -61,13 +61,19 @@ class Part:
         self.results.update(other.results)
 
     def to_json(self) -> dict[str, Any]:
-        return {"videos": self.videos, "fallbacks": self.fallbacks,
-                "results": {v: {m: r.to_json() for m, r in res.items()} for v, res in self.results.items()}}
+        return {
+            "videos": self.videos,
+            "fallbacks": self.fallbacks,
+            "results": {v: {m: r.to_json() for m, r in res.items()} for v, res in self.results.items()},
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Part:
-        return cls(obj["videos"], obj["fallbacks"],
-                   {v: {m: VideoResult.from_json(r) for m, r in res.items()} for v, res in obj["results"].items()})
+        return cls(
+            obj["videos"],
+            obj["fallbacks"],
+            {v: {m: VideoResult.from_json(r) for m, r in res.items()} for v, res in obj["results"].items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -94,10 +100,17 @@ def write_merged(target: MergeTarget, part: Part, metrics: JobMetrics | None = N
     if target.gt_root:
         methods = (*target.models, *BASELINES, FUSED, PGMR)
         table = _write_eval(target, {m: [part.results[v][m] for v in videos] for m in methods}, metrics)
-    target.run_store.write_json(RECOMMEND, {
-        "models": list(target.models), "database": database, "database_uri": target.db_uri,
-        "recommender": target.recommender.method if target.recommender else "none", "fallbacks": fallbacks,
-        "videos": per_video})
+    target.run_store.write_json(
+        RECOMMEND,
+        {
+            "models": list(target.models),
+            "database": database,
+            "database_uri": target.db_uri,
+            "recommender": target.recommender.method if target.recommender else "none",
+            "fallbacks": fallbacks,
+            "videos": per_video,
+        },
+    )
     return FuseReport(videos, {v: per_video[v]["choice"] for v in videos}, table, database, tuple(fallbacks))
 
 
@@ -106,8 +119,9 @@ def db_name(db: PerfDB | None) -> str:
     return f"{db.source} v{db.version}" if db is not None else ""
 
 
-def _write_eval(target: MergeTarget, results: dict[str, list[VideoResult]], metrics: JobMetrics | None
-                ) -> dict[str, dict[str, float]]:
+def _write_eval(
+    target: MergeTarget, results: dict[str, list[VideoResult]], metrics: JobMetrics | None
+) -> dict[str, dict[str, float]]:
     """eval/<method>/ in the evaluator's layout (DAVIS CSVs + results.json), eval/table2.json, stseg_eval_jf."""
     from stseg_core.metrics.evaluate import EvalResult, global_scores
     from stseg_core.metrics.tables import write_results
@@ -117,16 +131,32 @@ def _write_eval(target: MergeTarget, results: dict[str, list[VideoResult]], metr
     table = {}
     for method, res in results.items():
         scores = global_scores(res, "davis")
-        result = EvalResult("davis", split, str(target.gt_root), _source(target, method), tuple(res), scores,
-                            sum(len(r.frames) for r in res), 0.0)
+        result = EvalResult(
+            "davis",
+            split,
+            str(target.gt_root),
+            _source(target, method),
+            tuple(res),
+            scores,
+            sum(len(r.frames) for r in res),
+            0.0,
+        )
         write_results(result, run_store.child(eval_prefix(method)))
         row = {name: 100 * cast(float, scores[f"{name}-Mean"]) for name in ("J&F", "J", "F")}
         table[method] = {k: round(v, 4) for k, v in row.items()}
         if metrics is not None:
             for metric, value in (("J&F-Mean", row["J&F"]), ("J-Mean", row["J"]), ("F-Mean", row["F"])):
                 metrics.set("stseg_eval_jf", value, method=method, metric=metric)
-    run_store.write_json(TABLE, {"split": split, "gt_root": target.gt_root, "database": db_name(target.db),
-                                 "database_uri": target.db_uri, "table": table})
+    run_store.write_json(
+        TABLE,
+        {
+            "split": split,
+            "gt_root": target.gt_root,
+            "database": db_name(target.db),
+            "database_uri": target.db_uri,
+            "table": table,
+        },
+    )
     return table
 
 
@@ -137,4 +167,3 @@ def _source(target: MergeTarget, method: str) -> str:
     if method in target.models:
         return target.run_store.uri(pred_prefix(method))
     return f"computed in memory by the fuse stage ({method})"
-

@@ -51,30 +51,55 @@ class FuseOptions:
     calibrate: bool
 
 
-def fuse_one_video(run_store: Store, data: MoseSplit, gt: MoseSplit | None, info: VideoInfo,
-                   models: tuple[str, ...], options: FuseOptions, fallbacks: list[str]) -> VideoFused:
+def fuse_one_video(
+    run_store: Store,
+    data: MoseSplit,
+    gt: MoseSplit | None,
+    info: VideoInfo,
+    models: tuple[str, ...],
+    options: FuseOptions,
+    fallbacks: list[str],
+) -> VideoFused:
     """PGMR on one video, streamed; writes fused/<video>/… (see the module docstring)."""
     name = info.name
     streams = [open_model_frames(run_store, m, info, fallbacks) for m in models]
-    scores = None if gt is None else VideoScores(name, gt.annotation(name, info.frames[0]), info.num_frames,
-                                                 (*models, *BASELINES, FUSED))
+    scores = (
+        None
+        if gt is None
+        else VideoScores(name, gt.annotation(name, info.frames[0]), info.num_frames, (*models, *BASELINES, FUSED))
+    )
     cache = _FrameCache()
 
     def on_frame(frame: FusedFrame) -> None:
         cache.add(frame.labels)
         if gt is not None and scores is not None and scores.scored(frame.t):
             stem = info.frames[frame.t]
-            scores.update(gt.annotation(name, stem),
-                          {**dict(zip(models, frame.models, strict=True)), **frame.baselines, FUSED: frame.labels},
-                          stem)
+            scores.update(
+                gt.annotation(name, stem),
+                {**dict(zip(models, frame.models, strict=True)), **frame.baselines, FUSED: frame.labels},
+                stem,
+            )
 
     try:
-        decision = decide_video(name, streams, info.object_ids, data.first_annotation(name), scene_frames(data, name),
-                                info.num_frames, options.recommender, with_baselines=gt is not None,
-                                choose=options.choose, calibrate=options.calibrate, on_frame=on_frame)
+        decision = decide_video(
+            name,
+            streams,
+            info.object_ids,
+            data.first_annotation(name),
+            scene_frames(data, name),
+            info.num_frames,
+            options.recommender,
+            with_baselines=gt is not None,
+            choose=options.choose,
+            calibrate=options.calibrate,
+            on_frame=on_frame,
+        )
         labels, out_scores, out_present, spans = _kept_output(decision, cache)
-        kept_scores = None if gt is None or not decision.plan else VideoScores(
-            name, gt.annotation(name, info.frames[0]), info.num_frames, (PGMR,))
+        kept_scores = (
+            None
+            if gt is None or not decision.plan
+            else VideoScores(name, gt.annotation(name, info.frames[0]), info.num_frames, (PGMR,))
+        )
         if gt is not None and kept_scores is not None:
             labels = _tapped(labels, _scorer(gt, info, kept_scores))
         keys = _write_output(run_store, info, labels, out_scores, out_present)
@@ -91,14 +116,17 @@ def fuse_one_video(run_store: Store, data: MoseSplit, gt: MoseSplit | None, info
     return VideoFused(keys, entry, results)
 
 
-def _kept_output(decision: VideoDecision, cache: _FrameCache
-                 ) -> tuple[Iterator[np.ndarray], np.ndarray, np.ndarray, list[Span]]:
+def _kept_output(
+    decision: VideoDecision, cache: _FrameCache
+) -> tuple[Iterator[np.ndarray], np.ndarray, np.ndarray, list[Span]]:
     """(frames, (T, K) scores, (T, K) presence, spans) of the kept output. Per span, the frames are stitched as
     they are read, and the scores' rows and `spans` fill in as they go."""
     outputs = decision.outputs
     if decision.plan:
-        tables = {FUSED: (decision.fused_scores, decision.fused_present),
-                  **{o.model: (o.scores, o.present) for o in outputs}}
+        tables = {
+            FUSED: (decision.fused_scores, decision.fused_present),
+            **{o.model: (o.scores, o.present) for o in outputs},
+        }
         stitcher = Stitcher(tables, decision.plan, outputs[0].object_ids)
         names = [FUSED, *(o.model for o in outputs)]
         in_step = zip(cache.frames(), *((lab for lab, _p in o.frames(False)) for o in outputs), strict=True)
@@ -126,20 +154,34 @@ def _tapped(frames: Iterable[np.ndarray], tap: Callable[[int, np.ndarray], None]
         yield labels
 
 
-def _write_output(run_store: Store, info: VideoInfo, labels: Iterable[np.ndarray], scores: np.ndarray,
-                  present: np.ndarray) -> list[str]:
+def _write_output(
+    run_store: Store, info: VideoInfo, labels: Iterable[np.ndarray], scores: np.ndarray, present: np.ndarray
+) -> list[str]:
     """The kept output of one video under fused/: `labels` streams its (H, W) frames, `scores`/`present` (T, K)
     (read for frame t only once frame t was taken from `labels`)."""
     from stseg_core.models.base import FrameResult
     from stseg_core.predictions import write_video_predictions
 
     ids = info.object_ids
-    results = (FrameResult(stem=s, labels=lab,
-                           scores={i: float(np.clip(scores[t, k], 0, 1)) for k, i in enumerate(ids)},
-                           present={i: bool(present[t, k]) for k, i in enumerate(ids)})
-               for t, (s, lab) in enumerate(zip(info.frames, labels, strict=True)))
-    return write_video_predictions(run_store, PGMR, info.name, results, stems=info.frames, object_ids=ids,
-                                   confidence_definition=CONFIDENCE, prefix=FUSED_PREFIX)
+    results = (
+        FrameResult(
+            stem=s,
+            labels=lab,
+            scores={i: float(np.clip(scores[t, k], 0, 1)) for k, i in enumerate(ids)},
+            present={i: bool(present[t, k]) for k, i in enumerate(ids)},
+        )
+        for t, (s, lab) in enumerate(zip(info.frames, labels, strict=True))
+    )
+    return write_video_predictions(
+        run_store,
+        PGMR,
+        info.name,
+        results,
+        stems=info.frames,
+        object_ids=ids,
+        confidence_definition=CONFIDENCE,
+        prefix=FUSED_PREFIX,
+    )
 
 
 class _FrameCache:

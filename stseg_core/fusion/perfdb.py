@@ -70,10 +70,16 @@ class PerfDB:
         return {c: float(np.mean([r.jf[c] for r in self.records])) if self.records else 0.0 for c in self.candidates}
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "models": list(self.models), "source": self.source, "created": self.created,
-                "version": self.version, "selection": self.selection,
-                "calibration": {m: c.to_json() for m, c in self.calibration.items()},
-                "records": [r.to_json() for r in self.records]}
+        return {
+            "schema": SCHEMA,
+            "models": list(self.models),
+            "source": self.source,
+            "created": self.created,
+            "version": self.version,
+            "selection": self.selection,
+            "calibration": {m: c.to_json() for m, c in self.calibration.items()},
+            "records": [r.to_json() for r in self.records],
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str = "<json>") -> PerfDB:

@@ -86,10 +86,19 @@ class _Votes:
     per_frame: np.ndarray | None
 
 
-def decide_video(video: str, outputs: list[ModelFrames], object_ids: tuple[int, ...], first_labels: np.ndarray,
-                 frames: Iterable[np.ndarray], num_frames: int, recommender: Recommender | None = None,
-                 with_baselines: bool = True, choose: str = DEFAULT_CHOICE, calibrate: bool = True,
-                 on_frame: Callable[[FusedFrame], None] | None = None) -> VideoDecision:
+def decide_video(
+    video: str,
+    outputs: list[ModelFrames],
+    object_ids: tuple[int, ...],
+    first_labels: np.ndarray,
+    frames: Iterable[np.ndarray],
+    num_frames: int,
+    recommender: Recommender | None = None,
+    with_baselines: bool = True,
+    choose: str = DEFAULT_CHOICE,
+    calibrate: bool = True,
+    on_frame: Callable[[FusedFrame], None] | None = None,
+) -> VideoDecision:
     """PGMR on one video in two passes over the models' frames, so memory holds one frame per model.
 
     Pass 1 checks every frame and measures the features (the recommender's trust needs them before any vote);
@@ -106,16 +115,19 @@ def decide_video(video: str, outputs: list[ModelFrames], object_ids: tuple[int, 
     if recommender is not None and calibrate:
         outputs = [calibrated(o, recommender.db.calibration.get(o.model)) for o in outputs]
     lut = index_lut(object_ids)
-    disagreements = [frame_disagreement(np.stack([lut[lab] for lab, _p in frame]))
-                     for frame in _in_step(outputs, video, object_ids, with_probs=False)]
+    disagreements = [
+        frame_disagreement(np.stack([lut[lab] for lab, _p in frame]))
+        for frame in _in_step(outputs, video, object_ids, with_probs=False)
+    ]
     features = video_features(frames, num_frames, first_labels, object_ids, outputs, disagreements)
     names = [o.model for o in outputs]
     trust = normalise_trust(_trust(recommender, features, names), len(outputs))
     by_span = choose == "span" and recommender is not None and recommender.method != KEEP_FUSED
     votes = _vote(video, outputs, object_ids, trust, with_baselines, by_span, on_frame)
     agreed = {m: a.value() for m, a in votes.agreement.items()}
-    rec = no_database(video, features, agreed) if recommender is None else recommender.recommend(video, features,
-                                                                                                  agreed)
+    rec = (
+        no_database(video, features, agreed) if recommender is None else recommender.recommend(video, features, agreed)
+    )
     if choose == "vote" and rec.choice != FUSED:
         rec = replace(rec, choice=FUSED, reason=f"vote only (the recommender would keep {rec.choice}: {rec.reason})")
     plan = []
@@ -129,9 +141,12 @@ def with_spans(rec: Recommendation, spans: list[Span]) -> Recommendation:
     longest: dict[str, int] = {}
     for sp in spans:
         longest[sp.choice] = longest.get(sp.choice, 0) + sp.end - sp.start
-    return replace(rec, choice=max(longest, key=lambda c: longest[c]), spans=[sp.to_json() for sp in spans],
-                   reason=f"per span ({len(spans)}): " + ", ".join(f"{sp.start}–{sp.end - 1} {sp.choice}"
-                                                                   for sp in spans))
+    return replace(
+        rec,
+        choice=max(longest, key=lambda c: longest[c]),
+        spans=[sp.to_json() for sp in spans],
+        reason=f"per span ({len(spans)}): " + ", ".join(f"{sp.start}–{sp.end - 1} {sp.choice}" for sp in spans),
+    )
 
 
 def _trust(recommender: Recommender | None, features: VideoFeatures, names: list[str]) -> list[float] | None:
@@ -140,19 +155,31 @@ def _trust(recommender: Recommender | None, features: VideoFeatures, names: list
         return None
     unknown = [m for m in names if m not in recommender.db.models]
     if unknown:
-        raise BadInputError(f"performance database has no history for model(s) {', '.join(unknown)} "
-                            f"(it knows {', '.join(recommender.db.models)})")
+        raise BadInputError(
+            f"performance database has no history for model(s) {', '.join(unknown)} "
+            f"(it knows {', '.join(recommender.db.models)})"
+        )
     by_name = recommender.trust(features)
     return [by_name[m] for m in names]
 
 
-def _vote(video: str, outputs: list[ModelFrames], object_ids: tuple[int, ...], trust: np.ndarray,
-          with_baselines: bool, per_frame: bool, on_frame: Callable[[FusedFrame], None] | None) -> _Votes:
+def _vote(
+    video: str,
+    outputs: list[ModelFrames],
+    object_ids: tuple[int, ...],
+    trust: np.ndarray,
+    with_baselines: bool,
+    per_frame: bool,
+    on_frame: Callable[[FusedFrame], None] | None,
+) -> _Votes:
     """Pass 2: the pseudo-label frame by frame (`vote.fuse_frame_of`, as `fuse_video` does it)."""
     T, K = outputs[0].shape[0], len(object_ids)
-    votes = _Votes(np.zeros((T, K), np.float32), np.zeros((T, K), bool),
-                   {o.model: AgreementSum(object_ids) for o in outputs},
-                   np.zeros((len(outputs), T)) if per_frame else None)
+    votes = _Votes(
+        np.zeros((T, K), np.float32),
+        np.zeros((T, K), bool),
+        {o.model: AgreementSum(object_ids) for o in outputs},
+        np.zeros((len(outputs), T)) if per_frame else None,
+    )
     have_probs = any(o.has_probs for o in outputs)
     for t, frame in enumerate(_in_step(outputs, video, object_ids, with_probs=have_probs)):
         labels = [lab for lab, _p in frame]
@@ -168,8 +195,9 @@ def _vote(video: str, outputs: list[ModelFrames], object_ids: tuple[int, ...], t
     return votes
 
 
-def _in_step(outputs: list[ModelFrames], video: str, object_ids: tuple[int, ...],
-             with_probs: bool) -> Iterator[tuple[Frame, ...]]:
+def _in_step(
+    outputs: list[ModelFrames], video: str, object_ids: tuple[int, ...], with_probs: bool
+) -> Iterator[tuple[Frame, ...]]:
     """One pass over the models' frames in step: per frame, each model's (labels, probs or None), checked."""
     for t, frame in enumerate(zip(*(o.frames(with_probs) for o in outputs), strict=True)):
         for o, (lab, probs) in zip(outputs, frame, strict=True):

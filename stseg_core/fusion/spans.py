@@ -42,8 +42,12 @@ class Span:
     rename: dict[int, int]
 
     def to_json(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "choice": self.choice,
-                "rename": {str(k): v for k, v in self.rename.items()}}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "choice": self.choice,
+            "rename": {str(k): v for k, v in self.rename.items()},
+        }
 
 
 def frame_agreement(
@@ -111,8 +115,12 @@ class Stitcher:
     first frame is stitched, and `spans` grows by one span there.
     """
 
-    def __init__(self, tables: dict[str, tuple[np.ndarray, np.ndarray]], plan: list[tuple[int, int, str]],
-                 object_ids: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        tables: dict[str, tuple[np.ndarray, np.ndarray]],
+        plan: list[tuple[int, int, str]],
+        object_ids: tuple[int, ...],
+    ) -> None:
         first = next(iter(tables.values()))
         self.scores, self.present = np.empty_like(first[0]), np.empty_like(first[1])
         self.spans: list[Span] = []
@@ -142,8 +150,11 @@ class Stitcher:
         self.spans.append(Span(start, end, choice, rename))
 
 
-def stitch(candidates: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], plan: list[tuple[int, int, str]],
-           object_ids: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Span]]:
+def stitch(
+    candidates: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    plan: list[tuple[int, int, str]],
+    object_ids: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Span]]:
     """Concatenate per-span choices. candidates: name → (labels (T,H,W), scores (T,K), present (T,K));
     plan: [(start, end, choice)] covering the video in order. → (labels, scores, present, spans)."""
     stitcher = Stitcher({c: (sc, pr) for c, (_lab, sc, pr) in candidates.items()}, plan, object_ids)
@@ -179,8 +190,9 @@ def choose_spans(
     return plan
 
 
-def span_plan(recommender: Recommender, features: VideoFeatures, per_frame: np.ndarray, names: list[str],
-              min_len: int = MIN_SPAN) -> list[tuple[int, int, str]]:
+def span_plan(
+    recommender: Recommender, features: VideoFeatures, per_frame: np.ndarray, names: list[str], min_len: int = MIN_SPAN
+) -> list[tuple[int, int, str]]:
     """The per-span choice of one video: spans from the models' (M, T) per-frame agreement with the pseudo-label
     (`frame_agreement`, models in `names` order), each span's candidate (a model or the pseudo-label) by the
     recommender's prediction from the span's agreement. Stitch it with `Stitcher` (or `stitch`)."""

@@ -156,8 +156,9 @@ def _target(cfg: FuseConfig) -> MergeTarget:
     """The run, the database and its recommender (bad input fails here, before any waiting)."""
     models = tuple(dict.fromkeys(cfg.models))
     db = load_perfdb(cfg.db_uri) if cfg.db_uri else None
-    return MergeTarget(open_store(cfg.run_root), cfg.data_root, cfg.gt_root, cfg.db_uri, db,
-                       _recommender(db, models, cfg.k), models)
+    return MergeTarget(
+        open_store(cfg.run_root), cfg.data_root, cfg.gt_root, cfg.db_uri, db, _recommender(db, models, cfg.k), models
+    )
 
 
 def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
@@ -180,10 +181,21 @@ def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
         commit_shard(run_store, FUSED_PREFIX, 0, part.keys, meta=meta)
         return replace(report, fused=len(videos))
     run_store.write_json(fuse_part_key(cfg.index), part.to_json())
-    commit_shard(run_store, FUSED_PREFIX, cfg.index, [*part.keys, fuse_part_key(cfg.index)],
-                 meta={**meta, "indexes": cfg.indexes})
-    alone = FuseReport(videos, {v: e["choice"] for v, e in part.videos.items()}, {}, db_name(target.db),
-                       tuple(f for v in videos for f in part.fallbacks[v]), merged=False)
+    commit_shard(
+        run_store,
+        FUSED_PREFIX,
+        cfg.index,
+        [*part.keys, fuse_part_key(cfg.index)],
+        meta={**meta, "indexes": cfg.indexes},
+    )
+    alone = FuseReport(
+        videos,
+        {v: e["choice"] for v, e in part.videos.items()},
+        {},
+        db_name(target.db),
+        tuple(f for v in videos for f in part.fallbacks[v]),
+        merged=False,
+    )
     return _merge_if_complete(cfg, target, metrics, replace(alone, fused=len(videos)))
 
 
@@ -209,8 +221,9 @@ def _fuse_videos(cfg: FuseConfig, target: MergeTarget, videos: Iterable[str], me
     return part
 
 
-def _merge_if_complete(cfg: FuseConfig, target: MergeTarget, metrics: JobMetrics | None,
-                       alone: FuseReport) -> FuseReport:
+def _merge_if_complete(
+    cfg: FuseConfig, target: MergeTarget, metrics: JobMetrics | None, alone: FuseReport
+) -> FuseReport:
     """Merge when every index is done (two indexes merging at once write the same bytes); else `alone`."""
     if all(shard_done(target.run_store, FUSED_PREFIX, i) for i in range(cfg.indexes)):
         return replace(_merge(cfg, target, metrics), fused=alone.fused)
@@ -231,8 +244,10 @@ def _merge(cfg: FuseConfig, target: MergeTarget, metrics: JobMetrics | None) -> 
         raise MissingArtifactError(describe_bad(FUSED_PREFIX, bad))
     todo = [i for i in indexes if i not in good]
     if todo:
-        raise MissingArtifactError(f"{run_store.root}: fuse index(es) {', '.join(todo)} of {cfg.indexes} not done "
-                                   f"({FUSED_PREFIX}/_done/<index>.json)")
+        raise MissingArtifactError(
+            f"{run_store.root}: fuse index(es) {', '.join(todo)} of {cfg.indexes} not done "
+            f"({FUSED_PREFIX}/_done/<index>.json)"
+        )
     part = Part()
     for i in range(cfg.indexes):
         part.update(Part.from_json(run_store.read_json(fuse_part_key(i))))
@@ -245,9 +260,13 @@ def saved_report(run_root: str) -> FuseReport:
     store = open_store(run_root)
     rec = store.read_json(RECOMMEND)
     table = store.read_json(TABLE) if store.exists(TABLE) else {}
-    return FuseReport(tuple(rec["videos"]), {v: e["choice"] for v, e in rec["videos"].items()},
-                      table.get("table", {}), table.get("database") or rec.get("database", ""),
-                      tuple(rec.get("fallbacks", ())))
+    return FuseReport(
+        tuple(rec["videos"]),
+        {v: e["choice"] for v, e in rec["videos"].items()},
+        table.get("table", {}),
+        table.get("database") or rec.get("database", ""),
+        tuple(rec.get("fallbacks", ())),
+    )
 
 
 def format_table(report: FuseReport) -> str:
@@ -259,8 +278,10 @@ def format_table(report: FuseReport) -> str:
     kept: dict[str, int] = {}
     for choice in report.choices.values():
         kept[choice] = kept.get(choice, 0) + 1
-    lines.append(f"kept per video: {', '.join(f'{c} ×{n}' for c, n in sorted(kept.items()))}"
-                 + (f"; database: {report.database}" if report.database else "; no performance database"))
+    lines.append(
+        f"kept per video: {', '.join(f'{c} ×{n}' for c, n in sorted(kept.items()))}"
+        + (f"; database: {report.database}" if report.database else "; no performance database")
+    )
     return "\n".join(lines)
 
 
@@ -300,8 +321,9 @@ def build_database(
         truth = ground_truth(gt, info)
         for o in outputs:
             pairs[o.model].append(accuracy_pairs(o, truth))
-        feats = video_features(scene_frames(data, name), info.num_frames, data.first_annotation(name), info.object_ids,
-                               outputs)
+        feats = video_features(
+            scene_frames(data, name), info.num_frames, data.first_annotation(name), info.object_ids, outputs
+        )
         by_model = {o.model: jf(score(name, truth, o.labels, info.frames)) for o in outputs}
         first_pass.append(record(name, feats, {**by_model, FUSED: 0.0}, {}))
     if not first_pass:
@@ -326,8 +348,9 @@ def build_database(
         for power in TRUST_POWERS:
             fused = fuse_video(outputs, info.object_ids, [expected[m] ** power for m in models], rec.video)
             fused_jf[power].append(jf(score(rec.video, truth, fused.labels, info.frames)))
-            agreements[power].append({o.model: model_agreement(o.labels, fused.labels, info.object_ids)
-                                      for o in outputs})
+            agreements[power].append(
+                {o.model: model_agreement(o.labels, fused.labels, info.object_ids) for o in outputs}
+            )
     means = {g: float(np.mean(v)) for g, v in fused_jf.items()}
     power = max(TRUST_POWERS, key=lambda g: (round(means[g], 6), -g))
     records = [

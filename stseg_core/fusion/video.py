@@ -65,8 +65,9 @@ def frames_of(video: ModelVideo) -> ModelFrames:
         for t in range(video.labels.shape[0]):
             yield video.labels[t], video.probs[t] if with_probs and video.probs is not None else None
 
-    return ModelFrames(video.model, tuple(video.object_ids), video.shape, video.scores, video.present, frames,
-                       video.probs is not None)
+    return ModelFrames(
+        video.model, tuple(video.object_ids), video.shape, video.scores, video.present, frames, video.probs is not None
+    )
 
 
 def from_labels(model: str, labels: np.ndarray, object_ids: tuple[int, ...]) -> ModelVideo:
@@ -107,14 +108,18 @@ def check_outputs(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
     """
     for out in outputs:
         if out.labels.ndim != 3 or out.labels.dtype != np.uint8:
-            raise BadInputError(f"video {video}, model {out.model}: labels must be (T,H,W) uint8, "
-                                f"got {out.labels.shape} {out.labels.dtype}")
+            raise BadInputError(
+                f"video {video}, model {out.model}: labels must be (T,H,W) uint8, "
+                f"got {out.labels.shape} {out.labels.dtype}"
+            )
     streams = [frames_of(o) for o in outputs]
     check_streams(video, streams, object_ids)
     for stream, out in zip(streams, outputs, strict=True):
         if out.probs is not None and out.probs.shape != (out.shape[0], len(object_ids), *out.shape[1:]):
-            raise BadInputError(f"video {video}, model {out.model}: probs must have shape "
-                                f"{(out.shape[0], len(object_ids), *out.shape[1:])}, got {out.probs.shape}")
+            raise BadInputError(
+                f"video {video}, model {out.model}: probs must have shape "
+                f"{(out.shape[0], len(object_ids), *out.shape[1:])}, got {out.probs.shape}"
+            )
         for t in range(out.shape[0]):
             check_frame(video, stream, t, out.labels[t], None, object_ids)
 
@@ -127,29 +132,42 @@ def check_streams(video: str, outputs: list[ModelFrames], object_ids: tuple[int,
     for out in outputs:
         if tuple(out.shape) != tuple(ref.shape):
             what = "frame count" if out.shape[0] != ref.shape[0] else "frame size"
-            raise BadInputError(f"video {video}: {what} differs between models: {ref.model} has (T,H,W)="
-                                f"{tuple(ref.shape)}, {out.model} has {tuple(out.shape)}")
+            raise BadInputError(
+                f"video {video}: {what} differs between models: {ref.model} has (T,H,W)="
+                f"{tuple(ref.shape)}, {out.model} has {tuple(out.shape)}"
+            )
         if tuple(out.object_ids) != tuple(object_ids):
-            raise BadInputError(f"video {video}, model {out.model}: object ids {list(out.object_ids)} differ "
-                                f"from the first frame's {list(object_ids)}")
+            raise BadInputError(
+                f"video {video}, model {out.model}: object ids {list(out.object_ids)} differ "
+                f"from the first frame's {list(object_ids)}"
+            )
         k_shape = (ref.shape[0], len(object_ids))
         for field in ("scores", "present"):
             if getattr(out, field).shape != k_shape:
-                raise BadInputError(f"video {video}, model {out.model}: {field} must have shape {k_shape}, "
-                                    f"got {getattr(out, field).shape}")
+                raise BadInputError(
+                    f"video {video}, model {out.model}: {field} must have shape {k_shape}, "
+                    f"got {getattr(out, field).shape}"
+                )
 
 
-def check_frame(video: str, out: ModelFrames, t: int, labels: np.ndarray, probs: np.ndarray | None,
-                object_ids: tuple[int, ...]) -> None:
+def check_frame(
+    video: str, out: ModelFrames, t: int, labels: np.ndarray, probs: np.ndarray | None, object_ids: tuple[int, ...]
+) -> None:
     """The per-frame rules of `check_outputs`: the frame's size, ids the first frame has, probs (K, H, W)."""
     if labels.shape != tuple(out.shape[1:]) or labels.dtype != np.uint8:
-        raise BadInputError(f"video {video}, model {out.model}, frame index {t}: labels must be {out.shape[1:]} "
-                            f"uint8, got {labels.shape} {labels.dtype}")
+        raise BadInputError(
+            f"video {video}, model {out.model}, frame index {t}: labels must be {out.shape[1:]} "
+            f"uint8, got {labels.shape} {labels.dtype}"
+        )
     allowed = sum(np.count_nonzero(labels == i) for i in (0, *object_ids))
     if allowed != labels.size:
         bad = min(set(np.unique(labels).tolist()) - {0, *object_ids})
-        raise BadInputError(f"video {video}, model {out.model}, frame index {t}: object id {bad} is not "
-                            f"in the first frame (ids {sorted(object_ids)})")
+        raise BadInputError(
+            f"video {video}, model {out.model}, frame index {t}: object id {bad} is not "
+            f"in the first frame (ids {sorted(object_ids)})"
+        )
     if probs is not None and probs.shape != (len(object_ids), *labels.shape):
-        raise BadInputError(f"video {video}, model {out.model}, frame index {t}: probs must have shape "
-                            f"{(len(object_ids), *labels.shape)}, got {probs.shape}")
+        raise BadInputError(
+            f"video {video}, model {out.model}, frame index {t}: probs must have shape "
+            f"{(len(object_ids), *labels.shape)}, got {probs.shape}"
+        )

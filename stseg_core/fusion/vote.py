@@ -73,9 +73,13 @@ def vote_weights(trust: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return weights
 
 
-def fuse_frame(frames: Sequence[np.ndarray] | np.ndarray, weights: np.ndarray, keep: np.ndarray,
-               probs: Sequence[np.ndarray | None] | None = None,
-               object_ids: tuple[int, ...] | None = None) -> np.ndarray:
+def fuse_frame(
+    frames: Sequence[np.ndarray] | np.ndarray,
+    weights: np.ndarray,
+    keep: np.ndarray,
+    probs: Sequence[np.ndarray | None] | None = None,
+    object_ids: tuple[int, ...] | None = None,
+) -> np.ndarray:
     """One frame's pseudo-label.
 
     frames: M label maps (H, W) uint8 of object ids (a list or an (M, H, W) array); weights: (M, K+1) from
@@ -110,8 +114,9 @@ def fuse_frame(frames: Sequence[np.ndarray] | np.ndarray, weights: np.ndarray, k
     return out
 
 
-def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust: Sequence[float] | None = None,
-               video: str = "<video>") -> FusedVideo:
+def fuse_video(
+    outputs: list[ModelVideo], object_ids: tuple[int, ...], trust: Sequence[float] | None = None, video: str = "<video>"
+) -> FusedVideo:
     """Fuse M models' outputs for one video into a pseudo-label (rules in the module docstring).
 
     trust: (M,) historical performance in the order of `outputs`, or None for uniform. The fused score of
@@ -127,14 +132,20 @@ def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust: Se
     have_probs = any(o.probs is not None for o in outputs)
     for t in range(T):
         probs = [None if o.probs is None else o.probs[t] for o in outputs] if have_probs else None
-        labels[t], scores[t], present[t] = fuse_frame_of(outputs, t, [o.labels[t] for o in outputs], probs, weights,
-                                                         object_ids)
+        labels[t], scores[t], present[t] = fuse_frame_of(
+            outputs, t, [o.labels[t] for o in outputs], probs, weights, object_ids
+        )
     return FusedVideo(labels, object_ids, scores, present)
 
 
-def fuse_frame_of(outputs: Sequence[ModelVideo | ModelFrames], t: int, frames: Sequence[np.ndarray],
-                  probs: Sequence[np.ndarray | None] | None, trust: np.ndarray,
-                  object_ids: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fuse_frame_of(
+    outputs: Sequence[ModelVideo | ModelFrames],
+    t: int,
+    frames: Sequence[np.ndarray],
+    probs: Sequence[np.ndarray | None] | None,
+    trust: np.ndarray,
+    object_ids: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frame t of the pseudo-label: (H, W) ids, (K,) fused scores, (K,) presence. `outputs` give the (T, K)
     scores and presence (`ModelVideo` or a frame stream), `frames`/`probs` frame t's label maps and
     probabilities (None per model, or None for all), `trust` the normalised (M,) trust."""

@@ -110,15 +110,28 @@ class VideoResult:
     def to_json(self) -> dict:
         """Everything, losslessly (floats round-trip through JSON exactly): sharded fuse indexes hand their
         results to the merge step this way."""
-        return {"video": self.video, "metric": self.metric, "frames": list(self.frames), "size": list(self.size),
-                "objects": [{"id": o.object_id, "series": {n: s.tolist() for n, s in o.series.items()},
-                             "summary": o.summary} for o in self.objects]}
+        return {
+            "video": self.video,
+            "metric": self.metric,
+            "frames": list(self.frames),
+            "size": list(self.size),
+            "objects": [
+                {"id": o.object_id, "series": {n: s.tolist() for n, s in o.series.items()}, "summary": o.summary}
+                for o in self.objects
+            ],
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> VideoResult:
-        objects = tuple(ObjectScores(d["video"], int(o["id"]),
-                                     {n: np.asarray(v, dtype=np.float64) for n, v in o["series"].items()},
-                                     dict(o["summary"])) for o in d["objects"])
+        objects = tuple(
+            ObjectScores(
+                d["video"],
+                int(o["id"]),
+                {n: np.asarray(v, dtype=np.float64) for n, v in o["series"].items()},
+                dict(o["summary"]),
+            )
+            for o in d["objects"]
+        )
         return cls(d["video"], d["metric"], tuple(d["frames"]), (int(d["size"][0]), int(d["size"][1])), objects)
 
 

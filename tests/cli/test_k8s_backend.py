@@ -155,8 +155,10 @@ def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> No
     ]
     eval_pod = jobs["stseg-r1-eval"]["spec"]["template"]["spec"]
     assert eval_pod["initContainers"][0]["command"][3:4] == ["fused:4"]  # one fuse index per plan shard
-    assert jobs["stseg-r1-fuse"]["spec"]["completions"] == 4 and jobs["stseg-r1-fuse"]["spec"]["completionMode"] == \
-        "Indexed"
+    assert (
+        jobs["stseg-r1-fuse"]["spec"]["completions"] == 4
+        and jobs["stseg-r1-fuse"]["spec"]["completionMode"] == "Indexed"
+    )
     eval_env = {e["name"]: e["value"] for e in eval_pod["containers"][0]["env"]}
     assert (eval_env["STSEG_STAGE"], eval_env["STSEG_DATA_ROOT"]) == ("evaluate", "s3://bucket/mose/valid_gt")
     assert eval_env["STSEG_MODEL"] == ""  # the fused masks

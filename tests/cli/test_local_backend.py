@@ -330,8 +330,12 @@ def test_real_pipeline_through_the_cli(cli_env: Path) -> None:
     result = _stseg("submit", "pipeline", "--models", "flowprop", "--shards", "2", "--workers", "2", *where)
     assert result.exit_code == 0, result.output
     rows = [line.split()[:4] for line in result.output.splitlines()]
-    for row in (["stseg-real-infer-flowprop", "infer", "flowprop", "2/2"], ["stseg-real-fuse", "fuse", "-", "2/2"],
-                ["stseg-real-eval-flowprop", "eval", "flowprop", "1/1"], ["stseg-real-eval", "eval", "-", "1/1"]):
+    for row in (
+        ["stseg-real-infer-flowprop", "infer", "flowprop", "2/2"],
+        ["stseg-real-fuse", "fuse", "-", "2/2"],
+        ["stseg-real-eval-flowprop", "eval", "flowprop", "1/1"],
+        ["stseg-real-eval", "eval", "-", "1/1"],
+    ):
         assert row in rows
     run = open_store(cli_env / "store/runs/real")
     plan = run.read_json("plan.json")

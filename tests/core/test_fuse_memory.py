@@ -31,5 +31,5 @@ def test_fuse_memory_at_720p_300_frames() -> None:
     ≤ 1.2 × the 60-frame peak, for the default vote and for per-span choice (many minutes)."""
     out = _bench().main(["--json"])
     for choose in ("vote", "span"):
-        assert out[choose][300]["peak_kib"] <= 1.5 * 1024 ** 2, choose
+        assert out[choose][300]["peak_kib"] <= 1.5 * 1024**2, choose
         assert out[choose][300]["peak_kib"] <= 1.2 * out[choose][60]["peak_kib"], choose

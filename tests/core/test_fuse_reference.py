@@ -65,8 +65,9 @@ def runs(root: Path) -> dict[str, dict[str, str]]:
     from stseg_core.data.synth import SynthConfig, generate_dataset
 
     fixtures = _fixtures()
-    cfg = SynthConfig(seed=SEED, height=72, width=112, min_frames=10, max_frames=14, videos=4, min_objects=2,
-                      max_objects=3, noise=1.0)
+    cfg = SynthConfig(
+        seed=SEED, height=72, width=112, min_frames=10, max_frames=14, videos=4, min_objects=2, max_objects=3, noise=1.0
+    )
     generate_dataset(str(root / "data"), cfg, splits=("valid", "test"))
     models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
     fixtures.make_run(root / "data", "test", root / "test", SEED)
@@ -89,20 +90,25 @@ def _choice_runs(fixtures, root: Path, models: list[str], uri: str) -> None:
     """The per-video and per-span cases (see the module docstring)."""
     from stseg_core.data.synth import SynthConfig, generate_dataset
 
-    cfg = SynthConfig(seed=5, height=72, width=112, min_frames=24, max_frames=32, videos=4, min_objects=2,
-                      max_objects=3, noise=1.0)
+    cfg = SynthConfig(
+        seed=5, height=72, width=112, min_frames=24, max_frames=32, videos=4, min_objects=2, max_objects=3, noise=1.0
+    )
     generate_dataset(str(root / "long"), cfg, splits=("test",))
     fixtures.make_run(root / "long", "test", root / "video", SEED)
     fixtures.make_run(root / "long", "test", root / "span-probs", SEED, probs=True)
     shutil.copytree(root / "video", root / "span")
     db = load_perfdb(uri)
     lowered = tuple(replace(r, jf={**r.jf, FUSED: r.jf[FUSED] - 20}) for r in db.records)
-    choosy = save_perfdb(open_store(root / "choosy"), replace(db, records=lowered, selection={
-        **db.selection, "method": "knn+agreement"}), prefix="")
+    choosy = save_perfdb(
+        open_store(root / "choosy"),
+        replace(db, records=lowered, selection={**db.selection, "method": "knn+agreement"}),
+        prefix="",
+    )
     data, gt = str(root / "long" / "test"), str(root / "long" / "test_gt")
     for case in ("video", "span", "span-probs"):
-        run_fuse(FuseConfig(str(root / case), data, tuple(models), gt_root=gt, db_uri=choosy,
-                            choose=case.split("-")[0]))
+        run_fuse(
+            FuseConfig(str(root / case), data, tuple(models), gt_root=gt, db_uri=choosy, choose=case.split("-")[0])
+        )
 
 
 def test_fuse_writes_the_reference_outputs(runs: dict[str, dict[str, str]]) -> None:
@@ -121,8 +127,9 @@ def test_the_choice_cases_keep_models_and_cut_spans(root: Path, runs: dict[str, 
     video = open_store(root / "video").read_json("recommend.json")["videos"]
     assert {e["choice"] for e in video.values()} - {FUSED}
     for case in ("span", "span-probs"):
-        spans = [sp for e in open_store(root / case).read_json("recommend.json")["videos"].values()
-                 for sp in e["spans"]]
+        spans = [
+            sp for e in open_store(root / case).read_json("recommend.json")["videos"].values() for sp in e["spans"]
+        ]
         assert len(spans) > 4 and any(sp["rename"] for sp in spans), case
         assert {sp["choice"] for sp in spans} - {FUSED}, case
     assert runs["raw"]["fused/_done/0.json"] != runs["test"]["fused/_done/0.json"]  # raw confidences vote otherwise

@@ -32,10 +32,12 @@ def _hashes(run: Path) -> dict[str, str]:
     """sha256 of the fuse stage's outputs, the run's own path replaced (eval files name their sources); the
     done markers and parts (which index wrote what) are left out."""
     store = open_store(run)
-    return {key: hashlib.sha256(store.read_bytes(key).replace(str(run).encode(), b"<run>")).hexdigest()
-            for key in store.list()
-            if (key.startswith(("fused/", "eval/")) and not key.startswith(("fused/_done/", "fused/_parts/")))
-            or key == "recommend.json"}
+    return {
+        key: hashlib.sha256(store.read_bytes(key).replace(str(run).encode(), b"<run>")).hexdigest()
+        for key in store.list()
+        if (key.startswith(("fused/", "eval/")) and not key.startswith(("fused/_done/", "fused/_parts/")))
+        or key == "recommend.json"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +46,29 @@ def bench(tmp_path_factory):
 
     fixtures = _fixtures()
     root = tmp_path_factory.mktemp("fuse-sharded")
-    cfg = SynthConfig(seed=SEED, height=64, width=96, min_frames=8, max_frames=10, videos=4, min_objects=2,
-                      max_objects=3, noise=1.0)
+    cfg = SynthConfig(
+        seed=SEED, height=64, width=96, min_frames=8, max_frames=10, videos=4, min_objects=2, max_objects=3, noise=1.0
+    )
     generate_dataset(str(root / "data"), cfg, splits=("valid", "test"))
     models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
     fixtures.make_run(root / "data", "test", root / "single", SEED, probs=True)
-    _db, uri = build_database(str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"),
-                              models, str(root / "perfdb"))
+    _db, uri = build_database(
+        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
+    )
     shutil.copytree(root / "single", root / "sharded")
     return root, tuple(models), uri
 
 
 def _config(root: Path, case: str, models: tuple[str, ...], uri: str, **kw) -> FuseConfig:
-    return FuseConfig(str(root / case), str(root / "data" / "test"), models, gt_root=str(root / "data" / "test_gt"),
-                      db_uri=uri, choose="span", **kw)
+    return FuseConfig(
+        str(root / case),
+        str(root / "data" / "test"),
+        models,
+        gt_root=str(root / "data" / "test_gt"),
+        db_uri=uri,
+        choose="span",
+        **kw,
+    )
 
 
 def test_two_fuse_indexes_write_what_one_writes(bench) -> None:
@@ -105,8 +116,16 @@ def test_an_index_that_fails_half_way_is_not_marked_done(bench, tmp_path: Path) 
     original = gt_png.read_bytes()
     labels = read_label_png(original, str(gt_png))
     gt_png.write_bytes(encode_label_png(np.where(labels == 0, 99, labels).astype(np.uint8)))
-    cfg = FuseConfig(str(run_root), str(tmp_path / "data" / "test"), models, gt_root=str(tmp_path / "data" / "test_gt"),
-                     db_uri=uri, index=0, indexes=2, resume=True)
+    cfg = FuseConfig(
+        str(run_root),
+        str(tmp_path / "data" / "test"),
+        models,
+        gt_root=str(tmp_path / "data" / "test_gt"),
+        db_uri=uri,
+        index=0,
+        indexes=2,
+        resume=True,
+    )
     with pytest.raises(BadInputError, match="object ids \\[99\\] are absent"):
         run_fuse(cfg)
     run = open_store(run_root)

@@ -97,12 +97,18 @@ def choosy(tmp_path_factory):
     fixtures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fixtures)
     root = tmp_path_factory.mktemp("fusejob-choosy")
-    generate_dataset(str(root / "data"), SynthConfig(seed=SEED, height=64, width=96, min_frames=10, max_frames=12,
-                                                     videos=3, min_objects=2, max_objects=3), splits=("valid", "test"))
+    generate_dataset(
+        str(root / "data"),
+        SynthConfig(
+            seed=SEED, height=64, width=96, min_frames=10, max_frames=12, videos=3, min_objects=2, max_objects=3
+        ),
+        splits=("valid", "test"),
+    )
     models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
     fixtures.make_run(root / "data", "test", root / "run", SEED)
-    db, _uri = build_database(str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"),
-                             models, str(root / "perfdb"))
+    db, _uri = build_database(
+        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
+    )
     assert all(not c.identity for c in db.calibration.values())
     choosy = replace(db, selection={**db.selection, "method": "knn+agreement"})
     return root, models, save_perfdb(open_store(root / "choosy"), choosy, prefix="")
@@ -128,7 +134,8 @@ def test_two_job_indexes_with_choose_and_raw_confidences(choosy, tmp_path, capsy
     assert len(entries) == 3 and all(e["spans"] and e["reason"].startswith("per span") for e in entries.values())
     video = next(iter(entries))
     assert runs["raw"].read_json(f"fused/{video}/scores.json") != runs["calibrated"].read_json(
-        f"fused/{video}/scores.json")  # the vote's confidences, and so the kept output's scores, differ
+        f"fused/{video}/scores.json"
+    )  # the vote's confidences, and so the kept output's scores, differ
     marker = runs["raw"].read_bytes("fused/_done/1.json")
     assert main({**env, "JOB_COMPLETION_INDEX": "1"}) == 0
     assert "index 1/2: 0 videos fused" in capsys.readouterr().out
