@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -107,7 +107,7 @@ class VideoResult:
     size: tuple[int, int]
     objects: tuple[ObjectScores, ...]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """Everything, losslessly (floats round-trip through JSON exactly): sharded fuse indexes hand their
         results to the merge step this way."""
         return {
@@ -122,7 +122,7 @@ class VideoResult:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> VideoResult:
+    def from_json(cls, d: dict[str, Any]) -> VideoResult:
         objects = tuple(
             ObjectScores(
                 d["video"],

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stseg_core.fusion.stage import FuseConfig, FuseReport, run_fuse
+from stseg_core.fusion.merge import FuseReport
+from stseg_core.fusion.stage import FuseConfig, run_fuse
 from stseg_core.stages.common import Reporting
 from stseg_core.telemetry import JobMetrics
 
