@@ -42,15 +42,16 @@ upstream: $(STAMP)
 demo: venv
 	$(VENV)/bin/stseg demo --out demo-run
 
-test: venv system-deps upstream
-	$(PY) -m ruff check .
+test: lint system-deps upstream
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-slow: venv system-deps
 	$(PY) -m pytest -n 2 -q -m slow -o addopts="--import-mode=importlib" $(PYTEST_ARGS)
 
-lint: venv
+lint: venv  # CI runs it through `make test`; mypy's settings are in pyproject.toml ([tool.mypy])
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: venv
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -86,8 +86,14 @@ def main() -> None:
         agreement = np.stack([frame_agreement(o.labels, fused.labels, ids) for o in outputs])
         cuts = split_spans(agreement)
         plan = [(a, b, outputs[i % len(outputs)].model) for i, (a, b) in enumerate(cuts)]  # worst case: switch each
-        stitch({FUSED: (fused.labels, fused.scores, fused.present),
-                **{o.model: (o.labels, o.scores, o.present) for o in outputs}}, plan, ids)
+        stitch(
+            {
+                FUSED: (fused.labels, fused.scores, fused.present),
+                **{o.model: (o.labels, o.scores, o.present) for o in outputs},
+            },
+            plan,
+            ids,
+        )
         best["spans"] = min(best["spans"], time.perf_counter() - t0)
         for method in ("bbox-average", "bbox-max"):
             t0 = time.perf_counter()
@@ -96,9 +102,13 @@ def main() -> None:
     per_frame = {k: 1000 * v / args.frames for k, v in best.items()}
     print(f"{args.models} models, {args.frames} frames of {w}x{h}, {args.objects} objects (best of {args.repeats})")
     print(f"{'step':<28}{'ms/frame':>10}{'× decode':>10}")
-    for name, label in (("decode", f"decode {args.models} PNGs (reference)"), ("vote", "PGMR weighted vote"),
-                        ("spans", "per-span cut + stitch"), ("bbox-average", "bbox-average"),
-                        ("bbox-max", "bbox-max")):
+    for name, label in (
+        ("decode", f"decode {args.models} PNGs (reference)"),
+        ("vote", "PGMR weighted vote"),
+        ("spans", "per-span cut + stitch"),
+        ("bbox-average", "bbox-average"),
+        ("bbox-max", "bbox-max"),
+    ):
         print(f"{label:<28}{per_frame[name]:>10.2f}{best[name] / best['decode']:>10.2f}")
     ratio = best["vote"] / best["decode"]
     print(f"vote / decode = {ratio:.2f} (goal ≤ 2.00): {'ok' if ratio <= 2 else 'MISSED'}")

@@ -55,8 +55,16 @@ def _frames(rng: np.random.Generator, h: int, w: int, t_len: int, k: int, clean:
             if clean or rng.random() > 0.05:  # predictions miss an object now and then
                 dc = rng.normal(0, 2 * scale, 2)
                 da = ax * (1 + rng.normal(0, 0.05, 2))
-                cv2.ellipse(pred, (int(c[0] + dc[0]), int(c[1] + dc[1])), (max(1, int(da[0])), max(1, int(da[1]))),
-                            ang + rng.normal(0, 4), 0, 360, i + 1, -1)
+                cv2.ellipse(
+                    pred,
+                    (int(c[0] + dc[0]), int(c[1] + dc[1])),
+                    (max(1, int(da[0])), max(1, int(da[1]))),
+                    ang + rng.normal(0, 4),
+                    0,
+                    360,
+                    i + 1,
+                    -1,
+                )
             if not clean and rng.random() < 0.2:  # a spurious blob
                 p = rng.uniform([0, 0], [w, h]).astype(int)
                 cv2.circle(pred, (int(p[0]), int(p[1])), int(rng.uniform(3, 15) * scale), i + 1, -1)
@@ -125,8 +133,9 @@ def _vos_benchmark_pool(root: Path, workers: int) -> tuple[float, float]:
 
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        _jf, j, f, _objs = benchmark([str(root / "gt" / "Annotations")], [str(root / "pred")],
-                                     num_processes=workers, verbose=False)
+        _jf, j, f, _objs = benchmark(
+            [str(root / "gt" / "Annotations")], [str(root / "pred")], num_processes=workers, verbose=False
+        )
     (root / "pred" / "results.csv").unlink(missing_ok=True)  # it writes into the prediction folder
     return time.perf_counter() - t0, j[0] / 100, f[0] / 100
 
@@ -139,9 +148,13 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeat", type=int, default=3, help="best of N timings per stseg/floor row")
-    ap.add_argument("--ref-videos", type=int, default=None,
-                    help="videos vos-benchmark is timed on (default: max(4, workers); it is slow, and per-frame "
-                         "figures stay comparable)")
+    ap.add_argument(
+        "--ref-videos",
+        type=int,
+        default=None,
+        help="videos vos-benchmark is timed on (default: max(4, workers); it is slow, and per-frame "
+        "figures stay comparable)",
+    )
     ap.add_argument("--skip-vos-benchmark", action="store_true")
     args = ap.parse_args()
 
@@ -161,10 +174,12 @@ def main() -> None:
         fast = _timed(lambda: _decode_all(root, read_label_png_fast), args.repeat)
         ours1 = _timed(lambda: evaluate(gt, pred, workers=1), args.repeat)
         oursn = _timed(lambda: evaluate(gt, pred, workers=args.workers), args.repeat)
-        rows += [("decode floor: read_label_png (Pillow)", floor[0], scored, "cpu"),
-                 ("  stseg's exact fast reader alone", fast[0], scored, "cpu"),
-                 ("stseg eval, 1 process", ours1[0], scored, "cpu"),
-                 (f"stseg eval, {args.workers} processes", oursn[1], scored, "wall")]
+        rows += [
+            ("decode floor: read_label_png (Pillow)", floor[0], scored, "cpu"),
+            ("  stseg's exact fast reader alone", fast[0], scored, "cpu"),
+            ("stseg eval, 1 process", ours1[0], scored, "cpu"),
+            (f"stseg eval, {args.workers} processes", oursn[1], scored, "wall"),
+        ]
         if not args.skip_vos_benchmark:
             n_ref = args.ref_videos or max(4, args.workers)
             ref = sorted(p.name for p in (root / "gt" / "Annotations").iterdir())[:n_ref]
@@ -187,8 +202,10 @@ def main() -> None:
     h, w = size
     ms = {name: 1e3 * secs / frames for name, secs, frames, _c in rows}
     floor_ms = ms[rows[0][0]]
-    print(f"J&F evaluation: {args.videos} videos × {args.frames} frames × {h}×{w}, {args.objects} objects, "
-          f"{scored} scored frames; best of {args.repeat}; {os.cpu_count()} cores")
+    print(
+        f"J&F evaluation: {args.videos} videos × {args.frames} frames × {h}×{w}, {args.objects} objects, "
+        f"{scored} scored frames; best of {args.repeat}; {os.cpu_count()} cores"
+    )
     print(f"{'':40} {'clock':>5} {'ms/frame':>9} {'× floor':>8}")
     for name, _secs, _frames, clock in rows:
         print(f"{name:40} {clock:>5} {ms[name]:9.2f} {ms[name] / floor_ms:8.2f}")
@@ -196,9 +213,12 @@ def main() -> None:
     print(f"stseg 1 process / decode floor: {one / floor_ms:.2f} (target ≤ 1.5)")
     if not args.skip_vos_benchmark:
         many = ms[f"stseg eval, {args.workers} processes"]
-        print(f"vos-benchmark / stseg: {ms['vos-benchmark, 1 process'] / one:.1f}× (1 process), "
-              f"{ms[f'vos-benchmark, {args.workers} processes'] / many:.1f}× ({args.workers} processes) (target ≥ 4)")
+        print(
+            f"vos-benchmark / stseg: {ms['vos-benchmark, 1 process'] / one:.1f}× (1 process), "
+            f"{ms[f'vos-benchmark, {args.workers} processes'] / many:.1f}× ({args.workers} processes) (target ≥ 4)"
+        )
         print(f"max |stseg − vos-benchmark| on clean data (global J, F): {agree:.1e}")
+
 
 if __name__ == "__main__":
     main()

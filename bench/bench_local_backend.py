@@ -54,8 +54,12 @@ def _run(root: Path, run: str, shards: int, workers: int, busy: float, command: 
 def _bare(script: Path, root: Path, shards: int) -> float:
     t0 = time.perf_counter()
     for k in range(shards):
-        env = {**os.environ, "JOB_COMPLETION_INDEX": str(k), "STSEG_RUN_ROOT": str(root / "bare"),
-               "STSEG_MODEL": "flowprop"}
+        env = {
+            **os.environ,
+            "JOB_COMPLETION_INDEX": str(k),
+            "STSEG_RUN_ROOT": str(root / "bare"),
+            "STSEG_MODEL": "flowprop",
+        }
         subprocess.run([sys.executable, str(script)], env=env, check=True)
     return time.perf_counter() - t0
 
@@ -84,17 +88,26 @@ def main() -> None:
         rows.append((f"{args.busy:g} CPU-s shard, 2 workers", 2, shards, two, two / shards, one / (2 * two)))
         if args.real:
             from stseg_core.data.synth import SynthConfig, generate_split
-            from stseg_core.infer import ensure_plan
+            from stseg_core.stages.infer import ensure_plan
 
-            generate_split(root / "data", SynthConfig(seed=0, height=96, width=160, min_frames=8, max_frames=12,
-                                                      videos=8), "valid")
+            generate_split(
+                root / "data", SynthConfig(seed=0, height=96, width=160, min_frames=8, max_frames=12, videos=8), "valid"
+            )
             for workers in (1, 2):
                 run = f"real{workers}"
                 run_root = root / "store" / "runs" / run
                 ensure_plan(str(root / "data" / "valid"), str(run_root), 4)
                 t = _run(root, run, 4, workers, 0.0, None)
-                rows.append((f"real infer flowprop, {workers} worker(s)", workers, 4, t, t / 4,
-                             1.0 if workers == 1 else rows[-1][3] / (2 * t)))
+                rows.append(
+                    (
+                        f"real infer flowprop, {workers} worker(s)",
+                        workers,
+                        4,
+                        t,
+                        t / 4,
+                        1.0 if workers == 1 else rows[-1][3] / (2 * t),
+                    )
+                )
     print(f"{'case':<38} {'workers':>7} {'shards':>6} {'total s':>8} {'s/shard':>8} {'ratio':>7}")
     for name, workers, shards, total, per, ratio in rows:
         print(f"{name:<38} {workers:>7} {shards:>6} {total:>8.2f} {per:>8.3f} {ratio:>7.2f}")

@@ -48,10 +48,8 @@ CASES: list[Case] = [
     Case("flowprop refine=false", "flowprop", {"refine": "false"}),
     Case("oneshot", "oneshot"),
     Case("stm", "stm"),
-    Case("tmo rn18 64 px (random weights)", "tmo",
-         {"backbone": "rn18", "size": 64, "device": "cpu"}),
-    Case("sam2 hiera-t 256 px (random weights)", "sam2", {"config": "t", "size": 256}, _sam2_checkpoint,
-         default=False),
+    Case("tmo rn18 64 px (random weights)", "tmo", {"backbone": "rn18", "size": 64, "device": "cpu"}),
+    Case("sam2 hiera-t 256 px (random weights)", "sam2", {"config": "t", "size": 256}, _sam2_checkpoint, default=False),
 ]
 
 
@@ -81,9 +79,16 @@ def _run_case(case: Case, split_root: str, out_root: str, work: str, threads: in
         if model is None:
             frames += sum(1 for _ in video.frames())
             continue
-        write_video_predictions(out, case.model, name, model.segment(video), stems=video.stems,
-                                object_ids=video.object_ids, confidence_definition=model.confidence_definition,
-                                prefix="pred")
+        write_video_predictions(
+            out,
+            case.model,
+            name,
+            model.segment(video),
+            stems=video.stems,
+            object_ids=video.object_ids,
+            confidence_definition=model.confidence_definition,
+            prefix="pred",
+        )
         frames += video.num_frames
     seconds = time.perf_counter() - t0
     return frames, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -114,31 +119,39 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             ap.error(f"unknown case(s) {sorted(missing)}; known: {[c.name for c in CASES]}")
     lo, hi = (int(x) for x in args.frames.split("-"))
-    cfg = SynthConfig(seed=args.seed, height=args.height, width=args.width, videos=args.videos, min_frames=lo,
-                      max_frames=hi)
+    cfg = SynthConfig(
+        seed=args.seed, height=args.height, width=args.width, videos=args.videos, min_frames=lo, max_frames=hi
+    )
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="stseg-bench-models-") as tmp:
         root = Path(tmp)
         generate_split(root / "synth", cfg, "valid")
-        print(f"synthetic valid split: {args.videos} videos, {lo}-{hi} frames, {args.height}x{args.width}, "
-              f"seed {args.seed}; {args.threads} thread(s) per case; CPU")
+        print(
+            f"synthetic valid split: {args.videos} videos, {lo}-{hi} frames, {args.height}x{args.width}, "
+            f"seed {args.seed}; {args.threads} thread(s) per case; CPU"
+        )
         rows = []
         for i, case in enumerate(cases):
             out = root / f"case{i}"
             with ctx.Pool(1) as pool:
-                frames, seconds, rss = pool.apply(_run_case, (case, str(root / "synth" / "valid"), str(out),
-                                                              tmp, args.threads))
+                frames, seconds, rss = pool.apply(
+                    _run_case, (case, str(root / "synth" / "valid"), str(out), tmp, args.threads)
+                )
             jf = None
             if case.model is not None:
                 jf = evaluate(str(root / "synth" / "valid_gt"), str(out / "pred")).scores["J&F-Mean"]
             rows.append((case.name, frames, seconds, rss, jf))
     ref_s, ref_rss = rows[0][2], rows[0][3]
-    print(f"{'case':40s} {'frames':>6s} {'FPS':>7s} {'ms/frame':>9s} {'× decode':>9s} {'peak RSS':>10s} "
-          f"{'+ vs ref':>9s} {'J&F':>6s}")
+    print(
+        f"{'case':40s} {'frames':>6s} {'FPS':>7s} {'ms/frame':>9s} {'× decode':>9s} {'peak RSS':>10s} "
+        f"{'+ vs ref':>9s} {'J&F':>6s}"
+    )
     for name, frames, seconds, rss, jf in rows:
-        print(f"{name:40s} {frames:6d} {frames / seconds:7.1f} {1000 * seconds / frames:9.1f} "
-              f"{seconds / ref_s:9.1f} {rss / 2**20:8.0f} MB {(rss - ref_rss) / 2**20:6.0f} MB "
-              f"{'' if jf is None else f'{100 * jf:6.1f}'}")
+        print(
+            f"{name:40s} {frames:6d} {frames / seconds:7.1f} {1000 * seconds / frames:9.1f} "
+            f"{seconds / ref_s:9.1f} {rss / 2**20:8.0f} MB {(rss - ref_rss) / 2**20:6.0f} MB "
+            f"{'' if jf is None else f'{100 * jf:6.1f}'}"
+        )
     return 0
 
 

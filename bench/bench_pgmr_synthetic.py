@@ -30,16 +30,32 @@ FAST_MOTION = 0.02
 recommender's `motion` feature; the generator's own hard cases do not name it)."""
 
 
-def prepare(out: Path, seed: int, videos: int, size: tuple[int, int], frames: tuple[int, int], shards: int,
-            models: tuple[str, ...], checkpoints: dict[str, str]) -> None:
+def prepare(
+    out: Path,
+    seed: int,
+    videos: int,
+    size: tuple[int, int],
+    frames: tuple[int, int],
+    shards: int,
+    models: tuple[str, ...],
+    checkpoints: dict[str, str],
+) -> None:
     """Data and every model's predictions for one seed (idempotent: finished shards are skipped)."""
     from stseg_core.data.synth import SynthConfig, generate_dataset
-    from stseg_core.infer import ensure_plan, run_shard
+    from stseg_core.stages.infer import ensure_plan, run_shard
 
     data = out / "data"
     if not (data / "meta.json").exists():
-        cfg = SynthConfig(seed=seed, height=size[0], width=size[1], min_frames=frames[0], max_frames=frames[1],
-                          videos=videos, min_objects=1, max_objects=4)
+        cfg = SynthConfig(
+            seed=seed,
+            height=size[0],
+            width=size[1],
+            min_frames=frames[0],
+            max_frames=frames[1],
+            videos=videos,
+            min_objects=1,
+            max_objects=4,
+        )
         generate_dataset(str(data), cfg, workers=1, splits=("valid", "test"))
     for split in ("valid", "test"):
         run_root = str(out / "runs" / split)
@@ -48,8 +64,14 @@ def prepare(out: Path, seed: int, videos: int, size: tuple[int, int], frames: tu
             t0 = time.perf_counter()
             extra = {"checkpoint": checkpoints[name]} if name in checkpoints else None
             for shard in range(shards):
-                run_shard(data_root=str(data / split), run_root=run_root, model_name=name, shard=shard,
-                          num_shards=shards, model_overrides=extra)
+                run_shard(
+                    data_root=str(data / split),
+                    run_root=run_root,
+                    model_name=name,
+                    shard=shard,
+                    num_shards=shards,
+                    model_overrides=extra,
+                )
             print(f"seed {seed} {split}: {name} {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
 
@@ -65,14 +87,27 @@ def evaluate_seed(out: Path, models: tuple[str, ...], default: str) -> dict:
     from stseg_core.store import open_store
 
     data, runs = out / "data", out / "runs"
-    _db, uri = build_database(str(runs / "valid"), str(data / "valid"), str(data / "valid_gt"), models,
-                              str(out / "perfdb"))
-    _raw, uri_raw = build_database(str(runs / "valid"), str(data / "valid"), str(data / "valid_gt"), models,
-                                   str(out / "perfdb-raw"), calibrate=False)
-    base = {"run_root": str(runs / "test"), "data_root": str(data / "test"), "models": models,
-            "gt_root": str(data / "test_gt")}
-    variants = {**{mode: FuseConfig(**base, db_uri=uri, choose=mode) for mode in CHOICES},
-                "uncalibrated": FuseConfig(**base, db_uri=uri_raw, choose=default, calibrate=False)}
+    _db, uri = build_database(
+        str(runs / "valid"), str(data / "valid"), str(data / "valid_gt"), models, str(out / "perfdb")
+    )
+    _raw, uri_raw = build_database(
+        str(runs / "valid"),
+        str(data / "valid"),
+        str(data / "valid_gt"),
+        models,
+        str(out / "perfdb-raw"),
+        calibrate=False,
+    )
+    base = {
+        "run_root": str(runs / "test"),
+        "data_root": str(data / "test"),
+        "models": models,
+        "gt_root": str(data / "test_gt"),
+    }
+    variants = {
+        **{mode: FuseConfig(**base, db_uri=uri, choose=mode) for mode in CHOICES},
+        "uncalibrated": FuseConfig(**base, db_uri=uri_raw, choose=default, calibrate=False),
+    }
     order = [v for v in variants if v != default] + [default]
     result: dict = {"tables": {}, "videos": {}}
     for name in order:
@@ -108,23 +143,33 @@ def summary(results: dict[int, dict], models: tuple[str, ...], default: str) -> 
             rows.setdefault(f"PGMR {variant}", []).append(results[s]["tables"][variant][PGMR]["J&F"])
         videos = results[s]["videos"][main]
         rows.setdefault("oracle (best model per video)", []).append(
-            float(np.mean([max(v[m] for m in models) for v in videos.values()])))
+            float(np.mean([max(v[m] for m in models) for v in videos.values()]))
+        )
     best = max(models, key=lambda m: np.mean(rows[m]))
-    names = {FUSED: "pseudo-label (vote only)", "PGMR vote": "PGMR vote (keep the pseudo-label)",
-             "PGMR video": "PGMR per-video choice", "PGMR span": "PGMR per-span choice",
-             "PGMR uncalibrated": f"PGMR {default}, raw confidences"}
-    lines = [f"mean ± sd (sample sd, ddof=1) over seeds {', '.join(map(str, seeds))} — J&F on test, "
-             f"database built on valid; PGMR default: {default}, calibrated confidences",
-             f"{'method':<44}{'J&F':>15}   per seed"]
+    names = {
+        FUSED: "pseudo-label (vote only)",
+        "PGMR vote": "PGMR vote (keep the pseudo-label)",
+        "PGMR video": "PGMR per-video choice",
+        "PGMR span": "PGMR per-span choice",
+        "PGMR uncalibrated": f"PGMR {default}, raw confidences",
+    }
+    lines = [
+        f"mean ± sd (sample sd, ddof=1) over seeds {', '.join(map(str, seeds))} — J&F on test, "
+        f"database built on valid; PGMR default: {default}, calibrated confidences",
+        f"{'method':<44}{'J&F':>15}   per seed",
+    ]
     for method, vals in rows.items():
         label = names.get(method, method) + (" (default)" if method == f"PGMR {main}" else "")
         lines.append(f"{label:<44}{_mean_sd(vals):>15}   " + " ".join(f"{v:6.2f}" for v in vals))
     gain = [p - b for p, b in zip(rows[f"PGMR {main}"], rows[best], strict=True)]
-    vs_box = [p - max(a, m) for p, a, m in zip(rows[f"PGMR {main}"], rows["bbox-average"], rows["bbox-max"],
-                                               strict=True)]
-    lines.append(f"PGMR − best single model ({best}): {_mean_sd(gain)}; PGMR − best bbox baseline: {_mean_sd(vs_box)}; "
-                 f"goal (≥ +2 over best single, above both bbox): "
-                 f"{'met' if np.mean(gain) >= 2 and min(vs_box) > 0 else 'MISSED'}")
+    vs_box = [
+        p - max(a, m) for p, a, m in zip(rows[f"PGMR {main}"], rows["bbox-average"], rows["bbox-max"], strict=True)
+    ]
+    lines.append(
+        f"PGMR − best single model ({best}): {_mean_sd(gain)}; PGMR − best bbox baseline: {_mean_sd(vs_box)}; "
+        f"goal (≥ +2 over best single, above both bbox): "
+        f"{'met' if np.mean(gain) >= 2 and min(vs_box) > 0 else 'MISSED'}"
+    )
     lines += ["", hard_case_table(results, models, best, main)]
     return "\n".join(lines)
 
@@ -150,17 +195,23 @@ def hard_case_table(results: dict[int, dict], models: tuple[str, ...], best: str
                 per_case[case].append(row)
     short = {FUSED: "vote", PGMR: "PGMR"}
     head = f"{'hard case (test videos)':<26}" + "".join(f"{short.get(c, c)[:12]:>13}" for c in cols)
-    lines = ["J&F per hard case (videos pooled over seeds; fast_motion = the video's mean flow above the valid "
-             "split's median; a video counts in every case it has)", head]
+    lines = [
+        "J&F per hard case (videos pooled over seeds; fast_motion = the video's mean flow above the valid "
+        "split's median; a video counts in every case it has)",
+        head,
+    ]
     for case, rows in per_case.items():
         if not rows:
             continue
         means = {c: float(np.mean([r[c] for r in rows])) for c in cols}
         top = max(models, key=lambda m: means[m])
-        lines.append(f"{case + f' ({len(rows)})':<26}" + "".join(
-            f"{means[c]:>12.2f}{'*' if c == top else ' '}" for c in cols))
-    lines.append(f"* best single model in that case (overall best: {best}); oracle = best model per video with "
-                 "hindsight, the head-room a per-video choice could win")
+        lines.append(
+            f"{case + f' ({len(rows)})':<26}" + "".join(f"{means[c]:>12.2f}{'*' if c == top else ' '}" for c in cols)
+        )
+    lines.append(
+        f"* best single model in that case (overall best: {best}); oracle = best model per video with "
+        "hindsight, the head-room a per-video choice could win"
+    )
     return "\n".join(lines)
 
 
@@ -172,8 +223,12 @@ def main() -> None:
     ap.add_argument("--frames", default="16-32", help="min-max frames per video")
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--checkpoints", default="", help="sam2=URI,tmo=URI: add these models with their weights")
-    ap.add_argument("--default", choices=("vote", "video", "span"), default="vote",
-                    help="PGMR's default choice (stseg_core.fusion.pgmr.DEFAULT_CHOICE)")
+    ap.add_argument(
+        "--default",
+        choices=("vote", "video", "span"),
+        default="vote",
+        help="PGMR's default choice (stseg_core.fusion.pgmr.DEFAULT_CHOICE)",
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/stseg-pgmr-bench"))
     args = ap.parse_args()
     from stseg_core.names import split_names
@@ -187,8 +242,10 @@ def main() -> None:
         out = args.out / f"seed{seed}"
         prepare(out, seed, args.videos, (h, w), (f0, f1), args.shards, models, checkpoints)
         results[seed] = evaluate_seed(out, models, args.default)
-        print(f"seed {seed}: synthetic test split, {args.videos} videos per split, {args.size}, frames {args.frames}; "
-              f"database built on valid")
+        print(
+            f"seed {seed}: synthetic test split, {args.videos} videos per split, {args.size}, frames {args.frames}; "
+            f"database built on valid"
+        )
         print(results[seed]["text"] + "\n", flush=True)
     print(summary(results, models, args.default))
 

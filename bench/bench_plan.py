@@ -25,7 +25,7 @@ def main() -> None:
         costs = mose_like_costs(args.videos, seed)
         mean = sum(costs.values()) / args.shards
         names = sorted(costs)
-        by_count = max(sum(costs[v] for v in names[i:: args.shards]) for i in range(args.shards)) / mean
+        by_count = max(sum(costs[v] for v in names[i :: args.shards]) for i in range(args.shards)) / mean
         lpt = plan_shards(costs, args.shards, refine_rounds=0).imbalance
         t0 = time.perf_counter()
         plan = plan_shards(costs, args.shards)

@@ -36,12 +36,24 @@ def make_base(root: Path, videos: int, size: tuple[int, int], frames: tuple[int,
     spec = importlib.util.spec_from_file_location("synthetic_predictors_bench", FIXTURES)
     fixtures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fixtures)
-    cfg = SynthConfig(seed=seed, height=size[0], width=size[1], min_frames=frames[0], max_frames=frames[1],
-                      videos=videos, min_objects=1, max_objects=3, noise=1.0)
+    cfg = SynthConfig(
+        seed=seed,
+        height=size[0],
+        width=size[1],
+        min_frames=frames[0],
+        max_frames=frames[1],
+        videos=videos,
+        min_objects=1,
+        max_objects=3,
+        noise=1.0,
+    )
     generate_dataset(str(root / "data"), cfg, splits=("test",))
     models = fixtures.make_run(root / "data", "test", root / "run", seed)
-    run_fuse(FuseConfig(str(root / "run"), str(root / "data" / "test"), tuple(models),
-                        gt_root=str(root / "data" / "test_gt")))
+    run_fuse(
+        FuseConfig(
+            str(root / "run"), str(root / "data" / "test"), tuple(models), gt_root=str(root / "data" / "test_gt")
+        )
+    )
 
 
 def clone_run(base: Path, dest: Path, videos: int) -> None:
@@ -49,8 +61,13 @@ def clone_run(base: Path, dest: Path, videos: int) -> None:
     shutil.copytree(base, dest, copy_function=os.link)
     run = dest / "run"
     names = sorted(p.name for p in (dest / "data/test/JPEGImages").iterdir())
-    folders = [dest / "data/test/JPEGImages", dest / "data/test/Annotations", dest / "data/test_gt/Annotations",
-               run / "fused", *(p for p in (run / "pred").iterdir())]
+    folders = [
+        dest / "data/test/JPEGImages",
+        dest / "data/test/Annotations",
+        dest / "data/test_gt/Annotations",
+        run / "fused",
+        *(p for p in (run / "pred").iterdir()),
+    ]
     rec = json.loads((run / "recommend.json").read_text())
     evals = {p: json.loads(p.read_text()) for p in (run / "eval").glob("*/results.json")}
     for n in range(videos - len(names)):
@@ -66,19 +83,22 @@ def clone_run(base: Path, dest: Path, videos: int) -> None:
         path.write_text(json.dumps(doc))
 
 
-_CHILD = ("import atexit, resource, sys\n"
-          "atexit.register(lambda: print(f'maxrss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}',"
-          " file=sys.stderr))\n"
-          "from stseg_cli.main import main\n"
-          "sys.argv = ['stseg', *sys.argv[1:]]\n"
-          "main()\n")
+_CHILD = (
+    "import atexit, resource, sys\n"
+    "atexit.register(lambda: print(f'maxrss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}',"
+    " file=sys.stderr))\n"
+    "from stseg_cli.main import main\n"
+    "sys.argv = ['stseg', *sys.argv[1:]]\n"
+    "main()\n"
+)
 
 
 def build(run: Path, out: Path) -> tuple[float, float, str]:
     """(seconds, peak RSS MiB, last line) of `stseg report` in a fresh process that reports its own peak RSS."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, "report", str(run), "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, "report", str(run), "--out", str(out)], capture_output=True, text=True
+    )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"stseg report failed: {proc.stderr.strip()}")
@@ -104,16 +124,22 @@ def main() -> None:
         t0 = time.perf_counter()
         clone_run(root / "base", root / "big", args.videos)
         t_clone = time.perf_counter() - t0
-        print(f"set-up: {args.base} videos {h}x{w}, {lo}-{hi} frames by the real stages in {t_base:.1f} s; "
-              f"cloned to {args.videos} in {t_clone:.1f} s")
-        rows = [(f"{args.base} videos (reference)", *build(root / "base/run", root / "rep-base")),
-                (f"{args.videos} videos", *build(root / "big/run", root / "rep-big"))]
+        print(
+            f"set-up: {args.base} videos {h}x{w}, {lo}-{hi} frames by the real stages in {t_base:.1f} s; "
+            f"cloned to {args.videos} in {t_clone:.1f} s"
+        )
+        rows = [
+            (f"{args.base} videos (reference)", *build(root / "base/run", root / "rep-base")),
+            (f"{args.videos} videos", *build(root / "big/run", root / "rep-big")),
+        ]
         print(f"{'run':<24}{'seconds':>9}{'peak RSS MiB':>14}  output")
         for name, sec, rss, line in rows:
             print(f"{name:<24}{sec:>9.2f}{rss:>14.0f}  {line}")
         big = rows[-1][1]
-        print(f"{args.videos}-video report: {big:.2f} s = {big / TARGET_S:.3f} × the {TARGET_S:.0f} s target; "
-              f"{big / rows[0][1]:.2f} × the {args.base}-video run")
+        print(
+            f"{args.videos}-video report: {big:.2f} s = {big / TARGET_S:.3f} × the {TARGET_S:.0f} s target; "
+            f"{big / rows[0][1]:.2f} × the {args.base}-video run"
+        )
 
 
 if __name__ == "__main__":

@@ -61,15 +61,27 @@ def video_input(folder: Path, labels: np.ndarray):
         for p in paths:
             yield np.asarray(Image.open(p).convert("RGB"))
 
-    return VideoInput(name=folder.name, stems=tuple(p.stem for p in paths), height=H, width=W,
-                      first_labels=labels, object_ids=IDS, frames=frames)
+    return VideoInput(
+        name=folder.name,
+        stems=tuple(p.stem for p in paths),
+        height=H,
+        width=W,
+        first_labels=labels,
+        object_ids=IDS,
+        frames=frames,
+    )
 
 
 def direct_predictor(ckpt: Path, size: int):
     from sam2.build_sam import build_sam2_video_predictor
 
-    return build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(ckpt), device="cpu",
-                                      apply_postprocessing=False, hydra_overrides_extra=[f"++model.image_size={size}"])
+    return build_sam2_video_predictor(
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        str(ckpt),
+        device="cpu",
+        apply_postprocessing=False,
+        hydra_overrides_extra=[f"++model.image_size={size}"],
+    )
 
 
 def rss_mib() -> float:
@@ -125,9 +137,27 @@ def child(which: str, ckpt: Path, folder: Path, labels_path: Path, size: int, th
 
 
 def measure_rss(which: str, ckpt: Path, folder: Path, labels_path: Path, size: int, threads: int) -> list[float]:
-    out = subprocess.run([sys.executable, __file__, "--child", which, "--ckpt", str(ckpt), "--video", str(folder),
-                          "--labels", str(labels_path), "--size", str(size), "--threads", str(threads)],
-                         check=True, capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            which,
+            "--ckpt",
+            str(ckpt),
+            "--video",
+            str(folder),
+            "--labels",
+            str(labels_path),
+            "--size",
+            str(size),
+            "--threads",
+            str(threads),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     return [float(v) for v in out[-4:]]
 
 
@@ -171,18 +201,25 @@ def main() -> None:
         for _ in range(args.repeats):
             for name in ("direct", "adapter"):
                 c0, w0 = time.process_time(), time.perf_counter()
-                n = (run_direct(direct, tmp / "short", labels) if name == "direct"
-                     else run_adapter(adapter, tmp / "short", labels))
+                n = (
+                    run_direct(direct, tmp / "short", labels)
+                    if name == "direct"
+                    else run_adapter(adapter, tmp / "short", labels)
+                )
                 cpu[name].append(time.process_time() - c0)
                 wall[name].append(time.perf_counter() - w0)
                 assert n == args.frames
-        print(f"# sam2 hiera-t @ {args.size}px, CPU ({torch.get_num_threads()} threads), {args.frames} frames "
-              f"{W}x{H}, {len(IDS)} objects, min of {args.repeats} alternating runs")
+        print(
+            f"# sam2 hiera-t @ {args.size}px, CPU ({torch.get_num_threads()} threads), {args.frames} frames "
+            f"{W}x{H}, {len(IDS)} objects, min of {args.repeats} alternating runs"
+        )
         print(f"{'side':<10}{'cpu s':>9}{'wall s':>9}{'wall s/frame':>14}")
         for name in ("direct", "adapter"):
             print(f"{name:<10}{min(cpu[name]):>9.2f}{min(wall[name]):>9.2f}{min(wall[name]) / args.frames:>14.3f}")
-        print(f"overhead ratio adapter/direct: cpu {min(cpu['adapter']) / min(cpu['direct']):.3f}, "
-              f"wall {min(wall['adapter']) / min(wall['direct']):.3f} (goal ≤ 1.05)")
+        print(
+            f"overhead ratio adapter/direct: cpu {min(cpu['adapter']) / min(cpu['direct']):.3f}, "
+            f"wall {min(wall['adapter']) / min(wall['direct']):.3f} (goal ≤ 1.05)"
+        )
         del adapter, direct
         if args.skip_rss:
             return
@@ -190,18 +227,24 @@ def main() -> None:
         # -- RSS on long 480p videos ---------------------------------------------------------------------
         np.save(tmp / "labels.npy", labels)
         lengths = [100, 500] if args.long else [100]
-        print(f"\n# RSS (MiB), fresh process per run, {args.rss_threads} threads; growth = peak sampled after each "
-              f"frame − RSS before the video; for scale: T full-res uint8 frames = T×{H * W * 3 / 2**20:.2f} MiB")
+        print(
+            f"\n# RSS (MiB), fresh process per run, {args.rss_threads} threads; growth = peak sampled after each "
+            f"frame − RSS before the video; for scale: T full-res uint8 frames = T×{H * W * 3 / 2**20:.2f} MiB"
+        )
         print(f"{'frames':>7}{'side':>9}{'before':>9}{'peak':>9}{'growth':>9}{'ru_maxrss':>11}{'T×full-res':>12}")
         for t in lengths:
             folder = tmp / f"long{t}"
             write_video(folder, t)
             sides = ("adapter", "direct") if t <= 100 or args.direct_long else ("adapter",)
             for side in sides:
-                _n, before, peak, maxrss = measure_rss(side, ckpt, folder, tmp / "labels.npy", args.size,
-                                                       args.rss_threads)
-                print(f"{t:>7}{side:>9}{before:>9.0f}{peak:>9.0f}{peak - before:>9.0f}{maxrss:>11.0f}"
-                      f"{t * H * W * 3 / 2**20:>12.0f}")
+                _n, before, peak, maxrss = measure_rss(
+                    side, ckpt, folder, tmp / "labels.npy", args.size, args.rss_threads
+                )
+                print(
+                    f"{t:>7}{side:>9}{before:>9.0f}{peak:>9.0f}{peak - before:>9.0f}{maxrss:>11.0f}"
+                    f"{t * H * W * 3 / 2**20:>12.0f}"
+                )
+
 
 if __name__ == "__main__":
     main()

@@ -50,8 +50,23 @@ MOSE = {
     "frames_mean": 83,
     "frames_min": 5,
     "frames_max": 320,
-    "objects_share": {1: 0.41, 2: 0.26, 3: 0.145, 4: 0.075, 5: 0.04, 6: 0.022, 7: 0.014, 8: 0.01, 9: 0.007,
-                      10: 0.005, 11: 0.004, 12: 0.003, 13: 0.002, 14: 0.0015, 15: 0.001},
+    "objects_share": {
+        1: 0.41,
+        2: 0.26,
+        3: 0.145,
+        4: 0.075,
+        5: 0.04,
+        6: 0.022,
+        7: 0.014,
+        8: 0.01,
+        9: 0.007,
+        10: 0.005,
+        11: 0.004,
+        12: 0.003,
+        13: 0.002,
+        14: 0.0015,
+        15: 0.001,
+    },
 }
 """MOSE's published totals; the shape between them (log-normal lengths, geometric-like object counts) is ours."""
 TINY_H, TINY_W = 32, 48
@@ -64,7 +79,7 @@ def catalogue(seed: int = SEED) -> list[tuple[str, int, int]]:
     rng = np.random.default_rng(seed)
     n = MOSE["videos"]
     sigma = 0.75  # log-normal: median ~63, a long tail to 300+
-    mu = np.log(MOSE["frames_mean"]) - sigma ** 2 / 2
+    mu = np.log(MOSE["frames_mean"]) - sigma**2 / 2
     frames = np.clip(np.rint(rng.lognormal(mu, sigma, n)), MOSE["frames_min"], MOSE["frames_max"]).astype(int)
     share = MOSE["objects_share"]
     p = np.array(list(share.values()))
@@ -81,7 +96,7 @@ def _tiny(k: int, phase: int, h: int = TINY_H, w: int = TINY_W) -> tuple[np.ndar
     for obj in range(1, k + 1):
         r, c = divmod(obj - 1, cols)
         y, x = r * ch + 1 + phase % 2, c * cw + 2 + phase % 3
-        labels[y:y + ch - 3, x:x + cw - 5] = obj
+        labels[y : y + ch - 3, x : x + cw - 5] = obj
         rgb[labels == obj] = ((obj * 67) % 256, (obj * 139) % 256, (obj * 29 + 90) % 256)
     return rgb, labels
 
@@ -94,8 +109,11 @@ def write_catalogue(root: Path, videos: list[tuple[str, int, int]]) -> int:
     cache: dict[tuple[int, int], tuple[bytes, bytes]] = {}
     total = 0
     for name, frames, k in videos:
-        jpg_dir, ann_dir, gt_dir = (root / "valid/JPEGImages" / name, root / "valid/Annotations" / name,
-                                    root / "valid_gt/Annotations" / name)
+        jpg_dir, ann_dir, gt_dir = (
+            root / "valid/JPEGImages" / name,
+            root / "valid/Annotations" / name,
+            root / "valid_gt/Annotations" / name,
+        )
         for d in (jpg_dir, ann_dir, gt_dir):
             d.mkdir(parents=True)
         for t in range(frames):
@@ -114,6 +132,7 @@ def write_catalogue(root: Path, videos: list[tuple[str, int, int]]) -> int:
 
 
 # ---- the S3 server with a request counter -----------------------------------------------------------------------
+
 
 def serve(port_file: str) -> None:
     """moto's S3 app behind a counter of requests by kind; `GET /__counts` answers the counts."""
@@ -171,6 +190,7 @@ class Server:
 
 # ---- stages -----------------------------------------------------------------------------------------------------
 
+
 def _measured(server: Server, argv: list[str], env: dict[str, str], log: Path) -> dict:
     """Run one stage process to the end: wall, CPU (its whole process tree), peak RSS, S3 requests."""
     before, server_cpu = server.counts(), server.cpu_s()
@@ -178,8 +198,9 @@ def _measured(server: Server, argv: list[str], env: dict[str, str], log: Path) -
     t0 = time.perf_counter()
     with log.open("ab") as out:
         # Through a small launcher: a child forked from this (large) process would count its pages in its peak RSS.
-        proc = subprocess.Popen([sys.executable, __file__, "--measure", str(usage), *argv], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--measure", str(usage), *argv], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
         try:
             code = proc.wait()
         except BaseException:  # interrupted: stop the stage (its supervisor stops its shards) before the server
@@ -191,8 +212,13 @@ def _measured(server: Server, argv: list[str], env: dict[str, str], log: Path) -
         raise SystemExit(f"{' '.join(argv[:6])}… failed (exit {code}); see {log}")
     after = server.counts()
     requests = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    return {"wall": wall, **json.loads(usage.read_text()), "server_cpu": server.cpu_s() - server_cpu,
-            "requests": sum(requests.values()), "by_kind": requests}
+    return {
+        "wall": wall,
+        **json.loads(usage.read_text()),
+        "server_cpu": server.cpu_s() - server_cpu,
+        "requests": sum(requests.values()),
+        "by_kind": requests,
+    }
 
 
 def measure(usage: str, argv: list[str]) -> int:
@@ -216,14 +242,28 @@ def run_size(server: Server, tmp: Path, videos: list, shards: int, workers: int,
     tag = f"n{len(videos)}"
     data_uri, store_uri = f"s3://data-{tag}/mose", f"s3://run-{tag}/store"
     run = "scale"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "STSEG_S3_ENDPOINT": server.url, "STSEG_STORE": store_uri,
-           "STSEG_DATA_ROOT": f"{data_uri}/valid", "STSEG_GT_ROOT": f"{data_uri}/valid_gt",
-           "STSEG_STATE_DIR": str(tmp / f"state-{tag}"), "STSEG_WORKERS": str(workers), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "STSEG_S3_ENDPOINT": server.url,
+        "STSEG_STORE": store_uri,
+        "STSEG_DATA_ROOT": f"{data_uri}/valid",
+        "STSEG_GT_ROOT": f"{data_uri}/valid_gt",
+        "STSEG_STATE_DIR": str(tmp / f"state-{tag}"),
+        "STSEG_WORKERS": str(workers),
+        "OMP_NUM_THREADS": "1",
+    }
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     for bucket in (f"data-{tag}", f"run-{tag}"):
         s3.create_bucket(Bucket=bucket)
     local = tmp / f"cat-{tag}"
@@ -231,24 +271,38 @@ def run_size(server: Server, tmp: Path, videos: list, shards: int, workers: int,
     log = tmp / f"{tag}.log"
     stseg = [sys.executable, "-m", "stseg_cli"]
     out: dict = {"frames": frames, "videos": len(videos)}
-    out["synth/upload"] = _measured(server, _py(
-        f"from stseg_core.store import open_store; open_store({data_uri!r}).upload_dir({str(local)!r}, workers=16)"),
-        env, log)
+    out["synth/upload"] = _measured(
+        server,
+        _py(
+            f"from stseg_core.store import open_store; open_store({data_uri!r}).upload_dir({str(local)!r}, workers=16)"
+        ),
+        env,
+        log,
+    )
     shutil.rmtree(local)
-    out["plan"] = _measured(server, _py(
-        f"from stseg_core.infer import ensure_plan; ensure_plan({data_uri + '/valid'!r}, "
-        f"{store_uri + '/runs/' + run!r}, {shards})"), env, log)
+    out["plan"] = _measured(
+        server,
+        _py(
+            f"from stseg_core.infer import ensure_plan; ensure_plan({data_uri + '/valid'!r}, "
+            f"{store_uri + '/runs/' + run!r}, {shards})"
+        ),
+        env,
+        log,
+    )
     names = ",".join(models)
-    out["infer"] = _measured(server, [*stseg, "submit", "infer", "--run", run, "--models", names,
-                                      "--shards", str(shards)], env, log)
+    out["infer"] = _measured(
+        server, [*stseg, "submit", "infer", "--run", run, "--models", names, "--shards", str(shards)], env, log
+    )
     out["fuse"] = _measured(server, [*stseg, "submit", "fuse", "--run", run, "--models", names], env, log)
-    out["eval"] = _measured(server, [*stseg, "submit", "eval", "--run", run, "--models", names,
-                                     "--option", f"workers={workers}"], env, log)
+    out["eval"] = _measured(
+        server, [*stseg, "submit", "eval", "--run", run, "--models", names, "--option", f"workers={workers}"], env, log
+    )
     out["status"] = _measured(server, [*stseg, "status", run], env, log)
     return out
 
 
 # ---- status at full size, without running the stages ---------------------------------------------------------------
+
 
 def status_at(server: Server, tmp: Path, n: int, shards: int, models: tuple[str, ...]) -> None:
     """`stseg status` of a pipeline run over `n` catalogue videos whose every shard is done: the real specs
@@ -263,9 +317,16 @@ def status_at(server: Server, tmp: Path, n: int, shards: int, models: tuple[str,
     from stseg_core.store import open_store
 
     videos = catalogue()[:n]
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "STSEG_S3_ENDPOINT": server.url, "STSEG_STORE": "s3://status/store",
-           "STSEG_STATE_DIR": str(tmp / "state-status"), "STSEG_DATA_ROOT": "s3://status/data/valid"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "STSEG_S3_ENDPOINT": server.url,
+        "STSEG_STORE": "s3://status/store",
+        "STSEG_STATE_DIR": str(tmp / "state-status"),
+        "STSEG_DATA_ROOT": "s3://status/data/valid",
+    }
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "STSEG_S3_ENDPOINT")})
     import boto3
 
@@ -279,8 +340,11 @@ def status_at(server: Server, tmp: Path, n: int, shards: int, models: tuple[str,
     digest = "0" * 64
 
     def marker(prefix: str, names) -> dict:
-        files = {f"{prefix}/{v}/{name}": {"size": 100, "sha256": digest}
-                 for v in names for name in [*(f"{frame_stem(t)}.png" for t in range(lengths[v])), "scores.json"]}
+        files = {
+            f"{prefix}/{v}/{name}": {"size": 100, "sha256": digest}
+            for v in names
+            for name in [*(f"{frame_stem(t)}.png" for t in range(lengths[v])), "scores.json"]
+        }
         return {"version": 1, "files": files, "total_bytes": 100 * len(files), "meta": {}}
 
     for model in models:
@@ -292,11 +356,14 @@ def status_at(server: Server, tmp: Path, n: int, shards: int, models: tuple[str,
     print(f"stseg status, {n} videos ({frames} frames), {len(specs)} jobs, {shards} shards × {len(models)} models")
     for label in ("cold", "warm", "warm"):
         m = _measured(server, argv, env, tmp / "status.log")
-        print(f"  {label}: {m['wall']:.2f} s wall, {m['cpu']:.2f} s CPU, {m['rss_mib']:.0f} MiB, "
-              f"{m['requests'] - 1} S3 requests")
+        print(
+            f"  {label}: {m['wall']:.2f} s wall, {m['cpu']:.2f} s CPU, {m['rss_mib']:.0f} MiB, "
+            f"{m['requests'] - 1} S3 requests"
+        )
 
 
 # ---- eval: workers in one process, or shards? --------------------------------------------------------------------
+
 
 def eval_compare(server: Server, tmp: Path, n: int, h: int, w: int) -> None:
     """J&F of `n` catalogue videos at h×w: one process with 1 or 2 workers vs 2 concurrent shards (STSEG_VIDEOS)."""
@@ -312,14 +379,27 @@ def eval_compare(server: Server, tmp: Path, n: int, h: int, w: int) -> None:
             folder.mkdir(parents=True)
             for t in range(frames):
                 (folder / f"{frame_stem(t)}.png").write_bytes(encode_label_png(_tiny(k, t % 6 + shift, h, w)[1]))
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "STSEG_S3_ENDPOINT": server.url, "OMP_NUM_THREADS": "1",
-           "STSEG_STAGE": "evaluate", "STSEG_DATA_ROOT": "s3://evalset/gt", "STSEG_RUN_ROOT": "s3://evalset/run",
-           "STSEG_MODEL": "m"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "STSEG_S3_ENDPOINT": server.url,
+        "OMP_NUM_THREADS": "1",
+        "STSEG_STAGE": "evaluate",
+        "STSEG_DATA_ROOT": "s3://evalset/gt",
+        "STSEG_RUN_ROOT": "s3://evalset/run",
+        "STSEG_MODEL": "m",
+    }
     import boto3
 
-    boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket="evalset")
+    boto3.client(
+        "s3",
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="evalset")
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "STSEG_S3_ENDPOINT")})
     open_store("s3://evalset").upload_dir(local, workers=16)
     frames = sum(f for _, f, _ in videos)
@@ -327,13 +407,21 @@ def eval_compare(server: Server, tmp: Path, n: int, h: int, w: int) -> None:
     halves = (names[0::2], names[1::2])
     print(f"eval of {n} videos, {frames} frames of {h}x{w}, predictions and ground truth on S3 (moto)")
     print(f"{'layout':<26} {'wall s':>7} {'CPU s':>7} {'frames/s':>8} {'CPU ms/fr':>9} {'LIST':>5} {'GET':>6}")
-    for label, shards in (("1 process, 1 worker", [(names, 1)]), ("1 process, 2 workers", [(names, 2)]),
-                          ("2 shards × 1 worker", [(halves[0], 1), (halves[1], 1)])):
+    for label, shards in (
+        ("1 process, 1 worker", [(names, 1)]),
+        ("1 process, 2 workers", [(names, 2)]),
+        ("2 shards × 1 worker", [(halves[0], 1), (halves[1], 1)]),
+    ):
         before = server.counts()
         t0 = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-m", "stseg_jobs.evaluate"], stdout=subprocess.DEVNULL,
-                                  env={**env, "STSEG_WORKERS": str(workers), "STSEG_VIDEOS": ",".join(part),
-                                       "STSEG_EVAL_NAME": f"e{i}"}) for i, (part, workers) in enumerate(shards)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "stseg_jobs.evaluate"],
+                stdout=subprocess.DEVNULL,
+                env={**env, "STSEG_WORKERS": str(workers), "STSEG_VIDEOS": ",".join(part), "STSEG_EVAL_NAME": f"e{i}"},
+            )
+            for i, (part, workers) in enumerate(shards)
+        ]
         cpu = 0.0
         for proc in procs:
             _, status, ru = os.wait4(proc.pid, 0)
@@ -341,8 +429,10 @@ def eval_compare(server: Server, tmp: Path, n: int, h: int, w: int) -> None:
             cpu += ru.ru_utime + ru.ru_stime
         wall = time.perf_counter() - t0
         got = {k: v - before.get(k, 0) for k, v in server.counts().items()}
-        print(f"{label:<26} {wall:>7.1f} {cpu:>7.1f} {frames / wall:>8.1f} {1000 * cpu / frames:>9.2f} "
-              f"{got.get('LIST', 0):>5} {got.get('GET', 0):>6}")
+        print(
+            f"{label:<26} {wall:>7.1f} {cpu:>7.1f} {frames / wall:>8.1f} {1000 * cpu / frames:>9.2f} "
+            f"{got.get('LIST', 0):>5} {got.get('GET', 0):>6}"
+        )
 
 
 # ---- report -----------------------------------------------------------------------------------------------------
@@ -366,33 +456,44 @@ def _marginal(stage: str, field: str, results: list[dict]) -> float:
 
 
 def report(results: list[dict]) -> None:
-    print(f"{'videos':>6} {'frames':>7} {'stage':<13} {'wall s':>8} {'CPU s':>8} {'S3 CPU s':>8} {'peak MiB':>8} "
-          f"{'requests':>9} {'ms/frame':>8} {'CPU ms/fr':>9} {'req/frame':>9}")
+    print(
+        f"{'videos':>6} {'frames':>7} {'stage':<13} {'wall s':>8} {'CPU s':>8} {'S3 CPU s':>8} {'peak MiB':>8} "
+        f"{'requests':>9} {'ms/frame':>8} {'CPU ms/fr':>9} {'req/frame':>9}"
+    )
     for r in results:
         for stage in STAGES:
             m, f = r[stage], r["frames"]
-            print(f"{r['videos']:>6} {f:>7} {stage:<13} {m['wall']:>8.1f} {m['cpu']:>8.1f} {m['server_cpu']:>8.1f} "
-                  f"{m['rss_mib']:>8.0f} {m['requests']:>9} {1000 * m['wall'] / f:>8.2f} "
-                  f"{1000 * m['cpu'] / f:>9.2f} {m['requests'] / f:>9.2f}")
+            print(
+                f"{r['videos']:>6} {f:>7} {stage:<13} {m['wall']:>8.1f} {m['cpu']:>8.1f} {m['server_cpu']:>8.1f} "
+                f"{m['rss_mib']:>8.0f} {m['requests']:>9} {1000 * m['wall'] / f:>8.2f} "
+                f"{1000 * m['cpu'] / f:>9.2f} {m['requests'] / f:>9.2f}"
+            )
     if len(results) < 2:
         return
     ref, big = results[0], results[-1]
-    print(f"\nslopes, {ref['videos']} → {big['videos']} videos (1.0 = flat): cost per frame at the largest size ÷ at "
-          "the smallest (the reference); marginal: cost per added frame in the last step ÷ in the first (fixed "
-          "per-shard costs cancel; needs 3 sizes)")
+    print(
+        f"\nslopes, {ref['videos']} → {big['videos']} videos (1.0 = flat): cost per frame at the largest size ÷ at "
+        "the smallest (the reference); marginal: cost per added frame in the last step ÷ in the first (fixed "
+        "per-shard costs cancel; needs 3 sizes)"
+    )
     print(f"{'stage':<13} {'wall':>6} {'CPU':>6} {'requests':>8} {'marg. CPU':>9} {'marg. req':>9}")
     for stage in STAGES[:-1]:
         row = [_per_frame(stage, f, ref, big) for f in ("wall", "cpu", "requests")]
         row += [_marginal(stage, f, results) for f in ("cpu", "requests")]
         print(f"{stage:<13} {row[0]:>6.2f} {row[1]:>6.2f} {row[2]:>8.2f} {row[3]:>9.2f} {row[4]:>9.2f}")
-    print("status latency (5 × shards infer + fuse + 6 eval jobs): "
-          + ", ".join(f"{r['status']['wall']:.2f} s wall / {r['status']['cpu']:.2f} s CPU @ {r['videos']} videos"
-                      for r in results))
+    print(
+        "status latency (5 × shards infer + fuse + 6 eval jobs): "
+        + ", ".join(
+            f"{r['status']['wall']:.2f} s wall / {r['status']['cpu']:.2f} s CPU @ {r['videos']} videos" for r in results
+        )
+    )
     stages = ("plan", "infer", "fuse", "eval")
-    print(f"pipeline at {big['videos']} videos (plan+infer+fuse+eval, 5 models, frames of {TINY_H}×{TINY_W}): "
-          f"{1000 * sum(big[s]['cpu'] for s in stages) / big['frames']:.1f} ms CPU and "
-          f"{sum(big[s]['requests'] for s in stages) / big['frames']:.1f} S3 requests per frame, "
-          f"S3 server {1000 * sum(big[s]['server_cpu'] for s in stages) / big['frames']:.1f} ms CPU per frame")
+    print(
+        f"pipeline at {big['videos']} videos (plan+infer+fuse+eval, 5 models, frames of {TINY_H}×{TINY_W}): "
+        f"{1000 * sum(big[s]['cpu'] for s in stages) / big['frames']:.1f} ms CPU and "
+        f"{sum(big[s]['requests'] for s in stages) / big['frames']:.1f} S3 requests per frame, "
+        f"S3 server {1000 * sum(big[s]['server_cpu'] for s in stages) / big['frames']:.1f} ms CPU per frame"
+    )
 
 
 def main() -> None:
@@ -441,10 +542,14 @@ def main() -> None:
         try:
             for size in sizes:
                 n = max(1, round(len(cat) * size))
-                results.append(run_size(server, Path(tmp), cat[:n], args.shards, args.workers,
-                                        tuple(args.models.split(","))))
-                print(f"# {n} videos done: " + ", ".join(f"{s} {results[-1][s]['wall']:.1f} s" for s in STAGES),
-                      file=sys.stderr, flush=True)
+                results.append(
+                    run_size(server, Path(tmp), cat[:n], args.shards, args.workers, tuple(args.models.split(",")))
+                )
+                print(
+                    f"# {n} videos done: " + ", ".join(f"{s} {results[-1][s]['wall']:.1f} s" for s in STAGES),
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if args.json:
                     Path(args.json).write_text(json.dumps(results, indent=1))
         finally:

@@ -35,8 +35,11 @@ def _load_faultproxy():
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def main() -> None:
@@ -47,8 +50,12 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.1)
     args = parser.parse_args()
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         os.environ[name] = value
     import logging
 
@@ -65,9 +72,20 @@ def main() -> None:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     rate = args.fault_rate
-    proxy = faultproxy.FaultProxy(endpoint, faultproxy.seeded(1, {
-        "reset": rate * 0.3, "truncate": rate * 0.2, "500": rate * 0.2, "503": rate * 0.2, "slow": rate * 0.1,
-    }), slow_s=0.2)
+    proxy = faultproxy.FaultProxy(
+        endpoint,
+        faultproxy.seeded(
+            1,
+            {
+                "reset": rate * 0.3,
+                "truncate": rate * 0.2,
+                "500": rate * 0.2,
+                "503": rate * 0.2,
+                "slow": rate * 0.1,
+            },
+        ),
+        slow_s=0.2,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -109,12 +127,16 @@ def main() -> None:
             rows.append((name, workers, up, down))
 
     ref_up, ref_down = rows[2][2], rows[2][3]
-    print(f"{len(want)} files, {total:.1f} MiB ({args.large} multipart files of 12 MiB); "
-          f"faults injected on the faulty rows: {proxy.faults()} of {sum(proxy.counts.values())} requests")
+    print(
+        f"{len(want)} files, {total:.1f} MiB ({args.large} multipart files of 12 MiB); "
+        f"faults injected on the faulty rows: {proxy.faults()} of {sum(proxy.counts.values())} requests"
+    )
     print(f"{'store':<24} {'workers':>7} {'up MiB/s':>9} {'down MiB/s':>10} {'up ×ref':>8} {'down ×ref':>9}")
     for name, workers, up, down in rows:
-        print(f"{name:<24} {workers:>7} {total / up:>9.1f} {total / down:>10.1f} "
-              f"{ref_up / up:>8.2f} {ref_down / down:>9.2f}")
+        print(
+            f"{name:<24} {workers:>7} {total / up:>9.1f} {total / down:>10.1f} "
+            f"{ref_up / up:>8.2f} {ref_down / down:>9.2f}"
+        )
     print("ref = local S3 with 1 worker; every download verified byte-identical (sha256)")
     proxy.close()
     server.stop()

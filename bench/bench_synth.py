@@ -20,8 +20,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def main() -> None:
     import cv2
 
+    from stseg_core.data.jpeg import encode_jpeg
     from stseg_core.data.labels import encode_label_png
-    from stseg_core.data.mose import encode_jpeg
     from stseg_core.data.synth import SynthConfig, generate_split, render_video
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -35,10 +35,23 @@ def main() -> None:
     args = ap.parse_args()
     cv2.setNumThreads(1)
     # Every hard case on, so the measurement covers the most expensive videos.
-    cfg = SynthConfig(seed=args.seed, height=args.height, width=args.width, min_frames=args.frames,
-                      max_frames=args.frames, min_objects=6, max_objects=6, videos=args.videos, occlusion=1.0,
-                      disappearance=1.0, distractors=1.0, small_objects=1.0, camera_motion=1.0, deformation=1.0,
-                      textured_background=1.0)
+    cfg = SynthConfig(
+        seed=args.seed,
+        height=args.height,
+        width=args.width,
+        min_frames=args.frames,
+        max_frames=args.frames,
+        min_objects=6,
+        max_objects=6,
+        videos=args.videos,
+        occlusion=1.0,
+        disappearance=1.0,
+        distractors=1.0,
+        small_objects=1.0,
+        camera_motion=1.0,
+        deformation=1.0,
+        textured_background=1.0,
+    )
     n = args.videos * args.frames
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -62,16 +75,21 @@ def main() -> None:
         generate_split(tmp, cfg, "train")
         write_s, write_c = time.perf_counter() - t0, time.process_time() - c0
 
-    print(f"{args.videos} videos × {args.frames} frames at {args.height}x{args.width}, 6 objects, all hard cases, "
-          "1 core")
+    print(
+        f"{args.videos} videos × {args.frames} frames at {args.height}x{args.width}, 6 objects, all hard cases, 1 core"
+    )
     print(f"{'stage':<28} {'wall s':>7} {'frames/s':>9} {'CPU s':>7} {'frames/CPU-s':>13}")
-    for name, secs, cpu in (("render (plan + draw)", render_s, render_c),
-                            ("encode only (reference)", encode_s, encode_c),
-                            ("render + encode + write", write_s, write_c)):
+    for name, secs, cpu in (
+        ("render (plan + draw)", render_s, render_c),
+        ("encode only (reference)", encode_s, encode_c),
+        ("render + encode + write", write_s, write_c),
+    ):
         print(f"{name:<28} {secs:>7.2f} {n / secs:>9.1f} {cpu:>7.2f} {n / cpu:>13.1f}")
     # On a shared machine wall time includes other processes' turns; CPU time is what one dedicated core needs.
-    print(f"written frames per wall-s ÷ goal 50: {n / write_s / 50:.2f}; per CPU-s ÷ 50: {n / write_c / 50:.2f}; "
-          f"encoding share of the write CPU time: {encode_c / write_c:.0%}")
+    print(
+        f"written frames per wall-s ÷ goal 50: {n / write_s / 50:.2f}; per CPU-s ÷ 50: {n / write_c / 50:.2f}; "
+        f"encoding share of the write CPU time: {encode_c / write_c:.0%}"
+    )
     if args.jf:
         jf_stability(args.jf, args.jf_videos)
 
@@ -95,8 +113,11 @@ def jf_stability(seeds: int, videos: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(seeds):
             root = Path(tmp) / str(seed)
-            generate_split(root, SynthConfig(seed=seed, height=192, width=336, min_frames=30, max_frames=60,
-                                             videos=videos), "valid")
+            generate_split(
+                root,
+                SynthConfig(seed=seed, height=192, width=336, min_frames=30, max_frames=60, videos=videos),
+                "valid",
+            )
             split = MoseSplit(root / "valid")
             for kind in rows:
                 out = root / "pred" / kind

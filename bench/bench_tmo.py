@@ -41,8 +41,7 @@ def synth_videos(count: int, frames: int):
     """Yield (name, frames, ground-truth label maps) of synthetic valid videos at 240×427."""
     from stseg_core.data.synth import SynthConfig, plan_video, render_video
 
-    cfg = SynthConfig(seed=11, height=240, width=427, min_frames=frames, max_frames=frames, videos=count,
-                      max_objects=4)
+    cfg = SynthConfig(seed=11, height=240, width=427, min_frames=frames, max_frames=frames, videos=count, max_objects=4)
     for index in range(count):
         pairs = list(render_video(cfg, "valid", index))
         yield plan_video(cfg, "valid", index).name, [p[0] for p in pairs], [p[1] for p in pairs]
@@ -83,8 +82,15 @@ def speed_row(model: str, options: dict, frames: int) -> dict:
 
     name, rgb, gt = next(synth_videos(1, frames))
     ids = tuple(sorted(set(np.unique(gt[0]).tolist()) - {0}))
-    video = VideoInput(name=name, stems=tuple(f"{i:05d}" for i in range(len(rgb))), height=rgb[0].shape[0],
-                       width=rgb[0].shape[1], first_labels=gt[0], object_ids=ids, frames=lambda: iter(rgb))
+    video = VideoInput(
+        name=name,
+        stems=tuple(f"{i:05d}" for i in range(len(rgb))),
+        height=rgb[0].shape[0],
+        width=rgb[0].shape[1],
+        first_labels=gt[0],
+        object_ids=ids,
+        frames=lambda: iter(rgb),
+    )
     m = build_model(model, **options)
     start = time.perf_counter()
     n = sum(1 for _ in m.segment(video))
@@ -126,8 +132,10 @@ def network_speed(reps: int, threads: int) -> None:
     img, flow = torch.rand(1, 3, 480, 854, generator=g), torch.rand(1, 3, 480, 854, generator=g)
     times: dict[str, list[float]] = {"ours": [], "upstream": []}
     with torch.inference_mode():
-        runs = {"ours": lambda: torch.softmax(ours(img, flow), dim=1).argmax(dim=1),
-                "upstream": lambda: theirs(img[:, None], flow[:, None])["masks"]}
+        runs = {
+            "ours": lambda: torch.softmax(ours(img, flow), dim=1).argmax(dim=1),
+            "upstream": lambda: theirs(img[:, None], flow[:, None])["masks"],
+        }
         for rep in range(reps + 1):  # the first round warms up and is not counted
             for name, run in runs.items():
                 t0 = time.perf_counter()
@@ -144,8 +152,12 @@ def network_speed(reps: int, threads: int) -> None:
 
 
 def child(model: str, options: dict, frames: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps([model, options, frames])],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps([model, options, frames])],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -179,12 +191,16 @@ def main() -> None:
     if not args.speed:
         return
 
-    rows = [("flowprop", {}, "reference"),
-            ("tmo", {"backbone": "rn18", "size": 64, "device": "cpu"}, "test size"),
-            ("tmo", {"backbone": "rn18", "size": 256, "device": "cpu"}, "")]
+    rows = [
+        ("flowprop", {}, "reference"),
+        ("tmo", {"backbone": "rn18", "size": 64, "device": "cpu"}, "test size"),
+        ("tmo", {"backbone": "rn18", "size": 256, "device": "cpu"}, ""),
+    ]
     if args.big:
-        rows += [("tmo", {"backbone": "rn50", "size": 256, "device": "cpu"}, ""),
-                 ("tmo", {"backbone": "rn101", "size": 384, "device": "cpu"}, "paper")]
+        rows += [
+            ("tmo", {"backbone": "rn50", "size": 256, "device": "cpu"}, ""),
+            ("tmo", {"backbone": "rn101", "size": 384, "device": "cpu"}, "paper"),
+        ]
     print(f"\nCPU speed, one 240×427 video of {args.speed_frames} frames ({os.cpu_count()} cores visible)")
     print(f"{'model':<10}{'options':<58}{'fps':>7}{'peak RSS MiB':>14}{'fps vs flowprop':>17}")
     ref = None

@@ -49,8 +49,9 @@ def bench(model_name: str, videos: list, work: Path, trees: Path) -> dict:
     torch_home = work / "torch"
     weights = write_random_weights(model_name, home, work / f"{model_name}.pth", torch_home=torch_home)
     os.environ["TORCH_HOME"] = str(torch_home)
-    model = build_upstream(model_name, home=str(home), checkpoint=str(weights), device="cpu", size=96,
-                           scratch=str(work))
+    model = build_upstream(
+        model_name, home=str(home), checkpoint=str(weights), device="cpu", size=96, scratch=str(work)
+    )
     startups, layouts = [], []
     start = time.perf_counter()
     frames_old = 0
@@ -63,10 +64,17 @@ def bench(model_name: str, videos: list, work: Path, trees: Path) -> dict:
     frames_new = _drain(model.segment_many(videos))  # one process for all
     per_shard = time.perf_counter() - start
     assert frames_old == frames_new == sum(v.num_frames for v in videos)
-    return {"model": model_name, "videos": len(videos), "frames": frames_new, "per_video_s": per_video,
-            "per_shard_s": per_shard, "startup_s": statistics.median(startups),
-            "layout_ms_per_video": 1000 * statistics.median(layouts), "shard_layout_ms": 1000 * model.layout_s,
-            "shard_startup_s": model.startup_s}
+    return {
+        "model": model_name,
+        "videos": len(videos),
+        "frames": frames_new,
+        "per_video_s": per_video,
+        "per_shard_s": per_shard,
+        "startup_s": statistics.median(startups),
+        "layout_ms_per_video": 1000 * statistics.median(layouts),
+        "shard_layout_ms": 1000 * model.layout_s,
+        "shard_startup_s": model.startup_s,
+    }
 
 
 def main() -> None:
@@ -85,22 +93,29 @@ def main() -> None:
         raise SystemExit("no upstream checkouts in ../shared/upstream or build/upstream: run `make upstream`")
     with tempfile.TemporaryDirectory(prefix="bench-upstream-") as tmp:
         work = Path(tmp)
-        cfg = SynthConfig(seed=7, height=96, width=128, videos=args.videos, min_frames=3, max_frames=4,
-                          min_objects=1, max_objects=2)
+        cfg = SynthConfig(
+            seed=7, height=96, width=128, videos=args.videos, min_frames=3, max_frames=4, min_objects=1, max_objects=2
+        )
         generate_split(work / "data", cfg, "valid")
         videos = _videos(work / "data" / "valid")
         rows = [bench(m.strip(), videos, work, trees) for m in args.models.split(",") if m.strip()]
-    print(f"{'model':<6} {'videos':>6} {'frames':>6} {'per-video launch s/video':>25} {'per-shard s/video':>18} "
-          f"{'ratio':>6} {'start-up s':>10} {'layout ms/video':>15}")
+    print(
+        f"{'model':<6} {'videos':>6} {'frames':>6} {'per-video launch s/video':>25} {'per-shard s/video':>18} "
+        f"{'ratio':>6} {'start-up s':>10} {'layout ms/video':>15}"
+    )
     for r in rows:
         old, new = r["per_video_s"] / r["videos"], r["per_shard_s"] / r["videos"]
-        print(f"{r['model']:<6} {r['videos']:>6} {r['frames']:>6} {old:>25.2f} {new:>18.2f} {old / new:>6.2f} "
-              f"{r['startup_s']:>10.2f} {r['layout_ms_per_video']:>15.2f}")
+        print(
+            f"{r['model']:<6} {r['videos']:>6} {r['frames']:>6} {old:>25.2f} {new:>18.2f} {old / new:>6.2f} "
+            f"{r['startup_s']:>10.2f} {r['layout_ms_per_video']:>15.2f}"
+        )
     for r in rows:
         saved = (r["per_video_s"] - r["per_shard_s"]) / r["videos"]
-        print(f"{r['model']}: one launch saves {saved:.2f} s per video here (start-up {r['startup_s']:.2f} s per "
-              f"launch); estimate for a MOSE shard of 34 videos: 33 start-ups, {33 * r['startup_s']:.0f} s on this "
-              f"CPU, plus CUDA context creation per launch on a GPU node")
+        print(
+            f"{r['model']}: one launch saves {saved:.2f} s per video here (start-up {r['startup_s']:.2f} s per "
+            f"launch); estimate for a MOSE shard of 34 videos: 33 start-ups, {33 * r['startup_s']:.0f} s on this "
+            f"CPU, plus CUDA context creation per launch on a GPU node"
+        )
 
 
 if __name__ == "__main__":

@@ -31,10 +31,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_finetune import A100_FPS  # the published figures, kept in one place
 
 SAM2_NAMES = {"t": "tiny", "b+": "base+", "l": "large"}
-GPU = {"sam2_size": 1024, "sam2_frames": 24, "video": (480, 854), "tmo": ("rn101", 384, 24),
-       "ft_sam2": ("l", 1024, 8), "ft_tmo": ("rn101", 384, 16), "jf": (480, 854, 60)}
-SMOKE = {"sam2_size": 128, "sam2_frames": 3, "video": (64, 96), "tmo": ("rn18", 64, 3),
-         "ft_sam2": ("t", 128, 3), "ft_tmo": ("rn18", 64, 4), "jf": (64, 96, 6)}
+GPU = {
+    "sam2_size": 1024,
+    "sam2_frames": 24,
+    "video": (480, 854),
+    "tmo": ("rn101", 384, 24),
+    "ft_sam2": ("l", 1024, 8),
+    "ft_tmo": ("rn101", 384, 16),
+    "jf": (480, 854, 60),
+}
+SMOKE = {
+    "sam2_size": 128,
+    "sam2_frames": 3,
+    "video": (64, 96),
+    "tmo": ("rn18", 64, 3),
+    "ft_sam2": ("t", 128, 3),
+    "ft_tmo": ("rn18", 64, 4),
+    "jf": (64, 96, 6),
+}
 
 
 def _video(h: int, w: int, frames: int):
@@ -53,8 +67,15 @@ def _video(h: int, w: int, frames: int):
         rgb.append(img)
     cv2.ellipse(labels, (w // 4, h // 3), (w // 12, h // 10), 0, 0, 360, 1, -1)
     cv2.ellipse(labels, (3 * w // 4, 2 * h // 3), (w // 14, h // 8), 0, 0, 360, 2, -1)
-    return VideoInput(name="v", stems=tuple(f"{t:05d}" for t in range(frames)), height=h, width=w,
-                      first_labels=labels, object_ids=(1, 2), frames=lambda: iter(rgb))
+    return VideoInput(
+        name="v",
+        stems=tuple(f"{t:05d}" for t in range(frames)),
+        height=h,
+        width=w,
+        first_labels=labels,
+        object_ids=(1, 2),
+        frames=lambda: iter(rgb),
+    )
 
 
 def _fps(model, video) -> float:
@@ -85,27 +106,43 @@ def finetune_step(case: str, device: str, sizes: dict, tmp: Path) -> tuple[float
     import torch
 
     from stseg_core.data.synth import SynthConfig, generate_dataset
-    from stseg_core.train.stage import run_finetune
+    from stseg_core.stages.finetune import run_finetune
 
     if case == "sam2":
         config, res, frames = sizes["ft_sam2"]
-        opts = dict(init="random", config=config, resolution=res, num_frames=frames, max_objects=2, multiplier=2,
-                    epochs=1, checkpoint_every=1, device=device)
+        opts = dict(
+            init="random",
+            config=config,
+            resolution=res,
+            num_frames=frames,
+            max_objects=2,
+            multiplier=2,
+            epochs=1,
+            checkpoint_every=1,
+            device=device,
+        )
         length = frames
     else:
         backbone, size, batch = sizes["ft_tmo"]
-        opts = dict(init="random", backbone=backbone, size=size, batch_size=batch, epochs=1, checkpoint_every=1,
-                    device=device)
+        opts = dict(
+            init="random", backbone=backbone, size=size, batch_size=batch, epochs=1, checkpoint_every=1, device=device
+        )
         length = 3 * batch // 2 + 1  # two training videos: three batches of frames
     data = tmp / f"ds-{case}"
-    generate_dataset(data, SynthConfig(seed=1, height=96, width=128, min_frames=length, max_frames=length,
-                                       min_objects=1, max_objects=2, videos=3), splits=("train",))
+    generate_dataset(
+        data,
+        SynthConfig(
+            seed=1, height=96, width=128, min_frames=length, max_frames=length, min_objects=1, max_objects=2, videos=3
+        ),
+        splits=("train",),
+    )
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    res = run_finetune(case, opts, data_root=str(data / "train"), store=str(tmp / "store"), run_id=case,
-                       scratch=tmp / "scratch")
+    res = run_finetune(
+        case, opts, data_root=str(data / "train"), store=str(tmp / "store"), run_id=case, scratch=tmp / "scratch"
+    )
     steps = sorted(res.step_seconds[1:]) or res.step_seconds
-    peak = torch.cuda.max_memory_allocated() / 1024 ** 3 if device.startswith("cuda") else None
+    peak = torch.cuda.max_memory_allocated() / 1024**3 if device.startswith("cuda") else None
     return steps[len(steps) // 2], peak
 
 
@@ -121,7 +158,7 @@ def jf_fps(sizes: dict, tmp: Path) -> float:
             lab = np.zeros((h, w), np.uint8)
             for k in (1, 2, 3):
                 y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
-                lab[y:y + h // 3, x:x + w // 3] = k
+                lab[y : y + h // 3, x : x + w // 3] = k
             for root, img in ((tmp / "gt/Annotations", lab), (tmp / "pred", np.roll(lab, 2, axis=1))):
                 (root / f"v{v}").mkdir(parents=True, exist_ok=True)
                 (root / f"v{v}" / f"{t:05d}.png").write_bytes(encode_label_png(img))
@@ -148,27 +185,43 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
     for config in configs:
         for bf16 in (True, False):
             fps = sam2_fps(config, sizes["sam2_size"], bf16, device, sizes)
-            rows.append((f"SAM2.1 {SAM2_NAMES[config]} @{sizes['sam2_size']} {'bf16' if bf16 else 'fp32'}",
-                         f"{fps:.1f} frames/s", f"{A100_FPS[config]} frames/s" if bf16 else ""))
+            rows.append(
+                (
+                    f"SAM2.1 {SAM2_NAMES[config]} @{sizes['sam2_size']} {'bf16' if bf16 else 'fp32'}",
+                    f"{fps:.1f} frames/s",
+                    f"{A100_FPS[config]} frames/s" if bf16 else "",
+                )
+            )
     backbone, size, _f = sizes["tmo"]
     rows.append((f"TMO {backbone} @{size}", f"{tmo_fps(device, sizes):.1f} frames/s", ""))
     with tempfile.TemporaryDirectory(prefix="stseg-gpu-check-") as tmp:
         for case in ("sam2", "tmo"):
             step, peak = finetune_step(case, device, sizes, Path(tmp))
             what = sizes["ft_sam2"] if case == "sam2" else sizes["ft_tmo"]
-            label = (f"finetune SAM2.1 {SAM2_NAMES[what[0]]} @{what[1]}, {what[2]} frames" if case == "sam2"
-                     else f"finetune TMO {what[0]} @{what[1]}, batch {what[2]}")
+            label = (
+                f"finetune SAM2.1 {SAM2_NAMES[what[0]]} @{what[1]}, {what[2]} frames"
+                if case == "sam2"
+                else f"finetune TMO {what[0]} @{what[1]}, batch {what[2]}"
+            )
             rows.append((label, f"{step:.2f} s/step" + (f", {peak:.1f} GiB peak" if peak is not None else ""), ""))
-        rows.append((f"J&F evaluator, {sizes['jf'][0]}p, {os.cpu_count()} processes",
-                     f"{jf_fps(sizes, Path(tmp) / 'jf'):.0f} frames/s", ""))
+        rows.append(
+            (
+                f"J&F evaluator, {sizes['jf'][0]}p, {os.cpu_count()} processes",
+                f"{jf_fps(sizes, Path(tmp) / 'jf'):.0f} frames/s",
+                "",
+            )
+        )
     print(f"stseg gpu check on {where} (torch {torch.__version__})")
     print(f"{'what':<48} {'measured':>28} {'published A100':>16}")
     for what, measured, published in rows:
         print(f"{what:<48} {measured:>28} {published:>16}")
     if not args.cpu_smoke and not args.skip_tests:
         root = Path(__file__).resolve().parents[1]
-        code = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-o",
-                               "addopts=--import-mode=importlib", "tests"], cwd=root, check=False).returncode
+        code = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-o", "addopts=--import-mode=importlib", "tests"],
+            cwd=root,
+            check=False,
+        ).returncode
         if code not in (0, 5):  # 5: no test is marked gpu
             raise SystemExit(code)
     return rows

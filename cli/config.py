@@ -6,9 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any, get_type_hints
 
 from stseg_core.errors import BadInputError
 from stseg_core.names import split_names
+from stseg_core.settings import bad_setting, convert, key_value
 
 NODE_POOLS = ("none", "gke", "eks", "karpenter", "gfd")
 
@@ -41,11 +43,9 @@ class Config:
     def checkpoint_for(self, model: str) -> str | None:
         """The checkpoint URI `checkpoints` names for `model`, if any."""
         for item in split_names(self.checkpoints):
-            name, sep, uri = item.partition("=")
-            if not sep or not name.strip() or not uri.strip():
-                raise BadInputError(f"checkpoints: {item!r} is not MODEL=URI")
-            if name.strip() == model:
-                return uri.strip()
+            name, uri = key_value(item, "checkpoints:", form="MODEL=URI", need_value=True)
+            if name == model:
+                return uri
         return None
 
     def ground_truth_root(self) -> str:
@@ -59,19 +59,20 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in fields(Config)}
+_HINTS = get_type_hints(Config)
 
 
-def _coerce(name: str, value, source: str):
-    if _FIELDS[name].type in ("int", int):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise BadInputError(f"{source}: {name} must be an integer, got {value!r}") from None
-    return "" if value is None else str(value)
+def _coerce(name: str, value: object, source: str) -> object:
+    """A setting's value (YAML value, variable or flag text) as its declared type; `source` names it in errors."""
+    try:
+        return convert("" if value is None and _HINTS[name] is str else value, _HINTS[name])
+    except ValueError as err:
+        raise bad_setting(source, value, str(err)) from None
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None,
-                flags: Mapping[str, object] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None, flags: Mapping[str, object] | None = None
+) -> Config:
     """Defaults < `path` (or $STSEG_CONFIG, or ./stseg.yaml when present) < STSEG_* environment < `flags`.
 
     Flags whose value is None count as not given.
@@ -79,7 +80,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     import yaml
 
     env = os.environ if env is None else env
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     path = path or env.get("STSEG_CONFIG") or ("stseg.yaml" if Path("stseg.yaml").is_file() else None)
     if path:
         p = Path(path).expanduser()
@@ -95,7 +96,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             name = str(key).replace("-", "_")
             if name not in _FIELDS:
                 raise BadInputError(f"{p}: unknown setting {key!r} (known: {', '.join(_FIELDS)})")
-            values[name] = _coerce(name, value, str(p))
+            values[name] = _coerce(name, value, f"{p}: {name}")
     for name in _FIELDS:
         var = f"STSEG_{name.upper()}"
         if env.get(var):
@@ -103,11 +104,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     for name, value in (flags or {}).items():
         if value is not None:
             values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
-    if (flags or {}).get("workers") is not None and values["workers"] < 1:
-        raise BadInputError(f"--workers must be at least 1 (got {values['workers']})")
-    if values.get("workers", 0) < 0:
-        raise BadInputError(f"workers must be 0 (one per core) or more (got {values['workers']})")
     cfg = replace(Config(), **values)
+    if (flags or {}).get("workers") is not None and cfg.workers < 1:
+        raise BadInputError(f"--workers must be at least 1 (got {cfg.workers})")
+    if cfg.workers < 0:
+        raise BadInputError(f"workers must be 0 (one per core) or more (got {cfg.workers})")
     if cfg.node_pool not in NODE_POOLS:
         raise BadInputError(f"node_pool {cfg.node_pool!r} is not a preset (known: {', '.join(NODE_POOLS)})")
     return cfg

@@ -29,9 +29,14 @@ def _rate_options(fn):
 
     defaults = SynthConfig()
     for case in reversed(HARD_CASES):
-        fn = click.option(f"--{case.replace('_', '-')}", case, type=click.FloatRange(0.0, 1.0),
-                          default=getattr(defaults, case), show_default=True,
-                          help=f"Share of videos planned with {case.replace('_', ' ')} (0 = never, 1 = always).")(fn)
+        fn = click.option(
+            f"--{case.replace('_', '-')}",
+            case,
+            type=click.FloatRange(0.0, 1.0),
+            default=getattr(defaults, case),
+            show_default=True,
+            help=f"Share of videos planned with {case.replace('_', ' ')} (0 = never, 1 = always).",
+        )(fn)
     return fn
 
 
@@ -47,8 +52,19 @@ def _rate_options(fn):
 @click.option("--noise", default=3.0, show_default=True, type=click.FloatRange(0.0), help="Sensor noise (grey levels).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Videos rendered in parallel.")
 @_rate_options
-def synth(out_root: str, seed: int, videos: int, height: int, width: int, frames: str, objects: str, splits: str,
-          noise: float, workers: int, **rates: float) -> None:
+def synth(
+    out_root: str,
+    seed: int,
+    videos: int,
+    height: int,
+    width: int,
+    frames: str,
+    objects: str,
+    splits: str,
+    noise: float,
+    workers: int,
+    **rates: float,
+) -> None:
     """Write a synthetic MOSE-like benchmark to OUT_ROOT (a path, file:// or s3:// URI).
 
     Layout: train/ (every frame annotated), valid/ and test/ (first-frame annotation only), valid_gt/ and
@@ -65,8 +81,18 @@ def synth(out_root: str, seed: int, videos: int, height: int, width: int, frames
         raise BadInputError(f"--splits: unknown split {unknown[0]!r}; known: {', '.join(SPLITS)}")
     fmin, fmax = _range(frames, "--frames")
     omin, omax = _range(objects, "--objects")
-    cfg = SynthConfig(seed=seed, height=height, width=width, min_frames=fmin, max_frames=fmax, min_objects=omin,
-                      max_objects=omax, videos=videos, noise=noise, **rates)
+    cfg = SynthConfig(
+        seed=seed,
+        height=height,
+        width=width,
+        min_frames=fmin,
+        max_frames=fmax,
+        min_objects=omin,
+        max_objects=omax,
+        videos=videos,
+        noise=noise,
+        **rates,
+    )
     start = time.perf_counter()
     meta = generate_dataset(out_root, cfg, workers=workers, splits=chosen)
     elapsed = time.perf_counter() - start
@@ -78,8 +104,10 @@ def synth(out_root: str, seed: int, videos: int, height: int, width: int, frames
         counts = {case: sum(case in m["present"] for m in metas) for case in rates}
         cases = ", ".join(f"{case} {n}" for case, n in counts.items())
         click.echo(f"{split}: {len(metas)} videos, {n_frames} frames; videos with {cases}")
-    click.echo(f"wrote {total} frames ({height}x{width}) to {out_root} in {elapsed:.1f} s "
-               f"({total / max(elapsed, 1e-9):.0f} frames/s); meta.json describes every video")
+    click.echo(
+        f"wrote {total} frames ({height}x{width}) to {out_root} in {elapsed:.1f} s "
+        f"({total / max(elapsed, 1e-9):.0f} frames/s); meta.json describes every video"
+    )
 
 
 @data.command("validate")
@@ -135,6 +163,8 @@ def shard(root: str, shards: int, run_root: str) -> None:
     run = open_store(run_root)
     plan.save(run)
     loads = plan.shard_costs
-    click.echo(f"{len(costs)} videos, {sum(costs.values())} frame-objects in {shards} shards: heaviest "
-               f"{max(loads)}, lightest {min(loads)}, heaviest/mean {plan.imbalance:.4f}")
+    click.echo(
+        f"{len(costs)} videos, {sum(costs.values())} frame-objects in {shards} shards: heaviest "
+        f"{max(loads)}, lightest {min(loads)}, heaviest/mean {plan.imbalance:.4f}"
+    )
     click.echo(f"wrote {run.uri(PLAN_FILE)}")

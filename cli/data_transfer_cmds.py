@@ -17,8 +17,7 @@ def _size(path: Path) -> int:
 @data.command("upload")
 @click.argument("local", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("uri")
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 256),
-              help="Files copied at once.")
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 256), help="Files copied at once.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 def upload(local: Path, uri: str, workers: int, progress: bool) -> None:
     """Copy every file under the folder LOCAL to URI (s3://bucket/prefix, file:///… or a path).
@@ -34,15 +33,15 @@ def upload(local: Path, uri: str, workers: int, progress: bool) -> None:
     start = time.monotonic()
     count = store.upload_dir(local, "", workers=workers, progress=progress)
     seconds = time.monotonic() - start
-    click.echo(f"uploaded {count} files ({_size(local) / 2**20:.1f} MiB) from {local} to {store.root} "
-               f"in {seconds:.1f} s")
+    click.echo(
+        f"uploaded {count} files ({_size(local) / 2**20:.1f} MiB) from {local} to {store.root} in {seconds:.1f} s"
+    )
 
 
 @data.command("download")
 @click.argument("uri")
 @click.argument("local", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 256),
-              help="Files copied at once.")
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 256), help="Files copied at once.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 def download(uri: str, local: Path, workers: int, progress: bool) -> None:
     """Copy every object under URI into the folder LOCAL, keeping the relative layout.

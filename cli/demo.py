@@ -23,9 +23,11 @@ from pathlib import Path
 import click
 
 from stseg_cli.main import cli
+from stseg_core.models import registry
 from stseg_core.names import split_names
 
-DEMO_MODELS = ("flowprop", "flowprop-farneback", "flowprop-plain", "oneshot", "stm", "sam2", "tmo")
+# Every model that runs on a CPU (the upstream programs need a GPU and their released weights).
+DEMO_MODELS = registry.cpu_models()
 
 
 def _run(args: list[str]) -> None:
@@ -36,8 +38,13 @@ def _run(args: list[str]) -> None:
 
 
 @cli.command()
-@click.option("--out", default="demo-run", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the data, the store and the report (reused: done steps are skipped).")
+@click.option(
+    "--out",
+    default="demo-run",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the data, the store and the report (reused: done steps are skipped).",
+)
 @click.option("--seed", default=7, show_default=True, help="Seed of the synthetic data set.")
 @click.option("--videos", default=8, show_default=True, help="Videos per split.")
 @click.option("--shards", default=2, show_default=True, help="Infer shards per model.")
@@ -53,30 +60,101 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
     os.environ.setdefault("STSEG_STATE_DIR", str(root / "state"))
     t0 = time.perf_counter()
     if not (data / "meta.json").exists():
-        _run(["data", "synth", str(data), "--seed", str(seed), "--videos", str(videos), "--height", "240",
-              "--width", "432", "--frames", "24-40", "--objects", "1-4", "--workers", "2"])
+        _run(
+            [
+                "data",
+                "synth",
+                str(data),
+                "--seed",
+                str(seed),
+                "--videos",
+                str(videos),
+                "--height",
+                "240",
+                "--width",
+                "432",
+                "--frames",
+                "24-40",
+                "--objects",
+                "1-4",
+                "--workers",
+                "2",
+            ]
+        )
     store.mkdir(parents=True, exist_ok=True)  # finetune creates it too, but a model subset may skip finetuning
     checkpoints = []
-    finetune = {"sam2": ["--size", "t", "--resolution", "128", "--set", "num_frames=3"],
-                "tmo": ["--size", "64", "--set", "backbone=rn18", "--set", "batch_size=4"]}
-    for model, extra in finetune.items():
-        if model not in names:
-            continue
-        _run(["finetune", "--model", model, "--data", str(data / "train"), "--out", str(store), "--run", "demo",
-              "--init", "random", "--epochs", str(epochs), *extra])
+    for model in (m for m in registry.finetunable() if m in names):
+        smoke = [arg for key, value in registry.recipe_of(model).smoke for arg in ("--set", f"{key}={value}")]
+        _run(
+            [
+                "finetune",
+                "--model",
+                model,
+                "--data",
+                str(data / "train"),
+                "--out",
+                str(store),
+                "--run",
+                "demo",
+                "--init",
+                "random",
+                "--epochs",
+                str(epochs),
+                *smoke,
+            ]
+        )
         best = (store / "checkpoints" / model / "demo" / "best").read_text().strip()
         checkpoints.append(f"{model}={best if '://' in best else store / 'checkpoints' / model / 'demo' / best}")
-    common = ["--backend", "local", "--store", str(store), "--shards", str(shards), "--models", ",".join(names),
-              "--checkpoints", ",".join(checkpoints), "--resume"]
+    common = [
+        "--backend",
+        "local",
+        "--store",
+        str(store),
+        "--shards",
+        str(shards),
+        "--models",
+        ",".join(names),
+        "--checkpoints",
+        ",".join(checkpoints),
+        "--resume",
+    ]
     _run(["submit", "pipeline", "--run", "valid", "--data-root", str(data / "valid"), *common])
-    _run(["recommend", "build", "--run", str(store / "runs" / "valid"), "--data", str(data / "valid"),
-          "--gt", str(data / "valid_gt"), "--models", ",".join(names), "--out", str(store / "perfdb")])
-    _run(["submit", "pipeline", "--run", "test", "--data-root", str(data / "test"), *common,
-          "--option", f"db={store / 'perfdb'}"])
+    _run(
+        [
+            "recommend",
+            "build",
+            "--run",
+            str(store / "runs" / "valid"),
+            "--data",
+            str(data / "valid"),
+            "--gt",
+            str(data / "valid_gt"),
+            "--models",
+            ",".join(names),
+            "--out",
+            str(store / "perfdb"),
+        ]
+    )
+    _run(
+        [
+            "submit",
+            "pipeline",
+            "--run",
+            "test",
+            "--data-root",
+            str(data / "test"),
+            *common,
+            "--option",
+            f"db={store / 'perfdb'}",
+        ]
+    )
     from stseg_core.fusion.stage import saved_table
 
     click.secho("Table 2 on test (the videos the performance database never saw):", bold=True)
     click.echo(saved_table(str(store / "runs" / "test")))
     _run(["report", str(store / "runs" / "test"), "--data", str(data / "test"), "--out", str(root / "report")])
-    click.secho(f"demo finished in {time.perf_counter() - t0:.0f} s; open {root / 'report' / 'index.html'}",
-                fg="green", bold=True)
+    click.secho(
+        f"demo finished in {time.perf_counter() - t0:.0f} s; open {root / 'report' / 'index.html'}",
+        fg="green",
+        bold=True,
+    )

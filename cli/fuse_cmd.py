@@ -19,25 +19,61 @@ def _models(text: str) -> tuple[str, ...]:
 
 @cli.command("fuse")
 @click.option("--run", "run_root", required=True, help="Run root URI holding plan.json and pred/<model>/.")
-@click.option("--data", "data_root", required=True,
-              help="Split root URI the models ran on (JPEGImages/, Annotations/).")
+@click.option(
+    "--data", "data_root", required=True, help="Split root URI the models ran on (JPEGImages/, Annotations/)."
+)
 @click.option("--models", required=True, help="Comma-separated model names to fuse (their pred/ folders).")
-@click.option("--gt", "gt_root", default=None,
-              help="Ground truth with every frame annotated (e.g. a synthetic test_gt/): prints and writes Table 2.")
-@click.option("--db", "db_uri", default=None,
-              help="Performance database: a version file or its folder (latest). Without it: equal trust, "
-                   "pseudo-label everywhere.")
-@click.option("--wait", "wait_s", type=float, default=0.0, show_default=True,
-              help="Seconds to wait for unfinished infer shards before giving up.")
-@click.option("--neighbours", "k", type=click.IntRange(1), default=5, show_default=True,
-              help="Database videos the recommender compares each video with.")
-@click.option("--choose", default=None,
-              help="What PGMR keeps: vote (the pseudo-label; the default), video (the recommended output per "
-                   "video) or span (per span).")
-@click.option("--raw-confidences", is_flag=True,
-              help="Vote with the models' own confidences instead of the database's calibrated ones.")
-def fuse(run_root: str, data_root: str, models: str, gt_root: str | None, db_uri: str | None, wait_s: float,
-         k: int, choose: str | None, raw_confidences: bool) -> None:
+@click.option(
+    "--gt",
+    "gt_root",
+    default=None,
+    help="Ground truth with every frame annotated (e.g. a synthetic test_gt/): prints and writes Table 2.",
+)
+@click.option(
+    "--db",
+    "db_uri",
+    default=None,
+    help="Performance database: a version file or its folder (latest). Without it: equal trust, "
+    "pseudo-label everywhere.",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for unfinished infer shards before giving up.",
+)
+@click.option(
+    "--neighbours",
+    "k",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Database videos the recommender compares each video with.",
+)
+@click.option(
+    "--choose",
+    default=None,
+    help="What PGMR keeps: vote (the pseudo-label; the default), video (the recommended output per "
+    "video) or span (per span).",
+)
+@click.option(
+    "--raw-confidences",
+    is_flag=True,
+    help="Vote with the models' own confidences instead of the database's calibrated ones.",
+)
+def fuse(
+    run_root: str,
+    data_root: str,
+    models: str,
+    gt_root: str | None,
+    db_uri: str | None,
+    wait_s: float,
+    k: int,
+    choose: str | None,
+    raw_confidences: bool,
+) -> None:
     """Fuse the models' masks with PGMR and keep the pseudo-label (or, with --choose, the best predicted output
     per video or per span).
 
@@ -46,15 +82,12 @@ def fuse(run_root: str, data_root: str, models: str, gt_root: str | None, db_uri
     single models, bbox-average, bbox-max, the vote-only pseudo-label and PGMR. Runs the same code as a
     `python -m stseg_jobs.fuse` Job.
     """
-    from stseg_core.fusion.stage import FuseConfig, format_table, run_fuse
-    from stseg_core.telemetry import JobMetrics
+    from stseg_core.fusion.stage import FuseConfig, format_table
+    from stseg_core.stages import fuse as stage
 
     options = {"calibrate": not raw_confidences, **({"choose": choose} if choose else {})}
-
-    metrics = JobMetrics(run=run_root.rstrip("/").rsplit("/", 1)[-1], stage="fuse", model="pgmr")
-    with metrics:
-        report = run_fuse(FuseConfig(run_root, data_root, _models(models), gt_root, db_uri, wait_s, k=k, **options),
-                          metrics=metrics)
+    config = FuseConfig(run_root, data_root, _models(models), gt_root, db_uri, wait_s, k=k, **options)
+    report = stage.run(stage.FuseStageConfig(config)).report
     if report.table:
         click.echo(format_table(report))
     else:
@@ -71,8 +104,9 @@ def recommend() -> None:
 
 @recommend.command("build")
 @click.option("--run", "run_root", required=True, help="Run root of the models' outputs on a split with ground truth.")
-@click.option("--data", "data_root", required=True,
-              help="That split's root URI (JPEGImages/, first-frame Annotations/).")
+@click.option(
+    "--data", "data_root", required=True, help="That split's root URI (JPEGImages/, first-frame Annotations/)."
+)
 @click.option("--gt", "gt_root", required=True, help="Its ground truth with every frame annotated.")
 @click.option("--models", required=True, help="Comma-separated model names.")
 @click.option("--out", "out_uri", required=True, help="Database folder URI; the next version vNNNN.json is added.")

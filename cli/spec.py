@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field, replace
 
 from stseg_core.errors import BadInputError
+from stseg_core.models import registry
+from stseg_core.names import check_run_id, run_root
 
 # stage → the module its container/process runs (`python -m …`).
 STAGE_MODULES: dict[str, str] = {
@@ -16,24 +18,30 @@ STAGE_MODULES: dict[str, str] = {
     "fuse": "stseg_jobs.fuse",
     "eval": "stseg_jobs.evaluate",
 }
-FINETUNABLE = ("sam2", "tmo")
 # What the job itself calls its stage (STSEG_STAGE), where that differs from the CLI's name.
 _STAGE_ENV = {"eval": "evaluate"}
-# Models that gain nothing from a GPU: they get none on Kubernetes unless asked (the others get one).
-CPU_ONLY_MODELS = frozenset({"flowprop", "flowprop-farneback", "flowprop-plain", "oneshot", "stm"})
-# Image per model family; weight-free models, fusion and eval share the light `fusion` image.
-_IMAGE_FAMILY = {"sam2": "sam2", "tmo": "tmo", "cutie": "cutie", "xmem": "xmem", "livos": "livos"}
 
 # Job variables the spec or a backend sets: where a job reads and writes, what it runs, and its store endpoint.
 # A stage option (`--option key=value` → STSEG_KEY) may never set one of them (it would win over the spec's value
 # and point a job at another bucket or endpoint). Both backends add STSEG_SCRATCH to every shard.
-RESERVED_ENV = frozenset({
-    "STSEG_STAGE", "STSEG_RUN_ROOT", "STSEG_DATA_ROOT", "STSEG_GT_ROOT", "STSEG_STORE", "STSEG_MODEL",
-    "STSEG_MODELS", "STSEG_NUM_SHARDS", "STSEG_DEADLINE_S", "STSEG_PUSHGATEWAY", "STSEG_S3_ENDPOINT",
-    "STSEG_CHECKPOINT", "STSEG_SCRATCH",
-})
+RESERVED_ENV = frozenset(
+    {
+        "STSEG_STAGE",
+        "STSEG_RUN_ROOT",
+        "STSEG_DATA_ROOT",
+        "STSEG_GT_ROOT",
+        "STSEG_STORE",
+        "STSEG_MODEL",
+        "STSEG_MODELS",
+        "STSEG_NUM_SHARDS",
+        "STSEG_DEADLINE_S",
+        "STSEG_PUSHGATEWAY",
+        "STSEG_S3_ENDPOINT",
+        "STSEG_CHECKPOINT",
+        "STSEG_SCRATCH",
+    }
+)
 
-_RUN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$")
 # Kubernetes quantities for --cpu (cores or millicores) and --memory (bytes with an optional SI/binary suffix).
 _CPU_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?m?$")
 _MEMORY_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?([KMGTPE]i?|k)?$")
@@ -41,27 +49,15 @@ _MEMORY_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?([KMGTPE]i?|k)?$")
 
 def known_models() -> list[str]:
     """Names of every registered VOS model (the library's registry is the one source)."""
-    from stseg_core.models import registry
-
     return registry.available()
 
 
 def check_model(name: str, stage: str = "infer") -> str:
     """Refuse an unknown model (listing the known ones) or one the stage cannot use."""
-    from stseg_core.models import registry
-
-    registry.spec(name)  # raises BadInputError listing the known names
-    if stage == "finetune" and name not in FINETUNABLE:
-        raise BadInputError(f"model {name!r} cannot be finetuned (finetunable: {', '.join(FINETUNABLE)})")
+    registry.info(name)  # raises BadInputError listing the known names
+    if stage == "finetune":
+        registry.recipe_of(name)  # raises BadInputError listing the finetunable models
     return name
-
-
-def check_run_id(run: str) -> str:
-    """Run ids end up in Job names and labels: lower-case DNS labels of at most 30 characters."""
-    if not _RUN_RE.match(run):
-        raise BadInputError(f"run id {run!r}: use 1-30 characters of a-z, 0-9 and '-', starting and ending "
-                            "with a letter or digit")
-    return run
 
 
 def output_prefix(stage: str, model: str) -> str | None:
@@ -105,8 +101,10 @@ class DoneWait:
 class JobSpec:
     """One stage of one model of one run: `shards` indexes, each a process/pod running `command`.
 
-    `env` holds the Job environment except `JOB_COMPLETION_INDEX`, which the backend sets per shard.
-    `waits_for` lists the upstream stages whose done markers must all exist before any shard starts.
+    `run_root` (where the stage writes, `<store>/runs/<run>`) and `data_root` (what it reads) are the typed
+    copies of `STSEG_RUN_ROOT` / `STSEG_DATA_ROOT`, which backends read instead of digging in `env`; `env` holds
+    the whole Job environment except `JOB_COMPLETION_INDEX`, which the backend sets per shard. `waits_for`
+    lists the upstream stages whose done markers must all exist before any shard starts.
     """
 
     run: str
@@ -115,6 +113,8 @@ class JobSpec:
     image: str
     command: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    run_root: str
+    data_root: str
     resources: Resources = field(default_factory=Resources)
     shards: int = 1
     parallelism: int = 1
@@ -123,6 +123,11 @@ class JobSpec:
     deadline_s: int = 24 * 3600
     labels: tuple[tuple[str, str], ...] = ()
     waits_for: tuple[DoneWait, ...] = ()
+
+    def __post_init__(self) -> None:
+        env = self.env_dict
+        if (env.get("STSEG_RUN_ROOT"), env.get("STSEG_DATA_ROOT")) != (self.run_root, self.data_root):
+            raise ValueError(f"{self.name}: run_root/data_root differ from STSEG_RUN_ROOT/STSEG_DATA_ROOT in env")
 
     @property
     def name(self) -> str:
@@ -145,9 +150,19 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> JobSpec:
-        return cls(**{**d, "command": tuple(d["command"]), "env": tuple(tuple(p) for p in d["env"]),
-                      "resources": Resources(**d["resources"]), "labels": tuple(tuple(p) for p in d["labels"]),
-                      "waits_for": tuple(DoneWait(**w) for w in d["waits_for"])})
+        env = dict(d["env"])  # state written before the typed roots existed holds them only in env
+        return cls(
+            **{
+                "run_root": env["STSEG_RUN_ROOT"],
+                "data_root": env["STSEG_DATA_ROOT"],
+                **d,
+                "command": tuple(d["command"]),
+                "env": tuple(tuple(p) for p in d["env"]),
+                "resources": Resources(**d["resources"]),
+                "labels": tuple(tuple(p) for p in d["labels"]),
+                "waits_for": tuple(DoneWait(**w) for w in d["waits_for"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -167,8 +182,14 @@ class StageRequest:
     options: tuple[tuple[str, str], ...] = ()
 
 
+def _model_stage(stage: str, model: str) -> bool:
+    """Whether a job runs the model itself (infer, finetune) and so needs its image and perhaps a GPU; fuse and
+    eval jobs read its masks in the light `fusion` image."""
+    return bool(model) and stage in ("infer", "finetune")
+
+
 def _image(cfg, stage: str, model: str) -> str:
-    family = _IMAGE_FAMILY.get(model, "fusion") if stage in ("infer", "finetune") else "fusion"
+    family = registry.info(model).image if _model_stage(stage, model) else "fusion"
     return f"{cfg.image_registry.rstrip('/')}/stseg-{family}:{cfg.image_tag}"
 
 
@@ -184,21 +205,16 @@ def _option_env(options: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
         if not name or name[0].isdigit():
             raise BadInputError(f"stage option {key!r}: names start with a letter (e.g. --option epochs=2)")
         if f"STSEG_{name}" in RESERVED_ENV:
-            raise BadInputError(f"--option {key}=…: STSEG_{name} is set by stseg itself and cannot be overridden "
-                                "(use the matching flag, e.g. --store, --data-root, --models)")
+            raise BadInputError(
+                f"--option {key}=…: STSEG_{name} is set by stseg itself and cannot be overridden "
+                "(use the matching flag, e.g. --store, --data-root, --models)"
+            )
         out.append((f"STSEG_{name}", value))
     return out
 
 
-def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
-                waits_for: tuple[DoneWait, ...] = ()) -> list[JobSpec]:
-    """The JobSpecs of one stage: one per model for finetune/infer/eval (model "" = the fused masks for eval),
-    one for fuse.
-
-    `default_gpus` says whether a model that benefits from a GPU gets one when `req.gpus` is None
-    (True on Kubernetes, False on the local backend).
-    """
-    check_run_id(run)
+def _check_request(req: StageRequest) -> None:
+    """Refuse, in one line naming the flag, a request no backend could run."""
     if req.stage not in STAGE_MODULES:
         raise BadInputError(f"unknown stage {req.stage!r} (known: {', '.join(STAGE_MODULES)})")
     if req.shards < 1:
@@ -211,29 +227,49 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
         raise BadInputError(f"--retries must be 0 or more (got {req.retries})")
     if req.deadline_s < 1:
         raise BadInputError(f"--deadline must be at least 1 second (got {req.deadline_s})")
-    for flag, value, pattern, example in (("--cpu", req.cpu, _CPU_RE, "2 or 500m"),
-                                          ("--memory", req.memory, _MEMORY_RE, "8Gi or 512Mi")):
+    for flag, value, pattern, example in (
+        ("--cpu", req.cpu, _CPU_RE, "2 or 500m"),
+        ("--memory", req.memory, _MEMORY_RE, "8Gi or 512Mi"),
+    ):
         if value is not None and not pattern.match(value):
             raise BadInputError(f"{flag} {value!r} is not a Kubernetes quantity (e.g. {example})")
+
+
+def build_specs(
+    cfg, run: str, req: StageRequest, *, default_gpus: bool, waits_for: tuple[DoneWait, ...] = ()
+) -> list[JobSpec]:
+    """The JobSpecs of one stage: one per model for finetune/infer/eval (model "" = the fused masks for eval),
+    one for fuse.
+
+    `default_gpus` says whether a model that benefits from a GPU gets one when `req.gpus` is None (the
+    backend's `gpus` capability: Kubernetes yes, the local backend no).
+    """
+    check_run_id(run)
+    _check_request(req)
     models = req.models if req.stage in ("infer", "finetune", "eval") else ("",)
     if not models:
         raise BadInputError(f"stage {req.stage}: name at least one model (--model/--models)")
-    run_root = f"{_absolute(cfg.store).rstrip('/')}/runs/{run}"
+    root = run_root(_absolute(cfg.store), run)
     specs = []
     for model in models:
         if model:
             check_model(model, req.stage)
         gpus = req.gpus
         if gpus is None:
-            gpus = 1 if default_gpus and req.stage in ("infer", "finetune") and model not in CPU_ONLY_MODELS else 0
-        shards = req.shards if req.stage == "infer" else 1
+            gpus = 1 if default_gpus and _model_stage(req.stage, model) and registry.info(model).gets_gpu else 0
+        shards = req.shards if req.stage in ("infer", "fuse") else 1
         # eval scores against the ground truth; every other stage reads the input split
         data_root = _absolute(cfg.ground_truth_root() if req.stage == "eval" else cfg.data_root)
-        env = [("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)), ("STSEG_RUN_ROOT", run_root),
-               ("STSEG_DATA_ROOT", data_root), ("STSEG_MODEL", model), ("STSEG_NUM_SHARDS", str(shards)),
-               ("STSEG_DEADLINE_S", str(req.deadline_s)),
-               # a Job's output is a log file: upstream progress bars (sam2's propagate_in_video) are noise there
-               ("TQDM_DISABLE", "1")]
+        env = [
+            ("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)),
+            ("STSEG_RUN_ROOT", root),
+            ("STSEG_DATA_ROOT", data_root),
+            ("STSEG_MODEL", model),
+            ("STSEG_NUM_SHARDS", str(shards)),
+            ("STSEG_DEADLINE_S", str(req.deadline_s)),
+            # a Job's output is a log file: upstream progress bars (sam2's propagate_in_video) are noise there
+            ("TQDM_DISABLE", "1"),
+        ]
         if cfg.pushgateway:
             env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
         if cfg.s3_endpoint:
@@ -248,16 +284,35 @@ def build_specs(cfg, run: str, req: StageRequest, *, default_gpus: bool,
             command = ("torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", module)
         else:
             command = ("python", "-m", module)
-        res = Resources(gpus=gpus, gpu_type=cfg.gpu_type,
-                        cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
-                        memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
-                        scratch="100Gi" if gpus else "20Gi", shm="8Gi" if gpus else "2Gi")
+        res = Resources(
+            gpus=gpus,
+            gpu_type=cfg.gpu_type,
+            cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
+            memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
+            scratch="100Gi" if gpus else "20Gi",
+            shm="8Gi" if gpus else "2Gi",
+        )
         labels = (("stseg.io/run", run), ("stseg.io/stage", req.stage), ("stseg.io/model", model or "all"))
-        specs.append(JobSpec(
-            run=run, stage=req.stage, model=model, image=_image(cfg, req.stage, model), command=command,
-            env=tuple(env), resources=res, shards=shards, parallelism=min(req.parallelism or shards, shards),
-            retries=req.retries, max_failed_shards=min(shards, req.max_failed_shards or math.ceil(shards / 4)),
-            deadline_s=req.deadline_s, labels=labels, waits_for=waits_for))
+        specs.append(
+            JobSpec(
+                run=run,
+                stage=req.stage,
+                model=model,
+                image=_image(cfg, req.stage, model),
+                command=command,
+                env=tuple(env),
+                run_root=root,
+                data_root=data_root,
+                resources=res,
+                shards=shards,
+                parallelism=min(req.parallelism or shards, shards),
+                retries=req.retries,
+                max_failed_shards=min(shards, req.max_failed_shards or math.ceil(shards / 4)),
+                deadline_s=req.deadline_s,
+                labels=labels,
+                waits_for=waits_for,
+            )
+        )
     return specs
 
 
@@ -267,15 +322,20 @@ def _with_models(specs: list[JobSpec], models: tuple[str, ...]) -> list[JobSpec]
 
 
 def fuse_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, default_gpus: bool) -> list[JobSpec]:
-    """The fuse job (one index: PGMR fuses the whole run and writes `fused/_done/0.json`); it waits for the
-    done marker of every infer shard of every model in `req.models`."""
+    """The fuse job: one index per plan shard (each fuses its shard's videos and writes `fused/_done/<k>.json`;
+    the last to finish merges recommend.json and eval/); it waits for the done marker of every infer shard of
+    every model in `req.models`."""
     if infer_shards < 1:
         raise BadInputError(f"--infer-shards must be at least 1 (got {infer_shards})")
     for m in req.models:
         check_model(m)
     waits = tuple(DoneWait(output_prefix("infer", m), infer_shards) for m in req.models)
-    specs = _with_models(build_specs(cfg, run, replace(req, stage="fuse", shards=1), default_gpus=default_gpus,
-                                     waits_for=waits), req.models)
+    specs = _with_models(
+        build_specs(
+            cfg, run, replace(req, stage="fuse", shards=infer_shards), default_gpus=default_gpus, waits_for=waits
+        ),
+        req.models,
+    )
     gt = _known_ground_truth(cfg)
     return [replace(s, env=(*s.env, ("STSEG_GT_ROOT", gt))) for s in specs] if gt else specs
 
@@ -289,21 +349,32 @@ def _known_ground_truth(cfg) -> str | None:
     default = cfg.ground_truth_root()
     if "://" in default and not default.startswith("file://"):
         return None
-    path = default[len("file://"):] if default.startswith("file://") else default
+    path = default[len("file://") :] if default.startswith("file://") else default
     return _absolute(default) if os.path.isdir(path) else None
 
 
-def eval_specs(cfg, run: str, req: StageRequest, *, infer_shards: int, fused: bool = True,
-               default_gpus: bool) -> list[JobSpec]:
+def eval_specs(
+    cfg, run: str, req: StageRequest, *, infer_shards: int, fused: bool = True, default_gpus: bool
+) -> list[JobSpec]:
     """J&F jobs (one index each): one per model in `req.models`, waiting for that model's infer markers, and,
-    with `fused`, one for the fused masks, waiting for the fuse marker."""
+    with `fused`, one for the fused masks, waiting for the fuse markers (one per plan shard)."""
     specs = []
     for model in req.models:
-        specs += build_specs(cfg, run, replace(req, stage="eval", models=(model,)), default_gpus=default_gpus,
-                             waits_for=(DoneWait(output_prefix("infer", model), infer_shards),))
+        specs += build_specs(
+            cfg,
+            run,
+            replace(req, stage="eval", models=(model,)),
+            default_gpus=default_gpus,
+            waits_for=(DoneWait(output_prefix("infer", model), infer_shards),),
+        )
     if fused:
-        specs += build_specs(cfg, run, replace(req, stage="eval", models=("",)), default_gpus=default_gpus,
-                             waits_for=(DoneWait(output_prefix("fuse", ""), 1),))
+        specs += build_specs(
+            cfg,
+            run,
+            replace(req, stage="eval", models=("",)),
+            default_gpus=default_gpus,
+            waits_for=(DoneWait(output_prefix("fuse", ""), infer_shards),),
+        )
     if not specs:
         raise BadInputError("eval: name models to score (--models) or keep --fused")
     return specs

@@ -9,15 +9,22 @@ from datetime import UTC, datetime
 
 import click
 
+from stseg_cli.backends.base import BACKENDS
 from stseg_cli.main import cli
 from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.models import registry
 
 # Flags that override stseg.yaml / STSEG_* settings (the Config field of the same name).
 _CONFIG_FLAGS = [
-    click.option("--backend", type=click.Choice(["local", "kubernetes"]), default=None,
-                 help="Where jobs run (default: local, or `backend:` in stseg.yaml)."),
-    click.option("--config", "config_path", default=None,
-                 help="Settings file (default: $STSEG_CONFIG or ./stseg.yaml)."),
+    click.option(
+        "--backend",
+        type=click.Choice(sorted(BACKENDS)),
+        default=None,
+        help="Where jobs run (default: local, or `backend:` in stseg.yaml).",
+    ),
+    click.option(
+        "--config", "config_path", default=None, help="Settings file (default: $STSEG_CONFIG or ./stseg.yaml)."
+    ),
     click.option("--store", default=None, help="Store root URI; runs live under <store>/runs/<run>/."),
     click.option("--data-root", default=None, help="MOSE-layout split the stages read (URI)."),
     click.option("--gt-root", default=None, help="Ground truth of the split for eval (default: <data-root>_gt)."),
@@ -33,23 +40,41 @@ _SUBMIT_FLAGS = [
     click.option("--gpu-type", default=None, help="Value of the preset's GPU label (default: its A100 value)."),
     click.option("--kueue-queue", default=None, help="Kueue LocalQueue: Jobs are created suspended in it."),
     click.option("--s3-secret", default=None, help="Secret holding the S3 credentials (else the service account)."),
-    click.option("--checkpoints", default=None, metavar="MODEL=URI,…",
-                 help="Weights of each model's infer jobs, e.g. sam2=s3://b/checkpoints/sam2/r/epoch_40.pt."),
+    click.option(
+        "--checkpoints",
+        default=None,
+        metavar="MODEL=URI,…",
+        help="Weights of each model's infer jobs, e.g. sam2=s3://b/checkpoints/sam2/r/epoch_40.pt.",
+    ),
     click.option("--cpu", default=None, help="CPU per shard (Kubernetes quantity)."),
     click.option("--memory", default=None, help="Memory per shard (Kubernetes quantity, e.g. 32Gi)."),
     click.option("--retries", type=int, default=2, show_default=True, help="Retries per shard."),
     click.option("--deadline", type=int, default=24 * 3600, show_default=True, help="Seconds before a job is stopped."),
-    click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-                 help="Stage option, passed to the job as STSEG_<KEY> (repeatable)."),
-    click.option("--resume", is_flag=True,
-                 help="Submit jobs the run already has: local reruns their unfinished shards; kubernetes creates "
-                      "only missing Jobs and replaces failed ones (done shards are no-ops). Without it such a "
-                      "submit is refused; new jobs always join an existing run."),
+    click.option(
+        "--option",
+        "options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Stage option, passed to the job as STSEG_<KEY> (repeatable).",
+    ),
+    click.option(
+        "--resume",
+        is_flag=True,
+        help="Submit jobs the run already has: local reruns their unfinished shards; kubernetes creates "
+        "only missing Jobs and replaces failed ones (done shards are no-ops). Without it such a "
+        "submit is refused; new jobs always join an existing run.",
+    ),
     click.option("--detach", is_flag=True, help="Local backend: return at once; the run goes on in the background."),
     click.option("--wait", is_flag=True, help="Kubernetes backend: wait for the jobs to finish."),
     click.option("--dry-run", is_flag=True, help="Print what would be created; create nothing."),
-    click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
-                 help="Format of --dry-run."),
+    click.option(
+        "-o",
+        "--output",
+        type=click.Choice(["yaml", "json"]),
+        default="yaml",
+        show_default=True,
+        help="Format of --dry-run.",
+    ),
 ]
 
 
@@ -58,6 +83,7 @@ def _apply(options: list) -> Callable:
         for opt in reversed(options):
             fn = opt(fn)
         return fn
+
     return deco
 
 
@@ -75,13 +101,9 @@ def _backend(cfg):
 
 
 def _parse_options(options: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    out = []
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BadInputError(f"--option {item!r}: write KEY=VALUE")
-        out.append((key, value))
-    return tuple(out)
+    from stseg_core.settings import key_value
+
+    return tuple(key_value(item, "--option", example="--option epochs=2") for item in options)
 
 
 def _models(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -98,8 +120,9 @@ def _check_store(uri: str) -> None:
     path = store.local_path("")
     if path is not None:
         if not path.is_dir():
-            raise BadInputError(f"store {uri} does not exist (create the folder, or fix --store / `store:` "
-                                "in stseg.yaml)")
+            raise BadInputError(
+                f"store {uri} does not exist (create the folder, or fix --store / `store:` in stseg.yaml)"
+            )
     else:
         store.exists("runs/.stseg-probe")  # raises for a missing bucket or missing credentials
 
@@ -124,12 +147,21 @@ class ProgressBars:
         for job in self._status().jobs:
             bar = self._bars.get(job.name)
             if bar is None:
-                bar = self._bars[job.name] = tqdm(total=job.shards, desc=job.name, unit="shard",
-                                                  position=len(self._bars), leave=True, file=sys.stderr,
-                                                  disable=None)  # no bars when stderr is not a terminal
+                bar = self._bars[job.name] = tqdm(
+                    total=job.shards,
+                    desc=job.name,
+                    unit="shard",
+                    position=len(self._bars),
+                    leave=True,
+                    file=sys.stderr,
+                    disable=None,
+                )  # no bars when stderr is not a terminal
             bar.n = len(job.done)
-            bar.set_postfix_str(f"running {len(job.running)} failed {len(job.failed)}"
-                                + (" (waiting for inputs)" if job.waiting else ""), refresh=False)
+            bar.set_postfix_str(
+                f"running {len(job.running)} failed {len(job.failed)}"
+                + (" (waiting for inputs)" if job.waiting else ""),
+                refresh=False,
+            )
             bar.refresh()
 
     def __exit__(self, *exc) -> None:
@@ -144,12 +176,15 @@ def _submit(kw: dict, build: Callable) -> None:
     cfg = _config(kw)
     backend = _backend(cfg)
     run = kw.pop("run_id") or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
-    specs = build(cfg, run, backend.name == "kubernetes")
-    if backend.name == "kubernetes":
+    caps = backend.capabilities
+    specs = build(cfg, run, caps.gpus)  # a backend with GPUs gives one to each model that gains from it
+    if not caps.local_files:
         for flag, uri in (("--store", cfg.store), ("--data-root", cfg.data_root)):
             if "://" not in uri or uri.startswith("file://"):  # a pod cannot see this machine's folders
-                raise BadInputError(f"{flag} {uri}: the kubernetes backend needs a location pods can reach "
-                                    "(s3://bucket/prefix), not a local path")
+                raise BadInputError(
+                    f"{flag} {uri}: the {backend.name} backend needs a location pods can reach "
+                    "(s3://bucket/prefix), not a local path"
+                )
     if not kw["dry_run"]:
         backend.check(specs)  # refuse what the backend cannot do before touching the store
         _check_store(cfg.store)
@@ -159,18 +194,20 @@ def _submit(kw: dict, build: Callable) -> None:
         if kw["output"] == "json":
             import json
 
-            click.echo(json.dumps(docs[0] if len(docs) == 1 else {"apiVersion": "v1", "kind": "List", "items": docs},
-                                  indent=2))
+            click.echo(
+                json.dumps(docs[0] if len(docs) == 1 else {"apiVersion": "v1", "kind": "List", "items": docs}, indent=2)
+            )
         else:
             import yaml
 
             click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
         return
     _plan(specs)
-    wait = not kw["detach"] if backend.name == "local" else kw["wait"]
+    wait = not kw["detach"] if caps.waits_by_default else kw["wait"]
     if wait:
-        _attached(backend, run, lambda bars: backend.submit(specs, resume=kw["resume"], wait=True,
-                                                            on_change=bars.refresh))
+        _attached(
+            backend, run, lambda bars: backend.submit(specs, resume=kw["resume"], wait=True, on_change=bars.refresh)
+        )
     else:
         backend.submit(specs, resume=kw["resume"], wait=False)
         click.echo(f"submitted run {run}: {', '.join(s.name for s in specs)}  (watch: stseg status {run})")
@@ -208,30 +245,41 @@ def _plan(specs) -> None:
     infer = [s for s in specs if s.stage == "infer"]
     if not infer:
         return
-    from stseg_core.infer import ensure_plan
+    from stseg_core.stages.infer import ensure_plan
 
-    env = infer[0].env_dict
-    plan = ensure_plan(env["STSEG_DATA_ROOT"], env["STSEG_RUN_ROOT"], infer[0].shards)
+    plan = ensure_plan(infer[0].data_root, infer[0].run_root, infer[0].shards)
     if plan.num_shards != infer[0].shards:
-        raise BadInputError(f"run {infer[0].run} is planned with {plan.num_shards} shards; submit its infer jobs "
-                            f"with --shards {plan.num_shards}")
+        raise BadInputError(
+            f"run {infer[0].run} is planned with {plan.num_shards} shards; submit its infer jobs "
+            f"with --shards {plan.num_shards}"
+        )
 
 
 def _request(kw: dict, stage: str, models: tuple[str, ...], shards: int, parallelism=None, gpus=None):
     from stseg_cli.spec import StageRequest
 
-    return StageRequest(stage=stage, models=models, shards=shards, parallelism=parallelism, gpus=gpus,
-                        cpu=kw.pop("cpu"), memory=kw.pop("memory"), retries=kw.pop("retries"),
-                        deadline_s=kw.pop("deadline"), options=_parse_options(kw.pop("options")))
+    return StageRequest(
+        stage=stage,
+        models=models,
+        shards=shards,
+        parallelism=parallelism,
+        gpus=gpus,
+        cpu=kw.pop("cpu"),
+        memory=kw.pop("memory"),
+        retries=kw.pop("retries"),
+        deadline_s=kw.pop("deadline"),
+        options=_parse_options(kw.pop("options")),
+    )
 
 
 def _infer_shards(cfg, run: str, given: int | None) -> int:
     """Shard count of the run's infer jobs: the flag, else the run's plan.json."""
     if given is not None:
         return given
+    from stseg_core.names import run_root
     from stseg_core.store import open_store
 
-    root = f"{cfg.store.rstrip('/')}/runs/{run}"
+    root = run_root(cfg.store, run)
     try:
         return int(open_store(root).read_json("plan.json")["num_shards"])
     except MissingArtifactError:
@@ -252,7 +300,7 @@ def submit() -> None:
 
 
 @submit.command()
-@click.option("--model", required=True, help="sam2 or tmo.")
+@click.option("--model", required=True, help=f"{' or '.join(registry.finetunable())}.")
 @click.option("--gpus", type=int, default=None, help="GPUs in the one pod; >1 runs torchrun (Kubernetes only).")
 @_common
 def finetune(model: str, gpus: int | None, **kw) -> None:
@@ -263,7 +311,7 @@ def finetune(model: str, gpus: int | None, **kw) -> None:
     _submit(kw, lambda cfg, run, k8s: build_specs(cfg, run, req, default_gpus=k8s))
 
 
-_ALL_MODELS = ("sam2", "tmo", "cutie", "xmem", "livos")
+_ALL_MODELS = registry.default_set()
 
 
 @submit.command()
@@ -285,18 +333,26 @@ def infer(shards: int, models: str, parallelism: int | None, gpus: int | None, *
 @click.option("--infer-shards", type=int, default=None, help="Infer shards to wait for (default: the run's plan).")
 @_common
 def fuse(models: str, infer_shards: int | None, **kw) -> None:
-    """PGMR fusion of the whole run (one pod); starts once every infer shard of every model is done (in the
-    cluster an init step waits for their done markers)."""
+    """PGMR fusion of the run, one index per plan shard (parallel processes locally, an Indexed Job in the
+    cluster; the index that finds every index done merges recommend.json and eval/); starts once every infer shard
+    of every model is done (in the cluster an init step waits for their done markers). What PGMR keeps and how it
+    votes, as `stseg fuse --choose/--raw-confidences`: --option choose=vote|video|span, --option
+    raw-confidences=true."""
     from stseg_cli.spec import fuse_specs
 
     req = _request(kw, "fuse", _models(models, _ALL_MODELS), 1, gpus=0)
-    _submit(kw, lambda cfg, run, k8s: fuse_specs(cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards),
-                                                  default_gpus=k8s))
+    _submit(
+        kw,
+        lambda cfg, run, k8s: fuse_specs(
+            cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards), default_gpus=k8s
+        ),
+    )
 
 
 @submit.command("eval")
-@click.option("--models", default=",".join(_ALL_MODELS), show_default=True,
-              help="Models scored beside the fusion ('' for none).")
+@click.option(
+    "--models", default=",".join(_ALL_MODELS), show_default=True, help="Models scored beside the fusion ('' for none)."
+)
 @click.option("--fused/--no-fused", default=True, show_default=True, help="Also score the fused masks.")
 @click.option("--infer-shards", type=int, default=None, help="Infer shards to wait for (default: the run's plan).")
 @_common
@@ -307,9 +363,12 @@ def eval_(models: str, fused: bool, infer_shards: int | None, **kw) -> None:
 
     names = _models(models, ())
     req = _request(kw, "eval", names, 1, gpus=0)
-    _submit(kw, lambda cfg, run, k8s: eval_specs(
-        cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards) if names else 1, fused=fused,
-        default_gpus=k8s))
+    _submit(
+        kw,
+        lambda cfg, run, k8s: eval_specs(
+            cfg, run, req, infer_shards=_infer_shards(cfg, run, infer_shards), fused=fused, default_gpus=k8s
+        ),
+    )
 
 
 @submit.command()
@@ -340,14 +399,18 @@ def _print_status(status) -> None:
     click.echo(f"run {status.run}" + (f"  {status.note}" if status.note else ""))
     name_w = max([len("JOB"), *(len(j.name) for j in status.jobs)])
     model_w = max([len("MODEL"), *(len(j.model or "-") for j in status.jobs)])
-    click.echo(f"{'JOB':<{name_w}} {'STAGE':<9} {'MODEL':<{model_w}} {'DONE':>9} {'RUNNING':>8} {'FAILED':>7} "
-               f"{'FRAMES/S':>9} {'ETA':>8}")
+    click.echo(
+        f"{'JOB':<{name_w}} {'STAGE':<9} {'MODEL':<{model_w}} {'DONE':>9} {'RUNNING':>8} {'FAILED':>7} "
+        f"{'FRAMES/S':>9} {'ETA':>8}"
+    )
     for j in status.jobs:
         state = "waiting" if j.waiting else ""
         eta = _fmt_s(None if j.finished else j.eta_s)
         rate = f"{j.frames_per_s:.1f}" if j.frames else "-"  # no frames: a stage without markers, or none done
-        click.echo(f"{j.name:<{name_w}} {j.stage:<9} {j.model or '-':<{model_w}} {f'{len(j.done)}/{j.shards}':>9} "
-                   f"{len(j.running):>8} {len(j.failed):>7} {rate:>9} {eta:>8} {state}".rstrip())
+        click.echo(
+            f"{j.name:<{name_w}} {j.stage:<9} {j.model or '-':<{model_w}} {f'{len(j.done)}/{j.shards}':>9} "
+            f"{len(j.running):>8} {len(j.failed):>7} {rate:>9} {eta:>8} {state}".rstrip()
+        )
         for k, reason in sorted(j.failed.items()):
             click.echo(f"    shard {k}: {reason}")
 
@@ -440,12 +503,15 @@ def wait_done(run_root: str, waits: tuple[str, ...], timeout: float, poll: float
     deadline = time.monotonic() + timeout
     while True:
         missing = [m for m in missing if not store.exists(m)]
-        click.echo(f"wait-done: {sum(w.shards for w in parsed) - len(missing)} of {sum(w.shards for w in parsed)} "
-                   "markers present", err=True)
+        click.echo(
+            f"wait-done: {sum(w.shards for w in parsed) - len(missing)} of {sum(w.shards for w in parsed)} "
+            "markers present",
+            err=True,
+        )
         if not missing:
             return
         if time.monotonic() >= deadline:
-            raise MissingArtifactError(f"{store.uri(missing[0])} and {len(missing) - 1} more markers still missing "
-                                       f"after {timeout:.0f} s")
+            raise MissingArtifactError(
+                f"{store.uri(missing[0])} and {len(missing) - 1} more markers still missing after {timeout:.0f} s"
+            )
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
-

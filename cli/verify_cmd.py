@@ -21,8 +21,9 @@ def verify(run_root: str, workers: int) -> None:
     from stseg_core.store import open_store
 
     store = open_store(run_root)
-    prefixes = sorted({k.split(f"/{DONE_DIR}/")[0] for top in ("pred", "fused") for k in store.list(top)
-                       if f"/{DONE_DIR}/" in k})
+    prefixes = sorted(
+        {k.split(f"/{DONE_DIR}/")[0] for top in ("pred", "fused") for k in store.list(top) if f"/{DONE_DIR}/" in k}
+    )
     if not prefixes:
         click.echo(f"verify: {store.root} has no done markers")
         return

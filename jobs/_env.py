@@ -1,96 +1,36 @@
-"""Job environment → frozen dataclasses, with one-line errors that name the variable; and the shared job main.
+"""The job side of the Job environment: the shared job main, and the names every stage reads its settings with.
 
 Every stage declares its settings as a frozen dataclass whose fields say which variable they come from
 (`env_field("STSEG_RUN_ROOT")`); `from_env(cls)` reads them at call time (never at import), so the local
-backend and a pod with the same variables behave the same.
+backend and a pod with the same variables behave the same. The parsers and the error shape are
+`stseg_core.settings`' (one per type, shared with model options and the CLI's settings); the run id of a run
+root is `stseg_core.names.run_id_of`. They are re-exported here as the stages' one import.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable
 
-from stseg_core.errors import BadInputError, StsegError
+from stseg_core.errors import StsegError
+from stseg_core.names import run_id_of
+from stseg_core.settings import boolean, flag_set, from_env, json_object, non_negative_int, positive_int, seconds
+from stseg_core.settings import setting as env_field
 
-T = TypeVar("T")
-_META = "stseg_env"
-
-
-def env_field(var: str, *, parse: Callable[[str], Any] = str, default: Any = dataclasses.MISSING,
-              default_factory: Callable[[], Any] | Any = dataclasses.MISSING, doc: str = "") -> Any:
-    """A dataclass field read from `var`; `parse` turns the text into the value (ValueError = bad input).
-    Without a default the variable is required."""
-    return dataclasses.field(default=default, default_factory=default_factory,
-                             metadata={_META: (var, parse, doc)})
-
-
-def from_env(cls: type[T], env: Mapping[str, str] | None = None) -> T:
-    """Build `cls` from `env` (default os.environ). Empty values count as unset."""
-    env = os.environ if env is None else env
-    values = {}
-    for f in dataclasses.fields(cls):
-        if _META not in f.metadata:
-            continue
-        var, parse, doc = f.metadata[_META]
-        raw = env.get(var, "")
-        if raw == "":
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise BadInputError(f"{var} is not set" + (f" ({doc})" if doc else ""))
-            continue
-        try:
-            values[f.name] = parse(raw)
-        except (ValueError, TypeError) as err:
-            raise BadInputError(f"{var}={raw!r}: {err}") from None
-    return cls(**values)
-
-
-# ---- parsers: raise ValueError with a short reason ---------------------------------------------------------
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError("not an integer") from None
-    if value < 0:
-        raise ValueError("must be ≥ 0")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = non_negative_int(text)
-    if value < 1:
-        raise ValueError("must be ≥ 1")
-    return value
-
-
-def boolean(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("not a boolean (use true/false)")
-
-
-def json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(value, dict):
-        raise ValueError("must be a JSON object like {\"key\": value}")
-    return value
-
-
-def run_id_of(run_root: str) -> str:
-    """The run id is the last component of the run root (`…/runs/<run-id>`), used as the metrics label."""
-    return run_root.rstrip("/").rsplit("/", 1)[-1] or run_root
+__all__ = [
+    "boolean",
+    "env_field",
+    "from_env",
+    "job_main",
+    "json_object",
+    "non_negative_int",
+    "positive_int",
+    "run_id_of",
+    "seconds",
+]
 
 
 def job_main(stage: str, body: Callable[[], str]) -> int:
@@ -109,7 +49,7 @@ def job_main(stage: str, body: Callable[[], str]) -> int:
         code, text = err.exit_code, str(err)
     except Exception as err:  # an unexpected failure still ends as one line and a non-zero exit
         code, text = 1, f"{type(err).__name__}: {err}"
-    if os.environ.get("STSEG_DEBUG", "").lower() in ("1", "true", "yes"):
+    if flag_set("STSEG_DEBUG"):
         traceback.print_exc()
     print(f"stseg-{stage}: error: {' '.join(text.split())}", file=sys.stderr, flush=True)
     return code

@@ -14,7 +14,7 @@ Variables (besides the common ones):
 - `STSEG_MISSING_AS_EMPTY`: true to score missing prediction frames/videos as empty masks (default false).
 - `STSEG_SPLIT`: split name in the CSV file names (default: the ground-truth root's folder name).
 Reports `stseg_eval_jf{method=<name>, metric=<statistic>}` (J&F-Mean, J-Mean, F-Mean; the J&Ḟ ones for
-mosev2; in percent) and the frames/videos scored.
+mosev2; in percent) and the frames/videos scored (`stseg_core.stages.evaluate`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import math
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import boolean, env_field, from_env, job_main, positive_int, run_id_of
+from stseg_jobs._env import boolean, env_field, from_env, job_main, positive_int, seconds
 
 
 def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -46,8 +46,10 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 
 
 def _metric(text: str) -> str:
-    if text not in ("davis", "mosev2"):
-        raise ValueError("must be davis or mosev2")
+    from stseg_core.metrics.jf import METRICS
+
+    if text not in METRICS:
+        raise ValueError(f"must be {' or '.join(METRICS)}")
     return text
 
 
@@ -67,6 +69,7 @@ class EvaluateEnv:
     split: str | None = env_field("STSEG_SPLIT", default=None)
     stage: str = env_field("STSEG_STAGE", default="evaluate")
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
+    deadline_s: float | None = env_field("STSEG_DEADLINE_S", parse=seconds, default=None)
 
 
 def check(env: Mapping[str, str], pre: Preflight) -> None:
@@ -78,42 +81,28 @@ def check(env: Mapping[str, str], pre: Preflight) -> None:
 
 
 def run(env: Mapping[str, str] | None = None) -> str:
-    from stseg_core.errors import BadInputError, MissingArtifactError
-    from stseg_core.metrics.evaluate import evaluate
-    from stseg_core.metrics.tables import write_results
-    from stseg_core.runlayout import checked_done_shards, describe_bad, eval_prefix
-    from stseg_core.store import join_key, open_store
-    from stseg_core.telemetry import JobMetrics
+    from stseg_core.errors import BadInputError
+    from stseg_core.stages import evaluate
+    from stseg_core.stages.common import Reporting
+    from stseg_core.store import join_key
 
     cfg = from_env(EvaluateEnv, env)
     if cfg.stage != "evaluate":
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the evaluate stage")
     pred_prefix = cfg.pred_prefix or (join_key("pred", cfg.model) if cfg.model else "fused")
     name = cfg.eval_name or cfg.model or "pgmr"
-    run_store = open_store(cfg.run_root)
-    _good, bad = checked_done_shards(run_store, pred_prefix)  # sizes against one listing, before reading
-    if bad:
-        raise MissingArtifactError(describe_bad(pred_prefix, bad))
-    metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="evaluate", model=name, pushgateway=cfg.pushgateway)
-
-    def done(video) -> None:
-        metrics.frames(len(video.frames))
-        metrics.video_done()
-
-    with metrics:
-        result = evaluate(cfg.data_root, run_store.uri(pred_prefix), videos=cfg.videos or None, workers=cfg.workers,
-                          metric=cfg.metric, missing_as_empty=cfg.missing_as_empty, on_video=done,
-                          split=cfg.split)
-        key = "J&F-Mean" if cfg.metric == "davis" else "J&Fdot-Mean"
-        # `metric` is the statistic, as the fuse stage labels its Table 2 rows
-        for stat in (key, "J-Mean", "F-Mean" if cfg.metric == "davis" else "Fdot-Mean"):
-            if stat in result.scores:
-                metrics.set("stseg_eval_jf", 100 * result.scores[stat], method=name, metric=stat)
-        out = run_store.child(eval_prefix(name))
-        write_results(result, out)
-    label = "J&F" if cfg.metric == "davis" else "J&Ḟ"
-    return (f"{name}: {label} {100 * result.scores[key]:.2f} over {len(result.videos)} videos, {result.frames} frames; "
-            f"wrote {out.root}")
+    where = evaluate.EvaluateConfig.in_run(cfg.data_root, cfg.run_root, pred_prefix, name)
+    return evaluate.run(
+        replace(
+            where,
+            metric=cfg.metric,
+            workers=cfg.workers,
+            videos=cfg.videos,
+            missing_as_empty=cfg.missing_as_empty,
+            split=cfg.split,
+            reporting=Reporting(cfg.pushgateway, cfg.deadline_s),
+        )
+    ).summary()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -7,12 +7,11 @@ process runs this; rank 0 writes checkpoints and validates, the others only trai
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import env_field, from_env, job_main, json_object, positive_int, run_id_of
+from stseg_jobs._env import env_field, from_env, job_main, json_object, positive_int, seconds
 
 
 @dataclass(frozen=True)
@@ -23,16 +22,18 @@ class FinetuneEnv:
 
     run_root: str = env_field("STSEG_RUN_ROOT", doc="the run root URI, <store>/runs/<run-id>")
     data_root: str = env_field("STSEG_DATA_ROOT", doc="the training split root holding JPEGImages/ and Annotations/")
-    model: str = env_field("STSEG_MODEL", doc="sam2 or tmo")
+    model: str = env_field("STSEG_MODEL", doc="a model with a finetune recipe (sam2, tmo)")
     stage: str = env_field("STSEG_STAGE", default="finetune")
-    store: str | None = env_field("STSEG_STORE", default=None, doc="store root for checkpoints (default: the "
-                                  "run root's store)")
+    store: str | None = env_field(
+        "STSEG_STORE", default=None, doc="store root for checkpoints (default: the run root's store)"
+    )
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
     scratch: str | None = env_field("STSEG_SCRATCH", default=None)
     recipe: Mapping[str, object] | None = env_field("STSEG_RECIPE", parse=json_object, default=None)
     init: str | None = env_field("STSEG_INIT", default=None, doc="initial checkpoint URI, or 'random'")
     epochs: int | None = env_field("STSEG_EPOCHS", parse=positive_int, default=None)
     device: str | None = env_field("STSEG_DEVICE", default=None)
+    deadline_s: float | None = env_field("STSEG_DEADLINE_S", parse=seconds, default=None)
 
     def options(self) -> dict[str, object]:
         single = {k: getattr(self, k) for k in ("init", "epochs", "device")}
@@ -51,21 +52,24 @@ def check(env: Mapping[str, str], pre: Preflight) -> None:
 
 def run(env: Mapping[str, str] | None = None) -> str:
     from stseg_core.errors import BadInputError
-    from stseg_core.telemetry import JobMetrics
-    from stseg_core.train.stage import run_finetune, store_of_run_root
+    from stseg_core.names import run_id_of, store_of_run_root
+    from stseg_core.stages import finetune
+    from stseg_core.stages.common import Reporting
 
     cfg = from_env(FinetuneEnv, env)
     if cfg.stage != "finetune":
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the finetune stage")
-    run_id = run_id_of(cfg.run_root)
-    store = cfg.store or store_of_run_root(cfg.run_root)
-    metrics = JobMetrics(run=run_id, stage="finetune", model=cfg.model, shard="0", pushgateway=cfg.pushgateway)
-    with metrics, tempfile.TemporaryDirectory(dir=cfg.scratch, prefix="stseg-finetune-") as scratch:
-        result = run_finetune(cfg.model, cfg.options(), data_root=cfg.data_root, store=store, run_id=run_id,
-                              scratch=scratch, metrics=metrics)
-    resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
-    return (f"{cfg.model} finetuned to epoch {result.epochs} ({result.step} steps{resumed}); "
-            f"checkpoints in {result.checkpoint_root}, best {result.best}")
+    return finetune.run(
+        finetune.FinetuneConfig(
+            model=cfg.model,
+            data_root=cfg.data_root,
+            store=cfg.store or store_of_run_root(cfg.run_root),
+            run_id=run_id_of(cfg.run_root),
+            options=cfg.options(),
+            scratch=cfg.scratch,
+            reporting=Reporting(cfg.pushgateway, cfg.deadline_s),
+        )
+    ).summary()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

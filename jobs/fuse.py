@@ -1,4 +1,6 @@
-"""`python -m stseg_jobs.fuse`: the PGMR fuse stage over a whole run, configured by the Job environment."""
+"""`python -m stseg_jobs.fuse`: one index of the PGMR fuse stage (the plan's shards k ≡ index mod
+STSEG_NUM_SHARDS; whichever index finds every index done merges recommend.json and eval/), configured by the Job
+environment. A done index is skipped (a re-run Indexed Job redoes only what is missing)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import env_field, from_env, job_main, non_negative_int, run_id_of
+from stseg_jobs._env import boolean, env_field, from_env, job_main, non_negative_int, positive_int, seconds
 
 
 def _models(text: str) -> tuple[str, ...]:
@@ -18,27 +20,39 @@ def _models(text: str) -> tuple[str, ...]:
     return names
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError("must be ≥ 0 seconds")
-    return value
+def _choice(text: str) -> str:
+    from stseg_core.fusion.pgmr import CHOICES
+
+    if text not in CHOICES:
+        raise ValueError(f"not a PGMR choice (known: {', '.join(CHOICES)})")
+    return text
 
 
 @dataclass(frozen=True)
 class FuseEnv:
-    """What a fuse Job reads: the run, the split the models ran on, the models, and optional ground truth,
-    performance database and wait."""
+    """What a fuse Job reads: the run, the split the models ran on, the models, optional ground truth,
+    performance database and wait, what PGMR keeps (`--option choose=…`, `--option raw-confidences=true`, as
+    `stseg fuse --choose/--raw-confidences`), and which index of how many this is."""
 
     run_root: str = env_field("STSEG_RUN_ROOT", doc="the run root URI holding plan.json and pred/")
     data_root: str = env_field("STSEG_DATA_ROOT", doc="the split root URI holding JPEGImages/ and Annotations/")
     models: tuple[str, ...] = env_field("STSEG_MODELS", parse=_models, doc="comma-separated model names to fuse")
     gt_root: str | None = env_field("STSEG_GT_ROOT", default=None)
     db_uri: str | None = env_field("STSEG_DB", default=None)
-    wait_s: float = env_field("STSEG_WAIT", parse=_seconds, default=0.0)
+    wait_s: float = env_field("STSEG_WAIT", parse=seconds, default=0.0)
     k: int = env_field("STSEG_NEIGHBOURS", parse=non_negative_int, default=5)
     stage: str = env_field("STSEG_STAGE", default="fuse")
     pushgateway: str | None = env_field("STSEG_PUSHGATEWAY", default=None)
+    choose: str = env_field("STSEG_CHOOSE", parse=_choice, default="vote", doc="vote, video or span")
+    raw_confidences: bool = env_field("STSEG_RAW_CONFIDENCES", parse=boolean, default=False)
+    indexes: int = env_field(
+        "STSEG_NUM_SHARDS",
+        parse=positive_int,
+        default=1,
+        doc="fuse indexes (the Job's completions); each fuses the plan shards k ≡ index",
+    )
+    index: int = env_field("JOB_COMPLETION_INDEX", parse=non_negative_int, default=0)
+    deadline_s: float | None = env_field("STSEG_DEADLINE_S", parse=seconds, default=None)
 
 
 def check(env: Mapping[str, str], pre: Preflight) -> None:
@@ -54,20 +68,30 @@ def check(env: Mapping[str, str], pre: Preflight) -> None:
 
 def run(env: Mapping[str, str] | None = None) -> str:
     from stseg_core.errors import BadInputError
-    from stseg_core.fusion.stage import FuseConfig, run_fuse
-    from stseg_core.telemetry import JobMetrics
+    from stseg_core.fusion.stage import FuseConfig
+    from stseg_core.stages import fuse
+    from stseg_core.stages.common import Reporting
 
     cfg = from_env(FuseEnv, env)
     if cfg.stage != "fuse":
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the fuse stage")
-    metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="fuse", model="pgmr", pushgateway=cfg.pushgateway)
-    with metrics:
-        report = run_fuse(FuseConfig(cfg.run_root, cfg.data_root, cfg.models, cfg.gt_root, cfg.db_uri, cfg.wait_s,
-                                     k=max(1, cfg.k)), metrics=metrics)
-    what = f"{len(report.videos)} videos fused from {len(cfg.models)} models"
-    if report.table:
-        what += f"; PGMR J&F {report.table['pgmr']['J&F']:.2f}"
-    return f"{what}; wrote fused/, recommend.json{', eval/' if report.table else ''} under {cfg.run_root}"
+    if cfg.index >= cfg.indexes:
+        raise BadInputError(f"JOB_COMPLETION_INDEX={cfg.index}: must be below STSEG_NUM_SHARDS={cfg.indexes}")
+    config = FuseConfig(
+        cfg.run_root,
+        cfg.data_root,
+        cfg.models,
+        cfg.gt_root,
+        cfg.db_uri,
+        cfg.wait_s,
+        k=max(1, cfg.k),
+        choose=cfg.choose,
+        calibrate=not cfg.raw_confidences,
+        index=cfg.index,
+        indexes=cfg.indexes,
+        resume=True,
+    )
+    return fuse.run(fuse.FuseStageConfig(config, Reporting(cfg.pushgateway, cfg.deadline_s))).summary()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import env_field, from_env, job_main, json_object, non_negative_int, positive_int, run_id_of
+from stseg_jobs._env import env_field, from_env, job_main, json_object, non_negative_int, positive_int, seconds
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,9 @@ class InferEnv:
     checkpoint: str | None = env_field("STSEG_CHECKPOINT", default=None)
     device: str | None = env_field("STSEG_DEVICE", default=None)
     scratch: str | None = env_field("STSEG_SCRATCH", default=None)
+    deadline_s: float | None = env_field("STSEG_DEADLINE_S", parse=seconds, default=None)
 
-    def overrides(self) -> dict:
+    def overrides(self) -> dict[str, object]:
         extra = {k: v for k, v in (("checkpoint", self.checkpoint), ("device", self.device)) if v is not None}
         return {**(self.model_options or {}), **extra}
 
@@ -35,34 +36,37 @@ class InferEnv:
 def check(env: Mapping[str, str], pre: Preflight) -> None:
     """What `stseg submit` checks before creating this Job: the environment parsed as `run` parses it, the
     model's weights named and present, the split's layout."""
+    from stseg_core.models.registry import check_options
     from stseg_core.preflight import require_weights
 
     cfg = from_env(InferEnv, env)
+    check_options(cfg.model, cfg.overrides())
     require_weights(cfg.model, cfg.overrides(), pre)
     pre.require_data_root(cfg.data_root)
 
 
 def run(env: Mapping[str, str] | None = None) -> str:
     from stseg_core.errors import BadInputError
-    from stseg_core.infer import run_shard
-    from stseg_core.telemetry import JobMetrics
+    from stseg_core.stages import infer
+    from stseg_core.stages.common import Reporting
 
     cfg = from_env(InferEnv, env)
     if cfg.stage != "infer":
         raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the infer stage")
     if cfg.shard >= cfg.num_shards:
         raise BadInputError(f"JOB_COMPLETION_INDEX={cfg.shard}: must be below STSEG_NUM_SHARDS={cfg.num_shards}")
-    metrics = JobMetrics(run=run_id_of(cfg.run_root), stage="infer", model=cfg.model, shard=str(cfg.shard),
-                         pushgateway=cfg.pushgateway)
-    with metrics:
-        outcome = run_shard(data_root=cfg.data_root, run_root=cfg.run_root, model_name=cfg.model,
-                            shard=cfg.shard, num_shards=cfg.num_shards, model_overrides=cfg.overrides(),
-                            metrics=metrics, scratch=cfg.scratch)
-    what = "already done, skipped" if outcome.skipped else (
-        f"{int(metrics.value('stseg_videos_processed_total'))} videos, "
-        f"{int(metrics.value('stseg_frames_processed_total'))} frames")
-    return (f"{cfg.model} shard {cfg.shard}/{cfg.num_shards}: {what}; "
-            f"{len(outcome.marker['files'])} files under {cfg.run_root}")
+    return infer.run(
+        infer.InferConfig(
+            data_root=cfg.data_root,
+            run_root=cfg.run_root,
+            model=cfg.model,
+            shard=cfg.shard,
+            num_shards=cfg.num_shards,
+            overrides=cfg.overrides(),
+            scratch=cfg.scratch,
+            reporting=Reporting(cfg.pushgateway, cfg.deadline_s),
+        )
+    ).summary()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

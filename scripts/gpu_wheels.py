@@ -27,19 +27,58 @@ def main(out: str) -> None:
     pip = [sys.executable, "-m", "pip"]
     env = {**os.environ, "SAM2_BUILD_CUDA": "0"}
     # this checkout and the sdist-only packages, as wheels (pure Python)
-    subprocess.run([*pip, "wheel", "-q", "--no-deps", "-w", str(dest), str(root), "sam2==1.1.0",
-                    "antlr4-python3-runtime==4.9.3", "iopath==0.1.10"], check=True, env=env)
+    subprocess.run(
+        [
+            *pip,
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            str(dest),
+            str(root),
+            "sam2==1.1.0",
+            "antlr4-python3-runtime==4.9.3",
+            "iopath==0.1.10",
+        ],
+        check=True,
+        env=env,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        subprocess.run([*pip, "install", "-q", "--dry-run", "--ignore-installed", "--report", str(report),
-                        "--target", tmp, *TARGET, "--only-binary=:all:", "--find-links", str(dest),
-                        f"stseg[ml] @ file://{root}", "pytest"], check=True, env=env)
-        names = [item["metadata"]["name"] + "==" + item["metadata"]["version"]
-                 for item in json.loads(report.read_text())["install"]]
-    wanted = [n for n in names if not n.lower().startswith(PREINSTALLED) and not n.lower().startswith(
-        ("stseg==", "sam2==", "antlr4-python3-runtime==", "iopath=="))]
-    subprocess.run([*pip, "download", "-q", "--no-deps", "-d", str(dest), *TARGET, "--only-binary=:all:", *wanted],
-                   check=True)
+        subprocess.run(
+            [
+                *pip,
+                "install",
+                "-q",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                "--target",
+                tmp,
+                *TARGET,
+                "--only-binary=:all:",
+                "--find-links",
+                str(dest),
+                f"stseg[ml] @ file://{root}",
+                "pytest",
+            ],
+            check=True,
+            env=env,
+        )
+        names = [
+            item["metadata"]["name"] + "==" + item["metadata"]["version"]
+            for item in json.loads(report.read_text())["install"]
+        ]
+    wanted = [
+        n
+        for n in names
+        if not n.lower().startswith(PREINSTALLED)
+        and not n.lower().startswith(("stseg==", "sam2==", "antlr4-python3-runtime==", "iopath=="))
+    ]
+    subprocess.run(
+        [*pip, "download", "-q", "--no-deps", "-d", str(dest), *TARGET, "--only-binary=:all:", *wanted], check=True
+    )
     print(f"gpu-wheels: {len(list(dest.glob('*.whl')))} wheels in {dest}")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stseg_core.errors import BadInputError
 from stseg_core.store import Store
@@ -57,7 +57,7 @@ class ShardPlan:
         total = sum(costs)
         return max(costs) * self.num_shards / total if total else 1.0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "num_shards": self.num_shards,
             "videos": {str(i): list(names) for i, names in enumerate(self.shards)},
@@ -67,7 +67,7 @@ class ShardPlan:
         }
 
     @classmethod
-    def from_json(cls, obj: dict, source: str = "plan.json") -> ShardPlan:
+    def from_json(cls, obj: dict[str, Any], source: str = "plan.json") -> ShardPlan:
         try:
             n = int(obj["num_shards"])
             shards = tuple(tuple(sorted(obj["videos"][str(i)])) for i in range(n))
@@ -127,7 +127,7 @@ def _improve(members: list[list[str]], loads: list[int], costs: dict[str, int]) 
     h = max(range(len(loads)), key=lambda s: (loads[s], -s))
     top = loads[h]
     best: tuple[int, int, str, str | None] | None = None  # (new pair max, shard, video out, video in)
-    best_key: tuple | None = None
+    best_key: tuple[int, int, str, str] | None = None
     for s in range(len(loads)):
         if s == h:
             continue
@@ -147,14 +147,14 @@ def _improve(members: list[list[str]], loads: list[int], costs: dict[str, int]) 
                         best_key, best = key, (key[0], s, v, u)
     if best is None:
         return False
-    _, s, v, u = best
+    _, s, v, swap_in = best
     members[h].remove(v)
     members[s].append(v)
     loads[h] -= costs[v]
     loads[s] += costs[v]
-    if u is not None:
-        members[s].remove(u)
-        members[h].append(u)
-        loads[s] -= costs[u]
-        loads[h] += costs[u]
+    if swap_in is not None:
+        members[s].remove(swap_in)
+        members[h].append(swap_in)
+        loads[s] -= costs[swap_in]
+        loads[h] += costs[swap_in]
     return True

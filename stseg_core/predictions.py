@@ -45,7 +45,8 @@ class _ProbsWriter:
         self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
         self._entry = self._zip.open(_PROBS_ENTRY, "w", force_zip64=True)
         np.lib.format.write_array_header_2_0(
-            self._entry, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape})
+            self._entry, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape}
+        )
 
     def add(self, probs: np.ndarray) -> None:
         self._entry.write(np.ascontiguousarray(probs, dtype=np.uint8).tobytes())
@@ -75,8 +76,9 @@ def _check_frame(where: str, r: FrameResult, ids: tuple[int, ...], shape: tuple[
     if shape is not None and r.labels.shape != shape:
         raise BadInputError(f"{where}: labels are {r.labels.shape}, earlier frames were {shape}")
     if set(r.scores) != set(ids) or set(r.present) != set(ids):
-        raise BadInputError(f"{where}: scores/present must cover object ids {list(ids)}, got "
-                            f"{sorted(r.scores)} / {sorted(r.present)}")
+        raise BadInputError(
+            f"{where}: scores/present must cover object ids {list(ids)}, got {sorted(r.scores)} / {sorted(r.present)}"
+        )
     for i, s in r.scores.items():
         if not (isinstance(s, int | float | np.floating) and math.isfinite(s) and 0.0 <= s <= 1.0):
             raise BadInputError(f"{where}: score of object {i} is {s!r}, not in [0, 1]")
@@ -84,13 +86,22 @@ def _check_frame(where: str, r: FrameResult, ids: tuple[int, ...], shape: tuple[
     if unknown:
         raise BadInputError(f"{where}: labels hold ids {sorted(unknown)} that are not object ids {list(ids)}")
     if r.probs is not None and (r.probs.dtype != np.uint8 or r.probs.shape != (len(ids), *r.labels.shape)):
-        raise BadInputError(f"{where}: probs must be uint8 {(len(ids), *r.labels.shape)}, got "
-                            f"{r.probs.dtype} {r.probs.shape}")
+        raise BadInputError(
+            f"{where}: probs must be uint8 {(len(ids), *r.labels.shape)}, got {r.probs.dtype} {r.probs.shape}"
+        )
 
 
-def write_video_predictions(store: Store, model: str, video: str, results: Iterable[FrameResult], *,
-                            stems: Sequence[str], object_ids: Sequence[int], confidence_definition: str,
-                            prefix: str | None = None) -> list[str]:
+def write_video_predictions(
+    store: Store,
+    model: str,
+    video: str,
+    results: Iterable[FrameResult],
+    *,
+    stems: Sequence[str],
+    object_ids: Sequence[int],
+    confidence_definition: str,
+    prefix: str | None = None,
+) -> list[str]:
     """Write one video's results (one per stem, in order) under `prefix` (default `pred/<model>`).
 
     Returns the keys written (relative to `store`), scores.json last. Results that break the contract
@@ -103,7 +114,7 @@ def write_video_predictions(store: Store, model: str, video: str, results: Itera
     ids = tuple(int(i) for i in object_ids)
     stems = tuple(stems)
     keys: list[str] = []
-    frames: dict[str, dict[str, dict]] = {}
+    frames: dict[str, dict[str, dict[str, float | bool]]] = {}
     shape: tuple[int, int] | None = None
     probs_out: _ProbsWriter | None = None
     with_probs: bool | None = None
@@ -124,13 +135,16 @@ def write_video_predictions(store: Store, model: str, video: str, results: Itera
             key = join_key(base, f"{check_video_name(r.stem)}.png")
             store.write_bytes(key, encode_label_png(r.labels))
             keys.append(key)
-            if probs_out is not None:
+            if probs_out is not None and r.probs is not None:  # with_probs: every frame has them
                 probs_out.add(r.probs)
-            frames[r.stem] = {str(i): {"score": round(float(r.scores[i]), 6), "present": bool(r.present[i])}
-                              for i in ids}
+            frames[r.stem] = {
+                str(i): {"score": round(float(r.scores[i]), 6), "present": bool(r.present[i])} for i in ids
+            }
         if len(frames) != len(stems):
-            raise BadInputError(f"{model} video {video}: {len(frames)} results for {len(stems)} frames "
-                                f"(first missing: {stems[len(frames)]})")
+            raise BadInputError(
+                f"{model} video {video}: {len(frames)} results for {len(stems)} frames "
+                f"(first missing: {stems[len(frames)]})"
+            )
         if probs_out is not None:
             data, probs_out = probs_out.finish(), None
             key = join_key(base, PROBS_FILE)
@@ -140,8 +154,13 @@ def write_video_predictions(store: Store, model: str, video: str, results: Itera
         if probs_out is not None:
             probs_out.abort()
     key = join_key(base, SCORES_FILE)
-    doc = {"model": model, "video": video, "object_ids": list(ids),
-           "confidence_definition": confidence_definition, "frames": frames}
+    doc = {
+        "model": model,
+        "video": video,
+        "object_ids": list(ids),
+        "confidence_definition": confidence_definition,
+        "frames": frames,
+    }
     store.write_bytes(key, (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8"))
     keys.append(key)
     return keys
@@ -182,9 +201,9 @@ class VideoPredictions:
             raise BadInputError(f"{self.store.uri(key)}: model {self.model} wrote no soft probabilities")
         local = self.store.local_path(key)
         with tempfile.TemporaryDirectory(prefix="stseg-probs-") as tmp:
-            if local is None:
+            if local is None:  # streamed to disk: a long video's probabilities never sit in memory
                 local = Path(tmp) / PROBS_FILE
-                local.write_bytes(self.store.read_bytes(key))
+                self.store.read_file(key, local)
             yield from _stream_npz(local, self.store.uri(key), self.stems, len(self.object_ids))
 
 
@@ -192,8 +211,9 @@ def _stream_npz(path: Path, uri: str, stems: tuple[str, ...], k: int) -> Iterato
     try:
         with zipfile.ZipFile(path) as zf, zf.open(_PROBS_ENTRY) as fh:
             version = np.lib.format.read_magic(fh)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(fh)
             if dtype != np.uint8 or fortran or len(shape) != 4 or shape[:2] != (len(stems), k):
                 raise BadInputError(f"{uri}: probs must be uint8 ({len(stems)}, {k}, H, W), got {dtype} {shape}")
@@ -219,8 +239,16 @@ def read_video_predictions(store: Store, model: str, video: str, *, prefix: str 
         stems = tuple(sorted(doc["frames"], key=lambda s: (len(s), s)))
         scores = {s: {int(i): float(v["score"]) for i, v in doc["frames"][s].items()} for s in stems}
         present = {s: {int(i): bool(v["present"]) for i, v in doc["frames"][s].items()} for s in stems}
-        return VideoPredictions(store=store, base=base, model=str(doc["model"]), video=str(doc["video"]),
-                                object_ids=ids, confidence_definition=str(doc["confidence_definition"]),
-                                stems=stems, scores=scores, present=present)
+        return VideoPredictions(
+            store=store,
+            base=base,
+            model=str(doc["model"]),
+            video=str(doc["video"]),
+            object_ids=ids,
+            confidence_definition=str(doc["confidence_definition"]),
+            stems=stems,
+            scores=scores,
+            present=present,
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise BadInputError(f"{store.uri(key)}: not a scores.json (bad or missing field {err})") from None

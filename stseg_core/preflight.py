@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import methodcaller
 
 from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
 from stseg_core.store import Store, open_store
@@ -28,10 +29,10 @@ class Preflight:
     _unreachable: dict[str, str] = field(default_factory=dict)  # store root → reason
 
     def _store(self, uri: str) -> Store:
-        store = open_store(uri)
-        if store.local_path("") is None:  # S3: probe once, quickly
-            from stseg_core.s3store import S3Settings, S3Store
+        from stseg_core.s3store import S3Settings, S3Store
 
+        store = open_store(uri)
+        if isinstance(store, S3Store):  # probe once, quickly
             store = S3Store(store.bucket, store.prefix, settings=S3Settings.from_env(**_PROBE_SETTINGS))
         return store
 
@@ -58,35 +59,39 @@ class Preflight:
     def require_data_root(self, uri: str, what: str = "data root", folders: tuple[str, ...] = DATA_LAYOUT) -> None:
         """A split root must hold each of `folders` (one listing request of one key each)."""
         for folder in folders:
-            if self._ask(uri, what, lambda s, f=folder: s.has_any(f), uri) is False:
-                raise MissingArtifactError(f"{what} {uri}: no {folder}/ under it (expected the MOSE layout "
-                                           f"{'/, '.join(folders)}/)")
+            if self._ask(uri, what, methodcaller("has_any", folder), uri) is False:
+                raise MissingArtifactError(
+                    f"{what} {uri}: no {folder}/ under it (expected the MOSE layout {'/, '.join(folders)}/)"
+                )
 
     def require_perfdb(self, uri: str) -> None:
         """A performance database: a version file (`…/vNNNN.json`) or a folder with `latest`."""
         if uri.rstrip("/").endswith(".json"):
             self.require_file(uri, "performance database")
         elif self._ask(uri, "performance database", lambda s: s.exists("latest"), uri) is False:
-            raise MissingArtifactError(f"performance database {uri}: no 'latest' file (save a database there "
-                                       "first, or name a version file)")
+            raise MissingArtifactError(
+                f"performance database {uri}: no 'latest' file (save a database there first, or name a version file)"
+            )
 
 
 def require_weights(model: str, overrides: Mapping[str, object], pre: Preflight) -> None:
     """A model that cannot run without weights is refused without a checkpoint; a named checkpoint must exist."""
     from stseg_core.models import registry
 
-    checkpoint = overrides.get("checkpoint")
+    entry = registry.info(model)
+    checkpoint = overrides.get("checkpoint") or entry.default_checkpoint
     if not checkpoint:
-        if registry.spec(model).needs_weights:
-            raise BadInputError(f"model {model} needs weights: give --checkpoints {model}=URI (or "
-                                "checkpoint in STSEG_MODEL_OPTIONS)")
+        if entry.needs_weights:
+            raise BadInputError(
+                f"model {model} needs weights: give --checkpoints {model}=URI (or checkpoint in STSEG_MODEL_OPTIONS)"
+            )
         return
     pre.require_file(str(checkpoint), f"{model} checkpoint")
 
 
 def require_recipe(model: str, options: Mapping[str, object], pre: Preflight) -> None:
     """The finetune recipe parsed and checked as the Job will, and its init checkpoint present."""
-    from stseg_core.train.stage import make_recipe
+    from stseg_core.stages.finetune import make_recipe
 
     recipe = make_recipe(model, options)
     recipe.check()

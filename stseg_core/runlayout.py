@@ -14,7 +14,7 @@ as not done everywhere (status, `wait-done`, `--resume`, the stage itself) and i
       plan.json
       pred/<model>/<video>/<frame>.png | scores.json | probs.npz
       pred/<model>/_done/<shard>.json     {"shard", "files": {key: {"size", "sha256"}}, "created", "meta"}
-      fused/<video>/<frame>.png …,  fused/_done/<shard>.json,  recommend.json
+      fused/<video>/<frame>.png …,  fused/_parts/<index>.json,  fused/_done/<index>.json,  recommend.json
       eval/<name>/…
     checkpoints/<model>/<run-id>/epoch_<n>.pt | val.json | best
 """
@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.store import Store, join_key
@@ -75,6 +76,11 @@ def fused_key(video: str, stem: str) -> str:
     return join_key(FUSED, _name("video", video), f"{_name('frame', stem)}.png")
 
 
+def fuse_part_key(index: int | str) -> str:
+    """What fuse index `index` hands the merge step: `fused/_parts/<index>.json` (listed in its done marker)."""
+    return join_key(FUSED, "_parts", f"{_name('fuse index', index)}.json")
+
+
 def eval_prefix(name: str) -> str:
     return join_key("eval", _name("eval", name))
 
@@ -112,24 +118,74 @@ def _records(store: Store, keys: Iterable[str], workers: int) -> dict[str, FileR
         return dict(zip(keys, pool.map(lambda k: _record(store, k), keys), strict=True))
 
 
-def commit_shard(store: Store, model_prefix: str, shard: int | str, keys: Iterable[str],
-                 meta: dict | None = None, workers: int = 8) -> dict:
+@dataclass(frozen=True)
+class DoneMarker:
+    """A shard's done marker (`<model_prefix>/_done/<shard>.json`): every output it wrote (key relative to the run
+    root → size and sha256), their total, when it was written, and the stage's own `meta`."""
+
+    shard: str
+    files: Mapping[str, FileRecord]
+    total_bytes: int
+    created: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    version: int = MARKER_VERSION
+
+    @classmethod
+    def of(cls, shard: int | str, files: Mapping[str, FileRecord], meta: Mapping[str, Any] | None = None) -> DoneMarker:
+        """A marker written now for `files`."""
+        return cls(
+            shard=str(shard),
+            files=dict(files),
+            total_bytes=sum(r.size for r in files.values()),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            meta=dict(meta or {}),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "shard": self.shard,
+            "files": {k: {"size": r.size, "sha256": r.sha256} for k, r in self.files.items()},
+            "total_bytes": self.total_bytes,
+            "created": self.created,
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> DoneMarker:
+        """The marker in `data` (parsed JSON); `where` (its URI) names it in the one-line error of a bad one."""
+        files = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(files, dict):
+            raise BadInputError(f"{where}: done marker has no 'files' table")
+        try:
+            records = {str(k): FileRecord(int(v["size"]), str(v["sha256"])) for k, v in files.items()}
+        except (KeyError, TypeError, ValueError):
+            raise BadInputError(f"{where}: done marker has a file without size and sha256") from None
+        return cls(
+            shard=str(data.get("shard", "")),
+            files=records,
+            total_bytes=int(data.get("total_bytes", sum(r.size for r in records.values()))),
+            created=str(data.get("created", "")),
+            meta=dict(data.get("meta") or {}),
+            version=int(data.get("version", MARKER_VERSION)),
+        )
+
+
+def commit_shard(
+    store: Store,
+    model_prefix: str,
+    shard: int | str,
+    keys: Iterable[str],
+    meta: Mapping[str, Any] | None = None,
+    workers: int = 8,
+) -> DoneMarker:
     """Mark a shard done: read every output back, then write `_done/<shard>.json` last; returns the marker.
 
     `keys` are relative to `store` (the run root). A key that cannot be read raises (MissingArtifactError
     or BackendError) before the marker is written, so a failed shard is never marked done.
     """
-    key = done_key(model_prefix, shard)
-    files = _records(store, keys, workers)
-    marker = {
-        "version": MARKER_VERSION,
-        "shard": str(shard),
-        "files": {k: {"size": r.size, "sha256": r.sha256} for k, r in files.items()},
-        "total_bytes": sum(r.size for r in files.values()),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "meta": meta or {},
-    }
-    store.write_json(key, marker)
+    marker = DoneMarker.of(shard, _records(store, keys, workers), meta)
+    store.write_json(done_key(model_prefix, shard), marker.to_json())
     return marker
 
 
@@ -137,36 +193,32 @@ def shard_done(store: Store, model_prefix: str, shard: int | str) -> bool:
     return store.exists(done_key(model_prefix, shard))
 
 
-def read_marker(store: Store, model_prefix: str, shard: int | str) -> dict:
+def read_marker(store: Store, model_prefix: str, shard: int | str) -> DoneMarker:
     key = done_key(model_prefix, shard)
     if not store.exists(key):
         raise MissingArtifactError(f"{store.uri(key)}: shard {shard} of {model_prefix} is not done (no marker)")
-    marker = store.read_json(key)
-    if not isinstance(marker, dict) or not isinstance(marker.get("files"), dict):
-        raise BadInputError(f"{store.uri(key)}: done marker has no 'files' table")
-    return marker
+    return DoneMarker.from_json(store.read_json(key), store.uri(key))
 
 
 def done_shards(store: Store, model_prefix: str) -> list[str]:
     """Names of the shards marked done under `model_prefix`, in numeric order where numeric."""
     prefix = join_key(model_prefix, DONE_DIR)
-    names = [k[len(prefix) + 1:-len(".json")] for k in store.list(prefix) if k.endswith(".json")]
+    names = [k[len(prefix) + 1 : -len(".json")] for k in store.list(prefix) if k.endswith(".json")]
     return sorted(names, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))
 
 
 def verify_shard(store: Store, model_prefix: str, shard: int | str, workers: int = 8) -> list[str]:
     """Re-read every file a done marker lists; returns one line per problem (empty when all match)."""
-    marker = read_marker(store, model_prefix, shard)
-    listed = marker["files"]
+    listed = read_marker(store, model_prefix, shard).files
 
     def check(key: str) -> str | None:
         if not store.exists(key):
             return f"{store.uri(key)}: missing"
         got = _record(store, key)
         want = listed[key]
-        if got.size != want.get("size"):
-            return f"{store.uri(key)}: size {got.size} != {want.get('size')} in the marker"
-        if got.sha256 != want.get("sha256"):
+        if got.size != want.size:
+            return f"{store.uri(key)}: size {got.size} != {want.size} in the marker"
+        if got.sha256 != want.sha256:
             return f"{store.uri(key)}: sha256 differs from the marker"
         return None
 
@@ -174,28 +226,31 @@ def verify_shard(store: Store, model_prefix: str, shard: int | str, workers: int
         return [p for p in pool.map(check, sorted(listed)) if p]
 
 
-def marker_problems(store: Store, marker: dict, sizes: dict[str, int]) -> list[str]:
+def marker_problems(store: Store, marker: DoneMarker, sizes: Mapping[str, int]) -> list[str]:
     """One line per file of a done marker that the listing `sizes` (key → bytes) lacks or sizes differently."""
     out = []
-    for key, want in sorted(marker["files"].items()):
+    for key, want in sorted(marker.files.items()):
         got = sizes.get(key)
         if got is None:
             out.append(f"{store.uri(key)}: missing")
-        elif got != want.get("size"):
-            out.append(f"{store.uri(key)}: size {got} != {want.get('size')} in the marker")
+        elif got != want.size:
+            out.append(f"{store.uri(key)}: size {got} != {want.size} in the marker")
     return out
 
 
 def invalidate_shard(store: Store, model_prefix: str, shard: int | str, problems: list[str]) -> None:
     """Move a done marker to `_invalid/<shard>.json` (with `problems`): the shard counts as not done from now on."""
     marker = read_marker(store, model_prefix, shard)
-    store.write_json(join_key(model_prefix, INVALID_DIR, f"{_name('shard', shard)}.json"),
-                     {**marker, "problems": problems, "invalidated": datetime.now(UTC).isoformat(timespec="seconds")})
+    store.write_json(
+        join_key(model_prefix, INVALID_DIR, f"{_name('shard', shard)}.json"),
+        {**marker.to_json(), "problems": problems, "invalidated": datetime.now(UTC).isoformat(timespec="seconds")},
+    )
     store.delete(done_key(model_prefix, shard))
 
 
-def checked_done_shards(store: Store, model_prefix: str, shards: Iterable[str] | None = None,
-                        sha256: bool = False, workers: int = 8) -> tuple[list[str], dict[str, list[str]]]:
+def checked_done_shards(
+    store: Store, model_prefix: str, shards: Iterable[str] | None = None, sha256: bool = False, workers: int = 8
+) -> tuple[list[str], dict[str, list[str]]]:
     """(good shards, {bad shard: problems}) among the done shards under `model_prefix` (or only `shards`).
 
     Sizes are compared with one listing of the prefix; with `sha256` every file is also re-read. Bad shards
@@ -225,8 +280,10 @@ def describe_bad(model_prefix: str, bad: dict[str, list[str]]) -> str:
     """One line for invalidated shards: the first problem, how many more, and what to do."""
     first = next(iter(bad))
     more = sum(len(p) for p in bad.values()) - 1
-    return (f"{bad[first][0]}{f' (and {more} more)' if more else ''}: {model_prefix} shard(s) "
-            f"{', '.join(bad)} marked not done; rerun them (submit the stage again with --resume)")
+    return (
+        f"{bad[first][0]}{f' (and {more} more)' if more else ''}: {model_prefix} shard(s) "
+        f"{', '.join(bad)} marked not done; rerun them (submit the stage again with --resume)"
+    )
 
 
 @dataclass(frozen=True)
@@ -235,11 +292,16 @@ class ShardOutcome:
 
     shard: str
     skipped: bool
-    marker: dict
+    marker: DoneMarker
 
 
-def run_shard_once(store: Store, model_prefix: str, shard: int | str,
-                   produce: Callable[[], Iterable[str]], meta: dict | None = None) -> ShardOutcome:
+def run_shard_once(
+    store: Store,
+    model_prefix: str,
+    shard: int | str,
+    produce: Callable[[], Iterable[str]],
+    meta: Mapping[str, Any] | None = None,
+) -> ShardOutcome:
     """The infer/fuse stages' entry: skip a done shard, else run `produce` (returns the keys it wrote) and commit.
 
     A half-written shard (outputs but no marker) is simply produced again: writes replace objects, and

@@ -11,9 +11,10 @@ import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from stseg_core.errors import BadInputError, MissingArtifactError
@@ -88,7 +89,7 @@ class Store(ABC):
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode("utf-8"))
 
-    def read_json(self, key: str):
+    def read_json(self, key: str) -> Any:
         import json
 
         try:
@@ -96,7 +97,7 @@ class Store(ABC):
         except ValueError as err:
             raise BadInputError(f"{self.uri(key)}: not valid JSON ({err})") from None
 
-    def write_json(self, key: str, obj) -> None:
+    def write_json(self, key: str, obj: Any) -> None:
         import json
 
         self.write_bytes(key, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode("utf-8"))
@@ -116,8 +117,13 @@ class Store(ABC):
             raise BadInputError(f"{local_dir}: not a folder")
         files = sorted(p for p in local_dir.rglob("*") if p.is_file())
         jobs = {join_key(prefix, p.relative_to(local_dir).as_posix()): p for p in files}
-        _run_parallel(lambda key: self.write_file(key, jobs[key]), {k: p.stat().st_size for k, p in jobs.items()},
-                      workers, progress, f"upload → {self.uri(prefix)}")
+        _run_parallel(
+            lambda key: self.write_file(key, jobs[key]),
+            {k: p.stat().st_size for k, p in jobs.items()},
+            workers,
+            progress,
+            f"upload → {self.uri(prefix)}",
+        )
         return len(jobs)
 
     def download_dir(self, prefix: str, local_dir: str | Path, workers: int = 8, progress: bool = False) -> int:
@@ -127,14 +133,14 @@ class Store(ABC):
         sizes = self.list_sizes(prefix)
 
         def fetch(key: str) -> None:
-            rel = key[len(prefix):].lstrip("/") if prefix else key
+            rel = key[len(prefix) :].lstrip("/") if prefix else key
             self.read_file(key, local_dir / (rel or key_name(key)))
 
         _run_parallel(fetch, sizes, workers, progress, f"download ← {self.uri(prefix)}")
         return len(sizes)
 
 
-def _run_parallel(fn, sizes: dict[str, int], workers: int, progress: bool, desc: str) -> None:
+def _run_parallel(fn: Callable[[str], None], sizes: dict[str, int], workers: int, progress: bool, desc: str) -> None:
     """Run `fn(key)` for every key on a thread pool, with a byte-count progress bar on stderr.
 
     The first failure cancels the copies not yet started and is raised.
@@ -145,8 +151,15 @@ def _run_parallel(fn, sizes: dict[str, int], workers: int, progress: bool, desc:
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
-        with tqdm(total=sum(sizes.values()), desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                  disable=not progress or not sizes, leave=False) as bar:
+        with tqdm(
+            total=sum(sizes.values()),
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress or not sizes,
+            leave=False,
+        ) as bar:
             futures = {pool.submit(fn, key): key for key in sizes}
             pending = set(futures)
             while pending:
@@ -285,7 +298,7 @@ def open_store(uri: str | Path) -> Store:
         if parsed.netloc not in ("", "localhost"):
             raise BadInputError(f"{uri}: file URIs name a local path (file:///abs/path), not host {parsed.netloc!r}")
         return FileStore(unquote(parsed.path))
-    if parsed.scheme in ("", ) or (len(parsed.scheme) == 1 and os.name == "nt"):
+    if parsed.scheme in ("",) or (len(parsed.scheme) == 1 and os.name == "nt"):
         return FileStore(uri)
     raise BadInputError(f"{uri}: unsupported store scheme {parsed.scheme!r} (use a path, file:// or s3://)")
 

@@ -7,10 +7,11 @@ Pushgateway the metrics still accumulate in memory (tests and the local backend 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
 LABELS = ("run", "stage", "model", "shard")
 
@@ -19,8 +20,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "stseg_frames_processed_total": ("counter", "Frames segmented (or scored) by this job.", ()),
     "stseg_frames_planned": ("gauge", "Frames this job has to process in all (for progress and ETA).", ()),
     "stseg_videos_processed_total": ("counter", "Videos finished by this job.", ()),
-    "stseg_failures_total": ("counter", "Failures by reason (bad_input, missing_artifact, backend, error).",
-                             ("reason",)),
+    "stseg_failures_total": (
+        "counter",
+        "Failures by reason (bad_input, missing_artifact, backend, error).",
+        ("reason",),
+    ),
     "stseg_job_start_timestamp_seconds": ("gauge", "Unix time the job started.", ()),
     "stseg_last_progress_timestamp_seconds": ("gauge", "Unix time of the last processed frame or step.", ()),
     "stseg_job_duration_seconds": ("gauge", "Wall time of the job so far (final value at exit).", ()),
@@ -33,8 +37,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "stseg_train_step": ("gauge", "Optimizer steps taken.", ()),
     "stseg_train_step_seconds": ("gauge", "Wall time of the last training step.", ()),
     "stseg_val_jf": ("gauge", "Validation J&F (0–100) of a saved checkpoint.", ("epoch",)),
-    "stseg_eval_jf": ("gauge", "J&F (0–100) of a method (a model, a baseline or PGMR) on a split.",
-                      ("method", "metric")),
+    "stseg_eval_jf": (
+        "gauge",
+        "J&F (0–100) of a method (a model, a baseline or PGMR) on a split.",
+        ("method", "metric"),
+    ),
 }
 
 STATUS_RUNNING, STATUS_SUCCEEDED, STATUS_FAILED = 0, 1, 2
@@ -55,8 +62,8 @@ class JobMetrics:
     pushgateway: str | None = None
     push_interval_s: float = 15.0
     deadline_s: float | None = None
-    """The stage's deadline for the past-deadline alert; None = `$STSEG_DEADLINE_S` when set, else no deadline."""
-    _metrics: dict = field(default_factory=dict, init=False, repr=False)
+    """The stage's deadline for the past-deadline alert (the job passes its config's); None = no deadline."""
+    _metrics: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # Counter | Gauge | Histogram
 
     def __post_init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -71,13 +78,8 @@ class JobMetrics:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.time()
-        if self.deadline_s is None:
-            try:  # the job environment carries it next to STSEG_PUSHGATEWAY; metrics never fail a job
-                self.deadline_s = float(os.environ.get("STSEG_DEADLINE_S") or 0)
-            except ValueError:
-                self.deadline_s = 0.0
 
-    def metric(self, name: str, **extra: str):
+    def metric(self, name: str, **extra: str) -> Any:
         """The labelled child of a metric named in METRICS."""
         return self._metrics[name].labels(**self._labels, **extra)
 
@@ -116,8 +118,13 @@ class JobMetrics:
 
         self.metric("stseg_job_duration_seconds").set(time.time() - self._t0)
         try:
-            push_to_gateway(self.pushgateway, job="stseg", registry=self.registry,
-                            grouping_key={k: v or "none" for k, v in self._labels.items()}, timeout=10)
+            push_to_gateway(
+                self.pushgateway,
+                job="stseg",
+                registry=self.registry,
+                grouping_key={k: v or "none" for k, v in self._labels.items()},
+                timeout=10,
+            )
         except OSError:
             pass  # metrics are best-effort: an unreachable Pushgateway must never fail the job
 
@@ -137,16 +144,21 @@ class JobMetrics:
             self._thread.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if exc is not None:
             from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
 
-            reason = {BadInputError: "bad_input", MissingArtifactError: "missing_artifact",
-                      BackendError: "backend"}.get(type(exc), "error")
-            self.failure(reason)
+            reasons: dict[type[BaseException], str] = {
+                BadInputError: "bad_input",
+                MissingArtifactError: "missing_artifact",
+                BackendError: "backend",
+            }
+            self.failure(reasons.get(type(exc), "error"))
         self.metric("stseg_job_status").set(STATUS_FAILED if exc is not None else STATUS_SUCCEEDED)
         self.metric("stseg_job_duration_seconds").set(time.time() - self._t0)
         self.push()

@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # ---- local S3: moto's real HTTP server, boto3 unchanged -------------------------------------------
 
+
 def _load_helper(name: str):
     """Load tests/<name>.py: tests/ is not a package and --import-mode=importlib keeps it off sys.path."""
     spec = importlib.util.spec_from_file_location(f"stseg_tests_{name}", Path(__file__).with_name(f"{name}.py"))
@@ -33,9 +34,13 @@ def s3_server():
     from moto.server import ThreadedMotoServer
 
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent",
-                            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        }.items():
             mp.setenv(name, value)
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
             mp.delenv(name, raising=False)
@@ -98,6 +103,7 @@ def one_torch_thread():
 
 
 # ---- the upstream programs (Cutie, XMem, LiVOS) at their pinned commits -----------------------------
+
 
 @pytest.fixture(scope="session")
 def upstream_trees() -> Path:

@@ -218,18 +218,23 @@ class FaultProxy:
             except OSError:
                 pass
 
-    def _answer(self, client: socket.socket, action: str, method: str, start: str,
-                headers: list[tuple[str, str]], body: bytes) -> bool:
+    def _answer(
+        self, client: socket.socket, action: str, method: str, start: str, headers: list[tuple[str, str]], body: bytes
+    ) -> bool:
         """Carry out `action`; returns whether the client connection stays open."""
         if action == "reset":
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             return False
         if action in _ERRORS:
             status, code, message = _ERRORS[action]
-            xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                   f"<Message>{message}</Message></Error>").encode()
-            client.sendall(f"HTTP/1.1 {status}\r\nContent-Type: application/xml\r\n"
-                           f"Content-Length: {len(xml)}\r\n\r\n".encode() + (b"" if method == "HEAD" else xml))
+            xml = (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                f"<Message>{message}</Message></Error>"
+            ).encode()
+            client.sendall(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {len(xml)}\r\n\r\n".encode()
+                + (b"" if method == "HEAD" else xml)
+            )
             return True
         status_head, reply_body, keep = self._forward(method, start, headers, body)
         if action == "slow":
@@ -243,8 +248,9 @@ class FaultProxy:
         client.sendall(status_head + reply_body)
         return keep
 
-    def _forward(self, method: str, start: str, headers: list[tuple[str, str]],
-                 body: bytes) -> tuple[bytes, bytes, bool]:
+    def _forward(
+        self, method: str, start: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[bytes, bytes, bool]:
         """Send the request upstream on a fresh connection; returns (status line + headers, body, keep-alive)."""
         drop = {"expect", "connection", "proxy-connection", "keep-alive"}
         out = [start] + [f"{k}: {v}" for k, v in headers if k.lower() not in drop] + ["Connection: close", "", ""]

@@ -7,35 +7,43 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from stseg_cli.config import Config
-from stseg_cli.spec import JobSpec, check_run_id
+from stseg_cli.spec import JobSpec
 from stseg_core.errors import BadInputError
+from stseg_core.names import check_run_id
+
+if TYPE_CHECKING:
+    from stseg_core.store import Store
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend supports; a request it cannot honour is refused before anything starts."""
 
-    gpus: bool = False
+    gpus: bool = False  # also: a model that gains from a GPU gets one unless --gpus says otherwise
     kueue: bool = False
     node_pools: bool = False
     detach: bool = False  # a submitted run keeps going when the CLI exits
+    local_files: bool = False  # shards see this machine's folders (else the store and data need a remote URI)
+    waits_by_default: bool = False  # submit follows the run to its end unless --detach (else only with --wait)
+    resume: bool = False  # the backend records a run's specs, so `stseg resume RUN` can go on from them
 
 
-def _counted_frames(store, prefix: str, shard: int) -> int | None:
+def _counted_frames(store: Store, prefix: str, shard: int) -> int | None:
     """Frames a done shard wrote: the label PNGs its marker lists; None when it cannot be read (status figures are
     best-effort, never an error)."""
     from stseg_core.runlayout import read_marker
 
     try:
-        files = read_marker(store, prefix, shard)["files"]
+        files = read_marker(store, prefix, shard).files
     except Exception:
         return None
     return sum(1 for key in files if key.endswith(".png"))
 
 
-def done_frames(store, prefix: str, cache: dict[str, list[int]]) -> dict[int, int]:
+def done_frames(store: Store, prefix: str, cache: dict[str, list[int]]) -> dict[int, int]:
     """{shard: frames written} of every shard done under `prefix`, from ONE listing of `<prefix>/_done/`.
 
     A status poll of a 64-shard job used to cost a HEAD and a GET of every marker, and markers grow with the
@@ -48,8 +56,11 @@ def done_frames(store, prefix: str, cache: dict[str, list[int]]) -> dict[int, in
     from stseg_core.store import join_key
 
     folder = join_key(prefix, DONE_DIR)
-    sizes = {int(name): size for key, size in store.list_sizes(folder).items()
-             if key.endswith(".json") and (name := key[len(folder) + 1:-len(".json")]).isdigit()}
+    sizes = {
+        int(name): size
+        for key, size in store.list_sizes(folder).items()
+        if key.endswith(".json") and (name := key[len(folder) + 1 : -len(".json")]).isdigit()
+    }
     new = [k for k, size in sizes.items() if cache.get(str(k), [None])[0] != size]
     with ThreadPoolExecutor(max_workers=16) as pool:  # a cold status reads every marker: not one after the other
         for k, frames in zip(new, pool.map(lambda k: _counted_frames(store, prefix, k), new), strict=True):
@@ -122,27 +133,39 @@ class Backend(ABC):
             raise BadInputError("one submit holds the jobs of one run")
         for spec in specs:
             if spec.resources.gpus and not caps.gpus:
-                raise BadInputError(f"{spec.name}: the {self.name} backend has no GPUs (asked for "
-                                    f"{spec.resources.gpus}); pass --gpus 0 or use --backend kubernetes")
+                raise BadInputError(
+                    f"{spec.name}: the {self.name} backend has no GPUs (asked for "
+                    f"{spec.resources.gpus}); pass --gpus 0 or use --backend kubernetes"
+                )
         if self.config.kueue_queue and not caps.kueue:
-            raise BadInputError(f"the {self.name} backend does not queue through Kueue (kueue_queue="
-                                f"{self.config.kueue_queue!r}); unset it or use --backend kubernetes")
+            raise BadInputError(
+                f"the {self.name} backend does not queue through Kueue (kueue_queue="
+                f"{self.config.kueue_queue!r}); unset it or use --backend kubernetes"
+            )
         if self.config.node_pool != "none" and not caps.node_pools:
-            raise BadInputError(f"the {self.name} backend has no node pools (node_pool="
-                                f"{self.config.node_pool!r}); unset it or use --backend kubernetes")
+            raise BadInputError(
+                f"the {self.name} backend has no node pools (node_pool="
+                f"{self.config.node_pool!r}); unset it or use --backend kubernetes"
+            )
         self._check(specs)
 
     def _check(self, specs: Sequence[JobSpec]) -> None:
         """A backend's own refusals beyond its declared capabilities (default: none)."""
         return None
 
-    def render(self, specs: Sequence[JobSpec]) -> list[dict]:
+    def render(self, specs: Sequence[JobSpec]) -> list[dict[str, Any]]:
         """What submit would create, as plain dicts (for --dry-run -o yaml)."""
         self.check(specs)
         return self._render(specs)
 
-    def submit(self, specs: Sequence[JobSpec], *, resume: bool = False, wait: bool = False,
-               on_change: Callable[[], None] | None = None) -> RunStatus | None:
+    def submit(
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        resume: bool = False,
+        wait: bool = False,
+        on_change: Callable[[], None] | None = None,
+    ) -> RunStatus | None:
         """Start the jobs. A job (stage × model) the run already has is refused unless `resume`, which finishes
         its missing shards; new jobs join an existing run. With `wait`, returns the final status and calls
         `on_change` whenever progress may have changed (progress bars)."""
@@ -164,23 +187,27 @@ class Backend(ABC):
     def runs(self) -> list[str]:
         return self._runs()
 
-    def resume(self, run: str, *, wait: bool = False, on_change: Callable[[], None] | None = None
-               ) -> RunStatus | None:
+    def resume(self, run: str, *, wait: bool = False, on_change: Callable[[], None] | None = None) -> RunStatus | None:
         """Go on with a stopped, orphaned or failed run from what the backend recorded: its unfinished shards
         run again (done shards are no-ops)."""
+        if not self.capabilities.resume:
+            raise BadInputError(
+                f"the {self.name} backend keeps no run to resume: submit the same command again with --resume"
+            )
         return self._resume(check_run_id(run), wait, on_change)
 
     def _resume(self, run: str, wait: bool, on_change: Callable[[], None] | None) -> RunStatus | None:
-        raise BadInputError(f"the {self.name} backend keeps no run to resume: submit the same command again with "
-                            "--resume")
+        """Only backends that declare `resume` implement it."""
+        raise NotImplementedError
 
     # -- what each backend implements ------------------------------------------------------------
     @abstractmethod
-    def _render(self, specs: Sequence[JobSpec]) -> list[dict]: ...
+    def _render(self, specs: Sequence[JobSpec]) -> list[dict[str, Any]]: ...
 
     @abstractmethod
-    def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
-                on_change: Callable[[], None] | None) -> RunStatus | None: ...
+    def _submit(
+        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: Callable[[], None] | None
+    ) -> RunStatus | None: ...
 
     @abstractmethod
     def _status(self, run: str) -> RunStatus: ...
@@ -202,14 +229,15 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str, config: Config, **kwargs) -> Backend:
+def get_backend(name: str, config: Config, **kwargs: Any) -> Backend:
     """The backend registered as `name`; an unknown name lists the known ones."""
     try:
         target = BACKENDS[name]
     except KeyError:
         raise BadInputError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})") from None
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(config, **kwargs)
+    backend: Backend = getattr(importlib.import_module(module), cls)(config, **kwargs)
+    return backend
 
 
 def parse_indexes(text: str | None) -> frozenset[int]:

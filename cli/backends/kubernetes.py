@@ -6,9 +6,7 @@ polls the store for those done markers and gives up after the Job's deadline. So
 creates every Job at once and the laptop may go offline; a controller-side alternative (Argo, a Job that
 creates Jobs) would need extra RBAC and another moving part for the same guarantee.
 
-Per-shard failure handling is the Job controller's: `backoffLimitPerIndex` retries a shard, `maxFailedIndexes`
-stops a run that fails everywhere, and the `podFailurePolicy` ignores disruptions (preemption, node drain) and
-fails an index at once when the stage exits with the bad-input code 2.
+The manifests themselves (labels, containers, scheduling, failure policy) are built in `k8s_manifest`.
 """
 
 from __future__ import annotations
@@ -16,44 +14,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, done_frames, parse_indexes
+from stseg_cli.backends.k8s_manifest import CONTAINER, job_manifest
 from stseg_cli.spec import JobSpec, output_prefix
 from stseg_core.errors import BackendError, BadInputError
 
-CONTAINER = "stage"
 RUN_LABEL = "stseg.io/run"
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
-KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-UID = 10001  # the images' non-root user
-BAD_INPUT_EXIT = 2
-# Security-scan exceptions, written on every Job with their reasons (checkov reads them from the object).
-CHECKOV_SKIPS = (
-    ("checkov.io/skip1", "CKV_K8S_43=images are named by the release/git-SHA tag `make images` pushes; a digest "
-                         "needs the registry at render time"),
-    ("checkov.io/skip2", "CKV_K8S_15=multi-GB CUDA images are pulled once per node (IfNotPresent), not per shard"),
-    ("checkov.io/skip3", "CKV_K8S_35=boto3 reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment; "
-                         "IRSA/workload identity needs no Secret at all"),
-)
-
-
-@dataclass(frozen=True)
-class NodePool:
-    """How a cloud labels its A100 nodes: a nodeSelector key and its A100 value."""
-
-    label: str
-    a100: str
-
-
-NODE_POOLS: dict[str, NodePool | None] = {
-    "none": None,
-    "gke": NodePool("cloud.google.com/gke-accelerator", "nvidia-tesla-a100"),
-    "eks": NodePool("node.kubernetes.io/instance-type", "p4d.24xlarge"),
-    "karpenter": NodePool("karpenter.k8s.aws/instance-gpu-name", "a100"),
-    "gfd": NodePool("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-40GB"),  # NVIDIA GPU feature discovery
-}
 
 
 def _client():
@@ -73,7 +42,9 @@ class KubernetesBackend(Backend):
     """Indexed Jobs on a cluster (kubeconfig context or in-cluster service account)."""
 
     name = "kubernetes"
-    capabilities = Capabilities(gpus=True, kueue=True, node_pools=True, detach=True)
+    capabilities = Capabilities(
+        gpus=True, kueue=True, node_pools=True, detach=True, local_files=False, waits_by_default=False, resume=False
+    )
 
     def __init__(self, config, api_client=None) -> None:
         super().__init__(config)
@@ -86,8 +57,9 @@ class KubernetesBackend(Backend):
         client = _client()
         from kubernetes import config as kconfig
 
-        path = Path(self.config.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-                    or "~/.kube/config").expanduser()
+        path = Path(
+            self.config.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
+        ).expanduser()
         context = self.config.kube_context or None
         if path.is_file():
             try:
@@ -96,8 +68,9 @@ class KubernetesBackend(Backend):
                 raise BadInputError(f"kubeconfig {path}: {str(err).splitlines()[0]}") from None
             names = [c["name"] for c in contexts or []]
             if context and context not in names:
-                raise BadInputError(f"kubeconfig context {context!r} not found in {path} "
-                                    f"(known: {', '.join(names) or 'none'})")
+                raise BadInputError(
+                    f"kubeconfig context {context!r} not found in {path} (known: {', '.join(names) or 'none'})"
+                )
             conf = client.Configuration()
             kconfig.load_kube_config(config_file=str(path), context=context, client_configuration=conf)
         elif context:
@@ -106,8 +79,9 @@ class KubernetesBackend(Backend):
             try:
                 kconfig.load_incluster_config()
             except kconfig.ConfigException:
-                raise BadInputError(f"no kubeconfig at {path} and not inside a cluster; set kubeconfig/kube_context "
-                                    "in stseg.yaml") from None
+                raise BadInputError(
+                    f"no kubeconfig at {path} and not inside a cluster; set kubeconfig/kube_context in stseg.yaml"
+                ) from None
             conf = client.Configuration.get_default_copy()
         self._api_client = client.ApiClient(conf)
         return self._api_client
@@ -121,78 +95,7 @@ class KubernetesBackend(Backend):
     # -- manifests --------------------------------------------------------------------------------
     def manifest(self, spec: JobSpec):
         """The V1Job for `spec` (client model objects, so misspelled fields fail here already)."""
-        c = _client()
-        cfg = self.config
-        labels = {"app.kubernetes.io/name": "stseg", "app.kubernetes.io/component": spec.stage,
-                  "app.kubernetes.io/managed-by": "stseg-cli", **dict(spec.labels)}
-        job_labels = {**labels, KUEUE_LABEL: cfg.kueue_queue} if cfg.kueue_queue else labels
-        res = spec.resources
-        quantities = {"cpu": res.cpu, "memory": res.memory, "ephemeral-storage": res.scratch}
-        if res.gpus:
-            quantities["nvidia.com/gpu"] = str(res.gpus)
-        env = [c.V1EnvVar(name=k, value=v) for k, v in spec.env]
-        # Writable places on a read-only root filesystem: caches and temporary files go to emptyDirs.
-        env += [c.V1EnvVar(name="HOME", value="/scratch"), c.V1EnvVar(name="XDG_CACHE_HOME", value="/scratch/.cache"),
-                c.V1EnvVar(name="TMPDIR", value="/tmp"), c.V1EnvVar(name="STSEG_SCRATCH", value="/scratch")]
-        # S3 credentials come from a Secret (or, without one, the service account's IRSA / workload identity):
-        # never in args, never in the spec's env, so `--dry-run -o yaml` and logs never show them.
-        env_from = [c.V1EnvFromSource(secret_ref=c.V1SecretEnvSource(name=cfg.s3_secret))] if cfg.s3_secret else None
-        security = c.V1SecurityContext(allow_privilege_escalation=False, read_only_root_filesystem=True,
-                                       run_as_non_root=True, privileged=False,
-                                       capabilities=c.V1Capabilities(drop=["ALL"]))
-        mounts = [c.V1VolumeMount(name="scratch", mount_path="/scratch"),
-                  c.V1VolumeMount(name="tmp", mount_path="/tmp")]
-        container = c.V1Container(
-            name=CONTAINER, image=spec.image, image_pull_policy="IfNotPresent", command=list(spec.command),
-            env=env, env_from=env_from, security_context=security,
-            resources=c.V1ResourceRequirements(requests=quantities, limits=quantities),
-            volume_mounts=[*mounts, c.V1VolumeMount(name="dshm", mount_path="/dev/shm")],
-            termination_message_policy="FallbackToLogsOnError")
-        init = None
-        if spec.waits_for:
-            small = {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "1Gi"}
-            init = [c.V1Container(
-                name="wait-inputs", image=spec.image, image_pull_policy="IfNotPresent",
-                command=["stseg", "wait-done", spec.env_dict["STSEG_RUN_ROOT"],
-                         *[f"{w.prefix}:{w.shards}" for w in spec.waits_for], "--timeout", str(spec.deadline_s)],
-                env=env, env_from=env_from, security_context=security, volume_mounts=mounts,
-                resources=c.V1ResourceRequirements(requests=small, limits=small),
-                termination_message_policy="FallbackToLogsOnError")]
-        pool = NODE_POOLS[cfg.node_pool]
-        node_selector = tolerations = None
-        if res.gpus:
-            tolerations = [c.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
-            if pool:
-                node_selector = {pool.label: res.gpu_type or pool.a100}
-        volumes = [
-            c.V1Volume(name="dshm", empty_dir=c.V1EmptyDirVolumeSource(medium="Memory", size_limit=res.shm)),
-            c.V1Volume(name="scratch", empty_dir=c.V1EmptyDirVolumeSource(size_limit=res.scratch)),
-            c.V1Volume(name="tmp", empty_dir=c.V1EmptyDirVolumeSource(size_limit="2Gi")),
-        ]
-        pod = c.V1PodSpec(
-            restart_policy="Never", service_account_name=cfg.service_account,
-            automount_service_account_token=False, enable_service_links=False,
-            security_context=c.V1PodSecurityContext(
-                run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
-                seccomp_profile=c.V1SeccompProfile(type="RuntimeDefault")),
-            init_containers=init, containers=[container], volumes=volumes,
-            node_selector=node_selector, tolerations=tolerations)
-        failure_policy = c.V1PodFailurePolicy(rules=[
-            c.V1PodFailurePolicyRule(action="Ignore", on_pod_conditions=[
-                c.V1PodFailurePolicyOnPodConditionsPattern(type="DisruptionTarget", status="True")]),
-            c.V1PodFailurePolicyRule(action="FailIndex", on_exit_codes=c.V1PodFailurePolicyOnExitCodesRequirement(
-                container_name=CONTAINER, operator="In", values=[BAD_INPUT_EXIT])),
-        ])
-        return c.V1Job(
-            api_version="batch/v1", kind="Job",
-            metadata=c.V1ObjectMeta(name=spec.name, namespace=cfg.namespace, labels=job_labels,
-                                    annotations=dict(CHECKOV_SKIPS)),
-            spec=c.V1JobSpec(
-                completion_mode="Indexed", completions=spec.shards, parallelism=spec.parallelism,
-                backoff_limit_per_index=spec.retries, max_failed_indexes=spec.max_failed_shards,
-                pod_failure_policy=failure_policy, active_deadline_seconds=spec.deadline_s,
-                ttl_seconds_after_finished=cfg.ttl_seconds, suspend=True if cfg.kueue_queue else None,
-                template=c.V1PodTemplateSpec(metadata=c.V1ObjectMeta(labels=labels), spec=pod)))
+        return job_manifest(_client(), spec, self.config)
 
     def _render(self, specs: Sequence[JobSpec]) -> list[dict]:
         sanitize = _client().ApiClient().sanitize_for_serialization
@@ -206,19 +109,25 @@ class KubernetesBackend(Backend):
             items = self._batch().list_namespaced_job(self.config.namespace, label_selector=selector).items
         except _client().ApiException as err:
             raise _api_error(err, f"list jobs in namespace {self.config.namespace}") from None
-        return [j for j in items if (j.metadata.labels or {}).get(RUN_LABEL) and
-                (run is None or j.metadata.labels[RUN_LABEL] == run)]
+        return [
+            j
+            for j in items
+            if (j.metadata.labels or {}).get(RUN_LABEL) and (run is None or j.metadata.labels[RUN_LABEL] == run)
+        ]
 
-    def _submit(self, specs: list[JobSpec], *, resume: bool, wait: bool,
-                on_change: Callable[[], None] | None) -> RunStatus | None:
+    def _submit(
+        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: Callable[[], None] | None
+    ) -> RunStatus | None:
         run = specs[0].run
         batch = self._batch()
         ns = self.config.namespace
         existing = {j.metadata.name: j for j in self._run_jobs(run)}
         clash = sorted(set(existing) & {s.name for s in specs})
         if clash and not resume:
-            raise BadInputError(f"run {run} already has {', '.join(clash)} in namespace {ns}; pass --resume to "
-                                "create only its missing Jobs, or choose another --run")
+            raise BadInputError(
+                f"run {run} already has {', '.join(clash)} in namespace {ns}; pass --resume to "
+                "create only its missing Jobs, or choose another --run"
+            )
         ApiException = _client().ApiException
         for spec in specs:
             job = existing.get(spec.name)
@@ -281,9 +190,15 @@ class KubernetesBackend(Backend):
             done = parse_indexes(st.completed_indexes if st else None)
             failed_idx = parse_indexes(st.failed_indexes if st else None)
             mine = [p for p in pods if (p.metadata.labels or {}).get("job-name") == job.metadata.name]
-            running = frozenset(int(p.metadata.labels[INDEX_LABEL]) for p in mine
-                                if p.status and p.status.phase in ("Pending", "Running")
-                                and INDEX_LABEL in p.metadata.labels) - done - failed_idx
+            running = (
+                frozenset(
+                    int(p.metadata.labels[INDEX_LABEL])
+                    for p in mine
+                    if p.status and p.status.phase in ("Pending", "Running") and INDEX_LABEL in p.metadata.labels
+                )
+                - done
+                - failed_idx
+            )
             failed = {k: _pod_reason(mine, k) for k in sorted(failed_idx)}
             stopped = _condition(job, "Failed")
             if stopped is not None:  # deadline or too many failed indexes: every unfinished shard is lost
@@ -296,24 +211,40 @@ class KubernetesBackend(Backend):
             labels = job.metadata.labels or {}
             stage = labels.get("stseg.io/stage", "")
             model = "" if labels.get("stseg.io/model") == "all" else labels.get("stseg.io/model", "")
-            out.append(JobStatus(
-                name=job.metadata.name, stage=stage, model=model, shards=shards, done=done,
-                frames=_done_frames(job, output_prefix(stage, model), done, stores),
-                running=running, failed=failed, waiting=bool(job.spec.suspend) or _has_condition(job, "Suspended"),
-                elapsed_s=max(0.0, elapsed)))
+            out.append(
+                JobStatus(
+                    name=job.metadata.name,
+                    stage=stage,
+                    model=model,
+                    shards=shards,
+                    done=done,
+                    frames=_done_frames(job, output_prefix(stage, model), done, stores),
+                    running=running,
+                    failed=failed,
+                    waiting=bool(job.spec.suspend) or _has_condition(job, "Suspended"),
+                    elapsed_s=max(0.0, elapsed),
+                )
+            )
         return RunStatus(run=run, jobs=tuple(out))
 
     def _logs(self, run: str, stage: str, model: str, shard: int, follow: bool) -> Iterator[str]:
         name = "-".join(p for p in ("stseg", run, stage, model) if p)
-        pods = [p for p in self._pods(run) if (p.metadata.labels or {}).get("job-name") == name
-                and (p.metadata.labels or {}).get(INDEX_LABEL) == str(shard)]
+        pods = [
+            p
+            for p in self._pods(run)
+            if (p.metadata.labels or {}).get("job-name") == name
+            and (p.metadata.labels or {}).get(INDEX_LABEL) == str(shard)
+        ]
         if not pods:
-            raise BadInputError(f"no pod of job {name} shard {shard} in namespace {self.config.namespace} "
-                                "(not started, or removed after ttlSecondsAfterFinished)")
+            raise BadInputError(
+                f"no pod of job {name} shard {shard} in namespace {self.config.namespace} "
+                "(not started, or removed after ttlSecondsAfterFinished)"
+            )
         pod = max(pods, key=lambda p: p.metadata.creation_timestamp.timestamp() if p.metadata.creation_timestamp else 0)
         try:
-            resp = self._core().read_namespaced_pod_log(pod.metadata.name, self.config.namespace, container=CONTAINER,
-                                                        follow=follow, _preload_content=False)
+            resp = self._core().read_namespaced_pod_log(
+                pod.metadata.name, self.config.namespace, container=CONTAINER, follow=follow, _preload_content=False
+            )
         except _client().ApiException as err:
             raise _api_error(err, f"logs of pod {pod.metadata.name}") from None
         for chunk in resp.stream(4096):
@@ -342,8 +273,11 @@ def _has_condition(job, kind: str) -> bool:
 
 def _pod_reason(pods: list, index: int) -> str:
     """The last failed pod of `index`: its exit code and the last line of its termination message."""
-    failed = [p for p in pods if (p.metadata.labels or {}).get(INDEX_LABEL) == str(index)
-              and p.status and p.status.phase == "Failed"]
+    failed = [
+        p
+        for p in pods
+        if (p.metadata.labels or {}).get(INDEX_LABEL) == str(index) and p.status and p.status.phase == "Failed"
+    ]
     for pod in sorted(failed, key=lambda p: p.metadata.name, reverse=True):
         for cs in pod.status.container_statuses or []:
             term = cs.state.terminated if cs.name == CONTAINER and cs.state else None

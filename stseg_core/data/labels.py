@@ -65,3 +65,17 @@ def read_label_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if img.mode not in ("P", "L"):
         raise BadInputError(f"{name}: annotation must be a palette or grey single-channel PNG, got mode {img.mode}")
     return np.asarray(img, dtype=np.uint8)
+
+
+def _png_bit_depth(data: bytes) -> int | None:
+    # IHDR is always the first chunk: 8-byte signature, 4 length, 4 type, 4 width, 4 height, 1 bit depth.
+    if len(data) >= 25 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return data[24]
+    return None
+
+
+def decode_label_png(data: bytes, uri: str) -> np.ndarray:
+    """PNG bytes → HxW uint8 ids, refusing 16-bit maps (ids > 255) with a clear message."""
+    if _png_bit_depth(data) == 16:
+        raise BadInputError(f"{uri}: 16-bit annotation: object ids above 255 are not supported (8-bit ids 0…255)")
+    return read_label_png(data, uri)

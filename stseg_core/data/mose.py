@@ -12,22 +12,22 @@ Nothing reads a whole video at once: listings are cached, images are fetched one
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import ParamSpec
 
 import numpy as np
 
-from stseg_core.data.labels import encode_label_png, image_error, read_label_png
+from stseg_core.data.jpeg import JPEG_QUALITY, decode_jpeg, encode_jpeg, image_size
+from stseg_core.data.labels import decode_label_png, encode_label_png
 from stseg_core.errors import BadInputError, StsegError
 from stseg_core.store import Store, open_store
 
 FRAMES_DIR = "JPEGImages"
 ANNOTATIONS_DIR = "Annotations"
-JPEG_QUALITY = 95
-"""Written frames: high enough that compression barely touches object boundaries."""
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -65,57 +65,6 @@ def frame_stem(index: int) -> str:
 
 def _as_store(store_or_uri: Store | str | Path) -> Store:
     return store_or_uri if isinstance(store_or_uri, Store) else open_store(store_or_uri)
-
-
-def _png_bit_depth(data: bytes) -> int | None:
-    # IHDR is always the first chunk: 8-byte signature, 4 length, 4 type, 4 width, 4 height, 1 bit depth.
-    if len(data) >= 25 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-        return data[24]
-    return None
-
-
-def decode_label_png(data: bytes, uri: str) -> np.ndarray:
-    """PNG bytes → HxW uint8 ids, refusing 16-bit maps (ids > 255) with a clear message."""
-    if _png_bit_depth(data) == 16:
-        raise BadInputError(f"{uri}: 16-bit annotation: object ids above 255 are not supported (8-bit ids 0…255)")
-    return read_label_png(data, uri)
-
-
-def decode_jpeg(data: bytes, uri: str) -> np.ndarray:
-    """JPEG bytes → HxWx3 uint8 RGB; truncated or corrupt files are bad input."""
-    import cv2
-
-    # libjpeg pads a truncated file with grey and only warns, so check the end-of-image marker ourselves.
-    if data[:2] != b"\xff\xd8" or b"\xff\xd9" not in data[-64:]:
-        raise BadInputError(f"{uri}: unreadable or corrupt image (not a complete JPEG)")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.ndim != 3:
-        raise BadInputError(f"{uri}: unreadable or corrupt image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """HxWx3 uint8 RGB → JPEG bytes (baseline 4:2:0, as MOSE's own frames)."""
-    import cv2
-
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise BadInputError(f"frame must be HxWx3 uint8 RGB, got shape {rgb.shape} dtype {rgb.dtype}")
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise BadInputError(f"could not encode a {rgb.shape} frame as JPEG")
-    return buf.tobytes()
-
-
-def _image_size(data: bytes, uri: str) -> tuple[int, int]:
-    """(height, width) from an image header, without decoding pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise image_error(uri, data, err) from None
-    return h, w
 
 
 def frame_sequence(stems: Iterable[str], where: str, gaps_ok: bool = False) -> list[str]:
@@ -228,7 +177,7 @@ class MoseSplit:
         labels = decode_label_png(ann_data, self.store.uri(first_ann))
         if self.has_frames:
             first_frame = f"{FRAMES_DIR}/{name}/{stems[0]}.jpg"
-            h, w = _image_size(self.store.read_bytes(first_frame), self.store.uri(first_frame))
+            h, w = image_size(self.store.read_bytes(first_frame), self.store.uri(first_frame))
             self._check_size(labels, h, w, first_ann, first_frame)
         else:
             h, w = labels.shape
@@ -273,11 +222,12 @@ class MoseSplit:
             raise BadInputError(f"{self.store.uri(key)}: frame {stem} of video {name!r} has no annotation")
         labels = decode_label_png(self.store.read_bytes(key), self.store.uri(key))
         self._check_size(labels, info.height, info.width, key, f"{FRAMES_DIR}/{name}/{stem}.jpg")
-        extra = sorted(set(np.flatnonzero(np.bincount(labels.ravel(), minlength=256)).tolist())
-                       - {0, *info.object_ids})
+        extra = sorted(set(np.flatnonzero(np.bincount(labels.ravel(), minlength=256)).tolist()) - {0, *info.object_ids})
         if extra:
-            raise BadInputError(f"{self.store.uri(key)}: object ids {extra} are absent from the first frame "
-                                f"{info.frames[0]} of video {name!r} (ids there: {list(info.object_ids)})")
+            raise BadInputError(
+                f"{self.store.uri(key)}: object ids {extra} are absent from the first frame "
+                f"{info.frames[0]} of video {name!r} (ids there: {list(info.object_ids)})"
+            )
         return labels
 
     def first_annotation(self, name: str) -> np.ndarray:
@@ -310,9 +260,9 @@ class MoseSplit:
         problems = []
         if self.has_frames:
             for stem in info.frames:
-                problems.extend(_collect(lambda s=stem: self.read_frame(name, s)))
+                problems.extend(_collect(self.read_frame, name, stem))
         for stem in info.annotated:
-            problems.extend(_collect(lambda s=stem: self.annotation(name, s)))
+            problems.extend(_collect(self.annotation, name, stem))
         return problems
 
     def _validate_files(self, name: str) -> list[str]:
@@ -321,17 +271,21 @@ class MoseSplit:
         for f in frames_by_video.get(name, []):
             key = f"{FRAMES_DIR}/{name}/{f}"
             if f.lower().endswith(".jpg"):
-                problems.extend(_collect(lambda k=key: decode_jpeg(self.store.read_bytes(k), self.store.uri(k))))
+                problems.extend(_collect(self._decode, key, decode_jpeg))
         for f in anns_by_video.get(name, []):
             key = f"{ANNOTATIONS_DIR}/{name}/{f}"
             if f.lower().endswith(".png"):
-                problems.extend(_collect(lambda k=key: decode_label_png(self.store.read_bytes(k), self.store.uri(k))))
+                problems.extend(_collect(self._decode, key, decode_label_png))
         return problems
 
+    def _decode(self, key: str, decode: Callable[[bytes, str], np.ndarray]) -> np.ndarray:
+        return decode(self.store.read_bytes(key), self.store.uri(key))
 
-def _collect(fn) -> list[str]:
+
+def _collect(fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> list[str]:
+    """The error message of `fn(*args, **kwargs)` as a one-item list, or [] when it succeeds."""
     try:
-        fn()
+        fn(*args, **kwargs)
     except StsegError as err:
         return [str(err)]
     return []

@@ -19,6 +19,8 @@ difference PGMR's weighted vote and recommendation are measured against.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from stseg_core.errors import BadInputError
@@ -45,7 +47,7 @@ def fuse_boxes(boxes: list[tuple[int, int, int, int]], method: str) -> tuple[int
     return int(np.floor(mean[0])), int(np.floor(mean[1])), int(np.ceil(mean[2])), int(np.ceil(mean[3]))
 
 
-def bbox_fuse_frame(stack, object_ids: tuple[int, ...], method: str) -> np.ndarray:
+def bbox_fuse_frame(stack: Sequence[np.ndarray], object_ids: tuple[int, ...], method: str) -> np.ndarray:
     """M label maps (H, W) uint8 of object ids → (H, W) fused ids by `method` ("bbox-average" or "bbox-max")."""
     if method not in METHODS:
         raise BadInputError(f"unknown baseline {method!r}; known: {', '.join(METHODS)}")
@@ -66,8 +68,9 @@ def bbox_fuse_frame(stack, object_ids: tuple[int, ...], method: str) -> np.ndarr
     return np.where(claims.max(axis=0) > 0, id_table(tuple(object_ids))[best + 1], 0).astype(np.uint8)
 
 
-def bbox_fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], method: str,
-                    video: str = "<video>") -> np.ndarray:
+def bbox_fuse_video(
+    outputs: list[ModelVideo], object_ids: tuple[int, ...], method: str, video: str = "<video>"
+) -> np.ndarray:
     """(T, H, W) uint8 id maps of one video fused by a baseline."""
     object_ids = tuple(object_ids)
     check_outputs(video, outputs, object_ids)

@@ -13,10 +13,11 @@ replaces each score by â(s) before the vote — learnt on `valid`, never on the
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
-from stseg_core.fusion.video import ModelVideo
+from stseg_core.fusion.video import ModelFrames, ModelVideo
 
 MIN_PAIRS = 50
 _BINS = 20  # pairs are pooled into at most this many confidence quantiles before the fit (a short, stable map)
@@ -39,13 +40,14 @@ class Calibration:
         scores = np.asarray(scores, np.float32)
         if self.identity:
             return scores
-        return np.interp(scores, self.x, self.y).astype(np.float32)
+        out: np.ndarray = np.interp(scores, self.x, self.y).astype(np.float32)
+        return out
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"x": list(self.x), "y": list(self.y), "pairs": self.pairs}
 
     @classmethod
-    def from_json(cls, obj: dict) -> Calibration:
+    def from_json(cls, obj: dict[str, Any]) -> Calibration:
         return cls(tuple(obj.get("x", ())), tuple(obj.get("y", ())), int(obj.get("pairs", 0)))
 
 
@@ -86,8 +88,9 @@ def fit(scores: np.ndarray, accuracy: np.ndarray, min_pairs: int = MIN_PAIRS) ->
     ws = np.array([np.count_nonzero(which == b) for b in used], np.float64)
     fitted = isotonic(xs, ys, ws)
     order = np.argsort(xs)
-    return Calibration(tuple(round(float(v), 6) for v in xs[order]), tuple(round(float(v), 6) for v in fitted[order]),
-                       int(s.size))
+    return Calibration(
+        tuple(round(float(v), 6) for v in xs[order]), tuple(round(float(v), 6) for v in fitted[order]), int(s.size)
+    )
 
 
 def accuracy_pairs(output: ModelVideo, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +105,12 @@ def accuracy_pairs(output: ModelVideo, truth: np.ndarray) -> tuple[np.ndarray, n
     return np.array(s), np.array(a)
 
 
-def calibrated(output: ModelVideo, calibration: Calibration | None) -> ModelVideo:
-    """`output` with its scores replaced by their calibrated values (unchanged without a calibration)."""
+Output = TypeVar("Output", ModelVideo, ModelFrames)
+
+
+def calibrated(output: Output, calibration: Calibration | None) -> Output:
+    """`output` (arrays or a frame stream) with its scores replaced by their calibrated values (unchanged
+    without a calibration)."""
     if calibration is None or calibration.identity:
         return output
     return replace(output, scores=calibration(output.scores))

@@ -6,6 +6,7 @@ background and k+1 for the k-th object. Only conflict pixels need a vote; agreem
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,7 @@ class FrameConsistency:
         return np.where(claimed > 0, self.object_agree_px / np.maximum(claimed, 1), 1.0)
 
 
-def agreement_map(stack) -> np.ndarray:
+def agreement_map(stack: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """M label maps (an (M, H, W) array or a list of (H, W)) → (H, W) bool: all models give the same label."""
     agree = np.ones(stack[0].shape, bool)
     for m in range(1, len(stack)):
@@ -66,29 +67,43 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else np.count_nonzero(a & b) / union
 
 
+class AgreementSum:
+    """`model_agreement` accumulated a frame at a time (same sums, same order, so the same float)."""
+
+    def __init__(self, object_ids: tuple[int, ...]) -> None:
+        self.object_ids = tuple(object_ids)
+        self.total = 0.0
+        self.frames = 0
+
+    def add(self, labels: np.ndarray, reference: np.ndarray) -> None:
+        for oid in self.object_ids:
+            self.total += mask_iou(labels == oid, reference == oid)
+        self.frames += 1
+
+    def value(self) -> float:
+        return 1.0 if not self.object_ids else self.total / (self.frames * len(self.object_ids))
+
+
 def model_agreement(labels: np.ndarray, reference: np.ndarray, object_ids: tuple[int, ...]) -> float:
     """Mean IoU over objects and frames between a model's (T, H, W) id maps and a reference (e.g. the pseudo-label).
 
     A model that agrees with the ensemble's pseudo-label is more likely right: the recommender uses this.
     Returns 1.0 for a video without objects.
     """
-    if not object_ids:
-        return 1.0
-    total = 0.0
+    acc = AgreementSum(object_ids)
     for t in range(labels.shape[0]):
-        for oid in object_ids:
-            total += mask_iou(labels[t] == oid, reference[t] == oid)
-    return total / (labels.shape[0] * len(object_ids))
+        acc.add(labels[t], reference[t])
+    return acc.value()
 
 
-def disagreement(stacks: list[np.ndarray]) -> float:
-    """Mean over frames of (conflict pixels / pixels any model calls foreground); 0 when all agree.
+def frame_disagreement(stack: np.ndarray) -> float:
+    """One frame's conflict pixels / pixels any model calls foreground ((M, H, W) label indices); 0 if none."""
+    fg = (stack > 0).any(axis=0)
+    n = np.count_nonzero(fg)
+    return 0.0 if n == 0 else np.count_nonzero(~agreement_map(stack) & fg) / n
 
-    `stacks` holds one (M, H, W) label-index stack per frame.
-    """
-    values = []
-    for stack in stacks:
-        fg = (stack > 0).any(axis=0)
-        n = np.count_nonzero(fg)
-        values.append(0.0 if n == 0 else np.count_nonzero(~agreement_map(stack) & fg) / n)
+
+def disagreement(stacks: Iterable[np.ndarray]) -> float:
+    """Mean over frames of `frame_disagreement`; 0 when all agree. `stacks` yields one (M, H, W) stack per frame."""
+    values = [frame_disagreement(stack) for stack in stacks]
     return float(np.mean(values)) if values else 0.0

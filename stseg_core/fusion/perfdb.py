@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -32,11 +33,11 @@ class VideoRecord:
     jf: dict[str, float]
     agreement: dict[str, float]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"video": self.video, "features": self.features.to_json(), "jf": self.jf, "agreement": self.agreement}
 
     @classmethod
-    def from_json(cls, obj: dict) -> VideoRecord:
+    def from_json(cls, obj: dict[str, Any]) -> VideoRecord:
         return cls(obj["video"], VideoFeatures.from_json(obj["features"]), dict(obj["jf"]), dict(obj["agreement"]))
 
 
@@ -51,7 +52,7 @@ class PerfDB:
     source: str = ""
     created: str = ""
     version: int = 0
-    selection: dict = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Calibration] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,22 +69,33 @@ class PerfDB:
         """Mean J&F per candidate over the database's videos."""
         return {c: float(np.mean([r.jf[c] for r in self.records])) if self.records else 0.0 for c in self.candidates}
 
-    def to_json(self) -> dict:
-        return {"schema": SCHEMA, "models": list(self.models), "source": self.source, "created": self.created,
-                "version": self.version, "selection": self.selection,
-                "calibration": {m: c.to_json() for m, c in self.calibration.items()},
-                "records": [r.to_json() for r in self.records]}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "models": list(self.models),
+            "source": self.source,
+            "created": self.created,
+            "version": self.version,
+            "selection": self.selection,
+            "calibration": {m: c.to_json() for m, c in self.calibration.items()},
+            "records": [r.to_json() for r in self.records],
+        }
 
     @classmethod
-    def from_json(cls, obj: dict, where: str = "<json>") -> PerfDB:
+    def from_json(cls, obj: dict[str, Any], where: str = "<json>") -> PerfDB:
         if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
             got = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
             raise BadInputError(f"{where}: not a performance database of schema {SCHEMA} (schema {got})")
         try:
-            return cls(tuple(obj["models"]), tuple(VideoRecord.from_json(r) for r in obj["records"]),
-                       obj.get("source", ""), obj.get("created", ""), int(obj.get("version", 0)),
-                       dict(obj.get("selection", {})),
-                       {m: Calibration.from_json(c) for m, c in obj.get("calibration", {}).items()})
+            return cls(
+                tuple(obj["models"]),
+                tuple(VideoRecord.from_json(r) for r in obj["records"]),
+                obj.get("source", ""),
+                obj.get("created", ""),
+                int(obj.get("version", 0)),
+                dict(obj.get("selection", {})),
+                {m: Calibration.from_json(c) for m, c in obj.get("calibration", {}).items()},
+            )
         except (KeyError, TypeError) as err:
             raise BadInputError(f"{where}: malformed performance database ({err!r})") from None
 
@@ -114,21 +126,37 @@ def load_perfdb(uri: str) -> PerfDB:
 
 def render(db: PerfDB) -> str:
     """A person-readable summary: provenance, mean J&F per candidate, the recommender comparison, per-video rows."""
-    lines = [f"performance database v{db.version} (schema {SCHEMA}), created {db.created or '?'}",
-             f"source: {db.source or '?'}", f"videos: {len(db.records)}; models: {', '.join(db.models)}", ""]
+    lines = [
+        f"performance database v{db.version} (schema {SCHEMA}), created {db.created or '?'}",
+        f"source: {db.source or '?'}",
+        f"videos: {len(db.records)}; models: {', '.join(db.models)}",
+        "",
+    ]
     mean = db.mean_jf()
     lines.append("mean J&F per output: " + ", ".join(f"{c} {mean[c]:.2f}" for c in db.candidates))
     sel = db.selection
     if sel:
-        lines.append(f"recommender: {sel.get('method')} (leave-one-out mean J&F of the chosen output per method: "
-                     + ", ".join(f"{m} {v:.2f}" for m, v in sel.get('loo_jf', {}).items()) + ")")
+        lines.append(
+            f"recommender: {sel.get('method')} (leave-one-out mean J&F of the chosen output per method: "
+            + ", ".join(f"{m} {v:.2f}" for m, v in sel.get("loo_jf", {}).items())
+            + ")"
+        )
     if "trust_power" in sel:
-        lines.append(f"trust sharpening γ = {sel['trust_power']:g} (mean fused J&F per γ, leave-one-out trust: "
-                     + ", ".join(f"γ={g} {v:.2f}" for g, v in sel.get("fused_jf_by_trust_power", {}).items()) + ")")
+        lines.append(
+            f"trust sharpening γ = {sel['trust_power']:g} (mean fused J&F per γ, leave-one-out trust: "
+            + ", ".join(f"γ={g} {v:.2f}" for g, v in sel.get("fused_jf_by_trust_power", {}).items())
+            + ")"
+        )
     if db.calibration:
-        lines.append("confidence calibration (confidence → mean per-frame IoU at 0.25 / 0.5 / 0.75 / 1): " + "; ".join(
-            f"{m} " + ("identity" if c.identity else " ".join(f"{v:.2f}" for v in c(np.array([0.25, 0.5, 0.75, 1.0]))))
-            + f" ({c.pairs} pairs)" for m, c in db.calibration.items()))
+        lines.append(
+            "confidence calibration (confidence → mean per-frame IoU at 0.25 / 0.5 / 0.75 / 1): "
+            + "; ".join(
+                f"{m} "
+                + ("identity" if c.identity else " ".join(f"{v:.2f}" for v in c(np.array([0.25, 0.5, 0.75, 1.0]))))
+                + f" ({c.pairs} pairs)"
+                for m, c in db.calibration.items()
+            )
+        )
     lines.append("")
     cols = [*db.candidates]
     head = f"{'video':<24}{'objs':>5}{'edges':>7}{'motion':>8}{'disagr':>8}  " + "".join(f"{c[:12]:>13}" for c in cols)

@@ -20,6 +20,7 @@ to the model listed first.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +49,10 @@ class Recommendation:
     trust: dict[str, float]
     neighbours: list[str]
     reason: str
-    spans: list[dict] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
     """With per-span choice: [{start, end, choice, rename}] (`choice` is then the candidate kept longest)."""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -102,8 +103,10 @@ class Recommender:
     def _fit_beta(self) -> float:
         num = den = 0.0
         for i, rec in enumerate(self.db.records):
-            idx, w = self.neighbours(rec.features, exclude=i) if len(self.db.records) > 1 else (None, None)
-            if idx is None or idx.size == 0:
+            if len(self.db.records) < 2:
+                continue
+            idx, w = self.neighbours(rec.features, exclude=i)
+            if idx.size == 0:
                 continue
             for m in self.db.models:
                 d = rec.agreement.get(m, 1.0) - float(np.dot(w, self._agree[m][idx]))
@@ -114,8 +117,11 @@ class Recommender:
     def _fit_ridge(self, lam: float = 1.0) -> dict[str, np.ndarray]:
         coefs = {}
         for c in self.db.candidates:
-            a = self._agree[c] if c in self._agree else np.array(
-                [_fused_agreement(r.agreement) for r in self.db.records])
+            a = (
+                self._agree[c]
+                if c in self._agree
+                else np.array([_fused_agreement(r.agreement) for r in self.db.records])
+            )
             X = np.column_stack([np.ones(len(a)), self._z, a])
             reg = lam * np.eye(X.shape[1])
             reg[0, 0] = 0.0
@@ -145,22 +151,33 @@ class Recommender:
         """The output to keep for `video`, with the numbers behind it."""
         predicted, names = self.predict(features, agreement)
         order = [FUSED, *self.db.models]
-        choice = FUSED if self.method == KEEP_FUSED else max(order, key=lambda c: (round(predicted[c], 6),
-                                                                                   -order.index(c)))
+        choice = (
+            FUSED if self.method == KEEP_FUSED else max(order, key=lambda c: (round(predicted[c], 6), -order.index(c)))
+        )
         best_model = max(self.db.models, key=lambda m: (round(predicted[m], 6), -self.db.models.index(m)))
         if self.method == KEEP_FUSED:
-            reason = ("the database's leave-one-out: keeping the pseudo-label everywhere beat every per-video "
-                      "predictor")
+            reason = "the database's leave-one-out: keeping the pseudo-label everywhere beat every per-video predictor"
         elif choice == FUSED:
-            reason = (f"fused pseudo-label predicted {predicted[FUSED]:.2f} J&F ≥ best single model {best_model} "
-                      f"{predicted[best_model]:.2f}")
+            reason = (
+                f"fused pseudo-label predicted {predicted[FUSED]:.2f} J&F ≥ best single model {best_model} "
+                f"{predicted[best_model]:.2f}"
+            )
         else:
-            reason = (f"{choice} predicted {predicted[choice]:.2f} J&F > fused {predicted[FUSED]:.2f}; "
-                      f"its agreement with the pseudo-label {agreement.get(choice, float('nan')):.3f}")
+            reason = (
+                f"{choice} predicted {predicted[choice]:.2f} J&F > fused {predicted[FUSED]:.2f}; "
+                f"its agreement with the pseudo-label {agreement.get(choice, float('nan')):.3f}"
+            )
         reason += f" ({self.method}, neighbours: {', '.join(names)})"
-        return Recommendation(video, choice, self.method, {c: round(v, 4) for c, v in predicted.items()},
-                              {m: round(v, 4) for m, v in agreement.items()},
-                              {m: round(v, 4) for m, v in self.trust(features).items()}, names, reason)
+        return Recommendation(
+            video,
+            choice,
+            self.method,
+            {c: round(v, 4) for c, v in predicted.items()},
+            {m: round(v, 4) for m, v in agreement.items()},
+            {m: round(v, 4) for m, v in self.trust(features).items()},
+            names,
+            reason,
+        )
 
 
 def loo_jf(db: PerfDB, method: str, k: int = DEFAULT_K) -> float:
@@ -169,19 +186,21 @@ def loo_jf(db: PerfDB, method: str, k: int = DEFAULT_K) -> float:
         return float("nan")
     got = []
     for i, rec in enumerate(db.records):
-        rest = replace(db, records=db.records[:i] + db.records[i + 1:])
+        rest = replace(db, records=db.records[:i] + db.records[i + 1 :])
         choice = Recommender(rest, k=k, method=method).recommend(rec.video, rec.features, rec.agreement).choice
         got.append(rec.jf[choice])
     return float(np.mean(got))
 
 
-def select_method(db: PerfDB, k: int = DEFAULT_K) -> dict:
+def select_method(db: PerfDB, k: int = DEFAULT_K) -> dict[str, Any]:
     """Compare the recommenders (and fixed choices) by leave-one-out; returns the `selection` record of the db."""
     scores = {m: round(loo_jf(db, m, k), 4) for m in METHODS}
     mean = db.mean_jf()
-    fixed = {"always-fused": round(mean[FUSED], 4),
-             "always-best-model": round(max(mean[m] for m in db.models), 4) if db.models else 0.0,
-             "oracle": round(float(np.mean([max(r.jf.values()) for r in db.records])), 4) if db.records else 0.0}
+    fixed = {
+        "always-fused": round(mean[FUSED], 4),
+        "always-best-model": round(max(mean[m] for m in db.models), 4) if db.models else 0.0,
+        "oracle": round(float(np.mean([max(r.jf.values()) for r in db.records])), 4) if db.records else 0.0,
+    }
     valid = {m: v for m, v in scores.items() if np.isfinite(v)}
     method = max(METHODS, key=lambda m: (valid.get(m, -1.0), -METHODS.index(m))) if valid else "knn"
     if valid and fixed["always-fused"] > valid[method]:
@@ -189,12 +208,16 @@ def select_method(db: PerfDB, k: int = DEFAULT_K) -> dict:
     return {"method": method, "k": k, "loo_jf": {**scores, **fixed}}
 
 
-def with_selection(db: PerfDB, k: int = DEFAULT_K, **extra) -> PerfDB:
+def with_selection(db: PerfDB, k: int = DEFAULT_K, **extra: Any) -> PerfDB:
     """The database with its recommender comparison (and any `extra` selection entries) filled in."""
     return replace(db, selection={**select_method(db, k), **extra})
 
 
 def record(video: str, features: VideoFeatures, jf: dict[str, float], agreement: dict[str, float]) -> VideoRecord:
     """A database row (rounded for a readable file)."""
-    return VideoRecord(video, features, {c: round(float(v), 4) for c, v in jf.items()},
-                       {m: round(float(v), 4) for m, v in agreement.items()})
+    return VideoRecord(
+        video,
+        features,
+        {c: round(float(v), 4) for c, v in jf.items()},
+        {m: round(float(v), 4) for m, v in agreement.items()},
+    )

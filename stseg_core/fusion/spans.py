@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,6 @@ from stseg_core.fusion.consistency import mask_iou
 from stseg_core.fusion.features import VideoFeatures
 from stseg_core.fusion.perfdb import FUSED
 from stseg_core.fusion.recommend import Recommender
-from stseg_core.fusion.video import ModelVideo
-from stseg_core.fusion.vote import FusedVideo
 
 MIN_SPAN = 4
 MATCH_IOU = 0.3
@@ -42,13 +41,18 @@ class Span:
     choice: str
     rename: dict[int, int]
 
-    def to_json(self) -> dict:
-        return {"start": self.start, "end": self.end, "choice": self.choice,
-                "rename": {str(k): v for k, v in self.rename.items()}}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "choice": self.choice,
+            "rename": {str(k): v for k, v in self.rename.items()},
+        }
 
 
-def frame_agreement(labels: np.ndarray, reference: np.ndarray, object_ids: tuple[int, ...],
-                    step: int = AGREEMENT_STEP) -> np.ndarray:
+def frame_agreement(
+    labels: np.ndarray, reference: np.ndarray, object_ids: tuple[int, ...], step: int = AGREEMENT_STEP
+) -> np.ndarray:
     """(T,) per-frame mean IoU over objects between a model's (T, H, W) ids and a reference (1 for an object
     both leave empty), on every `step`-th pixel of every `step`-th row (a span cut needs no exact IoU)."""
     if not object_ids:
@@ -82,8 +86,10 @@ def split_spans(agreement: np.ndarray, min_len: int = MIN_SPAN) -> list[tuple[in
 
 def id_renaming(previous: np.ndarray, new: np.ndarray, object_ids: tuple[int, ...]) -> dict[int, int]:
     """Greedy IoU matching of `new`'s ids to `previous`'s on the same frame → a bijection (changed ids only)."""
-    pairs = sorted(((mask_iou(new == a, previous == b), a, b) for a in object_ids for b in object_ids),
-                   key=lambda p: (-round(p[0], 9), p[1], p[2]))
+    pairs = sorted(
+        ((mask_iou(new == a, previous == b), a, b) for a in object_ids for b in object_ids),
+        key=lambda p: (-round(p[0], 9), p[1], p[2]),
+    )
     mapping: dict[int, int] = {}
     for iou, a, b in pairs:
         if iou < MATCH_IOU:
@@ -101,28 +107,61 @@ def id_renaming(previous: np.ndarray, new: np.ndarray, object_ids: tuple[int, ..
     return {a: b for a, b in mapping.items() if a != b}
 
 
-def stitch(candidates: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], plan: list[tuple[int, int, str]],
-           object_ids: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Span]]:
+class Stitcher:
+    """`stitch` a frame at a time, for a caller that streams the candidates' frames (the fuse stage).
+
+    tables: candidate → its (T, K) scores and presence; plan: [(start, end, choice)] covering the video in order.
+    Feed every frame t = 0, 1, … to `frame`; the rows of a span in `scores`/`present` are filled when its
+    first frame is stitched, and `spans` grows by one span there.
+    """
+
+    def __init__(
+        self,
+        tables: dict[str, tuple[np.ndarray, np.ndarray]],
+        plan: list[tuple[int, int, str]],
+        object_ids: tuple[int, ...],
+    ) -> None:
+        first = next(iter(tables.values()))
+        self.scores, self.present = np.empty_like(first[0]), np.empty_like(first[1])
+        self.spans: list[Span] = []
+        self._tables, self._plan, self._ids = tables, list(plan), tuple(object_ids)
+        self._index = {oid: k for k, oid in enumerate(self._ids)}
+
+    def frame(self, t: int, frames: dict[str, np.ndarray]) -> np.ndarray:
+        """Frame t of the stitched output from frame t of the candidates (name → (H, W) ids; at a span's first
+        frame the previous span's choice is needed too, elsewhere only the current one)."""
+        if len(self.spans) < len(self._plan) and self._plan[len(self.spans)][0] == t:
+            self._start(t, frames)
+        span = self.spans[-1]
+        return _renamed(frames[span.choice], span.rename)
+
+    def _start(self, t: int, frames: dict[str, np.ndarray]) -> None:
+        start, end, choice = self._plan[len(self.spans)]
+        rename: dict[int, int] = {}
+        if self.spans and self.spans[-1].choice == choice:
+            rename = self.spans[-1].rename
+        elif self.spans:  # compare on the border frame itself, where both the previous choice and this one have output
+            prev = self.spans[-1]
+            rename = id_renaming(_renamed(frames[prev.choice], prev.rename), frames[choice], self._ids)
+        sc, pr = self._tables[choice]
+        order = [self._index[rename.get(oid, oid)] for oid in self._ids]  # column of new id ← column of old id
+        self.scores[start:end, order] = sc[start:end]
+        self.present[start:end, order] = pr[start:end]
+        self.spans.append(Span(start, end, choice, rename))
+
+
+def stitch(
+    candidates: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    plan: list[tuple[int, int, str]],
+    object_ids: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Span]]:
     """Concatenate per-span choices. candidates: name → (labels (T,H,W), scores (T,K), present (T,K));
     plan: [(start, end, choice)] covering the video in order. → (labels, scores, present, spans)."""
-    first = next(iter(candidates.values()))
-    labels, scores, present = np.empty_like(first[0]), np.empty_like(first[1]), np.empty_like(first[2])
-    spans: list[Span] = []
-    index = {oid: k for k, oid in enumerate(object_ids)}
-    for start, end, choice in plan:
-        lab, sc, pr = candidates[choice]
-        rename: dict[int, int] = {}
-        if spans and spans[-1].choice == choice:
-            rename = spans[-1].rename
-        elif spans:  # compare on the border frame itself, where both the previous choice and this one have output
-            prev = spans[-1]
-            rename = id_renaming(_renamed(candidates[prev.choice][0][start], prev.rename), lab[start], object_ids)
-        labels[start:end] = _renamed(lab[start:end], rename)
-        order = [index[rename.get(oid, oid)] for oid in object_ids]  # column of new id ← column of old id
-        scores[start:end, order] = sc[start:end]
-        present[start:end, order] = pr[start:end]
-        spans.append(Span(start, end, choice, rename))
-    return labels, scores, present, spans
+    stitcher = Stitcher({c: (sc, pr) for c, (_lab, sc, pr) in candidates.items()}, plan, object_ids)
+    labels = np.empty_like(next(iter(candidates.values()))[0])
+    for t in range(labels.shape[0]):
+        labels[t] = stitcher.frame(t, {c: lab[t] for c, (lab, _sc, _pr) in candidates.items()})
+    return labels, stitcher.scores, stitcher.present, stitcher.spans
 
 
 def _renamed(labels: np.ndarray, rename: dict[int, int]) -> np.ndarray:
@@ -131,11 +170,13 @@ def _renamed(labels: np.ndarray, rename: dict[int, int]) -> np.ndarray:
     lut = np.arange(256, dtype=np.uint8)
     for a, b in rename.items():
         lut[a] = b
-    return lut[labels]
+    out: np.ndarray = lut[labels]
+    return out
 
 
-def choose_spans(spans: list[tuple[int, int]], predict: Callable[[int, int], dict[str, float]],
-                 order: list[str]) -> list[tuple[int, int, str]]:
+def choose_spans(
+    spans: list[tuple[int, int]], predict: Callable[[int, int], dict[str, float]], order: list[str]
+) -> list[tuple[int, int, str]]:
     """Per span the candidate with the highest predicted J&F (ties: earlier in `order`); adjacent spans with the
     same choice merge."""
     plan: list[tuple[int, int, str]] = []
@@ -149,20 +190,14 @@ def choose_spans(spans: list[tuple[int, int]], predict: Callable[[int, int], dic
     return plan
 
 
-def per_span(recommender: Recommender, features: VideoFeatures, outputs: list[ModelVideo], fused: FusedVideo,
-             min_len: int = MIN_SPAN) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Span]]:
-    """The per-span output of one video: spans from the models' per-frame agreement with the pseudo-label,
-    each span's candidate (a model or the pseudo-label) by the recommender's prediction from the span's
-    agreement, stitched with consistent ids. → (labels, scores, present, spans)."""
-    ids = fused.object_ids
-    per_frame = np.stack([frame_agreement(o.labels, fused.labels, ids) for o in outputs])
-    names = [o.model for o in outputs]
+def span_plan(
+    recommender: Recommender, features: VideoFeatures, per_frame: np.ndarray, names: list[str], min_len: int = MIN_SPAN
+) -> list[tuple[int, int, str]]:
+    """The per-span choice of one video: spans from the models' (M, T) per-frame agreement with the pseudo-label
+    (`frame_agreement`, models in `names` order), each span's candidate (a model or the pseudo-label) by the
+    recommender's prediction from the span's agreement. Stitch it with `Stitcher` (or `stitch`)."""
 
     def predict(start: int, end: int) -> dict[str, float]:
-        return recommender.predict(features, {m: float(per_frame[i, start:end].mean())
-                                              for i, m in enumerate(names)})[0]
+        return recommender.predict(features, {m: float(per_frame[i, start:end].mean()) for i, m in enumerate(names)})[0]
 
-    plan = choose_spans(split_spans(per_frame, min_len), predict, [FUSED, *names])
-    candidates = {FUSED: (fused.labels, fused.scores, fused.present),
-                  **{o.model: (o.labels, o.scores, o.present) for o in outputs}}
-    return stitch(candidates, plan, ids)
+    return choose_spans(split_spans(per_frame, min_len), predict, [FUSED, *names])

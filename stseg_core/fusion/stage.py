@@ -1,37 +1,45 @@
 """The `fuse` stage and the performance-database builder: read a run's model outputs, run PGMR, score, write.
 
     <run>/plan.json                       which videos; how many shards each model must have finished
-    <run>/pred/<model>/<video>/…          inputs (every shard done, or the stage refuses to start)
+    <run>/pred/<model>/<video>/…          inputs (every shard done and matching its marker, or no start)
     <run>/fused/<video>/<stem>.png …      PGMR's output per video (scores.json: the kept output's scores)
-    <run>/fused/_done/0.json              written last
+    <run>/fused/_parts/<i>.json           sharded: fuse index i's videos (recommend entries, fallbacks, J&F)
+    <run>/fused/_done/<i>.json            written by index i once its videos (and part) are written
     <run>/recommend.json                  per video: the kept output, predicted J&F, agreement, trust, reason
     <run>/eval/<method>/results.json      with ground truth: J&F of each model, bbox-average, bbox-max,
     <run>/eval/table2.json                the vote-only pseudo-label and PGMR (the project's "Table 2")
 
-A model's video without scores.json falls back to presence = "has pixels" and confidence 1 (recorded in
-recommend.json under `fallbacks`); different frame counts or sizes between models, or an object id that is
-not in the video's first frame, stop the stage with a one-line error naming the video and the model.
+The stage runs as `indexes` processes (an Indexed Job; parallel processes on the local backend); index i fuses
+the plan's shards k ≡ i (mod indexes), each video streamed (`stseg_core.fusion.onevideo`). One index merges its
+own videos and then marks itself done; with several, each writes its part and marks itself done, and whichever
+finds every index done merges (`stseg_core.fusion.merge`). A model's video without scores.json falls back to
+presence = "has pixels" and confidence 1 (recorded in recommend.json under `fallbacks`); different frame counts or
+sizes between models, or an object id that is not in the video's first frame, stop the stage with a one-line error
+naming the video and the model.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from stseg_core.data.mose import MoseSplit, VideoInfo
+from stseg_core.data.mose import MoseSplit
 from stseg_core.errors import BadInputError, MissingArtifactError
-from stseg_core.fusion.baselines import METHODS as BASELINES
 from stseg_core.fusion.calibrate import accuracy_pairs, calibrated, fit
 from stseg_core.fusion.consistency import model_agreement
 from stseg_core.fusion.features import video_features
+from stseg_core.fusion.inputs import check_ground_truth, ground_truth, load_model_video, scene_frames
+from stseg_core.fusion.merge import TABLE, FuseReport, MergeTarget, Part, db_name, write_merged
+from stseg_core.fusion.onevideo import FuseOptions, fuse_one_video
 from stseg_core.fusion.perfdb import FUSED, PerfDB, load_perfdb, save_perfdb
-from stseg_core.fusion.pgmr import CHOICES, DEFAULT_CHOICE, PGMR, VideoOutcome, process_video
+from stseg_core.fusion.pgmr import CHOICES, DEFAULT_CHOICE, PGMR
 from stseg_core.fusion.recommend import DEFAULT_K, TRUST_POWERS, Recommender, record, with_selection
-from stseg_core.fusion.video import ModelVideo, from_labels
+from stseg_core.fusion.scoring import jf, score
 from stseg_core.fusion.vote import fuse_video
+from stseg_core.heap import pin_mmap_threshold
 from stseg_core.plan import ShardPlan
 from stseg_core.runlayout import FUSED as FUSED_PREFIX
 from stseg_core.runlayout import (
@@ -40,14 +48,12 @@ from stseg_core.runlayout import (
     commit_shard,
     describe_bad,
     done_shards,
-    eval_prefix,
+    fuse_part_key,
     pred_prefix,
+    shard_done,
 )
-from stseg_core.store import Store, join_key, open_store
+from stseg_core.store import Store, open_store
 from stseg_core.telemetry import JobMetrics
-
-TABLE = "eval/table2.json"
-CONFIDENCE = "pgmr: the kept output's own confidence (a model's, or the trust-weighted mean of the models')"
 
 
 # ---- readiness -----------------------------------------------------------------------------------------------
@@ -74,9 +80,14 @@ def changed_shards(run_store: Store, models: Sequence[str]) -> list[str]:
     return out
 
 
-def wait_until_ready(run_store: Store, models: Sequence[str], wait_s: float = 0.0, poll_s: float = 5.0,
-                     sleep: Callable[[float], None] = time.sleep,
-                     clock: Callable[[], float] = time.monotonic) -> ShardPlan:
+def wait_until_ready(
+    run_store: Store,
+    models: Sequence[str],
+    wait_s: float = 0.0,
+    poll_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> ShardPlan:
     """Return the plan once every shard of every model is done and its files match its marker; else
     MissingArtifactError naming what is missing or changed.
 
@@ -91,91 +102,11 @@ def wait_until_ready(run_store: Store, models: Sequence[str], wait_s: float = 0.
             return ShardPlan.load(run_store)
         if clock() >= deadline:
             waited = f" after waiting {wait_s:g}s" if wait_s > 0 else ""
-            raise MissingArtifactError(f"{run_store.root}: not every shard is done{waited}: "
-                                       f"{'; '.join(missing)} (pred/<model>/_done/<shard>.json)")
+            raise MissingArtifactError(
+                f"{run_store.root}: not every shard is done{waited}: "
+                f"{'; '.join(missing)} (pred/<model>/_done/<shard>.json)"
+            )
         sleep(max(0.01, min(poll_s, deadline - clock())))
-
-
-# ---- reading -------------------------------------------------------------------------------------------------
-def load_model_video(run_store: Store, model: str, info: VideoInfo, fallbacks: list[str] | None = None
-                     ) -> ModelVideo:
-    """One model's outputs for one video as arrays; a missing scores.json uses the documented fallback."""
-    from stseg_core.data.labels import read_label_png
-    from stseg_core.predictions import SCORES_FILE, read_video_predictions
-
-    base = join_key(pred_prefix(model), info.name)
-    if not run_store.exists(join_key(base, SCORES_FILE)):
-        stems = [k.rsplit("/", 1)[-1][:-4] for k in run_store.list(base) if k.endswith(".png")]
-        if not stems:
-            raise MissingArtifactError(f"{run_store.uri(base)}: model {model} has no output for video {info.name}")
-        _check_stems(info, model, tuple(sorted(stems, key=lambda s: (len(s), s))))
-        labels = _stack(info, model, ((s, read_label_png(run_store.read_bytes(f"{base}/{s}.png"),
-                                                         run_store.uri(f"{base}/{s}.png"))) for s in info.frames))
-        if fallbacks is not None:
-            fallbacks.append(f"{model}/{info.name}: no scores.json; presence from pixels, confidence 1")
-        return from_labels(model, labels, info.object_ids)
-    preds = read_video_predictions(run_store, model, info.name)
-    _check_stems(info, model, preds.stems)
-    if tuple(preds.object_ids) != tuple(info.object_ids):
-        raise BadInputError(f"video {info.name}, model {model}: object ids {list(preds.object_ids)} differ from the "
-                            f"first frame's {list(info.object_ids)}")
-    labels = _stack(info, model, preds.iter_labels())
-    ids = info.object_ids
-    scores = np.array([[preds.scores[s][i] for i in ids] for s in preds.stems], np.float32).reshape(len(labels), -1)
-    present = np.array([[preds.present[s][i] for i in ids] for s in preds.stems], bool).reshape(len(labels), -1)
-    probs = np.stack([p for _s, p in preds.iter_probs()]) if preds.has_probs else None
-    return ModelVideo(model, labels, tuple(ids), scores, present, probs)
-
-
-def _check_stems(info: VideoInfo, model: str, stems: tuple[str, ...]) -> None:
-    if stems != tuple(info.frames):
-        extra = sorted(set(stems) - set(info.frames))[:3]
-        lost = sorted(set(info.frames) - set(stems))[:3]
-        raise BadInputError(f"video {info.name}, model {model}: {len(stems)} frames, the video has "
-                            f"{len(info.frames)} (missing {lost}, extra {extra})")
-
-
-def _stack(info: VideoInfo, model: str, frames) -> np.ndarray:
-    """(T, H, W) from (stem, label map) pairs, refusing a frame whose size is not the video's."""
-    out = np.empty((info.num_frames, info.height, info.width), np.uint8)
-    for t, (stem, lab) in enumerate(frames):
-        if lab.shape != (info.height, info.width):
-            raise BadInputError(f"video {info.name}, model {model}, frame {stem}: label map is "
-                                f"{lab.shape[1]}x{lab.shape[0]}, the video is {info.width}x{info.height} (WxH)")
-        out[t] = lab
-    return out
-
-
-def _frames(data: MoseSplit, name: str):
-    return (rgb for _s, rgb in data.iter_frames(name))
-
-
-# ---- scoring -------------------------------------------------------------------------------------------------
-def _score(video: str, gt: np.ndarray, pred: np.ndarray, stems: tuple[str, ...]):
-    """J&F of one video with the project's evaluator: ground-truth frames 1…T−2, objects of the first frame."""
-    from stseg_core.metrics.jf import VideoAccumulator
-
-    ids = tuple(int(i) for i in np.unique(gt[0]) if i not in (0, 255))
-    acc = VideoAccumulator(video, ids, "davis")
-    for t in range(1, len(stems) - 1):
-        acc.update(gt[t], pred[t], stems[t])
-    return acc.result()
-
-
-def _jf(result) -> float:
-    """Per-video J&F (0…100): the mean over its objects, as the evaluator's tables report it."""
-    from stseg_core.metrics.tables import video_scores
-
-    return 100.0 * float(video_scores(result)["J&F"])
-
-
-def _ground_truth(gt: MoseSplit, info: VideoInfo) -> np.ndarray:
-    got = dict(gt.iter_annotations(info.name))
-    missing = [s for s in info.frames if s not in got]
-    if missing:
-        raise MissingArtifactError(f"{gt.store.uri(f'Annotations/{info.name}')}: ground truth lacks frame(s) "
-                                   f"{', '.join(missing[:5])} of video {info.name}")
-    return np.stack([got[s] for s in info.frames])
 
 
 # ---- the fuse stage ------------------------------------------------------------------------------------------
@@ -183,7 +114,10 @@ def _ground_truth(gt: MoseSplit, info: VideoInfo) -> np.ndarray:
 class FuseConfig:
     """run_root: the run (plan.json, pred/); data_root: the split the models ran on; gt_root: a folder with
     every frame's Annotations/ (scores the methods; None = no eval); db_uri: a performance database version
-    file or folder (None = equal trust, pseudo-label everywhere); wait_s: wait this long for unfinished shards."""
+    file or folder (None = equal trust, pseudo-label everywhere); wait_s: wait this long for unfinished shards.
+    index / indexes: this process fuses the plan's shards k with k % indexes == index (an Indexed Job's index
+    and completions; 0 / 1 = the whole run in one process); resume: an index whose done marker is there is
+    not fused again (the Job's way: a re-run Indexed Job redoes only what is missing)."""
 
     run_root: str
     data_root: str
@@ -195,21 +129,15 @@ class FuseConfig:
     k: int = DEFAULT_K
     choose: str = DEFAULT_CHOICE  # PGMR keeps the "vote", or one output per "video" / per "span" (pgmr.CHOICES)
     calibrate: bool = True  # vote with the database's calibrated confidences (stseg_core.fusion.calibrate)
+    index: int = 0
+    indexes: int = 1
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.choose not in CHOICES:
             raise BadInputError(f"unknown PGMR choice {self.choose!r}; known: {', '.join(CHOICES)}")
-
-
-@dataclass(frozen=True)
-class FuseReport:
-    """table: method → {"J&F", "J", "F"} (0…100), methods in display order; choices: video → kept output."""
-
-    videos: tuple[str, ...]
-    choices: dict[str, str]
-    table: dict[str, dict[str, float]] = field(default_factory=dict)
-    database: str = ""
-    fallbacks: tuple[str, ...] = ()
+        if not 0 <= self.index < self.indexes:
+            raise BadInputError(f"fuse index {self.index} of {self.indexes}: must be 0 … {self.indexes - 1}")
 
 
 def _recommender(db: PerfDB | None, models: Sequence[str], k: int) -> Recommender | None:
@@ -217,133 +145,162 @@ def _recommender(db: PerfDB | None, models: Sequence[str], k: int) -> Recommende
         return None
     unknown = [m for m in models if m not in db.models]
     if unknown:
-        raise BadInputError(f"performance database v{db.version} has no history for model(s) {', '.join(unknown)} "
-                            f"(it knows {', '.join(db.models)})")
+        raise BadInputError(
+            f"performance database v{db.version} has no history for model(s) {', '.join(unknown)} "
+            f"(it knows {', '.join(db.models)})"
+        )
     return Recommender(replace(db, models=tuple(models)), k=k)
 
 
-def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
-    """The fuse stage: refuse until every shard is done, then PGMR every video, write fused/, recommend.json,
-    and (with ground truth) eval/ and the stseg_eval_jf metric per method."""
-    run_store = open_store(cfg.run_root)
+def _target(cfg: FuseConfig) -> MergeTarget:
+    """The run, the database and its recommender (bad input fails here, before any waiting)."""
     models = tuple(dict.fromkeys(cfg.models))
     db = load_perfdb(cfg.db_uri) if cfg.db_uri else None
-    recommender = _recommender(db, models, cfg.k)  # bad input fails before any waiting
-    plan = wait_until_ready(run_store, models, cfg.wait_s, cfg.poll_s)
-    videos = tuple(sorted(v for shard in plan.shards for v in shard))
+    return MergeTarget(
+        open_store(cfg.run_root), cfg.data_root, cfg.gt_root, cfg.db_uri, db, _recommender(db, models, cfg.k), models
+    )
+
+
+def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
+    """One fuse index: refuse until every infer shard is done, PGMR its videos, write fused/<video>/…; one index
+    then merges (recommend.json, and with ground truth eval/ and the stseg_eval_jf metric per method) and marks
+    itself done; one of several writes its part, marks itself done, and merges if every index is done."""
+    pin_mmap_threshold()  # frame-sized buffers go back to the OS: the peak stays that of a few frames
+    target = _target(cfg)
+    run_store = target.run_store
+    if cfg.resume and shard_done(run_store, FUSED_PREFIX, cfg.index):
+        if cfg.indexes == 1:  # one index marks itself done after its merge
+            return replace(saved_report(cfg.run_root), fused=0)
+        return _merge_if_complete(cfg, target, metrics, FuseReport((), {}, merged=False))
+    plan = wait_until_ready(run_store, target.models, cfg.wait_s, cfg.poll_s)
+    videos = tuple(sorted(v for k, shard in enumerate(plan.shards) if k % cfg.indexes == cfg.index for v in shard))
+    part = _fuse_videos(cfg, target, videos, metrics)
+    meta = {"models": list(target.models), "database": db_name(target.db)}
+    if cfg.indexes == 1:
+        report = write_merged(target, part, metrics)
+        commit_shard(run_store, FUSED_PREFIX, 0, part.keys, meta=meta)
+        return replace(report, fused=len(videos))
+    run_store.write_json(fuse_part_key(cfg.index), part.to_json())
+    commit_shard(
+        run_store,
+        FUSED_PREFIX,
+        cfg.index,
+        [*part.keys, fuse_part_key(cfg.index)],
+        meta={**meta, "indexes": cfg.indexes},
+    )
+    alone = FuseReport(
+        videos,
+        {v: e["choice"] for v, e in part.videos.items()},
+        {},
+        db_name(target.db),
+        tuple(f for v in videos for f in part.fallbacks[v]),
+        merged=False,
+    )
+    return _merge_if_complete(cfg, target, metrics, replace(alone, fused=len(videos)))
+
+
+def _fuse_videos(cfg: FuseConfig, target: MergeTarget, videos: Iterable[str], metrics: JobMetrics | None) -> Part:
+    """PGMR on each video in turn (ground truth checked for all of them before the first is written)."""
+    videos = tuple(videos)
     data = MoseSplit(open_store(cfg.data_root))
     gt = MoseSplit(open_store(cfg.gt_root), frames=False) if cfg.gt_root else None
-    for name in videos if gt is not None else ():
-        gt.video(name)  # a missing or broken ground truth fails before anything is written
+    for name in videos:  # missing or broken ground truth is refused before anything is written
+        if gt is not None:
+            check_ground_truth(gt, data.video(name))
     if metrics is not None:
         metrics.planned(sum(data.video(v).num_frames for v in videos))
-    methods = (*models, *BASELINES, FUSED, PGMR)
-    results: dict[str, list] = {m: [] for m in methods}
-    per_video: dict[str, dict] = {}
-    keys: list[str] = []
-    fallbacks: list[str] = []
+    options = FuseOptions(target.recommender, cfg.choose, cfg.calibrate)
+    part = Part()
     for name in videos:
         info = data.video(name)
-        outputs = [load_model_video(run_store, m, info, fallbacks) for m in models]
-        outcome = process_video(name, outputs, info.object_ids, data.first_annotation(name), _frames(data, name),
-                                info.num_frames, recommender, with_baselines=gt is not None, choose=cfg.choose,
-                                calibrate=cfg.calibrate)
-        keys += _write_output(run_store, info, outcome)
-        entry = {**outcome.recommendation.to_json(), "features": outcome.features.to_json()}
-        if gt is not None:
-            truth = _ground_truth(gt, info)
-            labels = {**{o.model: o.labels for o in outputs}, **outcome.baselines, FUSED: outcome.fused.labels,
-                      PGMR: outcome.output}
-            entry["jf"] = {}
-            for method in methods:
-                res = _score(name, truth, labels[method], info.frames)
-                results[method].append(res)
-                entry["jf"][method] = round(_jf(res), 4)
-        per_video[name] = entry
+        fallbacks: list[str] = []
+        part.add(name, fuse_one_video(target.run_store, data, gt, info, target.models, options, fallbacks), fallbacks)
         if metrics is not None:
             metrics.frames(info.num_frames)
             metrics.video_done()
-    commit_shard(run_store, FUSED_PREFIX, 0, keys, meta={"models": list(models), "database": _db_name(db)})
-    run_store.write_json(RECOMMEND, {"models": list(models), "database": _db_name(db), "database_uri": cfg.db_uri,
-                                     "recommender": recommender.method if recommender else "none",
-                                     "fallbacks": fallbacks, "videos": per_video})
-    table = _write_eval(run_store, results, cfg, db, metrics) if gt else {}
-    choices = {v: per_video[v]["choice"] for v in videos}
-    return FuseReport(videos, choices, table, _db_name(db), tuple(fallbacks))
+    return part
 
 
-def _db_name(db: PerfDB | None) -> str:
-    """Which database (its source split and version) a run used; empty without one."""
-    return f"{db.source} v{db.version}" if db is not None else ""
+def _merge_if_complete(
+    cfg: FuseConfig, target: MergeTarget, metrics: JobMetrics | None, alone: FuseReport
+) -> FuseReport:
+    """Merge when every index is done (two indexes merging at once write the same bytes); else `alone`."""
+    if all(shard_done(target.run_store, FUSED_PREFIX, i) for i in range(cfg.indexes)):
+        return replace(_merge(cfg, target, metrics), fused=alone.fused)
+    return alone
 
 
-def _write_output(run_store: Store, info: VideoInfo, outcome: VideoOutcome) -> list[str]:
-    from stseg_core.models.base import FrameResult
-    from stseg_core.predictions import write_video_predictions
-
-    ids = info.object_ids
-    results = (FrameResult(stem=s, labels=outcome.output[t],
-                           scores={i: float(np.clip(outcome.output_scores[t, k], 0, 1)) for k, i in enumerate(ids)},
-                           present={i: bool(outcome.output_present[t, k]) for k, i in enumerate(ids)})
-               for t, s in enumerate(info.frames))
-    return write_video_predictions(run_store, PGMR, info.name, results, stems=info.frames, object_ids=ids,
-                                   confidence_definition=CONFIDENCE, prefix=FUSED_PREFIX)
+def merge_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
+    """The light final step of a sharded fuse, on its own: every index's part (markers checked first) →
+    recommend.json and, with ground truth, eval/<method>/ and eval/table2.json."""
+    return _merge(cfg, _target(cfg), metrics)
 
 
-def _write_eval(run_store: Store, results: dict[str, list], cfg: FuseConfig, db: PerfDB | None,
-                metrics: JobMetrics | None) -> dict[str, dict[str, float]]:
-    """eval/<method>/ in the evaluator's layout (DAVIS CSVs + results.json), eval/table2.json, stseg_eval_jf."""
-    from stseg_core.metrics.evaluate import EvalResult, global_scores
-    from stseg_core.metrics.tables import write_results
+def _merge(cfg: FuseConfig, target: MergeTarget, metrics: JobMetrics | None) -> FuseReport:
+    run_store = target.run_store
+    indexes = [str(i) for i in range(cfg.indexes)]
+    good, bad = checked_done_shards(run_store, FUSED_PREFIX, indexes)
+    if bad:
+        raise MissingArtifactError(describe_bad(FUSED_PREFIX, bad))
+    todo = [i for i in indexes if i not in good]
+    if todo:
+        raise MissingArtifactError(
+            f"{run_store.root}: fuse index(es) {', '.join(todo)} of {cfg.indexes} not done "
+            f"({FUSED_PREFIX}/_done/<index>.json)"
+        )
+    part = Part()
+    for i in range(cfg.indexes):
+        part.update(Part.from_json(run_store.read_json(fuse_part_key(i))))
+    return write_merged(target, part, metrics)
 
-    split = cfg.data_root.rstrip("/").rsplit("/", 1)[-1]
-    table = {}
-    for method, res in results.items():
-        scores = global_scores(res, "davis")
-        source = run_store.uri(f"{FUSED_PREFIX}" if method == PGMR else pred_prefix(method)) \
-            if method in (PGMR, *cfg.models) else f"computed in memory by the fuse stage ({method})"
-        result = EvalResult("davis", split, str(cfg.gt_root), source, tuple(res), scores,
-                            sum(len(r.frames) for r in res), 0.0)
-        write_results(result, run_store.child(eval_prefix(method)))
-        row = {"J&F": 100 * scores["J&F-Mean"], "J": 100 * scores["J-Mean"], "F": 100 * scores["F-Mean"]}
-        table[method] = {k: round(v, 4) for k, v in row.items()}
-        if metrics is not None:
-            for metric, value in (("J&F-Mean", row["J&F"]), ("J-Mean", row["J"]), ("F-Mean", row["F"])):
-                metrics.set("stseg_eval_jf", value, method=method, metric=metric)
-    run_store.write_json(TABLE, {"split": split, "gt_root": cfg.gt_root, "database": _db_name(db),
-                                 "database_uri": cfg.db_uri, "table": table})
-    return table
+
+def saved_report(run_root: str) -> FuseReport:
+    """The report of a run whose fuse stage already merged (recommend.json, and eval/table2.json with ground
+    truth)."""
+    store = open_store(run_root)
+    rec = store.read_json(RECOMMEND)
+    table = store.read_json(TABLE) if store.exists(TABLE) else {}
+    return FuseReport(
+        tuple(rec["videos"]),
+        {v: e["choice"] for v, e in rec["videos"].items()},
+        table.get("table", {}),
+        table.get("database") or rec.get("database", ""),
+        tuple(rec.get("fallbacks", ())),
+    )
 
 
 def format_table(report: FuseReport) -> str:
     """The report's Table 2 for this run: J&F, J, F per method (single models, baselines, vote, PGMR)."""
-    return _table_text(report.table, report.choices.values(), report.database)
+    names = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (kept output)"}
+    lines = [f"{'method':<32}{'J&F':>8}{'J':>8}{'F':>8}"]
+    for method, row in report.table.items():
+        lines.append(f"{names.get(method, method):<32}{row['J&F']:>8.2f}{row['J']:>8.2f}{row['F']:>8.2f}")
+    kept: dict[str, int] = {}
+    for choice in report.choices.values():
+        kept[choice] = kept.get(choice, 0) + 1
+    lines.append(
+        f"kept per video: {', '.join(f'{c} ×{n}' for c, n in sorted(kept.items()))}"
+        + (f"; database: {report.database}" if report.database else "; no performance database")
+    )
+    return "\n".join(lines)
 
 
 def saved_table(run_root: str) -> str:
     """Table 2 of a run whose fuse stage already ran with ground truth, as `stseg fuse` printed it."""
-    store = open_store(run_root)
-    saved = store.read_json(TABLE)
-    choices = [v["choice"] for v in store.read_json(RECOMMEND)["videos"].values()]
-    return _table_text(saved["table"], choices, saved.get("database"))
-
-
-def _table_text(table: dict, choices, database: str | None) -> str:
-    names = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (kept output)"}
-    lines = [f"{'method':<32}{'J&F':>8}{'J':>8}{'F':>8}"]
-    for method, row in table.items():
-        lines.append(f"{names.get(method, method):<32}{row['J&F']:>8.2f}{row['J']:>8.2f}{row['F']:>8.2f}")
-    kept: dict[str, int] = {}
-    for choice in choices:
-        kept[choice] = kept.get(choice, 0) + 1
-    lines.append(f"kept per video: {', '.join(f'{c} ×{n}' for c, n in sorted(kept.items()))}"
-                 + (f"; database: {database}" if database else "; no performance database"))
-    return "\n".join(lines)
+    return format_table(saved_report(run_root))
 
 
 # ---- building the performance database ------------------------------------------------------------------------
-def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence[str], out_uri: str,
-                   k: int = DEFAULT_K, wait_s: float = 0.0, calibrate: bool = True) -> tuple[PerfDB, str]:
+def build_database(
+    run_root: str,
+    data_root: str,
+    gt_root: str,
+    models: Sequence[str],
+    out_uri: str,
+    k: int = DEFAULT_K,
+    wait_s: float = 0.0,
+    calibrate: bool = True,
+) -> tuple[PerfDB, str]:
     """Score every model on a split with ground truth, fit each model's confidence calibration on its per-frame
     accuracy (`calibrate=False`: none, the vote uses raw confidences), fuse each video with trust learned from
     the *other* videos (leave-one-out, so the database never grades a pseudo-label on its own history) for each trust
@@ -356,44 +313,55 @@ def build_database(run_root: str, data_root: str, gt_root: str, models: Sequence
     data = MoseSplit(open_store(data_root))
     gt = MoseSplit(open_store(gt_root), frames=False)
     first_pass = []
-    pairs: dict[str, list] = {m: [] for m in models}  # calibration: (confidence, per-frame IoU) per model
+    # calibration: (confidence, per-frame IoU) per model
+    pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in models}
     for name in videos:
         info = data.video(name)
         outputs = [load_model_video(run_store, m, info) for m in models]
-        truth = _ground_truth(gt, info)
+        truth = ground_truth(gt, info)
         for o in outputs:
             pairs[o.model].append(accuracy_pairs(o, truth))
-        feats = video_features(_frames(data, name), info.num_frames, data.first_annotation(name), info.object_ids,
-                               outputs)
-        jf = {o.model: _jf(_score(name, truth, o.labels, info.frames)) for o in outputs}
-        first_pass.append(record(name, feats, {**jf, FUSED: 0.0}, {}))
+        feats = video_features(
+            scene_frames(data, name), info.num_frames, data.first_annotation(name), info.object_ids, outputs
+        )
+        by_model = {o.model: jf(score(name, truth, o.labels, info.frames)) for o in outputs}
+        first_pass.append(record(name, feats, {**by_model, FUSED: 0.0}, {}))
     if not first_pass:
         raise MissingArtifactError(f"{run_store.uri('plan.json')}: the plan lists no videos")
-    calibration = {m: fit(np.concatenate([s for s, _a in pairs[m]]), np.concatenate([a for _s, a in pairs[m]]))
-                   for m in models} if calibrate else {}
+    calibration = (
+        {m: fit(np.concatenate([s for s, _a in pairs[m]]), np.concatenate([a for _s, a in pairs[m]])) for m in models}
+        if calibrate
+        else {}
+    )
     provisional = PerfDB(models, tuple(first_pass))
     fused_jf: dict[float, list[float]] = {g: [] for g in TRUST_POWERS}
     agreements: dict[float, list[dict[str, float]]] = {g: [] for g in TRUST_POWERS}
     for i, rec in enumerate(first_pass):
         info = data.video(rec.video)
         outputs = [calibrated(load_model_video(run_store, m, info), calibration.get(m)) for m in models]
-        truth = _ground_truth(gt, info)
+        truth = ground_truth(gt, info)
         if len(first_pass) > 1:
-            others = replace(provisional, records=provisional.records[:i] + provisional.records[i + 1:])
+            others = replace(provisional, records=provisional.records[:i] + provisional.records[i + 1 :])
             expected = Recommender(others, k=k, method="knn").trust(rec.features)
         else:
             expected = dict.fromkeys(models, 1.0)
         for power in TRUST_POWERS:
             fused = fuse_video(outputs, info.object_ids, [expected[m] ** power for m in models], rec.video)
-            fused_jf[power].append(_jf(_score(rec.video, truth, fused.labels, info.frames)))
-            agreements[power].append({o.model: model_agreement(o.labels, fused.labels, info.object_ids)
-                                      for o in outputs})
+            fused_jf[power].append(jf(score(rec.video, truth, fused.labels, info.frames)))
+            agreements[power].append(
+                {o.model: model_agreement(o.labels, fused.labels, info.object_ids) for o in outputs}
+            )
     means = {g: float(np.mean(v)) for g, v in fused_jf.items()}
     power = max(TRUST_POWERS, key=lambda g: (round(means[g], 6), -g))
-    records = [record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
-               for i, rec in enumerate(first_pass)]
-    db = with_selection(PerfDB(models, tuple(records), source=str(data_root), calibration=calibration), k=k,
-                        trust_power=power,
-                        fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()})
+    records = [
+        record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
+        for i, rec in enumerate(first_pass)
+    ]
+    db = with_selection(
+        PerfDB(models, tuple(records), source=str(data_root), calibration=calibration),
+        k=k,
+        trust_power=power,
+        fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()},
+    )
     uri = save_perfdb(open_store(out_uri), db, prefix="")
     return load_perfdb(uri), uri

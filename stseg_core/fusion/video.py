@@ -7,6 +7,7 @@ k+1 for the k-th object id; fusion works on indices so that ids like (3, 7) cost
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,40 @@ class ModelVideo:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.labels.shape)  # type: ignore[return-value]
+        return tuple(self.labels.shape)
+
+
+Frame = tuple[np.ndarray, np.ndarray | None]
+"""One frame of one model: (H, W) uint8 ids and, when asked for and available, (K, H, W) uint8 probabilities."""
+
+
+@dataclass(frozen=True)
+class ModelFrames:
+    """One model's predictions for one video, read a frame at a time (what the fuse stage streams).
+
+    `scores`/`present` are (T, K) like `ModelVideo`'s (small, held); `frames(with_probs)` starts a new pass over
+    the video's frames, so memory holds one frame per model however long the video is. `shape` is (T, H, W).
+    """
+
+    model: str
+    object_ids: tuple[int, ...]
+    shape: tuple[int, int, int]
+    scores: np.ndarray
+    present: np.ndarray
+    frames: Callable[[bool], Iterator[Frame]]
+    has_probs: bool = False
+
+
+def frames_of(video: ModelVideo) -> ModelFrames:
+    """An in-memory `ModelVideo` as a frame stream (the array API runs on the streaming code)."""
+
+    def frames(with_probs: bool) -> Iterator[Frame]:
+        for t in range(video.labels.shape[0]):
+            yield video.labels[t], video.probs[t] if with_probs and video.probs is not None else None
+
+    return ModelFrames(
+        video.model, tuple(video.object_ids), video.shape, video.scores, video.present, frames, video.probs is not None
+    )
 
 
 def from_labels(model: str, labels: np.ndarray, object_ids: tuple[int, ...]) -> ModelVideo:
@@ -43,8 +77,11 @@ def from_labels(model: str, labels: np.ndarray, object_ids: tuple[int, ...]) -> 
     so the model's vote is weighted by its historical performance alone.
     """
     labels = np.asarray(labels, dtype=np.uint8)
-    present = np.stack([(labels == i).any(axis=(1, 2)) for i in object_ids], axis=1) if object_ids else \
-        np.zeros((labels.shape[0], 0), bool)
+    present = (
+        np.stack([(labels == i).any(axis=(1, 2)) for i in object_ids], axis=1)
+        if object_ids
+        else np.zeros((labels.shape[0], 0), bool)
+    )
     return ModelVideo(model, labels, tuple(object_ids), np.ones(present.shape, np.float32), present)
 
 
@@ -69,33 +106,68 @@ def check_outputs(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
     video's first-frame `object_ids` (a model that invents an object is broken, not a voter); scores and
     presence are (T, K) for the video's objects; probs, if any, are (T, K, H, W).
     """
+    for out in outputs:
+        if out.labels.ndim != 3 or out.labels.dtype != np.uint8:
+            raise BadInputError(
+                f"video {video}, model {out.model}: labels must be (T,H,W) uint8, "
+                f"got {out.labels.shape} {out.labels.dtype}"
+            )
+    streams = [frames_of(o) for o in outputs]
+    check_streams(video, streams, object_ids)
+    for stream, out in zip(streams, outputs, strict=True):
+        if out.probs is not None and out.probs.shape != (out.shape[0], len(object_ids), *out.shape[1:]):
+            raise BadInputError(
+                f"video {video}, model {out.model}: probs must have shape "
+                f"{(out.shape[0], len(object_ids), *out.shape[1:])}, got {out.probs.shape}"
+            )
+        for t in range(out.shape[0]):
+            check_frame(video, stream, t, out.labels[t], None, object_ids)
+
+
+def check_streams(video: str, outputs: list[ModelFrames], object_ids: tuple[int, ...]) -> None:
+    """The whole-video rules of `check_outputs` that need no pixels: models, shapes, ids, scores, presence."""
     if not outputs:
         raise BadInputError(f"video {video}: no model outputs to fuse")
     ref = outputs[0]
-    known = set(object_ids)
     for out in outputs:
-        if out.labels.ndim != 3 or out.labels.dtype != np.uint8:
-            raise BadInputError(f"video {video}, model {out.model}: labels must be (T,H,W) uint8, "
-                                f"got {out.labels.shape} {out.labels.dtype}")
-        if out.shape != ref.shape:
+        if tuple(out.shape) != tuple(ref.shape):
             what = "frame count" if out.shape[0] != ref.shape[0] else "frame size"
-            raise BadInputError(f"video {video}: {what} differs between models: {ref.model} has (T,H,W)="
-                                f"{ref.shape}, {out.model} has {out.shape}")
+            raise BadInputError(
+                f"video {video}: {what} differs between models: {ref.model} has (T,H,W)="
+                f"{tuple(ref.shape)}, {out.model} has {tuple(out.shape)}"
+            )
         if tuple(out.object_ids) != tuple(object_ids):
-            raise BadInputError(f"video {video}, model {out.model}: object ids {list(out.object_ids)} differ "
-                                f"from the first frame's {list(object_ids)}")
-        allowed = sum(np.count_nonzero(out.labels == i) for i in (0, *object_ids))
-        painted = set() if allowed == out.labels.size else set(np.unique(out.labels).tolist()) - {0}
-        if painted - known:
-            bad = min(painted - known)
-            frame = int(np.argmax((out.labels == bad).any(axis=(1, 2))))
-            raise BadInputError(f"video {video}, model {out.model}, frame index {frame}: object id {bad} is not "
-                                f"in the first frame (ids {sorted(known)})")
+            raise BadInputError(
+                f"video {video}, model {out.model}: object ids {list(out.object_ids)} differ "
+                f"from the first frame's {list(object_ids)}"
+            )
         k_shape = (ref.shape[0], len(object_ids))
         for field in ("scores", "present"):
             if getattr(out, field).shape != k_shape:
-                raise BadInputError(f"video {video}, model {out.model}: {field} must have shape {k_shape}, "
-                                    f"got {getattr(out, field).shape}")
-        if out.probs is not None and out.probs.shape != (k_shape[0], k_shape[1], *ref.shape[1:]):
-            raise BadInputError(f"video {video}, model {out.model}: probs must have shape "
-                                f"{(k_shape[0], k_shape[1], *ref.shape[1:])}, got {out.probs.shape}")
+                raise BadInputError(
+                    f"video {video}, model {out.model}: {field} must have shape {k_shape}, "
+                    f"got {getattr(out, field).shape}"
+                )
+
+
+def check_frame(
+    video: str, out: ModelFrames, t: int, labels: np.ndarray, probs: np.ndarray | None, object_ids: tuple[int, ...]
+) -> None:
+    """The per-frame rules of `check_outputs`: the frame's size, ids the first frame has, probs (K, H, W)."""
+    if labels.shape != tuple(out.shape[1:]) or labels.dtype != np.uint8:
+        raise BadInputError(
+            f"video {video}, model {out.model}, frame index {t}: labels must be {out.shape[1:]} "
+            f"uint8, got {labels.shape} {labels.dtype}"
+        )
+    allowed = sum(np.count_nonzero(labels == i) for i in (0, *object_ids))
+    if allowed != labels.size:
+        bad = min(set(np.unique(labels).tolist()) - {0, *object_ids})
+        raise BadInputError(
+            f"video {video}, model {out.model}, frame index {t}: object id {bad} is not "
+            f"in the first frame (ids {sorted(object_ids)})"
+        )
+    if probs is not None and probs.shape != (len(object_ids), *labels.shape):
+        raise BadInputError(
+            f"video {video}, model {out.model}, frame index {t}: probs must have shape "
+            f"{(len(object_ids), *labels.shape)}, got {probs.shape}"
+        )

@@ -25,13 +25,14 @@ Rules, applied per frame:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from stseg_core.errors import BadInputError
 from stseg_core.fusion.consistency import agreement_map
-from stseg_core.fusion.video import ModelVideo, check_outputs, id_table, index_lut
+from stseg_core.fusion.video import ModelFrames, ModelVideo, check_outputs, id_table, index_lut
 
 _ROUND = 9
 
@@ -46,7 +47,7 @@ class FusedVideo:
     present: np.ndarray
 
 
-def normalise_trust(trust, num_models: int) -> np.ndarray:
+def normalise_trust(trust: Sequence[float] | np.ndarray | None, num_models: int) -> np.ndarray:
     """(M,) float64 trust ≥ 0; None or all-zero → uniform (no history: every model counts the same)."""
     if trust is None:
         return np.ones(num_models)
@@ -60,18 +61,25 @@ def presence(present: np.ndarray, trust: np.ndarray) -> np.ndarray:
     """(M, K) bool presence claims, (M,) trust → (K,) bool: kept unless absent carries strictly more trust."""
     yes = (trust[:, None] * present).sum(axis=0)
     no = (trust[:, None] * ~present).sum(axis=0)
-    return np.round(no, _ROUND) <= np.round(yes, _ROUND)
+    kept: np.ndarray = np.round(no, _ROUND) <= np.round(yes, _ROUND)
+    return kept
 
 
 def vote_weights(trust: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """(M,) trust and (M, K) per-frame confidences → (M, K+1) vote weights (column 0 = background)."""
     scores = np.clip(np.asarray(scores, np.float64), 0.0, 1.0)
     frame_conf = scores.mean(axis=1) if scores.shape[1] else np.ones(scores.shape[0])
-    return trust[:, None] * np.concatenate([frame_conf[:, None], scores], axis=1)
+    weights: np.ndarray = trust[:, None] * np.concatenate([frame_conf[:, None], scores], axis=1)
+    return weights
 
 
-def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: list[np.ndarray | None] | None = None,
-               object_ids: tuple[int, ...] | None = None) -> np.ndarray:
+def fuse_frame(
+    frames: Sequence[np.ndarray] | np.ndarray,
+    weights: np.ndarray,
+    keep: np.ndarray,
+    probs: Sequence[np.ndarray | None] | None = None,
+    object_ids: tuple[int, ...] | None = None,
+) -> np.ndarray:
     """One frame's pseudo-label.
 
     frames: M label maps (H, W) uint8 of object ids (a list or an (M, H, W) array); weights: (M, K+1) from
@@ -94,7 +102,7 @@ def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: list[np.nda
     for m in range(len(frames)):
         p = probs[m] if probs is not None else None
         if p is not None:
-            soft = p[(slice(None), *where)].astype(np.float64) / 255.0
+            soft = p[:, where[0], where[1]].astype(np.float64) / 255.0
             votes[1:] += weights[m, 1:, None] * soft
             votes[0] += weights[m, 0] * np.clip(1.0 - soft.sum(axis=0), 0.0, 1.0)
         else:
@@ -106,8 +114,9 @@ def fuse_frame(frames, weights: np.ndarray, keep: np.ndarray, probs: list[np.nda
     return out
 
 
-def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust=None,
-               video: str = "<video>") -> FusedVideo:
+def fuse_video(
+    outputs: list[ModelVideo], object_ids: tuple[int, ...], trust: Sequence[float] | None = None, video: str = "<video>"
+) -> FusedVideo:
     """Fuse M models' outputs for one video into a pseudo-label (rules in the module docstring).
 
     trust: (M,) historical performance in the order of `outputs`, or None for uniform. The fused score of
@@ -115,19 +124,34 @@ def fuse_video(outputs: list[ModelVideo], object_ids: tuple[int, ...], trust=Non
     """
     object_ids = tuple(object_ids)
     check_outputs(video, outputs, object_ids)
-    trust = normalise_trust(trust, len(outputs))
+    weights = normalise_trust(trust, len(outputs))
     T, K = outputs[0].shape[0], len(object_ids)
     labels = np.empty(outputs[0].shape, np.uint8)
     scores = np.zeros((T, K), np.float32)
     present = np.zeros((T, K), bool)
     have_probs = any(o.probs is not None for o in outputs)
     for t in range(T):
-        frames = [o.labels[t] for o in outputs]
-        frame_scores = np.stack([o.scores[t] for o in outputs])
-        keep = presence(np.stack([o.present[t] for o in outputs]), trust)
         probs = [None if o.probs is None else o.probs[t] for o in outputs] if have_probs else None
-        fused = fuse_frame(frames, vote_weights(trust, frame_scores), keep, probs, object_ids)
-        labels[t] = fused
-        scores[t] = (trust[:, None] * frame_scores).sum(axis=0) / trust.sum()
-        present[t] = keep & np.array([np.count_nonzero(fused == i) > 0 for i in object_ids], bool)
+        labels[t], scores[t], present[t] = fuse_frame_of(
+            outputs, t, [o.labels[t] for o in outputs], probs, weights, object_ids
+        )
     return FusedVideo(labels, object_ids, scores, present)
+
+
+def fuse_frame_of(
+    outputs: Sequence[ModelVideo | ModelFrames],
+    t: int,
+    frames: Sequence[np.ndarray],
+    probs: Sequence[np.ndarray | None] | None,
+    trust: np.ndarray,
+    object_ids: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame t of the pseudo-label: (H, W) ids, (K,) fused scores, (K,) presence. `outputs` give the (T, K)
+    scores and presence (`ModelVideo` or a frame stream), `frames`/`probs` frame t's label maps and
+    probabilities (None per model, or None for all), `trust` the normalised (M,) trust."""
+    frame_scores = np.stack([o.scores[t] for o in outputs])
+    keep = presence(np.stack([o.present[t] for o in outputs]), trust)
+    fused = fuse_frame(frames, vote_weights(trust, frame_scores), keep, probs, object_ids)
+    scores = (trust[:, None] * frame_scores).sum(axis=0) / trust.sum()
+    present = keep & np.array([np.count_nonzero(fused == i) > 0 for i in object_ids], bool)
+    return fused, scores, present

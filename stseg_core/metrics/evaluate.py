@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def annotations_store(gt_root: str) -> tuple[Store, str, dict[str, list[str]]]:
     name = store.root.rstrip("/").rsplit("/", 1)[-1]
     keys = store.list("Annotations")
     if keys:
-        return store.child("Annotations"), name, _frames_by_video(k[len("Annotations/"):] for k in keys)
+        return store.child("Annotations"), name, _frames_by_video(k[len("Annotations/") :] for k in keys)
     if name == "Annotations":
         name = store.root.rstrip("/").rsplit("/", 2)[-2]
     return store, name, _frames_by_video(store.list())
@@ -59,8 +60,13 @@ def _frames_by_video(keys: Iterable[str]) -> dict[str, list[str]]:
     return {v: sorted(stems) for v, stems in out.items()}
 
 
-def plan_tasks(gt_root: str, pred_root: str, videos: Sequence[str] | None = None, metric: str = "davis",
-               missing_as_empty: bool = False) -> tuple[list[VideoTask], str]:
+def plan_tasks(
+    gt_root: str,
+    pred_root: str,
+    videos: Sequence[str] | None = None,
+    metric: str = "davis",
+    missing_as_empty: bool = False,
+) -> tuple[list[VideoTask], str]:
     """One `VideoTask` per video to score, and the split name. Fails before any scoring on a video that is
     unknown to the ground truth, or missing from the predictions (unless `missing_as_empty`)."""
     if metric not in METRICS:
@@ -78,10 +84,22 @@ def plan_tasks(gt_root: str, pred_root: str, videos: Sequence[str] | None = None
         frame_sequence(gt_frames[v], gt_store.uri(v))
     missing = [v for v in names if v not in pred_frames]
     if missing and not missing_as_empty:
-        raise MissingArtifactError(f"{pred_store.root}: no predictions for video(s) {', '.join(missing[:10])}"
-                                   f"{' …' if len(missing) > 10 else ''}; --missing-as-empty scores them as empty")
-    tasks = [VideoTask(v, gt_store.root, pred_store.root, tuple(gt_frames[v]), frozenset(pred_frames.get(v, ())),
-                       metric, missing_as_empty) for v in names]
+        raise MissingArtifactError(
+            f"{pred_store.root}: no predictions for video(s) {', '.join(missing[:10])}"
+            f"{' …' if len(missing) > 10 else ''}; --missing-as-empty scores them as empty"
+        )
+    tasks = [
+        VideoTask(
+            v,
+            gt_store.root,
+            pred_store.root,
+            tuple(gt_frames[v]),
+            frozenset(pred_frames.get(v, ())),
+            metric,
+            missing_as_empty,
+        )
+        for v in names
+    ]
     return tasks, split
 
 
@@ -92,7 +110,7 @@ def global_scores(videos: Sequence[VideoResult], metric: str) -> dict[str, float
         raise BadInputError("no objects to score: every first ground-truth frame is empty")
 
     def mean(name: str) -> float | None:
-        vals = [s[name] for s in objects if s[name] is not None]
+        vals = [v for s in objects if (v := s[name]) is not None]
         return float(np.mean(vals)) if vals else None
 
     def pair(a: str, b: str) -> float | None:
@@ -102,15 +120,27 @@ def global_scores(videos: Sequence[VideoResult], metric: str) -> dict[str, float
     if metric == "davis":
         out = {n: mean(n) for n in DAVIS_GLOBAL[1:]}
         return {"J&F-Mean": pair("J-Mean", "F-Mean"), **out}
-    return {"J&Fdot-Mean": pair("J-Mean", "Fdot-Mean"), "J-Mean": mean("J-Mean"), "Fdot-Mean": mean("Fdot-Mean"),
-            "J&Fdot-Disappear": pair("J-Disappear", "Fdot-Disappear"),
-            "J&Fdot-Reappear": pair("J-Reappear", "Fdot-Reappear"),
-            "F-Mean": mean("F-Mean"), "J&F-Mean": pair("J-Mean", "F-Mean")}
+    return {
+        "J&Fdot-Mean": pair("J-Mean", "Fdot-Mean"),
+        "J-Mean": mean("J-Mean"),
+        "Fdot-Mean": mean("Fdot-Mean"),
+        "J&Fdot-Disappear": pair("J-Disappear", "Fdot-Disappear"),
+        "J&Fdot-Reappear": pair("J-Reappear", "Fdot-Reappear"),
+        "F-Mean": mean("F-Mean"),
+        "J&F-Mean": pair("J-Mean", "F-Mean"),
+    }
 
 
-def evaluate(gt_root: str, pred_root: str, videos: Sequence[str] | None = None, workers: int = 1,
-             metric: str = "davis", missing_as_empty: bool = False,
-             on_video: Callable[[VideoResult], None] | None = None, split: str | None = None) -> EvalResult:
+def evaluate(
+    gt_root: str,
+    pred_root: str,
+    videos: Sequence[str] | None = None,
+    workers: int = 1,
+    metric: str = "davis",
+    missing_as_empty: bool = False,
+    on_video: Callable[[VideoResult], None] | None = None,
+    split: str | None = None,
+) -> EvalResult:
     """Score predictions against ground truth; `workers` > 1 scores videos in that many processes.
 
     `on_video` is called in this process as each video finishes (progress bars, job metrics). `split` names
@@ -139,11 +169,12 @@ def evaluate(gt_root: str, pred_root: str, videos: Sequence[str] | None = None, 
                     on_video(res)
     done = tuple(results[t.video] for t in tasks)
     frames = sum(len(v.frames) for v in done)
-    return EvalResult(metric, split, gt_root, pred_root, done, global_scores(done, metric), frames,
-                      time.perf_counter() - t0)
+    return EvalResult(
+        metric, split, gt_root, pred_root, done, global_scores(done, metric), frames, time.perf_counter() - t0
+    )
 
 
-def _pool_context():
+def _pool_context() -> BaseContext:
     """fork when this process has no other thread (fast start), else spawn (forking threads can deadlock)."""
     import multiprocessing
     import threading

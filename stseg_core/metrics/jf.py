@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.metrics.boundary import boundary_points, davis_radius, disk_footprint, f_measure, key_stride
+
+if TYPE_CHECKING:
+    from stseg_core.store import Store
 
 METRICS = ("davis", "mosev2")
 
@@ -63,14 +67,14 @@ def segment_scores(j: np.ndarray, f: np.ndarray, gt_empty: np.ndarray) -> tuple[
     if n and gt_empty[0]:
         gone = np.insert(gone, 0, 0)
     back = np.flatnonzero(gt_empty[:-1] & ~gt_empty[1:]) + 1
-    disappear = [(j[s:e].mean(), f[s:e].mean())
-                 for i, s in enumerate(gone) if s > 0
-                 for e in [back[i] if i < back.size else n]]
-    reappear = [(j[s:e].mean(), f[s:e].mean())
-                for i, s in enumerate(back)
-                for e in [gone[i + 1] if i + 1 < gone.size else n]]
+    disappear = [
+        (j[s:e].mean(), f[s:e].mean()) for i, s in enumerate(gone) if s > 0 for e in [back[i] if i < back.size else n]
+    ]
+    reappear = [
+        (j[s:e].mean(), f[s:e].mean()) for i, s in enumerate(back) for e in [gone[i + 1] if i + 1 < gone.size else n]
+    ]
 
-    def mean_pair(pairs):
+    def mean_pair(pairs: list[tuple[float, float]]) -> tuple[float, float] | None:
         if not pairs:
             return None
         return float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs]))
@@ -103,6 +107,33 @@ class VideoResult:
     size: tuple[int, int]
     objects: tuple[ObjectScores, ...]
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything, losslessly (floats round-trip through JSON exactly): sharded fuse indexes hand their
+        results to the merge step this way."""
+        return {
+            "video": self.video,
+            "metric": self.metric,
+            "frames": list(self.frames),
+            "size": list(self.size),
+            "objects": [
+                {"id": o.object_id, "series": {n: s.tolist() for n, s in o.series.items()}, "summary": o.summary}
+                for o in self.objects
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> VideoResult:
+        objects = tuple(
+            ObjectScores(
+                d["video"],
+                int(o["id"]),
+                {n: np.asarray(v, dtype=np.float64) for n, v in o["series"].items()},
+                dict(o["summary"]),
+            )
+            for o in d["objects"]
+        )
+        return cls(d["video"], d["metric"], tuple(d["frames"]), (int(d["size"][0]), int(d["size"][1])), objects)
+
 
 @dataclass
 class VideoAccumulator:
@@ -128,8 +159,10 @@ class VideoAccumulator:
         """Score one frame: `gt`, `pred` are HxW uint8 id maps of the same size."""
         where = f"video {self.video} frame {frame}"
         if gt.shape != pred.shape:
-            raise BadInputError(f"{where}: prediction is {pred.shape[1]}x{pred.shape[0]}, "
-                                f"ground truth is {gt.shape[1]}x{gt.shape[0]} (WxH)")
+            raise BadInputError(
+                f"{where}: prediction is {pred.shape[1]}x{pred.shape[0]}, "
+                f"ground truth is {gt.shape[1]}x{gt.shape[0]} (WxH)"
+            )
         height, width = gt.shape
         stride = key_stride(height, width)
         diag = math.sqrt(height * height + width * width)  # as np.linalg.norm(shape)
@@ -174,16 +207,18 @@ class VideoAccumulator:
             extra = sorted(set(np.unique(pred).tolist()) - {0, *self.object_ids})
             for k in self.object_ids:  # keep the series aligned: this frame is rejected as a whole
                 for values in self._series[k].values():
-                    del values[len(self._frames):]
-            raise BadInputError(f"{where}: predicted ids {extra} are not objects of the first ground-truth frame "
-                                f"{list(self.object_ids)}")
+                    del values[len(self._frames) :]
+            raise BadInputError(
+                f"{where}: predicted ids {extra} are not objects of the first ground-truth frame "
+                f"{list(self.object_ids)}"
+            )
         self._frames.append(frame)
         self._size = (height, width)
 
     def result(self) -> VideoResult:
         """Per-object series and summaries. davis: J/F-Mean, -Recall, -Decay; mosev2: J-Mean, Fdot-Mean,
         F-Mean, J/Fdot-Disappear, J/Fdot-Reappear (None when the object has no such segment)."""
-        if not self._frames:
+        if not self._frames or self._size is None:
             raise BadInputError(f"video {self.video}: no frame scored (a video needs at least 3 annotated frames)")
         objects = []
         for k in self.object_ids:
@@ -245,8 +280,10 @@ def score_video(task: VideoTask) -> VideoResult:
 
     gt_store, pred_store = _store(task.gt_root), _store(task.pred_root)
     if len(task.stems) < 3:
-        raise BadInputError(f"video {task.video}: {len(task.stems)} annotated frame(s); at least 3 are needed "
-                            "(the first and the last are not scored)")
+        raise BadInputError(
+            f"video {task.video}: {len(task.stems)} annotated frame(s); at least 3 are needed "
+            "(the first and the last are not scored)"
+        )
     first_key = f"{task.video}/{task.stems[0]}.png"
     first = read_label_png(gt_store.read_bytes(first_key), gt_store.uri(first_key))
     ids = tuple(int(i) for i in np.unique(first) if i not in (0, 255))
@@ -259,16 +296,18 @@ def score_video(task: VideoTask) -> VideoResult:
         elif task.missing_as_empty:
             pred = np.zeros_like(gt)
         else:
-            raise MissingArtifactError(f"{pred_store.uri(key)}: prediction missing (video {task.video} frame {stem}); "
-                                       "--missing-as-empty scores it as an empty mask")
+            raise MissingArtifactError(
+                f"{pred_store.uri(key)}: prediction missing (video {task.video} frame {stem}); "
+                "--missing-as-empty scores it as an empty mask"
+            )
         acc.update(gt, pred, stem)
     return acc.result()
 
 
-_STORES: dict = {}
+_STORES: dict[str, Store] = {}
 
 
-def _store(uri: str):
+def _store(uri: str) -> Store:
     """One store per root and process (an S3 store holds a client worth reusing across videos)."""
     from stseg_core.store import open_store
 

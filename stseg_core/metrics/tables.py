@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +18,7 @@ from stseg_core.metrics.evaluate import DAVIS_GLOBAL, MOSEV2_GLOBAL, EvalResult
 from stseg_core.metrics.jf import VideoResult
 from stseg_core.store import Store
 
-_SEQ_COLUMNS = {"davis": ("J-Mean", "F-Mean"),
-                "mosev2": ("J-Mean", "Fdot-Mean", "J&Fdot-Disappear", "J&Fdot-Reappear")}
+_SEQ_COLUMNS = {"davis": ("J-Mean", "F-Mean"), "mosev2": ("J-Mean", "Fdot-Mean", "J&Fdot-Disappear", "J&Fdot-Reappear")}
 
 
 def _fmt(value: float | None) -> str:
@@ -31,16 +31,19 @@ def _csv(rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def _object_row(summary: dict, metric: str) -> dict[str, float | None]:
+def _object_row(summary: dict[str, float | None], metric: str) -> dict[str, float | None]:
     if metric == "davis":
         return {"J-Mean": summary["J-Mean"], "F-Mean": summary["F-Mean"]}
 
-    def pair(a, b):
+    def pair(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else (a + b) / 2
 
-    return {"J-Mean": summary["J-Mean"], "Fdot-Mean": summary["Fdot-Mean"],
-            "J&Fdot-Disappear": pair(summary["J-Disappear"], summary["Fdot-Disappear"]),
-            "J&Fdot-Reappear": pair(summary["J-Reappear"], summary["Fdot-Reappear"])}
+    return {
+        "J-Mean": summary["J-Mean"],
+        "Fdot-Mean": summary["Fdot-Mean"],
+        "J&Fdot-Disappear": pair(summary["J-Disappear"], summary["Fdot-Disappear"]),
+        "J&Fdot-Reappear": pair(summary["J-Reappear"], summary["Fdot-Reappear"]),
+    }
 
 
 def global_csv(result: EvalResult) -> str:
@@ -68,7 +71,7 @@ def video_scores(video: VideoResult) -> dict[str, float | None]:
     return {"J": j, "F": f, "J&F": (j + f) / 2}
 
 
-def results_json(result: EvalResult) -> dict:
+def results_json(result: EvalResult) -> dict[str, Any]:
     """Everything: global scores, per video and object summaries, and the per-frame series."""
     videos = {}
     for video in result.videos:
@@ -76,19 +79,29 @@ def results_json(result: EvalResult) -> dict:
             "frames": list(video.frames),
             "size": list(video.size) if video.size else None,
             "scores": video_scores(video),
-            "objects": {str(o.object_id): {"summary": o.summary,
-                                           "per_frame": {n: s.tolist() for n, s in o.series.items()}}
-                        for o in video.objects},
+            "objects": {
+                str(o.object_id): {"summary": o.summary, "per_frame": {n: s.tolist() for n, s in o.series.items()}}
+                for o in video.objects
+            },
         }
-    return {"metric": result.metric, "split": result.split, "gt_root": result.gt_root,
-            "pred_root": result.pred_root, "global": result.scores, "frames_scored": result.frames,
-            "seconds": result.seconds, "videos": videos}
+    return {
+        "metric": result.metric,
+        "split": result.split,
+        "gt_root": result.gt_root,
+        "pred_root": result.pred_root,
+        "global": result.scores,
+        "frames_scored": result.frames,
+        "seconds": result.seconds,
+        "videos": videos,
+    }
 
 
 def write_results(result: EvalResult, out: Store) -> list[str]:
     """Write the two CSVs and `results.json` into `out`; returns their keys."""
-    files = {f"global_results-{result.split}.csv": global_csv(result),
-             f"per-sequence_results-{result.split}.csv": per_sequence_csv(result)}
+    files = {
+        f"global_results-{result.split}.csv": global_csv(result),
+        f"per-sequence_results-{result.split}.csv": per_sequence_csv(result),
+    }
     for key, text in files.items():
         out.write_text(key, text)
     out.write_json("results.json", results_json(result))
@@ -104,19 +117,24 @@ def format_table(result: EvalResult, max_rows: int = 25) -> str:
     def pct(v: float | None) -> str:
         return "   -" if v is None else f"{100 * v:5.1f}"
 
-    width = max([len("global"), *(len(v.video) for v in result.videos[:max_rows * 4])])
+    width = max([len("global"), *(len(v.video) for v in result.videos[: max_rows * 4])])
     width = min(width, 40)
-    lines = [f"{'video':<{width}}  obj  J&{f_label:<3}     J     {f_label}",
-             f"{'global':<{width}}  {sum(len(v.objects) for v in result.videos):>3}  {pct(result.scores[jf_key])} "
-             f"{pct(result.scores['J-Mean'])} {pct(result.scores[f_key])}"]
+    lines = [
+        f"{'video':<{width}}  obj  J&{f_label:<3}     J     {f_label}",
+        f"{'global':<{width}}  {sum(len(v.objects) for v in result.videos):>3}  {pct(result.scores[jf_key])} "
+        f"{pct(result.scores['J-Mean'])} {pct(result.scores[f_key])}",
+    ]
     if result.metric == "mosev2":
-        lines.append(f"{'':<{width}}       J&Ḟ_d {pct(result.scores['J&Fdot-Disappear'])}   "
-                     f"J&Ḟ_r {pct(result.scores['J&Fdot-Reappear'])}")
+        lines.append(
+            f"{'':<{width}}       J&Ḟ_d {pct(result.scores['J&Fdot-Disappear'])}   "
+            f"J&Ḟ_r {pct(result.scores['J&Fdot-Reappear'])}"
+        )
     ranked = sorted(result.videos, key=lambda v: (video_scores(v)["J&F"] is None, video_scores(v)["J&F"] or 0))
     for video in ranked[:max_rows]:
         s = video_scores(video)
-        lines.append(f"{video.video[:width]:<{width}}  {len(video.objects):>3}  {pct(s['J&F'])} {pct(s['J'])} "
-                     f"{pct(s['F'])}")
+        lines.append(
+            f"{video.video[:width]:<{width}}  {len(video.objects):>3}  {pct(s['J&F'])} {pct(s['J'])} {pct(s['F'])}"
+        )
     if len(ranked) > max_rows:
         lines.append(f"… {len(ranked) - max_rows} more videos (worst first); all in the CSV/JSON")
     lines.append(f"{result.frames} frames scored in {result.seconds:.2f} s ({result.metric})")

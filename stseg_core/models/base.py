@@ -46,21 +46,27 @@ class VideoInput:
         if lab.ndim != 2 or lab.dtype != np.uint8 or lab.shape != (self.height, self.width):
             raise BadInputError(
                 f"video {self.name}: first-frame labels must be {self.height}x{self.width} uint8, "
-                f"got shape {lab.shape} dtype {lab.dtype}")
+                f"got shape {lab.shape} dtype {lab.dtype}"
+            )
         if not self.object_ids:
             raise BadInputError(f"video {self.name}: no object ids (nothing to segment)")
         if 0 in self.object_ids or list(self.object_ids) != sorted(set(self.object_ids)):
-            raise BadInputError(f"video {self.name}: object ids must be ascending, unique and non-zero, "
-                                f"got {list(self.object_ids)}")
+            raise BadInputError(
+                f"video {self.name}: object ids must be ascending, unique and non-zero, got {list(self.object_ids)}"
+            )
         present = set(np.unique(lab).tolist()) - {0}
         missing = [i for i in self.object_ids if i not in present]
         if missing:
-            raise BadInputError(f"video {self.name}: object ids {missing} are absent from the first frame "
-                                f"{self.stems[0]} (ids present there: {sorted(present)})")
+            raise BadInputError(
+                f"video {self.name}: object ids {missing} are absent from the first frame "
+                f"{self.stems[0]} (ids present there: {sorted(present)})"
+            )
         extra = sorted(present - set(self.object_ids))
         if extra:
-            raise BadInputError(f"video {self.name}: first frame {self.stems[0]} holds ids {extra} "
-                                f"not listed in object_ids {list(self.object_ids)}")
+            raise BadInputError(
+                f"video {self.name}: first frame {self.stems[0]} holds ids {extra} "
+                f"not listed in object_ids {list(self.object_ids)}"
+            )
 
     @property
     def num_frames(self) -> int:
@@ -81,8 +87,16 @@ class VideoInput:
 
         paths = [split.store.local_path(f"{FRAMES_DIR}/{name}/{stem}.jpg") for stem in info.frames]
         files = None if None in paths else tuple(str(p) for p in paths)
-        return cls(name=name, stems=tuple(info.frames), height=int(info.height), width=int(info.width),
-                   first_labels=first, object_ids=ids, frames=frames, frame_files=files)
+        return cls(
+            name=name,
+            stems=tuple(info.frames),
+            height=int(info.height),
+            width=int(info.width),
+            first_labels=first,
+            object_ids=ids,
+            frames=frames,
+            frame_files=files,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,7 +120,6 @@ class VOSModel(ABC):
     """A semi-supervised VOS model: first-frame masks in, per-frame label maps and confidences out."""
 
     name: str = ""
-    needs_gpu: bool = False
     default_size: int | None = None
     """Short side (pixels) the model works at by default; None = the input's own size."""
     confidence_definition: str = ""
@@ -120,9 +133,13 @@ class VOSModel(ABC):
         """The frame-0 result every model yields: the given labels, full confidence, every object present
         (and, with `probs`, their one-hot as K×H×W uint8 × 255)."""
         onehot = np.stack([video.first_labels == i for i in video.object_ids]).astype(np.uint8) * 255
-        return FrameResult(stem=video.stems[0], labels=video.first_labels.copy(),
-                           scores={i: 1.0 for i in video.object_ids},
-                           present={i: True for i in video.object_ids}, probs=onehot if probs else None)
+        return FrameResult(
+            stem=video.stems[0],
+            labels=video.first_labels.copy(),
+            scores={i: 1.0 for i in video.object_ids},
+            present={i: True for i in video.object_ids},
+            probs=onehot if probs else None,
+        )
 
 
 def checked_frames(video: VideoInput) -> Iterator[tuple[int, np.ndarray]]:
@@ -133,27 +150,10 @@ def checked_frames(video: VideoInput) -> Iterator[tuple[int, np.ndarray]]:
         if t >= len(video.stems):
             raise BadInputError(f"video {video.name}: frame stream is longer than its {len(video.stems)} stems")
         if rgb.shape[:2] != (video.height, video.width):
-            raise BadInputError(f"video {video.name}: frame {video.stems[t]} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                                f"expected {video.width}x{video.height}")
+            raise BadInputError(
+                f"video {video.name}: frame {video.stems[t]} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                f"expected {video.width}x{video.height}"
+            )
         yield t, rgb
     if t < 0:
         raise BadInputError(f"video {video.name}: frame stream is empty")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registry entry: how to build a model (`builder` = "module:function", imported lazily) and its needs.
-
-    `default_checkpoint` is a `file://` or `s3://` URI (None for weight-free models); models never download
-    from a hub at run time.
-    """
-
-    name: str
-    builder: str
-    description: str
-    default_checkpoint: str | None
-    needs_gpu: bool
-    defaults: tuple[tuple[str, object], ...] = ()
-    """Options this name presets (a variant of another model); explicit overrides win."""
-    needs_weights: bool = False
-    """True when the model cannot run without a checkpoint (submit refuses such a job without one)."""

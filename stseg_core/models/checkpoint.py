@@ -99,8 +99,10 @@ def read_state_dict(uri: str, key: str = "model") -> dict[str, torch.Tensor]:
         obj = obj[key]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         top = sorted(map(str, obj))[:_SHOW_KEYS] if isinstance(obj, Mapping) else type(obj).__name__
-        raise BadInputError(f"checkpoint {uri}: holds no state dict (expected {{{key!r}: state_dict}} or a bare "
-                            f"state dict; top level: {top})")
+        raise BadInputError(
+            f"checkpoint {uri}: holds no state dict (expected {{{key!r}: state_dict}} or a bare "
+            f"state dict; top level: {top})"
+        )
     return dict(obj)
 
 
@@ -119,8 +121,9 @@ def load_strict(module: torch.nn.Module, state_dict: Mapping[str, Any], *, sourc
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(state_dict)
-                    if tuple(expected[k].shape) != tuple(state_dict[k].shape))
+    shapes = sorted(
+        k for k in set(expected) & set(state_dict) if tuple(expected[k].shape) != tuple(state_dict[k].shape)
+    )
     problems = []
     if missing:
         problems.append(f"missing keys {_few(missing)}")
@@ -128,8 +131,10 @@ def load_strict(module: torch.nn.Module, state_dict: Mapping[str, Any], *, sourc
         problems.append(f"unexpected keys {_few(unexpected)}")
     if shapes:
         k = shapes[0]
-        problems.append(f"shape mismatch {_few(shapes)} (e.g. {k}: checkpoint {list(state_dict[k].shape)}, "
-                        f"model {list(expected[k].shape)})")
+        problems.append(
+            f"shape mismatch {_few(shapes)} (e.g. {k}: checkpoint {list(state_dict[k].shape)}, "
+            f"model {list(expected[k].shape)})"
+        )
     if problems:
         raise BadInputError(f"checkpoint {source}: does not fit model {model}: {'; '.join(problems)}")
     module.load_state_dict(state_dict, strict=True)

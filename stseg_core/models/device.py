@@ -11,7 +11,7 @@ _CHOICES = ("cuda", "cpu")
 
 
 def pick_device(force: str | None = None) -> str:
-    """"cuda" when torch sees a GPU, else "cpu"; `force` ("cuda"/"cpu", or "auto"/None) overrides.
+    """ "cuda" when torch sees a GPU, else "cpu"; `force` ("cuda"/"cpu", or "auto"/None) overrides.
 
     Forcing "cuda" on a machine without one is bad input rather than a silent fall back to CPU, because a
     GPU job quietly running 50× slower is worse than one that fails at once.

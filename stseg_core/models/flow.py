@@ -16,13 +16,15 @@ import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stseg_core.errors import BadInputError, MissingArtifactError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from stseg_core.models.base import VideoInput
     from stseg_core.store import Store
 
@@ -91,8 +93,10 @@ def flow_to_image(flow: np.ndarray, max_flow: float | None = None) -> tuple[np.n
 
 
 # Each wheel segment: (channel at 1, channel at 0, first wheel position, length, does the third channel rise?)
-_SEGMENT_TABLE = tuple((full, 3 - full - ramp, start, n, up) for n, (full, ramp, up), start
-                       in zip(_SEGMENTS, _PLAN, np.cumsum((0, *_SEGMENTS[:-1])).tolist(), strict=True))
+_SEGMENT_TABLE = tuple(
+    (full, 3 - full - ramp, start, n, up)
+    for n, (full, ramp, up), start in zip(_SEGMENTS, _PLAN, np.cumsum((0, *_SEGMENTS[:-1])).tolist(), strict=True)
+)
 
 
 def image_to_flow(image: np.ndarray, max_flow: float) -> np.ndarray:
@@ -196,10 +200,12 @@ class DISFlow(FlowEstimator):
         import cv2
 
         _check_pair(frame_a, frame_b)
-        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+        dis = cv2.DISOpticalFlow.create(_DIS_PRESETS[self.preset])
         ga = cv2.cvtColor(frame_a, cv2.COLOR_RGB2GRAY)
         gb = cv2.cvtColor(frame_b, cv2.COLOR_RGB2GRAY)
-        return dis.calc(ga, gb, None).astype(np.float32)
+        # The output array None (OpenCV allocates it) is missing from OpenCV's stubs.
+        flow = dis.calc(ga, gb, None)  # type: ignore[call-overload]
+        return np.asarray(flow).astype(np.float32)
 
 
 class RAFTFlow(FlowEstimator):
@@ -212,9 +218,13 @@ class RAFTFlow(FlowEstimator):
     (its correlation pyramid's minimum), and the flow cropped back.
     """
 
-    def __init__(self, arch: str = "raft_large", checkpoint: str | None = None, device: str | None = None,
-                 num_flow_updates: int = 12) -> None:
-        import torch
+    def __init__(
+        self,
+        arch: str = "raft_large",
+        checkpoint: str | None = None,
+        device: str | None = None,
+        num_flow_updates: int = 12,
+    ) -> None:
         from torchvision.models import optical_flow
 
         from stseg_core.models.checkpoint import load_checkpoint
@@ -228,21 +238,22 @@ class RAFTFlow(FlowEstimator):
         net = getattr(optical_flow, arch)(weights=None, progress=False)
         load_checkpoint(net, checkpoint or torch_cache_weights(arch).as_uri(), model=arch)
         self.net = net.to(self.device).eval()
-        self._torch = torch
 
     def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
-        torch = self._torch
+        import torch
+
         _check_pair(frame_a, frame_b)
         h, w = frame_a.shape[:2]
         ph, pw = max(h + (-h) % 8, 128) - h, max(w + (-w) % 8, 128) - w
 
-        def prep(frame: np.ndarray):
+        def prep(frame: np.ndarray) -> torch.Tensor:
             x = torch.from_numpy(frame).permute(2, 0, 1).float().div(127.5).sub(1.0)[None]
             return torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate").to(self.device)
 
         with torch.inference_mode():
             flows = self.net(prep(frame_a), prep(frame_b), num_flow_updates=self.num_flow_updates)
-        return flows[-1][0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
+        flow: np.ndarray = flows[-1][0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy()
+        return flow
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -253,7 +264,7 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
         raise BadInputError(f"flow inputs differ in size: {a.shape} vs {b.shape}")
 
 
-def torch_cache_weights(arch: str):
+def torch_cache_weights(arch: str) -> Path:
     """Path of torchvision's released weights for RAFT `arch` in the torch cache; MissingArtifactError if absent."""
     from pathlib import Path
     from urllib.parse import urlparse
@@ -261,13 +272,16 @@ def torch_cache_weights(arch: str):
     import torch
     from torchvision.models import optical_flow
 
-
-    weights = {"raft_large": optical_flow.Raft_Large_Weights.C_T_SKHT_V2,
-               "raft_small": optical_flow.Raft_Small_Weights.C_T_V2}[arch]
+    weights = {
+        "raft_large": optical_flow.Raft_Large_Weights.C_T_SKHT_V2,
+        "raft_small": optical_flow.Raft_Small_Weights.C_T_V2,
+    }[arch]
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
     if not path.is_file():
-        raise MissingArtifactError(f"{arch}: no flow_checkpoint given and torchvision's weights are not in the torch "
-                                   f"cache ({path}); pass flow_checkpoint=<URI> (the tmo image holds them)")
+        raise MissingArtifactError(
+            f"{arch}: no flow_checkpoint given and torchvision's weights are not in the torch "
+            f"cache ({path}); pass flow_checkpoint=<URI> (the tmo image holds them)"
+        )
     return path
 
 
@@ -278,8 +292,9 @@ def flow_method(name: str) -> str:
     return _ALIASES.get(name, name)
 
 
-def build_flow(method: str = "dis", checkpoint: str | None = None, device: str | None = None,
-               **options) -> FlowEstimator:
+def build_flow(
+    method: str = "dis", checkpoint: str | None = None, device: str | None = None, **options: Any
+) -> FlowEstimator:
     """`dis` (CPU, no weights) or `raft` (= `raft_large`) / `raft_small` (weights: `checkpoint`, a store URI,
     else torchvision's file in the torch cache)."""
     method = flow_method(method)
@@ -314,8 +329,9 @@ class FlowCache:
         self.store.write_bytes(self.key(video, stem), encode_flow_png(image, max_flow))
 
 
-def frames_with_flow(video: VideoInput, estimator: FlowEstimator | None, cache: FlowCache | None = None
-                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray, float]]:
+def frames_with_flow(
+    video: VideoInput, estimator: FlowEstimator | None, cache: FlowCache | None = None
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, float]]:
     """Yield (stem, RGB frame, flow image, max_flow) per frame, in one pass over `video.frames()`.
 
     Flow images come from the cache when it holds the whole video, else they are computed (and cached).
@@ -331,7 +347,12 @@ def frames_with_flow(video: VideoInput, estimator: FlowEstimator | None, cache: 
             for rgb in video.frames():
                 if count == len(stems):
                     raise BadInputError(f"video {video.name}: more frames streamed than its {len(stems)} stems")
-                yield stems[count], rgb, *cache.get(video.name, stems[count])
+                cached = cache.get(video.name, stems[count])
+                if cached is None:  # listed a moment ago: removed since
+                    raise MissingArtifactError(
+                        f"{cache.store.uri(cache.key(video.name, stems[count]))}: flow image vanished while reading"
+                    )
+                yield stems[count], rgb, *cached
                 count += 1
             _check_count(video, count)
             return
@@ -343,6 +364,7 @@ def frames_with_flow(video: VideoInput, estimator: FlowEstimator | None, cache: 
     prev = next(frames, None)
     if prev is None:
         _check_count(video, 0)
+        return
     before, count = None, 1
     for frame in frames:
         if count == len(stems):

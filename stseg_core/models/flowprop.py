@@ -18,8 +18,9 @@ connected region matches it closely in colour and size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,15 +65,53 @@ class FlowPropConfig:
             raise BadInputError(f"flowprop option vanish_ratio={self.vanish_ratio} must be in [0, 1)")
 
 
-def _flow_fn(kind: str):
+_Flow = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(grey a, grey b) → h×w×2 float32 flow a→b."""
+
+
+def _flow_fn(kind: str) -> _Flow:
     import cv2
 
     if kind == "dis":
         # FAST, not MEDIUM: same J&F on the synthetic splits (the similarity fit and colour step carry the
         # precision), and DIS is most of the tracker's time.
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-        return lambda a, b: dis.calc(a, b, None)
-    return lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+        dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        # The output array None (OpenCV allocates it) is missing from OpenCV's stubs, here and below.
+        return lambda a, b: np.asarray(dis.calc(a, b, None))  # type: ignore[call-overload]
+    return lambda a, b: np.asarray(cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 3, 5, 1.2, 0))  # type: ignore[call-overload]
+
+
+class _Grids:
+    """Full size H×W, working size h×w (= H×W · scale, short side ≤ `size`), and their pixel grids (remap)."""
+
+    def __init__(self, H: int, W: int, size: int) -> None:
+        self.H, self.W = H, W
+        self.scale = min(1.0, size / min(H, W))
+        self.h, self.w = max(8, round(H * self.scale)), max(8, round(W * self.scale))
+        self.ys, self.xs = np.mgrid[0:H, 0:W].astype(np.float32)
+        self.sy, self.sx = np.mgrid[0 : self.h, 0 : self.w].astype(np.float32)
+
+    def small_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        import cv2
+
+        if rgb.shape[:2] == (self.h, self.w):
+            return np.ascontiguousarray(rgb)
+        return np.asarray(cv2.resize(rgb, (self.w, self.h), interpolation=cv2.INTER_AREA))
+
+    def small_labels(self, labels: np.ndarray) -> np.ndarray:
+        import cv2
+
+        return np.asarray(cv2.resize(labels, (self.w, self.h), interpolation=cv2.INTER_NEAREST))
+
+
+def _consistent(fb: np.ndarray, ff: np.ndarray, g: _Grids) -> np.ndarray:
+    """h×w bool: forward and backward flows agree (Sundaram et al. 2010), at working size."""
+    import cv2
+
+    ff_at = cv2.remap(ff, g.sx + fb[..., 0], g.sy + fb[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    err = np.sum((fb + ff_at) ** 2, axis=-1)
+    ok: np.ndarray = err < 0.01 * (np.sum(fb**2, -1) + np.sum(ff_at**2, -1)) + 0.5
+    return ok
 
 
 def _colour_index(rgb: np.ndarray) -> np.ndarray:
@@ -96,18 +135,24 @@ class _Track:
     score: float = 1.0
     present: bool = True
 
+    @classmethod
+    def start(cls, index: np.ndarray, mask: np.ndarray) -> _Track:
+        """The track of an object with this first-frame `mask` (working size)."""
+        hist = _histogram(index, mask)
+        return cls(anchor_hist=hist, recent_hist=hist, area=max(float(mask.sum()), 1.0))
+
 
 class FlowProp(VOSModel):
     """Optical-flow label propagation; see the module docstring."""
 
     name = "flowprop"
-    needs_gpu = False
     default_size = 360
     confidence_definition = (
         "exponential average (0.7 previous, 0.3 current) of the share of the object's tracked corners that fit "
         "its similarity motion (when it moved by one) or else of its propagated pixels whose forward and "
         "backward optical flows agree; 0 when the object is absent; a re-acquired object starts at its "
-        "colour-match posterior")
+        "colour-match posterior"
+    )
 
     def __init__(self, config: FlowPropConfig | None = None) -> None:
         self.config = config or FlowPropConfig()
@@ -117,93 +162,113 @@ class FlowProp(VOSModel):
 
         cfg = self.config
         ids = video.object_ids
-        H, W = video.height, video.width
-        scale = min(1.0, cfg.size / min(H, W))
-        h, w = max(8, round(H * scale)), max(8, round(W * scale))
+        g = _Grids(video.height, video.width, cfg.size)
         flow = _flow_fn(cfg.flow)
-        ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
-        sy, sx = np.mgrid[0:h, 0:w].astype(np.float32)
-
         frames = checked_frames(video)
         _, first_rgb = next(frames)
         labels = video.first_labels.copy()
-        small_rgb = self._small(first_rgb, w, h)
+        small_rgb = g.small_rgb(first_rgb)
         grey = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY)
-        small_labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        small_labels = g.small_labels(labels)
         index = _colour_index(small_rgb)
         bg_hist = _histogram(index, small_labels == 0)
-        tracks: dict[int, _Track] = {}
-        for i in ids:
-            m = small_labels == i
-            hist = _histogram(index, m)
-            tracks[i] = _Track(anchor_hist=hist, recent_hist=hist, area=max(float(m.sum()), 1.0))
+        tracks = {i: _Track.start(index, small_labels == i) for i in ids}
         yield self.first_result(video, probs=cfg.probs)
 
         for t, rgb in frames:
-            small_rgb = self._small(rgb, w, h)
+            small_rgb = g.small_rgb(rgb)
             new_grey = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY)
             fb = flow(new_grey, grey)  # for pixels of t: displacement to t-1
-            ff = flow(grey, new_grey)
-            prev_grey, grey = grey, new_grey
-            prev_small_labels = small_labels
-            # forward–backward consistency at working size
-            ff_at = cv2.remap(ff, sx + fb[..., 0], sy + fb[..., 1], cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-            err = np.sum((fb + ff_at) ** 2, axis=-1)
-            consistent = err < 0.01 * (np.sum(fb**2, -1) + np.sum(ff_at**2, -1)) + 0.5
-            # warp previous labels at full size: per object along its fitted similarity motion, else dense flow
-            fb_full = cv2.resize(fb, (W, H), interpolation=cv2.INTER_LINEAR) / scale
-            onehot = self._onehot(labels, ids)
-            warped = cv2.remap(np.moveaxis(onehot, 0, -1), xs + fb_full[..., 0], ys + fb_full[..., 1],
-                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            probs = np.ascontiguousarray(np.moveaxis(warped.reshape(H, W, len(ids)), -1, 0))  # K×H×W uint8
-            fitted: dict[int, float] = {}
-            if cfg.motion == "hybrid":
-                for k, i in enumerate(ids):
-                    fit = _fit_motion(prev_grey, grey, prev_small_labels == i)
-                    if fit is not None:
-                        A, fitted[i] = fit
-                        A_full = A.copy()
-                        A_full[:, 2] /= scale
-                        probs[k] = cv2.warpAffine(onehot[k], A_full, (W, H), flags=cv2.INTER_LINEAR,
-                                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            consistent = _consistent(fb, flow(grey, new_grey), g)
+            probs, fitted = self._warp(labels, ids, fb, (grey, new_grey, small_labels), g)
+            grey = new_grey
             labels = self._argmax(probs, ids)
             index = _colour_index(small_rgb)
             if cfg.refine:
-                labels = self._refine(tracks, ids, index, bg_hist, labels, probs, (w, h))
-
-            small_labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-            scores: dict[int, float] = {}
-            for k, i in enumerate(ids):
-                tr = tracks[i]
-                m = small_labels == i
-                area = float(m.sum())
-                if tr.present and area < max(2.0, cfg.vanish_ratio * tr.area):
-                    tr.present = False
-                    labels[labels == i] = 0
-                    probs[k] = 0
-                if tr.present:
-                    share = fitted.get(i, float(consistent[m].mean()) if area else 0.0)
-                    tr.score = 0.7 * tr.score + 0.3 * share
-                    if share > 0.8:  # remember only confident appearances
-                        tr.area = 0.8 * tr.area + 0.2 * area
-                        tr.recent_hist = _histogram(index, m)
-                scores[i] = tr.score if tr.present else 0.0
+                labels = self._refine(tracks, ids, index, bg_hist, labels, probs, (g.w, g.h))
+            small_labels = g.small_labels(labels)
+            scores = self._update(tracks, ids, (index, small_labels, consistent), labels, probs, fitted)
             if cfg.reacquire and not all(tracks[i].present for i in ids):
-                small_labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-                self._reacquire(tracks, ids, index, bg_hist, small_labels, labels, probs, scores)
-            small_labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-            yield FrameResult(stem=video.stems[t], labels=labels, scores=scores,
-                              present={i: tracks[i].present for i in ids}, probs=probs if cfg.probs else None)
+                self._reacquire(tracks, ids, index, bg_hist, g.small_labels(labels), labels, probs, scores)
+            small_labels = g.small_labels(labels)
+            yield FrameResult(
+                stem=video.stems[t],
+                labels=labels,
+                scores=scores,
+                present={i: tracks[i].present for i in ids},
+                probs=probs if cfg.probs else None,
+            )
 
     # -- helpers --------------------------------------------------------------------------------
-    @staticmethod
-    def _small(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+    def _warp(
+        self,
+        labels: np.ndarray,
+        ids: tuple[int, ...],
+        fb: np.ndarray,
+        working: tuple[np.ndarray, np.ndarray, np.ndarray],
+        g: _Grids,
+    ) -> tuple[np.ndarray, dict[int, float]]:
+        """Previous labels carried to frame t at full size: K×H×W uint8 probabilities, and the inlier share of
+        each object moved by its fitted similarity (`motion="hybrid"`; the others move along dense flow).
+        `working` = (grey t−1, grey t, labels t−1) at working size."""
         import cv2
 
-        if rgb.shape[:2] == (h, w):
-            return np.ascontiguousarray(rgb)
-        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        prev_grey, grey, prev_small_labels = working
+        H, W = g.H, g.W
+        fb_full = cv2.resize(fb, (W, H), interpolation=cv2.INTER_LINEAR) / g.scale
+        onehot = self._onehot(labels, ids)
+        warped = cv2.remap(
+            np.moveaxis(onehot, 0, -1),
+            g.xs + fb_full[..., 0],
+            g.ys + fb_full[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        probs = np.ascontiguousarray(np.moveaxis(warped.reshape(H, W, len(ids)), -1, 0))  # K×H×W uint8
+        fitted: dict[int, float] = {}
+        if self.config.motion == "hybrid":
+            for k, i in enumerate(ids):
+                fit = _fit_motion(prev_grey, grey, prev_small_labels == i)
+                if fit is not None:
+                    A, fitted[i] = fit
+                    A_full = A.copy()
+                    A_full[:, 2] /= g.scale
+                    probs[k] = cv2.warpAffine(
+                        onehot[k], A_full, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+                    )
+        return probs, fitted
+
+    def _update(
+        self,
+        tracks: dict[int, _Track],
+        ids: tuple[int, ...],
+        working: tuple[np.ndarray, np.ndarray, np.ndarray],
+        labels: np.ndarray,
+        probs: np.ndarray,
+        fitted: dict[int, float],
+    ) -> dict[int, float]:
+        """Declare collapsed objects absent (clearing them from `labels` and `probs` in place), update each
+        present object's confidence and remembered appearance; → score per object. `working` = (colour index,
+        labels, flow consistency) at working size."""
+        index, small_labels, consistent = working
+        scores: dict[int, float] = {}
+        for k, i in enumerate(ids):
+            tr = tracks[i]
+            m = small_labels == i
+            area = float(m.sum())
+            if tr.present and area < max(2.0, self.config.vanish_ratio * tr.area):
+                tr.present = False
+                labels[labels == i] = 0
+                probs[k] = 0
+            if tr.present:
+                share = fitted.get(i, float(consistent[m].mean()) if area else 0.0)
+                tr.score = 0.7 * tr.score + 0.3 * share
+                if share > 0.8:  # remember only confident appearances
+                    tr.area = 0.8 * tr.area + 0.2 * area
+                    tr.recent_hist = _histogram(index, m)
+            scores[i] = tr.score if tr.present else 0.0
+        return scores
 
     @staticmethod
     def _onehot(labels: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
@@ -224,7 +289,16 @@ class FlowProp(VOSModel):
             np.maximum(best, probs[k], out=best)
         return labels
 
-    def _refine(self, tracks, ids, index, bg_hist, labels, probs, small_size) -> np.ndarray:
+    def _refine(
+        self,
+        tracks: dict[int, _Track],
+        ids: tuple[int, ...],
+        index: np.ndarray,
+        bg_hist: np.ndarray,
+        labels: np.ndarray,
+        probs: np.ndarray,
+        small_size: tuple[int, int],
+    ) -> np.ndarray:
         """Trim pixels of each propagated object whose colour says background, and add nearby pixels whose
         colour says object; this stops the slow drift of flow on uniform regions and drops objects that
         vanished in place (their propagated mask no longer looks like them)."""
@@ -262,7 +336,17 @@ class FlowProp(VOSModel):
                 probs[k][drop_full == k + 1] = 0
         return self._argmax(probs, ids)
 
-    def _reacquire(self, tracks, ids, index, bg_hist, small_labels, labels, probs, scores) -> None:
+    def _reacquire(
+        self,
+        tracks: dict[int, _Track],
+        ids: tuple[int, ...],
+        index: np.ndarray,
+        bg_hist: np.ndarray,
+        small_labels: np.ndarray,
+        labels: np.ndarray,
+        probs: np.ndarray,
+        scores: dict[int, float],
+    ) -> None:
         """Bring absent objects back where one background region matches their colour and size."""
         import cv2
 
@@ -317,15 +401,18 @@ def _fit_motion(prev: np.ndarray, new: np.ndarray, mask: np.ndarray) -> tuple[np
     if mask.sum() < 16:
         return None
     roi = _roi(mask, 32)  # LK in a window around the object: its pyramids cost what the window costs
+    if roi is None:
+        return None
     origin = np.array([roi[1].start, roi[0].start], np.float32)
     prev, new = np.ascontiguousarray(prev[roi]), np.ascontiguousarray(new[roi])
-    pts = cv2.goodFeaturesToTrack(prev, maxCorners=64, qualityLevel=0.01, minDistance=3,
-                                  mask=mask[roi].astype(np.uint8))
+    pts = cv2.goodFeaturesToTrack(
+        prev, maxCorners=64, qualityLevel=0.01, minDistance=3, mask=mask[roi].astype(np.uint8)
+    )
     if pts is None or len(pts) < 3:
         return None
-    lk = {"winSize": (15, 15), "maxLevel": 3}
-    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, new, pts, None, **lk)
-    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(new, prev, nxt, None, **lk)
+    # nextPts None (OpenCV allocates them) is missing from OpenCV's stubs
+    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, new, pts, None, winSize=(15, 15), maxLevel=3)  # type: ignore[call-overload]
+    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(new, prev, nxt, None, winSize=(15, 15), maxLevel=3)  # type: ignore[call-overload]
     good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & (np.linalg.norm(back - pts, axis=-1).ravel() < 1.0)
     pts, nxt = pts + origin, nxt + origin
     n_good = int(good.sum())
@@ -344,7 +431,7 @@ def _fit_motion(prev: np.ndarray, new: np.ndarray, mask: np.ndarray) -> tuple[np
     return A, float(inliers.sum()) / len(pts)
 
 
-def build(**overrides) -> FlowProp:
+def build(**overrides: Any) -> FlowProp:
     """Registry builder: overrides are FlowPropConfig fields, given as values or strings (from the CLI/env)."""
     from stseg_core.models.options import parse_options
 

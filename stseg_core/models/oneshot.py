@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,18 +80,19 @@ def _bins(feat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _hist(index: np.ndarray, mask: np.ndarray, bins: int) -> np.ndarray:
     """Laplace-smoothed normalised histogram of `index` over `mask`."""
     h = np.bincount(index[mask], minlength=bins).astype(np.float64) + _ALPHA
-    return (h / h.sum()).astype(np.float32)
+    hist: np.ndarray = (h / h.sum()).astype(np.float32)
+    return hist
 
 
 class OneShot(VOSModel):
     """First-frame pixel classifier applied to every frame; see the module docstring."""
 
     name = "oneshot"
-    needs_gpu = False
     default_size = 240
     confidence_definition = (
         "classifier margin: mean over the object's kept pixels of its posterior minus the best other class's "
-        "posterior (naive Bayes on colour, texture and position fitted on frame 0); 0 when absent")
+        "posterior (naive Bayes on colour, texture and position fitted on frame 0); 0 when absent"
+    )
 
     def __init__(self, config: OneShotConfig | None = None) -> None:
         self.config = config or OneShotConfig()
@@ -128,8 +130,9 @@ class OneShot(VOSModel):
                 probs[k] = np.where(labels == ids[k - 1], post[k], 0.0)
                 probs[0] += np.where(labels == ids[k - 1], 1.0 - post[k], 0.0)
             full, soft = upsample_labels(probs, ids, H, W)
-            yield FrameResult(stem=video.stems[t], labels=full, scores=scores, present=present,
-                              probs=soft if cfg.probs else None)
+            yield FrameResult(
+                stem=video.stems[t], labels=full, scores=scores, present=present, probs=soft if cfg.probs else None
+            )
 
     @staticmethod
     def _posterior(log_joint: np.ndarray) -> np.ndarray:
@@ -141,7 +144,9 @@ class OneShot(VOSModel):
         post /= post.sum(axis=0, keepdims=True)
         return np.stack([cv2.blur(p, (_SMOOTH, _SMOOTH)) for p in post])
 
-    def _decide(self, post: np.ndarray, areas: np.ndarray, ids: tuple[int, ...]):
+    def _decide(
+        self, post: np.ndarray, areas: np.ndarray, ids: tuple[int, ...]
+    ) -> tuple[np.ndarray, dict[int, float], dict[int, bool]]:
         """Working-size labels (kept regions only), and per object its margin and presence."""
         import cv2
 
@@ -170,7 +175,7 @@ class OneShot(VOSModel):
         return labels, scores, present
 
 
-def build(**overrides) -> OneShot:
+def build(**overrides: Any) -> OneShot:
     """Registry builder: overrides are OneShotConfig fields, given as values or strings (from the CLI/env)."""
     from stseg_core.models.options import parse_options
 

@@ -30,6 +30,7 @@ from stseg_core.models.device import autocast, pick_device
 
 if TYPE_CHECKING:
     import torch
+    from sam2.sam2_video_predictor import SAM2VideoPredictor  # untyped package: Any to the type checker
 
 CONFIGS = {
     "t": "configs/sam2.1/sam2.1_hiera_t.yaml",
@@ -75,7 +76,9 @@ def _quiet_upstream_bars() -> None:
     upstream.tqdm = functools.partial(tqdm, disable=True)
 
 
-def build_predictor(config: str = "t", size: int = 1024, device: str = "cpu", postprocess: bool | None = None):
+def build_predictor(
+    config: str = "t", size: int = 1024, device: str = "cpu", postprocess: bool | None = None
+) -> SAM2VideoPredictor:
     """A random-weight `SAM2VideoPredictor` of `config` at input size `size` on `device` (weights come after).
 
     `postprocess=None` turns upstream's mask post-processing (hole filling, dynamic multimask) on only when
@@ -88,9 +91,13 @@ def build_predictor(config: str = "t", size: int = 1024, device: str = "cpu", po
     if postprocess is None:
         postprocess = _has_cuda_extension()
     _quiet_upstream_bars()
-    return build_sam2_video_predictor(config_path(config), ckpt_path=None, device=device,
-                                      hydra_overrides_extra=[f"++model.image_size={size}"],
-                                      apply_postprocessing=postprocess)
+    return build_sam2_video_predictor(
+        config_path(config),
+        ckpt_path=None,
+        device=device,
+        hydra_overrides_extra=[f"++model.image_size={size}"],
+        apply_postprocessing=postprocess,
+    )
 
 
 def save_random_checkpoint(dest: str | Path, config: str = "t", seed: int = 0) -> Path:
@@ -126,35 +133,42 @@ class _LazyFrames:
         self._std = torch.tensor(_IMG_STD, dtype=torch.float32)[:, None, None]
         self._it: Iterator[np.ndarray] | None = None
         self._index = -1
-        self._frame = None
+        self._frame: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.video.num_frames
 
-    def __getitem__(self, index: int):
-        if index == self._index:
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index == self._index and self._frame is not None:
             return self._frame
         if not 0 <= index < len(self):
             raise IndexError(index)
         if self._it is None or index < self._index:
             self._it, self._index = iter(self.video.frames()), -1
-        while self._index < index:
+        rgb = None
+        while self._index < index:  # runs at least once: index > self._index here
             rgb = next(self._it, None)
             self._index += 1
             if rgb is None:
-                raise BadInputError(f"video {self.video.name}: frames() ended after {self._index} frames, "
-                                    f"but it lists {len(self)} stems")
+                raise BadInputError(
+                    f"video {self.video.name}: frames() ended after {self._index} frames, "
+                    f"but it lists {len(self)} stems"
+                )
+        if rgb is None:
+            raise IndexError(index)
         self._frame = self._prepare(rgb, self.video.stems[index])
         return self._frame
 
-    def _prepare(self, rgb: np.ndarray, stem: str):
+    def _prepare(self, rgb: np.ndarray, stem: str) -> torch.Tensor:
         import torch
         from PIL import Image
 
         v = self.video
         if rgb.shape != (v.height, v.width, 3) or rgb.dtype != np.uint8:
-            raise BadInputError(f"video {v.name} frame {stem}: expected {v.height}x{v.width}x3 uint8 RGB, "
-                                f"got shape {rgb.shape} dtype {rgb.dtype}")
+            raise BadInputError(
+                f"video {v.name} frame {stem}: expected {v.height}x{v.width}x3 uint8 RGB, "
+                f"got shape {rgb.shape} dtype {rgb.dtype}"
+            )
         small = np.asarray(Image.fromarray(rgb).resize((self.size, self.size)))
         img = torch.from_numpy(small / 255.0).permute(2, 0, 1).float()
         img -= self._mean
@@ -169,12 +183,12 @@ class _IouTap:
     bound method on our predictor instance reads it without changing any output.
     """
 
-    def __init__(self, predictor) -> None:
+    def __init__(self, predictor: SAM2VideoPredictor) -> None:
         self._inner = predictor._forward_sam_heads
         self.values: list[torch.Tensor] = []
         predictor._forward_sam_heads = self
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         out = self._inner(*args, **kwargs)
         ious = out[2]  # B×M; with multimask output SAM2 keeps the mask of highest predicted IoU
         self.values.append(ious.max(dim=-1).values.detach())
@@ -190,12 +204,19 @@ class Sam2Model(VOSModel):
     """
 
     name = "sam2"
-    needs_gpu = False
     confidence_definition = CONFIDENCE_DEFINITION
 
-    def __init__(self, predictor, *, device: str, offload_video_to_cpu: bool = True,
-                 offload_state_to_cpu: bool = False, mask_threshold: float = 0.0, probs: bool = False,
-                 bf16: bool = True) -> None:
+    def __init__(
+        self,
+        predictor: SAM2VideoPredictor,
+        *,
+        device: str,
+        offload_video_to_cpu: bool = True,
+        offload_state_to_cpu: bool = False,
+        mask_threshold: float = 0.0,
+        probs: bool = False,
+        bf16: bool = True,
+    ) -> None:
         self.predictor = predictor
         self.device = device
         self.default_size = int(predictor.image_size)
@@ -215,15 +236,26 @@ class Sam2Model(VOSModel):
         import torch
 
         device = torch.device(self.device)
-        frames = _LazyFrames(video, self.default_size, None if self.offload_video_to_cpu else device)
+        frames = _LazyFrames(video, int(self.predictor.image_size), None if self.offload_video_to_cpu else device)
         return {
-            "images": frames, "num_frames": len(frames),
-            "offload_video_to_cpu": self.offload_video_to_cpu, "offload_state_to_cpu": self.offload_state_to_cpu,
-            "video_height": video.height, "video_width": video.width,
-            "device": device, "storage_device": torch.device("cpu") if self.offload_state_to_cpu else device,
-            "point_inputs_per_obj": {}, "mask_inputs_per_obj": {}, "cached_features": {}, "constants": {},
-            "obj_id_to_idx": OrderedDict(), "obj_idx_to_id": OrderedDict(), "obj_ids": [],
-            "output_dict_per_obj": {}, "temp_output_dict_per_obj": {}, "frames_tracked_per_obj": {},
+            "images": frames,
+            "num_frames": len(frames),
+            "offload_video_to_cpu": self.offload_video_to_cpu,
+            "offload_state_to_cpu": self.offload_state_to_cpu,
+            "video_height": video.height,
+            "video_width": video.width,
+            "device": device,
+            "storage_device": torch.device("cpu") if self.offload_state_to_cpu else device,
+            "point_inputs_per_obj": {},
+            "mask_inputs_per_obj": {},
+            "cached_features": {},
+            "constants": {},
+            "obj_id_to_idx": OrderedDict(),
+            "obj_idx_to_id": OrderedDict(),
+            "obj_ids": [],
+            "output_dict_per_obj": {},
+            "temp_output_dict_per_obj": {},
+            "frames_tracked_per_obj": {},
         }
 
     def segment(self, video: VideoInput) -> Iterator[FrameResult]:
@@ -236,9 +268,14 @@ class Sam2Model(VOSModel):
                 pred.add_new_mask(state, 0, obj_id, torch.from_numpy(video.first_labels == obj_id))
         first = self.first_result(video)
         if self.probs:
-            ids = np.asarray(video.object_ids, dtype=np.uint8)[:, None, None]
-            first = FrameResult(first.stem, first.labels, first.scores, first.present,
-                                probs=(video.first_labels[None] == ids).astype(np.uint8) * 255)
+            id_col = np.asarray(video.object_ids, dtype=np.uint8)[:, None, None]
+            first = FrameResult(
+                first.stem,
+                first.labels,
+                first.scores,
+                first.present,
+                probs=(video.first_labels[None] == id_col).astype(np.uint8) * 255,
+            )
         yield first
         if video.num_frames == 1:
             return
@@ -258,7 +295,9 @@ class Sam2Model(VOSModel):
                 self._prune(state, t)
             yield result
 
-    def _frame_result(self, video: VideoInput, state: dict, t: int, logits, ids) -> FrameResult:
+    def _frame_result(
+        self, video: VideoInput, state: dict[str, Any], t: int, logits: torch.Tensor, ids: torch.Tensor
+    ) -> FrameResult:
         import torch
 
         ious = self._ious.values
@@ -266,8 +305,16 @@ class Sam2Model(VOSModel):
             raise RuntimeError(f"sam2: expected {len(video.object_ids)} IoU estimates on frame {t}, got {len(ious)}")
         iou = torch.cat(ious).float().clamp(0, 1).cpu()
         ious.clear()
-        obj_logit = torch.cat([state["output_dict_per_obj"][k]["non_cond_frame_outputs"][t]["object_score_logits"]
-                               .reshape(1) for k in range(len(video.object_ids))]).float().cpu()
+        obj_logit = (
+            torch.cat(
+                [
+                    state["output_dict_per_obj"][k]["non_cond_frame_outputs"][t]["object_score_logits"].reshape(1)
+                    for k in range(len(video.object_ids))
+                ]
+            )
+            .float()
+            .cpu()
+        )
         score = torch.sigmoid(obj_logit) * iou
         m = logits[:, 0].float()  # K×H×W
         best, idx = m.max(dim=0)
@@ -276,12 +323,14 @@ class Sam2Model(VOSModel):
         if self.probs:
             probs = torch.sigmoid(m).mul_(255).round_().to(torch.uint8).cpu().numpy()
         return FrameResult(
-            stem=video.stems[t], labels=labels.cpu().numpy(),
+            stem=video.stems[t],
+            labels=labels.cpu().numpy(),
             scores={i: float(s) for i, s in zip(video.object_ids, score.tolist(), strict=True)},
             present={i: bool(v > 0) for i, v in zip(video.object_ids, obj_logit.tolist(), strict=True)},
-            probs=probs)
+            probs=probs,
+        )
 
-    def _prune(self, state: dict, t: int) -> None:
+    def _prune(self, state: dict[str, Any], t: int) -> None:
         """Drop per-object outputs the next frame can no longer reach (see `memory_reach`)."""
         oldest = t + 1 - self.memory_reach
         for out in state["output_dict_per_obj"].values():
@@ -319,7 +368,7 @@ class Sam2Config:
     postprocess: bool | None = None
 
 
-def build(**overrides) -> Sam2Model:
+def build(**overrides: Any) -> Sam2Model:
     """Registry builder: overrides are `Sam2Config` fields; the checkpoint is loaded strictly."""
     from stseg_core.models.options import parse_options
 
@@ -334,6 +383,12 @@ def build(**overrides) -> Sam2Model:
     predictor = build_predictor(config, size, "cpu", cfg.postprocess)
     load_checkpoint(predictor, cfg.checkpoint, model=f"sam2 {Path(config_path(config)).stem}")
     predictor.to(device)
-    return Sam2Model(predictor, device=device, offload_video_to_cpu=cfg.offload_video_to_cpu,
-                     offload_state_to_cpu=cfg.offload_state_to_cpu, mask_threshold=cfg.mask_threshold,
-                     probs=cfg.probs, bf16=cfg.bf16)
+    return Sam2Model(
+        predictor,
+        device=device,
+        offload_video_to_cpu=cfg.offload_video_to_cpu,
+        offload_state_to_cpu=cfg.offload_state_to_cpu,
+        mask_threshold=cfg.mask_threshold,
+        probs=cfg.probs,
+        bf16=cfg.bf16,
+    )

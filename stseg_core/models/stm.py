@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +53,9 @@ class StmConfig:
         if self.recent < 0 or self.bg_stride < 1:
             raise BadInputError(f"stm options recent={self.recent} must be ≥ 0 and bg_stride={self.bg_stride} ≥ 1")
         if self.temperature <= 0 or self.position_weight < 0:
-            raise BadInputError(f"stm options temperature={self.temperature} must be > 0 and "
-                                f"position_weight={self.position_weight} ≥ 0")
+            raise BadInputError(
+                f"stm options temperature={self.temperature} must be > 0 and position_weight={self.position_weight} ≥ 0"
+            )
         if not 0.0 <= self.vanish_ratio < 1.0:
             raise BadInputError(f"stm option vanish_ratio={self.vanish_ratio} must be in [0, 1)")
 
@@ -62,11 +64,11 @@ class Stm(VOSModel):
     """Space-time memory matching without learnt weights; see the module docstring."""
 
     name = "stm"
-    needs_gpu = False
     default_size = 48
     confidence_definition = (
         "match similarity: mean over the object's predicted pixels of its attention readout times "
-        "exp(-distance to the nearest memory key / temperature); 0 when absent")
+        "exp(-distance to the nearest memory key / temperature); 0 when absent"
+    )
 
     def __init__(self, config: StmConfig | None = None) -> None:
         self.config = config or StmConfig()
@@ -83,7 +85,7 @@ class Stm(VOSModel):
         values0 = onehot(shrink(video.first_labels, h, w, nearest=True), ids).reshape(len(ids) + 1, -1).T
         anchor = self._sample(keys0, values0)
         areas = values0.sum(axis=0)
-        recent: deque = deque(maxlen=cfg.recent)
+        recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=cfg.recent)  # (keys, values) per frame
         yield self.first_result(video, probs=cfg.probs)
         for t, rgb in frames:
             query = self._keys(rgb, h, w, pos)
@@ -102,8 +104,9 @@ class Stm(VOSModel):
                     p[:, c] = 0.0
             recent.append(self._sample(query, p))
             full, soft = upsample_labels(np.ascontiguousarray(p.T.reshape(-1, h, w)), ids, H, W)
-            yield FrameResult(stem=video.stems[t], labels=full, scores=scores, present=present,
-                              probs=soft if cfg.probs else None)
+            yield FrameResult(
+                stem=video.stems[t], labels=full, scores=scores, present=present, probs=soft if cfg.probs else None
+            )
 
     @staticmethod
     def _keys(rgb: np.ndarray, h: int, w: int, pos: np.ndarray) -> np.ndarray:
@@ -136,7 +139,7 @@ class Stm(VOSModel):
         return p.astype(np.float32), sim.astype(np.float32)
 
 
-def build(**overrides) -> Stm:
+def build(**overrides: Any) -> Stm:
     """Registry builder: overrides are StmConfig fields, given as values or strings (from the CLI/env)."""
     from stseg_core.models.options import parse_options
 

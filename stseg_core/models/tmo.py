@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,8 +42,10 @@ if TYPE_CHECKING:
 
     from stseg_core.models.tmo_net import TMONet
 
-CONFIDENCE_DEFINITION = ("mean TMO foreground probability over the pixels assigned to the object "
-                         "(0 when it has none); present = at least one pixel assigned")
+CONFIDENCE_DEFINITION = (
+    "mean TMO foreground probability over the pixels assigned to the object "
+    "(0 when it has none); present = at least one pixel assigned"
+)
 DEFAULT_BACKBONE = "rn101"
 
 
@@ -60,8 +62,13 @@ def image_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div(255.0)
 
 
-def build_network(backbone: str = DEFAULT_BACKBONE, seed: int = 0, backbone_weights: str | None = None,
-                  aos: bool = False, size: int = 384) -> TMONet:
+def build_network(
+    backbone: str = DEFAULT_BACKBONE,
+    seed: int = 0,
+    backbone_weights: str | None = None,
+    aos: bool = False,
+    size: int = 384,
+) -> TMONet:
     """A TMONet with a reproducible random init (`seed`, without touching the global RNG); optionally both
     encoders start from ImageNet weights at `backbone_weights` (a store URI: a torchvision ResNet state dict,
     fc.* ignored; for mitb1 a Segformer state dict, `segformer.` prefix and classifier.* ignored)."""
@@ -75,23 +82,30 @@ def build_network(backbone: str = DEFAULT_BACKBONE, seed: int = 0, backbone_weig
     if backbone_weights is not None:
         from stseg_core.models.checkpoint import load_strict, read_state_dict
 
-        state = {k.removeprefix("segformer."): v for k, v in read_state_dict(backbone_weights).items()
-                 if not k.startswith(("fc.", "classifier."))}
+        state = {
+            k.removeprefix("segformer."): v
+            for k, v in read_state_dict(backbone_weights).items()
+            if not k.startswith(("fc.", "classifier."))
+        }
         for enc in (net.vos.app_encoder, net.vos.mo_encoder):
             if backbone == "mitb1":
                 load_strict(enc.backbone, state, source=backbone_weights, model="tmo mitb1 encoder")
             else:  # the normalisation buffers are TMO's own, not the ResNet's
-                load_strict(enc, {**state, "mean": enc.mean, "std": enc.std}, source=backbone_weights,
-                            model=f"tmo {backbone} encoder")
+                load_strict(
+                    enc,
+                    {**state, "mean": enc.mean, "std": enc.std},
+                    source=backbone_weights,
+                    model=f"tmo {backbone} encoder",
+                )
     return net
 
 
-def arch_entry(net: TMONet) -> dict:
+def arch_entry(net: TMONet) -> dict[str, Any]:
     """The `arch` entry of our TMO checkpoints: what `load_network` reads back as the recorded backbone."""
     return {"backbone": net.backbone}
 
 
-def checkpoint_dict(net: TMONet) -> dict:
+def checkpoint_dict(net: TMONet) -> dict[str, Any]:
     """What our TMO checkpoint file holds (`torch.save` it): `{"model": state_dict, "arch": {"backbone"}}`;
     `model` is upstream's state dict exactly, so `TMO(ver, aos).load_state_dict(ckpt["model"])` takes it."""
     return {"model": net.state_dict(), "arch": arch_entry(net)}
@@ -108,7 +122,7 @@ def checkpoint_backbone(uri: str) -> str | None:
     return found
 
 
-def _first_mismatch(expected: dict, state: dict) -> str | None:
+def _first_mismatch(expected: dict[str, Any], state: dict[str, Any]) -> str | None:
     """The first key (in the model's order, then the checkpoint's extras) where `state` does not fit, and why."""
     for k, v in expected.items():
         if k not in state:
@@ -136,10 +150,13 @@ def load_network(uri: str, backbone: str | None = None, aos: bool = False, size:
         net = TMONet(backbone, aos=aos, size=size)
     problem = _first_mismatch(net.state_dict(), state)
     if problem is not None:
-        raise BadInputError(f"checkpoint {uri}: not a TMO {backbone} state dict; first mismatching key {problem}; "
-                            f"expected backbone {backbone} (set backbone= to load another)")
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True,
-                        assign=True)
+        raise BadInputError(
+            f"checkpoint {uri}: not a TMO {backbone} state dict; first mismatching key {problem}; "
+            f"expected backbone {backbone} (set backbone= to load another)"
+        )
+    net.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True, assign=True
+    )
     return net
 
 
@@ -172,8 +189,14 @@ class ForegroundSplitter:
     float32 (decoder features at any resolution, compared by cosine similarity).
     """
 
-    def __init__(self, first_labels: np.ndarray, object_ids: tuple[int, ...], first_feat: np.ndarray,
-                 threshold: float = 0.5, min_region: float = 0.001) -> None:
+    def __init__(
+        self,
+        first_labels: np.ndarray,
+        object_ids: tuple[int, ...],
+        first_feat: np.ndarray,
+        threshold: float = 0.5,
+        min_region: float = 0.001,
+    ) -> None:
         self.ids = tuple(int(i) for i in object_ids)
         self.threshold = float(threshold)
         self.min_region = float(min_region)
@@ -191,10 +214,12 @@ class ForegroundSplitter:
             weight = cv2.resize((labels == oid).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA).ravel()
             if weight.sum() > 0:
                 protos[k] = flat @ weight / weight.sum()
-        return protos / np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-6)
+        unit: np.ndarray = protos / np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-6)
+        return unit
 
-    def step(self, prob: np.ndarray, flow: np.ndarray, feat: np.ndarray
-             ) -> tuple[np.ndarray, dict[int, float], dict[int, bool], np.ndarray]:
+    def step(
+        self, prob: np.ndarray, flow: np.ndarray, feat: np.ndarray
+    ) -> tuple[np.ndarray, dict[int, float], dict[int, bool], np.ndarray]:
         """One frame → (labels H×W uint8, scores, present, probs K×H×W uint8)."""
         import cv2
         from scipy import ndimage
@@ -219,8 +244,9 @@ class ForegroundSplitter:
         self.prev = labels
         return labels, scores, present, self._soft(prob, labels)
 
-    def _anchor_regions(self, labels: np.ndarray, regions: np.ndarray, n_regions: int, seeded: np.ndarray,
-                        feat: np.ndarray) -> None:
+    def _anchor_regions(
+        self, labels: np.ndarray, regions: np.ndarray, n_regions: int, seeded: np.ndarray, feat: np.ndarray
+    ) -> None:
         """Give each large seedless region to the object whose first-frame prototype it resembles most."""
         import cv2
 
@@ -301,7 +327,6 @@ class TMO(VOSModel):
     """TMO network + `ForegroundSplitter`; frames and flow images streamed one at a time."""
 
     name = "tmo"
-    needs_gpu = False
     default_size = 384
     confidence_definition = CONFIDENCE_DEFINITION
 
@@ -314,8 +339,13 @@ class TMO(VOSModel):
         if config.checkpoint is not None:
             net = load_network(config.checkpoint, config.backbone, aos=config.aos, size=config.size)
         else:
-            net = build_network(config.backbone or DEFAULT_BACKBONE, seed=config.seed,
-                                backbone_weights=config.backbone_weights, aos=config.aos, size=config.size)
+            net = build_network(
+                config.backbone or DEFAULT_BACKBONE,
+                seed=config.seed,
+                backbone_weights=config.backbone_weights,
+                aos=config.aos,
+                size=config.size,
+            )
         self.net = net.to(self.device).eval()
         self.flow = build_flow(config.flow, checkpoint=config.flow_checkpoint, device=self.device)
         self.cache = None
@@ -345,12 +375,15 @@ class TMO(VOSModel):
         prev_flow = None
         for stem, rgb, flow_img, max_flow in frames_with_flow(video, self.flow, self.cache):
             if rgb.shape[:2] != (video.height, video.width):
-                raise BadInputError(f"video {video.name}: frame {stem} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                                    f"expected {video.width}x{video.height} (WxH)")
+                raise BadInputError(
+                    f"video {video.name}: frame {stem} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                    f"expected {video.width}x{video.height} (WxH)"
+                )
             prob, feat = self.predict(rgb, flow_img)
-            if splitter is None:
-                splitter = ForegroundSplitter(video.first_labels, video.object_ids, feat,
-                                              self.config.threshold, self.config.min_region)
+            if splitter is None or prev_flow is None:  # the first frame (both are set after it)
+                splitter = ForegroundSplitter(
+                    video.first_labels, video.object_ids, feat, self.config.threshold, self.config.min_region
+                )
                 first = self.first_result(video)
                 soft = None
                 if self.config.probs:
@@ -358,12 +391,13 @@ class TMO(VOSModel):
                 yield dataclasses.replace(first, probs=soft)
             else:
                 labels, scores, present, soft = splitter.step(prob, prev_flow, feat)
-                yield FrameResult(stem=stem, labels=labels, scores=scores, present=present,
-                                  probs=soft if self.config.probs else None)
+                yield FrameResult(
+                    stem=stem, labels=labels, scores=scores, present=present, probs=soft if self.config.probs else None
+                )
             prev_flow = image_to_flow(flow_img, max_flow)
 
 
-def build(**overrides) -> TMO:
+def build(**overrides: Any) -> TMO:
     """Registry builder: overrides are `TMOConfig` fields, given as values or strings (from the CLI/env)."""
     from stseg_core.models.checkpoint import read_entry
     from stseg_core.models.options import parse_options

@@ -23,6 +23,7 @@ to each frame of a batch alike (the same rule per frame).
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -30,34 +31,53 @@ from torch import nn
 
 from stseg_core.errors import BadInputError
 
+if TYPE_CHECKING:
+    from transformers import SegformerConfig
+
 UPSTREAM_SIZE = 384
 AOS_THRESHOLD = 0.1
 DECODER_CHANNELS = 256
 _RESNETS = {"rn18": "resnet18", "rn34": "resnet34", "rn50": "resnet50", "rn101": "resnet101"}
 BACKBONES = (*_RESNETS, "mitb1")
 """Accepted `backbone` names; `rn101` and `mitb1` are the two the TMO authors released weights for."""
-CHANNELS = {"rn18": (64, 128, 256, 512), "rn34": (64, 128, 256, 512), "rn50": (256, 512, 1024, 2048),
-            "rn101": (256, 512, 1024, 2048), "mitb1": (64, 128, 320, 512)}
+CHANNELS = {
+    "rn18": (64, 128, 256, 512),
+    "rn34": (64, 128, 256, 512),
+    "rn50": (256, 512, 1024, 2048),
+    "rn101": (256, 512, 1024, 2048),
+    "mitb1": (64, 128, 320, 512),
+}
 """Encoder channels at strides 4, 8, 16, 32 per backbone."""
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def mit_b1_config():
+def mit_b1_config() -> SegformerConfig:
     """The `nvidia/mit-b1` Segformer configuration, written out (what `from_pretrained` would fetch)."""
     from transformers import SegformerConfig
 
-    return SegformerConfig(num_channels=3, num_encoder_blocks=4, depths=[2, 2, 2, 2], sr_ratios=[8, 4, 2, 1],
-                           hidden_sizes=[64, 128, 320, 512], patch_sizes=[7, 3, 3, 3], strides=[4, 2, 2, 2],
-                           num_attention_heads=[1, 2, 5, 8], mlp_ratios=[4, 4, 4, 4], hidden_act="gelu",
-                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0.1,
-                           layer_norm_eps=1e-6, decoder_hidden_size=256, reshape_last_stage=True)
+    return SegformerConfig(
+        num_channels=3,  # type: ignore[no-untyped-call]  # transformers: unannotated __init__ num_encoder_blocks=4, depths=[2, 2, 2, 2], sr_ratios=[8, 4, 2, 1],
+        hidden_sizes=[64, 128, 320, 512],
+        patch_sizes=[7, 3, 3, 3],
+        strides=[4, 2, 2, 2],
+        num_attention_heads=[1, 2, 5, 8],
+        mlp_ratios=[4, 4, 4, 4],
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        drop_path_rate=0.1,
+        layer_norm_eps=1e-6,
+        decoder_hidden_size=256,
+        reshape_last_stage=True,
+    )
 
 
 def _conv(cin: int, cout: int, k: int, relu: bool = False) -> nn.Sequential:
     """Upstream's `Conv` / `ConvRelu`: a same-padded k×k conv named `conv` (+ `relu`), Kaiming-uniform init."""
     conv = nn.Conv2d(cin, cout, k, 1, k // 2)
     nn.init.kaiming_uniform_(conv.weight)
+    assert conv.bias is not None  # nn.Conv2d has a bias unless bias=False
     nn.init.zeros_(conv.bias)
     layers = [("conv", conv)] + ([("relu", nn.ReLU())] if relu else [])
     return nn.Sequential(OrderedDict(layers))
@@ -84,6 +104,16 @@ class Encoder(nn.Module):
     """Image in [0, 1] → features at strides 4, 8, 16, 32. ResNets keep torchvision's stage names at top level
     (`conv1`, `bn1`, `layer1`…); MiT-b1 sits under `backbone`. Weights never come from a hub here."""
 
+    # the ResNet stages, set by name in __init__ (declared for the type checker; parameters are only where set)
+    conv1: nn.Module
+    bn1: nn.Module
+    relu: nn.Module
+    maxpool: nn.Module
+    layer1: nn.Module
+    layer2: nn.Module
+    layer3: nn.Module
+    layer4: nn.Module
+
     def __init__(self, backbone: str) -> None:
         super().__init__()
         self.kind = backbone
@@ -96,9 +126,11 @@ class Encoder(nn.Module):
         elif backbone == "mitb1":
             from transformers import SegformerModel
 
-            self.backbone = SegformerModel(mit_b1_config())
+            self.backbone = SegformerModel(mit_b1_config())  # type: ignore[no-untyped-call]  # as SegformerConfig
         else:
             raise BadInputError(f"tmo backbone {backbone!r} is not one of {', '.join(BACKBONES)}")
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
 
@@ -127,12 +159,14 @@ class Decoder(nn.Module):
         self.predictor = _conv(d, 2, 3)
 
     def forward(self, app: list[torch.Tensor], mo: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        y = None
+        y: torch.Tensor | None = None
         for i, (a, m) in enumerate(zip(reversed(app), reversed(mo), strict=True), start=1):
             x = getattr(self, f"conv{i}")(a + m)
             if y is not None:
                 x = torch.cat([x, F.interpolate(y, scale_factor=2, mode="bicubic")], dim=1)
             y = getattr(self, f"cbam{i}")(getattr(self, f"blend{i}")(x))
+        if y is None:
+            raise BadInputError("tmo decoder: no encoder features")
         return F.interpolate(self.predictor(y), scale_factor=4, mode="bicubic"), y
 
 

@@ -135,8 +135,9 @@ class _Builder:
         if self.data_root and self.data is None:
             run.missing.append(f"{self.data_root}: no frames there — overlays are drawn over grey")
         elif not self.data_root:
-            run.missing.append("frames: no data root (--data) and none implied by the ground truth — overlays "
-                               "are drawn over grey")
+            run.missing.append(
+                "frames: no data root (--data) and none implied by the ground truth — overlays are drawn over grey"
+            )
 
     def write(self, key: str, data: bytes) -> str:
         self.out.write_bytes(key, data)
@@ -170,8 +171,8 @@ class _Builder:
             series = eval_series(self.run, video)
         else:
             ids = tuple(sorted({int(i) for i in np.unique(self._first_labels(video, stems)) if i not in (0, 255)}))
-            full = {label: [self.masks(prefix, video, s) for s in stems] for label, prefix in sources}
-            full = {k: v for k, v in full.items() if all(m is not None for m in v)}
+            loaded = {label: [self.masks(prefix, video, s) for s in stems] for label, prefix in sources}
+            full = {k: [m for m in v if m is not None] for k, v in loaded.items() if all(m is not None for m in v)}
             series = agreement_series(video, stems, ids, full) if ids else None
         cols = _columns(stems, series)
         strip_key = self._strip(video, cols, sources, notes) if cols else None
@@ -181,8 +182,17 @@ class _Builder:
         if series is not None:
             plot_key = self.write(f"img/{video}-frames.png", frame_plot(series, cols))
         preview = self._preview(video, stems) if self.run.has_fused else None
-        return Closeup(video, why, str(rec.get("choice", "–")), str(rec.get("reason", "no recommend.json entry")),
-                       strip_key, ", ".join(cols), plot_key, preview, tuple(notes))
+        return Closeup(
+            video,
+            why,
+            str(rec.get("choice", "–")),
+            str(rec.get("reason", "no recommend.json entry")),
+            strip_key,
+            ", ".join(cols),
+            plot_key,
+            preview,
+            tuple(notes),
+        )
 
     def _first_labels(self, video: str, stems: tuple[str, ...]) -> np.ndarray:
         if self.data is not None and video in self.data.videos():
@@ -191,7 +201,7 @@ class _Builder:
         return first if first is not None else np.zeros((1, 1), np.uint8)
 
     def _strip(self, video: str, cols: list[str], sources: list[tuple[str, str]], notes: list[str]) -> str | None:
-        rows: list[tuple[str, list]] = []
+        rows: list[tuple[str, list[np.ndarray]]] = []
         frames = {s: self.frame(video, s) for s in cols}
         layers = {label: {s: self.masks(prefix, video, s) for s in cols} for label, prefix in sources}
         layers = {k: v for k, v in layers.items() if any(m is not None for m in v.values())}
@@ -201,16 +211,24 @@ class _Builder:
         size = images.thumb_size(*shape)
         small = {s: None if f is None else images.shrink(f, size) for s, f in frames.items()}
         if any(f is not None for f in small.values()):
-            rows.append(("frame", [small[s] if small[s] is not None else images.overlay(None, np.zeros(size, np.uint8))
-                                   for s in cols]))
+            rows.append(
+                (
+                    "frame",
+                    [
+                        f if (f := small[s]) is not None else images.overlay(None, np.zeros(size, np.uint8))
+                        for s in cols
+                    ],
+                )
+            )
         truths = {s: self.truth(video, s) for s in cols}
         if any(t is not None for t in truths.values()):
             rows.append(("ground truth", [self._cell(small[s], truths[s], size) for s in cols]))
         elif self.gt is None:
             notes.append("no ground truth: the strip has no ground-truth row")
         for label, per_stem in layers.items():
-            rows.append((NAMES.get(label, label).split(" (")[0], [self._cell(small[s], per_stem[s], size)
-                                                                  for s in cols]))
+            rows.append(
+                (NAMES.get(label, label).split(" (")[0], [self._cell(small[s], per_stem[s], size) for s in cols])
+            )
         return self.write(f"img/{video}-overlay.png", images.strip(rows, cols))
 
     @staticmethod
@@ -229,8 +247,11 @@ class _Builder:
                 return None
             size = images.thumb_size(*labels.shape)
             rgb = self.frame(video, stem)
-            frames.append(images.overlay(None if rgb is None else images.shrink(rgb, size),
-                                         images.shrink(labels, size, labels=True)))
+            frames.append(
+                images.overlay(
+                    None if rgb is None else images.shrink(rgb, size), images.shrink(labels, size, labels=True)
+                )
+            )
         return self.write(f"img/{video}-pgmr.gif", images.gif(frames))
 
 
@@ -249,5 +270,11 @@ def build_report(cfg: ReportConfig) -> ReportResult:
     closeups = [builder.closeup(video, why) for video, why in selected]
     html = render(run, _meta(run, builder.data_root, builder.gt_root), rows, methods, plot, closeups)
     builder.write("index.html", html.encode())
-    return ReportResult(out.root, out.uri("index.html"), tuple(builder.files), tuple(v for v, _ in selected),
-                        tuple(run.missing), time.perf_counter() - t0)
+    return ReportResult(
+        out.root,
+        out.uri("index.html"),
+        tuple(builder.files),
+        tuple(v for v, _ in selected),
+        tuple(run.missing),
+        time.perf_counter() - t0,
+    )

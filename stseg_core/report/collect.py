@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.runlayout import DoneMarker
 from stseg_core.store import Store, join_key
 
 PGMR = "pgmr"
@@ -24,7 +26,7 @@ class MethodEval:
     csv_file: str
     columns: tuple[str, ...]
     cells: dict[str, str]
-    results: dict
+    results: dict[str, Any]
     table2: dict[str, float] | None
 
     def video_jf(self, video: str) -> float | None:
@@ -43,7 +45,7 @@ class RunSummary:
     models: tuple[str, ...]
     methods: tuple[str, ...]
     evals: dict[str, MethodEval]
-    recommend: dict | None
+    recommend: dict[str, Any] | None
     videos: tuple[str, ...]
     split: str
     gt_root: str | None
@@ -62,7 +64,7 @@ class RunSummary:
         return out + ([(PGMR, "fused")] if self.has_fused else [])
 
 
-def _read_json(store: Store, key: str):
+def _read_json(store: Store, key: str) -> Any:
     try:
         return store.read_json(key)
     except ValueError as err:
@@ -81,7 +83,7 @@ def _method_order(names: list[str], models: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
 
-def _evals(store: Store, keys: list[str], table2: dict) -> dict[str, MethodEval]:
+def _evals(store: Store, keys: list[str], table2: dict[str, dict[str, float]]) -> dict[str, MethodEval]:
     out = {}
     methods = sorted({k.split("/")[1] for k in keys if k.count("/") == 2 and k.endswith("/results.json")})
     for method in methods:
@@ -89,8 +91,14 @@ def _evals(store: Store, keys: list[str], table2: dict) -> dict[str, MethodEval]
         if not csvs:
             raise MissingArtifactError(f"{store.uri(f'eval/{method}')}: results.json without global_results-*.csv")
         columns, cells = _global_csv(store, csvs[0])
-        out[method] = MethodEval(method, csvs[0].rsplit("/", 1)[-1], columns, cells,
-                                 _read_json(store, f"eval/{method}/results.json"), table2.get(method))
+        out[method] = MethodEval(
+            method,
+            csvs[0].rsplit("/", 1)[-1],
+            columns,
+            cells,
+            _read_json(store, f"eval/{method}/results.json"),
+            table2.get(method),
+        )
     return out
 
 
@@ -99,7 +107,7 @@ def _checkpoints(store: Store, keys: list[str], model: str) -> str:
     seen = []
     for key in keys:
         if key.startswith(f"pred/{model}/_done/") and key.endswith(".json"):
-            overrides = (_read_json(store, key).get("meta") or {}).get("overrides") or {}
+            overrides = DoneMarker.from_json(_read_json(store, key), store.uri(key)).meta.get("overrides") or {}
             text = overrides.get("checkpoint") or ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
             if text and text not in seen:
                 seen.append(text)
@@ -113,8 +121,10 @@ def collect_run(store: Store) -> RunSummary:
     table2_doc = _read_json(store, "eval/table2.json") if "eval/table2.json" in keys else {}
     evals = _evals(store, [k for k in keys if k.startswith("eval/")], table2_doc.get("table", {}))
     if recommend is None and not evals:
-        raise MissingArtifactError(f"{store.uri()}: no eval/<method>/results.json and no recommend.json — "
-                                   "nothing to report (run `stseg fuse`, and `stseg eval` with ground truth)")
+        raise MissingArtifactError(
+            f"{store.uri()}: no eval/<method>/results.json and no recommend.json — "
+            "nothing to report (run `stseg fuse`, and `stseg eval` with ground truth)"
+        )
     pred_models = tuple(sorted({k.split("/")[1] for k in keys if k.startswith("pred/") and k.count("/") >= 3}))
     if recommend is not None:
         models = tuple(recommend.get("models", ()))
@@ -123,17 +133,22 @@ def collect_run(store: Store) -> RunSummary:
     has_fused = any(k.startswith("fused/") for k in keys)
     missing: list[str] = []
     if not evals:
-        missing.append("eval/: no J&F results (no ground truth, e.g. a test split) — the page shows each model's "
-                       "agreement with the PGMR pseudo-label instead of J&F")
+        missing.append(
+            "eval/: no J&F results (no ground truth, e.g. a test split) — the page shows each model's "
+            "agreement with the PGMR pseudo-label instead of J&F"
+        )
     elif PGMR not in evals:
-        missing.append(f"eval/{PGMR}/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
-                       "`stseg eval`, or fuse with --gt)")
+        missing.append(
+            f"eval/{PGMR}/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
+            "`stseg eval`, or fuse with --gt)"
+        )
     if recommend is None:
         missing.append("recommend.json: the fuse stage has not run — no per-video choice, reasons or PGMR masks")
     for method in evals:
         if method not in (*BASELINES, FUSED, PGMR) and method not in pred_models:
-            missing.append(f"pred/{method}/: eval/ scores model {method} but the run holds none of its masks — "
-                           "no overlays for it")
+            missing.append(
+                f"pred/{method}/: eval/ scores model {method} but the run holds none of its masks — no overlays for it"
+            )
     for model in models:
         if model not in pred_models and model not in evals:
             missing.append(f"pred/{model}/: recommend.json names model {model} but the run holds none of its masks")
@@ -146,6 +161,17 @@ def collect_run(store: Store) -> RunSummary:
     first = next(iter(evals.values()), None)
     split = first.results.get("split", "") if first else ""
     gt_root = (first.results.get("gt_root") if first else None) or table2_doc.get("gt_root")
-    return RunSummary(store.uri(), models, _method_order(list(evals), models), evals, recommend,
-                      tuple(sorted(videos)), split, gt_root, pred_models, has_fused,
-                      {m: _checkpoints(store, keys, m) for m in models}, missing)
+    return RunSummary(
+        store.uri(),
+        models,
+        _method_order(list(evals), models),
+        evals,
+        recommend,
+        tuple(sorted(videos)),
+        split,
+        gt_root,
+        pred_models,
+        has_fused,
+        {m: _checkpoints(store, keys, m) for m in models},
+        missing,
+    )

@@ -72,6 +72,7 @@ def gif(frames: list[np.ndarray], fps: float = 8.0) -> bytes:
     palette = Image.fromarray(sample).quantize(colors=255, method=Image.Quantize.FASTOCTREE)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
-                   loop=0, optimize=False)
+    images[0].save(
+        buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, optimize=False
+    )
     return buf.getvalue()

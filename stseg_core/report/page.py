@@ -72,11 +72,14 @@ def _table2(run: RunSummary) -> str:
             cells += [f"<td>{escape(str(t2[k])) if k in t2 else '–'}</td>" for k in ("J&F", "J", "F")]
         cells += [f"<td>{escape(ev.cells.get(c, ''))}</td>" for c in columns]
         cells.append(f'<td class="name">eval/{escape(method)}/{escape(ev.csv_file)}</td>')
-        rows.append(f'<tr class="{"pgmr" if method == "pgmr" else ""}" data-method="{escape(method)}">'
-                    f'{"".join(cells)}</tr>')
-    return (f'<table id="table2"><tr>{"".join(head)}</tr>{"".join(rows)}</table>'
-            '<p>Global numbers as the evaluator wrote them: % columns from <code>eval/table2.json</code>, '
-            'fractions from each method\'s <code>global_results</code> CSV (DAVIS toolkit, mean over objects).</p>')
+        rows.append(
+            f'<tr class="{"pgmr" if method == "pgmr" else ""}" data-method="{escape(method)}">{"".join(cells)}</tr>'
+        )
+    return (
+        f'<table id="table2"><tr>{"".join(head)}</tr>{"".join(rows)}</table>'
+        "<p>Global numbers as the evaluator wrote them: % columns from <code>eval/table2.json</code>, "
+        "fractions from each method's <code>global_results</code> CSV (DAVIS toolkit, mean over objects).</p>"
+    )
 
 
 def _agreement_table(run: RunSummary, rows: list[VideoRow]) -> str:
@@ -88,32 +91,43 @@ def _agreement_table(run: RunSummary, rows: list[VideoRow]) -> str:
         vals = [r.values[model] for r in rows if model in r.values]
         mean = sum(vals) / len(vals) if vals else None
         shown = "reference" if model == "pgmr-fused" else _pct(mean)
-        body.append(f'<tr data-method="{escape(model)}"><td class="name">{escape(NAMES.get(model, model))}</td>'
-                    f"<td>{shown}</td><td>{choices.count(model)}</td></tr>")
+        body.append(
+            f'<tr data-method="{escape(model)}"><td class="name">{escape(NAMES.get(model, model))}</td>'
+            f"<td>{shown}</td><td>{choices.count(model)}</td></tr>"
+        )
     return f'<table id="table2">{head}{"".join(body)}</table>'
 
 
 def _video_table(run: RunSummary, rows: list[VideoRow], methods: list[str]) -> str:
     rec = (run.recommend or {}).get("videos", {})
-    head = ('<tr><th class="name">video</th>' + "".join(f"<th>{escape(NAMES.get(m, m))}</th>" for m in methods)
-            + '<th>spread</th><th class="name">kept</th><th class="name">reason</th></tr>')
+    head = (
+        '<tr><th class="name">video</th>'
+        + "".join(f"<th>{escape(NAMES.get(m, m))}</th>" for m in methods)
+        + '<th>spread</th><th class="name">kept</th><th class="name">reason</th></tr>'
+    )
     body = []
     for r in rows:
         entry = rec.get(r.video, {})
-        body.append(f'<tr data-video="{escape(r.video)}"><td class="name">{escape(r.video)}</td>'
-                    + "".join(f"<td>{_pct(r.values.get(m))}</td>" for m in methods)
-                    + f'<td>{r.spread:.1f}</td><td class="name">{escape(str(entry.get("choice", "–")))}</td>'
-                    f'<td class="name">{escape(str(entry.get("reason", "")))}</td></tr>')
+        body.append(
+            f'<tr data-video="{escape(r.video)}"><td class="name">{escape(r.video)}</td>'
+            + "".join(f"<td>{_pct(r.values.get(m))}</td>" for m in methods)
+            + f'<td>{r.spread:.1f}</td><td class="name">{escape(str(entry.get("choice", "–")))}</td>'
+            f'<td class="name">{escape(str(entry.get("reason", "")))}</td></tr>'
+        )
     return f'<table id="videos">{head}{"".join(body)}</table>'
 
 
 def _closeup(c: Closeup) -> str:
-    parts = [f'<section class="closeup" id="video-{escape(c.video)}"><h3>{escape(c.video)} ({escape(c.why)})</h3>',
-             f"<p>Kept: <b>{escape(c.choice)}</b> — {escape(c.reason)}</p>"]
+    parts = [
+        f'<section class="closeup" id="video-{escape(c.video)}"><h3>{escape(c.video)} ({escape(c.why)})</h3>',
+        f"<p>Kept: <b>{escape(c.choice)}</b> — {escape(c.reason)}</p>",
+    ]
     parts += [f'<p class="note">{escape(n)}</p>' for n in c.notes]
     if c.strip:
-        parts.append(f'<p>Frames {escape(c.columns)}; rows: frame, ground truth where it exists, each model, '
-                     f'PGMR.</p><img class="overlay" src="{escape(c.strip)}" alt="mask overlays of {escape(c.video)}">')
+        parts.append(
+            f"<p>Frames {escape(c.columns)}; rows: frame, ground truth where it exists, each model, "
+            f'PGMR.</p><img class="overlay" src="{escape(c.strip)}" alt="mask overlays of {escape(c.video)}">'
+        )
     if c.frame_plot:
         parts.append(f'<img class="frame-plot" src="{escape(c.frame_plot)}" alt="per-frame scores">')
     if c.preview:
@@ -121,16 +135,19 @@ def _closeup(c: Closeup) -> str:
     return "".join(parts) + "</section>"
 
 
-def render(run: RunSummary, meta: dict[str, str], rows: list[VideoRow], methods: list[str], plot: str,
-           closeups: list[Closeup]) -> str:
+def render(
+    run: RunSummary, meta: dict[str, str], rows: list[VideoRow], methods: list[str], plot: str, closeups: list[Closeup]
+) -> str:
     """The whole page."""
     notes = []
     if run.missing:
         items = "".join(f"<li>{escape(m)}</li>" for m in run.missing)
         notes.append(f'<div class="missing" id="missing"><b>Missing from this run:</b><ul>{items}</ul></div>')
     if not run.has_gt:
-        notes.append('<p class="note" id="no-gt">No ground truth: every number below is a model\'s agreement '
-                     "with the PGMR pseudo-label (%), not J&amp;F.</p>")
+        notes.append(
+            '<p class="note" id="no-gt">No ground truth: every number below is a model\'s agreement '
+            "with the PGMR pseudo-label (%), not J&amp;F.</p>"
+        )
     measure = "J&F %" if run.has_gt else "agreement with the pseudo-label %"
     return _PAGE.substitute(
         title=escape(run.root),

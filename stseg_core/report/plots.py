@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING, Any
 
 from stseg_core.report.collect import NAMES, PGMR
 from stseg_core.report.select import FrameSeries, VideoRow
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_LABELLED_VIDEOS = 60
 """Beyond this many videos the x axis shows ranks, not names (names stay in the table)."""
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -20,13 +24,13 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
-def _style(method: str) -> dict:
+def _style(method: str) -> dict[str, Any]:
     if method == PGMR:
         return {"color": "black", "marker": "*", "markersize": 7, "linewidth": 1.6}
     return {"marker": "o", "markersize": 3, "linewidth": 0.8}

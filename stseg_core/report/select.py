@@ -94,8 +94,9 @@ def eval_series(run: RunSummary, video: str) -> FrameSeries | None:
         if not entry:
             continue
         for oid, obj in entry["objects"].items():
-            fs = candidates.setdefault(int(oid), FrameSeries(video, int(oid), tuple(entry["frames"]), {},
-                                                             "J (region similarity, eval/)"))
+            fs = candidates.setdefault(
+                int(oid), FrameSeries(video, int(oid), tuple(entry["frames"]), {}, "J (region similarity, eval/)")
+            )
             fs.series[method] = obj["per_frame"]["J"]
     if not candidates:
         return None
@@ -107,8 +108,9 @@ def _drop(fs: FrameSeries) -> float:
     return max((vals[at - 1] - vals[at] for vals in fs.series.values() if 0 < at < len(vals)), default=0.0)
 
 
-def agreement_series(video: str, stems: tuple[str, ...], object_ids: tuple[int, ...],
-                     masks: dict[str, list[np.ndarray]]) -> FrameSeries | None:
+def agreement_series(
+    video: str, stems: tuple[str, ...], object_ids: tuple[int, ...], masks: dict[str, list[np.ndarray]]
+) -> FrameSeries | None:
     """Without ground truth: per frame IoU of each model's mask with PGMR's for the object whose IoU falls most."""
     if PGMR not in masks:
         return None

@@ -36,21 +36,30 @@ def rng_state() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)},
-             "python": _to_lists(random.getstate())}
+    legacy = np.random.get_state(legacy=True)
+    assert isinstance(legacy, tuple)  # legacy=True: the Mersenne Twister's tuple, never the dict form
+    name, keys, pos, has_gauss, cached = legacy
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "python": _to_lists(random.getstate()),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _to_lists(obj):
+def _to_lists(obj: Any) -> Any:
     return [_to_lists(x) for x in obj] if isinstance(obj, tuple | list) else obj
 
 
-def _to_tuples(obj):
+def _to_tuples(obj: Any) -> Any:
     return tuple(_to_tuples(x) for x in obj) if isinstance(obj, list) else obj
 
 

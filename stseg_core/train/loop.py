@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stseg_core.train.checkpoints import RunCheckpoints, rng_state, set_rng_state
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from stseg_core.data.mose import MoseSplit
+    from stseg_core.store import Store
     from stseg_core.telemetry import JobMetrics
     from stseg_core.train.split import VideoSplit
 
@@ -54,11 +55,32 @@ class RunInputs:
     device: str
 
 
-def prepare_run(recipe, model: str, *, data_root: str, store, run_id: str, dist: DistEnv | None,
-                min_frames: int) -> RunInputs:
+class RecipeSettings(Protocol):
+    """What `prepare_run` reads of a recipe's settings (Sam2Recipe, TmoRecipe)."""
+
+    @property
+    def init(self) -> str: ...
+    @property
+    def val_fraction(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    def check(self) -> None: ...
+
+
+def prepare_run(
+    recipe: RecipeSettings,
+    model: str,
+    *,
+    data_root: str,
+    store: Store | str,
+    run_id: str,
+    dist: DistEnv | None,
+    min_frames: int,
+) -> RunInputs:
     """The checks every recipe makes before any step, cheapest first so a bad input costs no GPU time:
-    its settings, a writable store, the init checkpoint, full-video annotations; then the split is recorded.
-    `recipe` has `check()`, `init`, `val_fraction`, `seed` and `device`."""
+    its settings, a writable store, the init checkpoint, full-video annotations; then the split is recorded."""
     from stseg_core.data.mose import MoseSplit
     from stseg_core.models.checkpoint import resolve_checkpoint
     from stseg_core.train.split import check_train_videos, recorded_split
@@ -100,8 +122,7 @@ def init_distributed(dist: DistEnv, device: str) -> None:
             import torch
 
             torch.cuda.set_device(device)
-        tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
-                                 timeout=datetime.timedelta(hours=3))
+        tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=datetime.timedelta(hours=3))
 
 
 def barrier(dist: DistEnv) -> None:
@@ -161,8 +182,17 @@ class TrainResult:
     val_seconds: list[float] = field(default_factory=list)
 
 
-def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpoint_every: int, grad_accum: int,
-               dist: DistEnv, metrics: JobMetrics | None = None, resume: bool = True) -> TrainResult:
+def run_epochs(
+    parts: TrainParts,
+    ckpts: RunCheckpoints,
+    *,
+    epochs: int,
+    checkpoint_every: int,
+    grad_accum: int,
+    dist: DistEnv,
+    metrics: JobMetrics | None = None,
+    resume: bool = True,
+) -> TrainResult:
     """Train to `epochs`, resuming from the run's latest checkpoint; save and validate every
     `checkpoint_every` epochs and at the last one."""
     import torch
@@ -174,7 +204,7 @@ def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpo
         parts.optimizer.load_state_dict(start.payload["optimizer"])
         set_rng_state(start.payload["rng"])
         step, first_epoch = start.step, start.epoch + 1
-    result = TrainResult(ckpts.uri(), start.epoch if start else 0, step, start and ckpts.uri(start.key))
+    result = TrainResult(ckpts.uri(), start.epoch if start else 0, step, ckpts.uri(start.key) if start else None)
     total_steps = max(1, epochs * parts.steps_per_epoch)
     params = list(parts.trainable() if parts.trainable else (p for p in parts.model.parameters() if p.requires_grad))
     for epoch in range(first_epoch, epochs + 1):
@@ -186,7 +216,7 @@ def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpo
         t0 = time.perf_counter()
         for i, batch in enumerate(parts.batches(epoch)):
             loss, _named = parts.forward(batch)
-            (loss / grad_accum).backward()
+            (loss / grad_accum).backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             losses.append(float(loss.detach()))
             if (i + 1) % grad_accum:
                 continue
@@ -218,16 +248,24 @@ def run_epochs(parts: TrainParts, ckpts: RunCheckpoints, *, epochs: int, checkpo
     return result
 
 
-def _save_and_validate(parts: TrainParts, ckpts: RunCheckpoints, epoch: int, step: int, result: TrainResult,
-                       metrics: JobMetrics | None) -> None:
+def _save_and_validate(
+    parts: TrainParts, ckpts: RunCheckpoints, epoch: int, step: int, result: TrainResult, metrics: JobMetrics | None
+) -> None:
     """Validation first, then the checkpoint, then val.json/best: a checkpoint in the store is always one whose
     score is about to be recorded, and a resumed run re-scores nothing."""
     state = {k: v.detach().cpu() for k, v in parts.model.state_dict().items()}
     t0 = time.perf_counter()
     scores = parts.validate(parts.model)
     result.val_seconds.append(time.perf_counter() - t0)
-    payload = {"model": state, "arch": parts.arch, "epoch": epoch, "step": step,
-               "optimizer": parts.optimizer.state_dict(), "rng": rng_state(), "recipe": parts.recipe}
+    payload = {
+        "model": state,
+        "arch": parts.arch,
+        "epoch": epoch,
+        "step": step,
+        "optimizer": parts.optimizer.state_dict(),
+        "rng": rng_state(),
+        "recipe": parts.recipe,
+    }
     result.saved.append(ckpts.save(epoch, payload))
     ckpts.record_val(epoch, scores)
     if metrics:

@@ -30,13 +30,23 @@ from stseg_core.train.loop import DistEnv, TrainParts, TrainResult, init_distrib
 from stseg_core.train.split import VideoSplit
 
 if TYPE_CHECKING:
+    import torch
+    from omegaconf import DictConfig
+    from torch.utils.data import DataLoader, DistributedSampler
+
     from stseg_core.data.mose import MoseSplit
     from stseg_core.telemetry import JobMetrics
 
 TRAIN_CONFIG = "configs/sam2.1_training/sam2.1_hiera_b+_MOSE_finetune.yaml"
 OPTIMIZERS = ("adamw", "adam")
-_TRUNK_KEYS = ("embed_dim", "num_heads", "stages", "global_att_blocks", "window_pos_embed_bkg_spatial_size",
-               "window_spec")
+_TRUNK_KEYS = (
+    "embed_dim",
+    "num_heads",
+    "stages",
+    "global_att_blocks",
+    "window_pos_embed_bkg_spatial_size",
+    "window_spec",
+)
 _PLAIN_TRANSFORMS = ("RandomResizeAPI", "ToTensorAPI", "NormalizeAPI")
 
 
@@ -87,8 +97,15 @@ class Sam2Recipe:
             raise BadInputError(f"sam2 finetune resolution {self.resolution}: must be a positive multiple of 32")
         if self.optimizer not in OPTIMIZERS:
             raise BadInputError(f"sam2 finetune optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-        for name in ("epochs", "num_frames", "max_objects", "batch_size", "grad_accum", "checkpoint_every",
-                     "multiplier"):
+        for name in (
+            "epochs",
+            "num_frames",
+            "max_objects",
+            "batch_size",
+            "grad_accum",
+            "checkpoint_every",
+            "multiplier",
+        ):
             if getattr(self, name) < 1:
                 raise BadInputError(f"sam2 finetune {name}={getattr(self, name)}: must be at least 1")
         if len(self.loss_weights) != 4:
@@ -120,8 +137,9 @@ def _quoted(path: str) -> str:
     return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def compose_config(recipe: Sam2Recipe, img_folder: str, gt_folder: str, file_list: str | None,
-                   device: str = "cpu"):
+def compose_config(
+    recipe: Sam2Recipe, img_folder: str, gt_folder: str, file_list: str | None, device: str = "cpu"
+) -> DictConfig:
     """Upstream's MOSE finetune config with the recipe's values as hydra overrides (an OmegaConf DictConfig)."""
     import sam2  # noqa: F401  (importing sam2 initialises hydra's config search path on the sam2 package)
     from hydra import compose
@@ -131,28 +149,39 @@ def compose_config(recipe: Sam2Recipe, img_folder: str, gt_folder: str, file_lis
     cuda = device.startswith("cuda")
     w = recipe.loss_weights
     overrides = [
-        f"scratch.resolution={recipe.resolution}", f"scratch.num_frames={recipe.num_frames}",
-        f"scratch.max_num_objects={recipe.max_objects}", f"scratch.train_batch_size={recipe.batch_size}",
-        f"scratch.base_lr={recipe.base_lr}", f"scratch.vision_lr={recipe.vision_lr}",
-        f"scratch.num_epochs={recipe.epochs}", f"scratch.num_train_workers={recipe.workers}",
-        f"dataset.img_folder={_quoted(img_folder)}", f"dataset.gt_folder={_quoted(gt_folder)}",
+        f"scratch.resolution={recipe.resolution}",
+        f"scratch.num_frames={recipe.num_frames}",
+        f"scratch.max_num_objects={recipe.max_objects}",
+        f"scratch.train_batch_size={recipe.batch_size}",
+        f"scratch.base_lr={recipe.base_lr}",
+        f"scratch.vision_lr={recipe.vision_lr}",
+        f"scratch.num_epochs={recipe.epochs}",
+        f"scratch.num_train_workers={recipe.workers}",
+        f"dataset.img_folder={_quoted(img_folder)}",
+        f"dataset.gt_folder={_quoted(gt_folder)}",
         f"dataset.file_list_txt={_quoted(file_list) if file_list else 'null'}",
         f"dataset.multiplier={recipe.multiplier}",
-        f"trainer.accelerator={'cuda' if cuda else 'cpu'}", f"trainer.seed_value={recipe.seed}",
-        f"trainer.distributed.backend={'nccl' if cuda else 'gloo'}", f"trainer.optim.amp.enabled={cuda}",
+        f"trainer.accelerator={'cuda' if cuda else 'cpu'}",
+        f"trainer.seed_value={recipe.seed}",
+        f"trainer.distributed.backend={'nccl' if cuda else 'gloo'}",
+        f"trainer.optim.amp.enabled={cuda}",
         "trainer.checkpoint.model_weight_initializer=null",
         f"++trainer.model.freeze_image_encoder={recipe.freeze_image_encoder}",
-        f"trainer.loss.all.weight_dict.loss_mask={w[0]}", f"trainer.loss.all.weight_dict.loss_dice={w[1]}",
-        f"trainer.loss.all.weight_dict.loss_iou={w[2]}", f"trainer.loss.all.weight_dict.loss_class={w[3]}",
-        *_trunk_overrides(recipe.config), *recipe.overrides,
+        f"trainer.loss.all.weight_dict.loss_mask={w[0]}",
+        f"trainer.loss.all.weight_dict.loss_dice={w[1]}",
+        f"trainer.loss.all.weight_dict.loss_iou={w[2]}",
+        f"trainer.loss.all.weight_dict.loss_class={w[3]}",
+        *_trunk_overrides(recipe.config),
+        *recipe.overrides,
     ]
     try:
         cfg = compose(config_name=TRAIN_CONFIG, overrides=overrides)
     except Exception as err:  # hydra's override/config errors
         raise BadInputError(f"sam2 finetune config: {' '.join(str(err).split())[:300]}") from None
     if not recipe.augment:
-        plain = [t for t in cfg.vos.train_transforms[0].transforms
-                 if t["_target_"].rsplit(".", 1)[-1] in _PLAIN_TRANSFORMS]
+        plain = [
+            t for t in cfg.vos.train_transforms[0].transforms if t["_target_"].rsplit(".", 1)[-1] in _PLAIN_TRANSFORMS
+        ]
         cfg.vos.train_transforms[0].transforms = OmegaConf.create(plain)
     return cfg
 
@@ -167,21 +196,23 @@ def _register_resolvers() -> None:
         register_omegaconf_resolvers()
 
 
-def build_model(cfg, recipe: Sam2Recipe):
+def build_model(cfg: DictConfig, recipe: Sam2Recipe) -> torch.nn.Module:
     """`SAM2Train` from the composed config, with the `init` weights loaded strictly."""
     from hydra.utils import instantiate
 
     from stseg_core.models.checkpoint import load_checkpoint
     from stseg_core.models.sam2 import config_path
 
-    model = instantiate(cfg.trainer.model, _convert_="all")
+    model: torch.nn.Module = instantiate(cfg.trainer.model, _convert_="all")
     if recipe.init != "random":
         load_checkpoint(model, recipe.init, model=f"sam2 {Path(config_path(recipe.config)).stem}")
     # freeze_image_encoder is applied in SAM2Train.__init__; loading weights keeps requires_grad
     return model
 
 
-def param_groups(model, recipe: Sam2Recipe) -> tuple[list[dict], tuple[tuple[str, float], ...]]:
+def param_groups(
+    model: torch.nn.Module, recipe: Sam2Recipe
+) -> tuple[list[dict[str, Any]], tuple[tuple[str, float], ...]]:
     """Two lr groups (decoder side at base_lr, image encoder at vision_lr), each split by weight decay
     (none on biases and LayerNorm weights, as upstream)."""
     import torch
@@ -191,7 +222,7 @@ def param_groups(model, recipe: Sam2Recipe) -> tuple[list[dict], tuple[tuple[str
         if isinstance(module, torch.nn.LayerNorm):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
     decay = recipe.weight_decay if recipe.optimizer == "adamw" else 0.0
-    buckets: dict[tuple[str, bool], list] = {}
+    buckets: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -208,7 +239,9 @@ def param_groups(model, recipe: Sam2Recipe) -> tuple[list[dict], tuple[tuple[str
     return groups, tuple(names)
 
 
-def validate(model, recipe: Sam2Recipe, data: MoseSplit, videos: tuple[str, ...], device: str) -> dict[str, float]:
+def validate(
+    model: torch.nn.Module, recipe: Sam2Recipe, data: MoseSplit, videos: tuple[str, ...], device: str
+) -> dict[str, float]:
     """J&F of the current weights on `videos` through the `sam2` inference adapter (first-frame masks in,
     every later frame scored against the ground truth, first and last frame dropped as DAVIS does)."""
     from stseg_core.models.checkpoint import load_strict
@@ -238,15 +271,24 @@ def _local_split_dirs(data_root: str, scratch: Path) -> Path:
     return dest
 
 
-def finetune_sam2(recipe: Sam2Recipe, *, data_root: str, store: str, run_id: str, scratch: str | Path,
-                  metrics: JobMetrics | None = None, dist: DistEnv | None = None) -> TrainResult:
+def finetune_sam2(
+    recipe: Sam2Recipe,
+    *,
+    data_root: str,
+    store: str,
+    run_id: str,
+    scratch: str | Path,
+    metrics: JobMetrics | None = None,
+    dist: DistEnv | None = None,
+) -> TrainResult:
     """Finetune SAM2 on the training split at `data_root`; checkpoints go to
     `<store>/checkpoints/sam2/<run_id>/`. Inputs (settings, store, data, init weights) are checked before
     the first step; a run with checkpoints already in the store resumes from the latest."""
     import torch
 
-    run = prepare_run(recipe, "sam2", data_root=data_root, store=store, run_id=run_id, dist=dist,
-                      min_frames=recipe.num_frames)
+    run = prepare_run(
+        recipe, "sam2", data_root=data_root, store=store, run_id=run_id, dist=dist, min_frames=recipe.num_frames
+    )
     dist, ckpts, data, split, device = run.dist, run.ckpts, run.data, run.split, run.device
     scratch = Path(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
@@ -258,12 +300,26 @@ def finetune_sam2(recipe: Sam2Recipe, *, data_root: str, store: str, run_id: str
     model = build_model(cfg, recipe).to(device)
     init_distributed(dist, device)
     parts = _parts(cfg, recipe, model, data, split, device, dist)
-    return run_epochs(parts, ckpts, epochs=recipe.epochs, checkpoint_every=recipe.checkpoint_every,
-                      grad_accum=recipe.grad_accum, dist=dist, metrics=metrics)
+    return run_epochs(
+        parts,
+        ckpts,
+        epochs=recipe.epochs,
+        checkpoint_every=recipe.checkpoint_every,
+        grad_accum=recipe.grad_accum,
+        dist=dist,
+        metrics=metrics,
+    )
 
 
-def _parts(cfg, recipe: Sam2Recipe, model, data: MoseSplit, split: VideoSplit, device: str,
-           dist: DistEnv) -> TrainParts:
+def _parts(
+    cfg: DictConfig,
+    recipe: Sam2Recipe,
+    model: torch.nn.Module,
+    data: MoseSplit,
+    split: VideoSplit,
+    device: str,
+    dist: DistEnv,
+) -> TrainParts:
     import torch
     from hydra.utils import instantiate
     from torch.utils.data import DataLoader, DistributedSampler
@@ -271,13 +327,16 @@ def _parts(cfg, recipe: Sam2Recipe, model, data: MoseSplit, split: VideoSplit, d
 
     dataset = instantiate(cfg.trainer.data.train.datasets[0], _convert_="all")  # RepeatFactorWrapper(VOSDataset)
     dataset.set_epoch(0)
-    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                 seed=recipe.seed, drop_last=True)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=recipe.seed, drop_last=True
+    )
     steps = len(sampler) // recipe.batch_size // recipe.grad_accum
     if steps < 1:
-        raise BadInputError(f"sam2 finetune: {len(dataset)} training clips per epoch cannot fill one step of "
-                            f"{recipe.batch_size}×{recipe.grad_accum} clips"
-                            f"{f' per rank × {dist.world_size}' if dist.world_size > 1 else ''}")
+        raise BadInputError(
+            f"sam2 finetune: {len(dataset)} training clips per epoch cannot fill one step of "
+            f"{recipe.batch_size}×{recipe.grad_accum} clips"
+            f"{f' per rank × {dist.world_size}' if dist.world_size > 1 else ''}"
+        )
     loss_fn = instantiate(cfg.trainer.loss.all, _convert_="all")
     groups, group_lrs = param_groups(model, recipe)
     opt_cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
@@ -285,31 +344,45 @@ def _parts(cfg, recipe: Sam2Recipe, model, data: MoseSplit, split: VideoSplit, d
     runner = model
     if dist.world_size > 1:
         runner = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
-            find_unused_parameters=bool(cfg.trainer.distributed.find_unused_parameters))
+            model,
+            device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
+            find_unused_parameters=bool(cfg.trainer.distributed.find_unused_parameters),
+        )
     amp = bool(cfg.trainer.optim.amp.enabled) and device.startswith("cuda")
     amp_dtype = getattr(torch, str(cfg.trainer.optim.amp.amp_dtype))
 
-    def batches(epoch: int):
+    def batches(epoch: int) -> DataLoader[Any]:
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=recipe.batch_size, sampler=sampler, num_workers=recipe.workers,
-                          collate_fn=functools.partial(collate_fn, dict_key="all"), drop_last=True,
-                          pin_memory=device.startswith("cuda"))
+        return DataLoader(
+            dataset,
+            batch_size=recipe.batch_size,
+            sampler=sampler,
+            num_workers=recipe.workers,
+            collate_fn=functools.partial(collate_fn, dict_key="all"),
+            drop_last=True,
+            pin_memory=device.startswith("cuda"),
+        )
 
-    def forward(batch):
+    def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         batch = batch.to(device, non_blocking=True)
         with torch.autocast(device_type="cuda" if amp else "cpu", dtype=amp_dtype, enabled=amp):
             losses = loss_fn(runner(batch), batch.masks)
         return losses["core_loss"], {k: float(v.detach()) for k, v in losses.items()}
 
     return TrainParts(
-        model=model, optimizer=optimizer, forward=forward, batches=batches,
+        model=model,
+        optimizer=optimizer,
+        forward=forward,
+        batches=batches,
         steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, device),
-        group_lrs=group_lrs, arch={"model": "sam2", "config": recipe.config, "resolution": recipe.resolution},
-        recipe=_plain(asdict(recipe)), grad_clip=float(cfg.trainer.optim.gradient_clip.max_norm))
+        group_lrs=group_lrs,
+        arch={"model": "sam2", "config": recipe.config, "resolution": recipe.resolution},
+        recipe=_plain(asdict(recipe)),
+        grad_clip=float(cfg.trainer.optim.gradient_clip.max_norm),
+    )
 
 
-def _plain(d: dict) -> dict:
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

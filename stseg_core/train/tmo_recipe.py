@@ -26,11 +26,11 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stseg_core.errors import BadInputError
+from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.train.loop import (
     DistEnv,
     TrainParts,
@@ -43,8 +43,12 @@ from stseg_core.train.loop import (
 from stseg_core.train.split import VideoSplit
 
 if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler
+
     from stseg_core.data.mose import MoseSplit
     from stseg_core.models.flow import FlowCache
+    from stseg_core.models.tmo_net import TMONet
     from stseg_core.telemetry import JobMetrics
 
 
@@ -100,8 +104,9 @@ class TmoRecipe:
         flow_method(self.flow)
 
 
-def precompute_flows(data: MoseSplit, videos: tuple[str, ...], cache: FlowCache, method: str,
-                     checkpoint: str | None, device: str) -> int:
+def precompute_flows(
+    data: MoseSplit, videos: tuple[str, ...], cache: FlowCache, method: str, checkpoint: str | None, device: str
+) -> int:
     """Fill the flow cache for `videos` (videos already complete are skipped); returns videos computed.
 
     The cache layout is the inference adapter's, so a video's flow is computed once for training,
@@ -153,7 +158,7 @@ class FrameSamples:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         import cv2
         import torch
 
@@ -161,7 +166,13 @@ class FrameSamples:
 
         video, stem = self.items[index]
         rgb = self.data.read_frame(video, stem)
-        flow_img, _ = self.cache.get(video, stem)
+        cached = self.cache.get(video, stem)
+        if cached is None:
+            raise MissingArtifactError(
+                f"tmo finetune: no flow image of {video}/{stem} in {self.cache.store.root} "
+                "(precompute_flows writes them before training)"
+            )
+        flow_img = cached[0]
         fg = (self.data.annotation(video, stem) > 0).astype(np.uint8)
         r = self.recipe
         box = enlarge_crop(fg, r.enlarge_below, r.enlarge_context)
@@ -174,21 +185,21 @@ class FrameSamples:
         return x, m, u, y
 
 
-def batchnorms(net) -> list:
+def batchnorms(net: torch.nn.Module) -> list[torch.nn.Module]:
     """The BatchNorm modules of `net`: kept in eval mode while training (running statistics frozen)."""
     import torch
 
     return [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
 
-def train_mode(net, bns: list) -> None:
+def train_mode(net: torch.nn.Module, bns: list[torch.nn.Module]) -> None:
     """Upstream's training mode: everything in train mode but BatchNorm, whose statistics stay as loaded."""
     net.train()
     for bn in bns:
         bn.eval()
 
 
-def step_loss(net, x, m, u, y):
+def step_loss(net: torch.nn.Module, x: torch.Tensor, m: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Upstream's training loss on one batch: motion as option, then cross-entropy of the 2-class scores."""
     import torch
 
@@ -196,32 +207,50 @@ def step_loss(net, x, m, u, y):
     return torch.nn.functional.cross_entropy(scores, y)
 
 
-def build_net(recipe: TmoRecipe):
+def build_net(recipe: TmoRecipe) -> TMONet:
     """The network: from `init` (strict, backbone checked) or random + ImageNet backbone weights."""
     from stseg_core.models.tmo import build_network, load_network
 
     if recipe.init == "random":
-        return build_network(recipe.backbone, seed=recipe.seed, backbone_weights=recipe.backbone_weights,
-                             size=recipe.size)
+        return build_network(
+            recipe.backbone, seed=recipe.seed, backbone_weights=recipe.backbone_weights, size=recipe.size
+        )
     return load_network(recipe.init, recipe.backbone, size=recipe.size)
 
 
-def validate(net, recipe: TmoRecipe, data: MoseSplit, videos: tuple[str, ...], flow_cache: str,
-             device: str) -> dict[str, float]:
+def validate(
+    net: torch.nn.Module, recipe: TmoRecipe, data: MoseSplit, videos: tuple[str, ...], flow_cache: str, device: str
+) -> dict[str, float]:
     """J&F of the current weights through the `tmo` adapter (its splitter turns foreground into ids)."""
     from stseg_core.models.tmo import TMO, TMOConfig
     from stseg_core.train.val import jf_on_videos
 
-    adapter = TMO(TMOConfig(backbone=recipe.backbone, size=recipe.size,
-                            flow=recipe.flow, flow_checkpoint=recipe.flow_checkpoint, flow_cache=flow_cache,
-                            device=device, probs=False))
+    adapter = TMO(
+        TMOConfig(
+            backbone=recipe.backbone,
+            size=recipe.size,
+            flow=recipe.flow,
+            flow_checkpoint=recipe.flow_checkpoint,
+            flow_cache=flow_cache,
+            device=device,
+            probs=False,
+        )
+    )
     adapter.net.load_state_dict(net.state_dict(), strict=True)
     adapter.net.eval()
     return jf_on_videos(adapter, data, videos)
 
 
-def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, scratch: str | Path,
-                 metrics: JobMetrics | None = None, dist: DistEnv | None = None) -> TrainResult:
+def finetune_tmo(
+    recipe: TmoRecipe,
+    *,
+    data_root: str,
+    store: str,
+    run_id: str,
+    scratch: str | Path,
+    metrics: JobMetrics | None = None,
+    dist: DistEnv | None = None,
+) -> TrainResult:
     """Finetune TMO on the training split at `data_root`; checkpoints go to `<store>/checkpoints/tmo/<run_id>/`.
     Inputs are checked and flow images precomputed before the first step; a run resumes from its latest
     checkpoint in the store."""
@@ -244,40 +273,82 @@ def finetune_tmo(recipe: TmoRecipe, *, data_root: str, store: str, run_id: str, 
     init_distributed(dist, device)
     barrier(dist)
     parts = _parts(recipe, net, bns, data, split, cache, flow_root, device, dist)
-    return run_epochs(parts, ckpts, epochs=recipe.epochs, checkpoint_every=recipe.checkpoint_every,
-                      grad_accum=recipe.grad_accum, dist=dist, metrics=metrics)
+    return run_epochs(
+        parts,
+        ckpts,
+        epochs=recipe.epochs,
+        checkpoint_every=recipe.checkpoint_every,
+        grad_accum=recipe.grad_accum,
+        dist=dist,
+        metrics=metrics,
+    )
 
 
-def _parts(recipe: TmoRecipe, net, bns, data: MoseSplit, split: VideoSplit, cache: FlowCache,
-           flow_root: str, device: str, dist: DistEnv) -> TrainParts:
+def _parts(
+    recipe: TmoRecipe,
+    net: TMONet,
+    bns: list[torch.nn.Module],
+    data: MoseSplit,
+    split: VideoSplit,
+    cache: FlowCache,
+    flow_root: str,
+    device: str,
+    dist: DistEnv,
+) -> TrainParts:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
     from stseg_core.models.tmo import arch_entry
 
     dataset = FrameSamples(data, split.train, cache, recipe)
-    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                 seed=recipe.seed, drop_last=True)
+    # FrameSamples is a map-style dataset (__len__, __getitem__) that does not subclass torch's Dataset, so that
+    # this module imports without torch; torch's stubs want the subclass.
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        dataset,  # type: ignore[arg-type]
+        num_replicas=dist.world_size,
+        rank=dist.rank,
+        shuffle=True,
+        seed=recipe.seed,
+        drop_last=True,
+    )
     steps = len(sampler) // recipe.batch_size // recipe.grad_accum
     if steps < 1:
-        raise BadInputError(f"tmo finetune: {len(dataset)} training frames cannot fill one batch of "
-                            f"{recipe.batch_size}{f' per GPU × {dist.world_size}' if dist.world_size > 1 else ''}")
+        raise BadInputError(
+            f"tmo finetune: {len(dataset)} training frames cannot fill one batch of "
+            f"{recipe.batch_size}{f' per GPU × {dist.world_size}' if dist.world_size > 1 else ''}"
+        )
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
-    runner = net
+    runner: torch.nn.Module = net
     if dist.world_size > 1:
         runner = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
-    def batches(epoch: int):
-        sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=recipe.batch_size, sampler=sampler, num_workers=recipe.workers,
-                          drop_last=True, pin_memory=device.startswith("cuda"))
+            net, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
+        )
 
-    def forward(batch):
+    def batches(epoch: int) -> DataLoader[Any]:
+        sampler.set_epoch(epoch)
+        return DataLoader(
+            dataset,  # type: ignore[arg-type]
+            batch_size=recipe.batch_size,
+            sampler=sampler,
+            num_workers=recipe.workers,
+            drop_last=True,
+            pin_memory=device.startswith("cuda"),
+        )
+
+    def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         loss = step_loss(runner, *(t.to(device, non_blocking=True) for t in batch))
         return loss, {"ce": float(loss.detach())}
 
     return TrainParts(
-        model=net, optimizer=optimizer, forward=forward, batches=batches, steps_per_epoch=steps,
+        model=net,
+        optimizer=optimizer,
+        forward=forward,
+        batches=batches,
+        steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, flow_root, device),
-        group_lrs=(("all", recipe.lr),), arch=arch_entry(net), recipe=asdict(recipe),
-        lr_end_ratio=1.0, train_mode=lambda: train_mode(net, bns))
+        group_lrs=(("all", recipe.lr),),
+        arch=arch_entry(net),
+        recipe=asdict(recipe),
+        lr_end_ratio=1.0,
+        train_mode=lambda: train_mode(net, bns),
+    )

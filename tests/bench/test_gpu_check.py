@@ -15,9 +15,14 @@ def test_gpu_check_cpu_smoke(capsys) -> None:
     spec.loader.exec_module(mod)
     rows = mod.main(["--cpu-smoke"])
     labels = [what for what, _m, _p in rows]
-    assert labels == ["SAM2.1 tiny @128 bf16", "SAM2.1 tiny @128 fp32", "TMO rn18 @64",
-                      "finetune SAM2.1 tiny @128, 3 frames", "finetune TMO rn18 @64, batch 4",
-                      labels[-1]] and labels[-1].startswith("J&F evaluator")
+    assert labels == [
+        "SAM2.1 tiny @128 bf16",
+        "SAM2.1 tiny @128 fp32",
+        "TMO rn18 @64",
+        "finetune SAM2.1 tiny @128, 3 frames",
+        "finetune TMO rn18 @64, batch 4",
+        labels[-1],
+    ] and labels[-1].startswith("J&F evaluator")
     for _what, measured, _p in rows:
         value = float(measured.split()[0])
         assert value > 0, measured

@@ -73,73 +73,185 @@ def _corrupt_jpeg(tmp: Path) -> None:
     jpg.write_bytes(jpg.read_bytes()[:100])
 
 
-_FIRST_EMPTY = "file://{data}/Annotations/{v}/00000.png: the first frame of video '{v}' annotates no object " \
-               "(nothing to segment)"
-_NEW_ID = "file://{gt}/Annotations/{v}/00002.png: object ids [9] are absent from the first frame 00000 of video " \
-          "'{v}' (ids there: {ids})"
+_FIRST_EMPTY = (
+    "file://{data}/Annotations/{v}/00000.png: the first frame of video '{v}' annotates no object (nothing to segment)"
+)
+_NEW_ID = (
+    "file://{gt}/Annotations/{v}/00002.png: object ids [9] are absent from the first frame 00000 of video "
+    "'{v}' (ids there: {ids})"
+)
 _GAP = "file://{gt}/Annotations/{v}: gap in frame numbers (00000 → 00002)"
 
 CASES: list[Case] = [
     # -- reserved job variables: both backends build their jobs from the same specs ------------------------------
-    *[Case(f"--option overriding the reserved job variable STSEG_{key.upper()} ({backend})",
-           ("submit", "infer", "--models", "flowprop", "--backend", backend, "--option", f"{key}={value}",
-            *_SUBMIT, *(("--dry-run",) if backend == "kubernetes" else ())),
-           f"--option {key}=…: STSEG_{key.upper()} is set by stseg itself and cannot be overridden (use the "
-           "matching flag, e.g. --store, --data-root, --models)")
-      for backend in ("local", "kubernetes")
-      for key, value in (("run_root", "s3://other-bucket/x"), ("data_root", "/elsewhere"),
-                         ("s3_endpoint", "http://evil:9000"), ("model", "sam2"), ("stage", "fuse"),
-                         ("num_shards", "9"))],
+    *[
+        Case(
+            f"--option overriding the reserved job variable STSEG_{key.upper()} ({backend})",
+            (
+                "submit",
+                "infer",
+                "--models",
+                "flowprop",
+                "--backend",
+                backend,
+                "--option",
+                f"{key}={value}",
+                *_SUBMIT,
+                *(("--dry-run",) if backend == "kubernetes" else ()),
+            ),
+            f"--option {key}=…: STSEG_{key.upper()} is set by stseg itself and cannot be overridden (use the "
+            "matching flag, e.g. --store, --data-root, --models)",
+        )
+        for backend in ("local", "kubernetes")
+        for key, value in (
+            ("run_root", "s3://other-bucket/x"),
+            ("data_root", "/elsewhere"),
+            ("s3_endpoint", "http://evil:9000"),
+            ("model", "sam2"),
+            ("stage", "fuse"),
+            ("num_shards", "9"),
+        )
+    ],
     # -- submit flags the job would only trip over later ---------------------------------------------------------
-    *[Case(f"--deadline {d}", ("submit", "infer", "--models", "flowprop", "--deadline", d, *_SUBMIT),
-           f"--deadline must be at least 1 second (got {d})") for d in ("0", "-5")],
-    *[Case(f"--workers {w}", ("submit", "infer", "--models", "flowprop", "--workers", w, *_SUBMIT),
-           f"--workers must be at least 1 (got {w})") for w in ("0", "-2")],
-    Case("--cpu that is not a quantity", ("submit", "infer", "--models", "flowprop", "--cpu", "abc", *_SUBMIT),
-         "--cpu 'abc' is not a Kubernetes quantity (e.g. 2 or 500m)"),
-    Case("--memory that is not a quantity", ("submit", "infer", "--models", "flowprop", "--memory", "lots", *_SUBMIT),
-         "--memory 'lots' is not a Kubernetes quantity (e.g. 8Gi or 512Mi)"),
-    Case("a local store for a Kubernetes submit",
-         ("submit", "infer", "--models", "flowprop", "--backend", "kubernetes", "--store", "{store}", "--data-root",
-          "s3://bucket/valid", "--run", "r", "--dry-run"),
-         "--store {store}: the kubernetes backend needs a location pods can reach (s3://bucket/prefix), not a "
-         "local path"),
-    *[Case(f"`{cmd}` of a run id that climbs out of the runs folder", (cmd, "../runs/x"),
-           "run id '../runs/x': use 1-30 characters of a-z, 0-9 and '-', starting and ending with a letter or digit")
-      for cmd in ("status", "cancel", "resume")],
-    Case("`logs` of a run id that climbs out of the runs folder", ("logs", "../runs/x", "--stage", "infer"),
-         "run id '../runs/x': use 1-30 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"),
+    *[
+        Case(
+            f"--deadline {d}",
+            ("submit", "infer", "--models", "flowprop", "--deadline", d, *_SUBMIT),
+            f"--deadline must be at least 1 second (got {d})",
+        )
+        for d in ("0", "-5")
+    ],
+    *[
+        Case(
+            f"--workers {w}",
+            ("submit", "infer", "--models", "flowprop", "--workers", w, *_SUBMIT),
+            f"--workers must be at least 1 (got {w})",
+        )
+        for w in ("0", "-2")
+    ],
+    Case(
+        "--cpu that is not a quantity",
+        ("submit", "infer", "--models", "flowprop", "--cpu", "abc", *_SUBMIT),
+        "--cpu 'abc' is not a Kubernetes quantity (e.g. 2 or 500m)",
+    ),
+    Case(
+        "--memory that is not a quantity",
+        ("submit", "infer", "--models", "flowprop", "--memory", "lots", *_SUBMIT),
+        "--memory 'lots' is not a Kubernetes quantity (e.g. 8Gi or 512Mi)",
+    ),
+    Case(
+        "a local store for a Kubernetes submit",
+        (
+            "submit",
+            "infer",
+            "--models",
+            "flowprop",
+            "--backend",
+            "kubernetes",
+            "--store",
+            "{store}",
+            "--data-root",
+            "s3://bucket/valid",
+            "--run",
+            "r",
+            "--dry-run",
+        ),
+        "--store {store}: the kubernetes backend needs a location pods can reach (s3://bucket/prefix), not a "
+        "local path",
+    ),
+    *[
+        Case(
+            f"`{cmd}` of a run id that climbs out of the runs folder",
+            (cmd, "../runs/x"),
+            "run id '../runs/x': use 1-30 characters of a-z, 0-9 and '-', starting and ending with a letter or digit",
+        )
+        for cmd in ("status", "cancel", "resume")
+    ],
+    Case(
+        "`logs` of a run id that climbs out of the runs folder",
+        ("logs", "../runs/x", "--stage", "infer"),
+        "run id '../runs/x': use 1-30 characters of a-z, 0-9 and '-', starting and ending with a letter or digit",
+    ),
     # -- local stages: the user's own files and folders ----------------------------------------------------------
-    Case("infer --scratch that does not exist", (*_INFER, "--scratch", "{tmp}/nope"),
-         "scratch folder {tmp}/nope does not exist or is not a folder (--scratch / STSEG_SCRATCH)",
-         absent="{run}/plan.json"),
-    Case("infer --run naming a file", ("infer", "--model", "flowprop", "--data", "{data}", "--run", "{file}"),
-         "{file}: is a file, not a folder (needed for file://{file}/plan.json)"),
-    Case("eval --out naming a file", ("eval", "{gt}", "{gt}/Annotations", "--out", "{file}", "--no-progress"),
-         "--out {file}: is a file, not a folder"),
-    Case("infer on a corrupt frame: named by the user's file, not its scratch copy", _INFER,
-         "flowprop video {v}: file://{data}/JPEGImages/{v}/00002.jpg: unreadable or corrupt image (not a complete "
-         "JPEG)", prep=_corrupt_jpeg, absent="{run}/pred/flowprop/_done/0.json"),
-    Case("fuse --gt that does not exist: refused before anything is written",
-         ("fuse", "--run", "{run}", "--data", "{data}", "--models", "flowprop", "--gt", "{tmp}/nogt"),
-         "file://{tmp}/nogt/Annotations/{v}: no such video", prep=_inferred, absent="{run}/fused"),
+    Case(
+        "infer --scratch that does not exist",
+        (*_INFER, "--scratch", "{tmp}/nope"),
+        "scratch folder {tmp}/nope does not exist or is not a folder (--scratch / STSEG_SCRATCH)",
+        absent="{run}/plan.json",
+    ),
+    Case(
+        "infer --run naming a file",
+        ("infer", "--model", "flowprop", "--data", "{data}", "--run", "{file}"),
+        "{file}: is a file, not a folder (needed for file://{file}/plan.json)",
+    ),
+    Case(
+        "eval --out naming a file",
+        ("eval", "{gt}", "{gt}/Annotations", "--out", "{file}", "--no-progress"),
+        "--out {file}: is a file, not a folder",
+    ),
+    Case(
+        "infer on a corrupt frame: named by the user's file, not its scratch copy",
+        _INFER,
+        "flowprop video {v}: file://{data}/JPEGImages/{v}/00002.jpg: unreadable or corrupt image (not a complete JPEG)",
+        prep=_corrupt_jpeg,
+        absent="{run}/pred/flowprop/_done/0.json",
+    ),
+    Case(
+        "fuse --gt that does not exist: refused before anything is written",
+        ("fuse", "--run", "{run}", "--data", "{data}", "--models", "flowprop", "--gt", "{tmp}/nogt"),
+        "file://{tmp}/nogt/Annotations/{v}: no such video",
+        prep=_inferred,
+        absent="{run}/fused",
+    ),
     # -- one set of checks: `data validate` and the stages say the same ------------------------------------------
-    Case("first frame annotates no object (data validate)", ("data", "validate", "{data}"), _FIRST_EMPTY,
-         prep=_empty_first_frame, stream="stdout"),
-    Case("first frame annotates no object (infer: before plan.json)", _INFER, _FIRST_EMPTY,
-         prep=_empty_first_frame, absent="{run}/plan.json"),
-    Case("ground truth with an id absent from the first frame (data validate)", ("data", "validate", "{gt}"),
-         _NEW_ID, prep=_new_id_in_gt, stream="stdout"),
-    Case("ground truth with an id absent from the first frame (fuse --gt)",
-         ("fuse", "--run", "{run}", "--data", "{data}", "--models", "flowprop", "--gt", "{gt}"), _NEW_ID,
-         prep=lambda tmp: (_inferred(tmp), _new_id_in_gt(tmp)), absent="{run}/fused/_done/0.json"),
-    Case("ground truth with a frame gap (data validate)", ("data", "validate", "{gt}"), _GAP, prep=_gt_gap,
-         stream="stdout"),
-    Case("ground truth with a frame gap (eval)", ("eval", "{gt}", "{gt}/Annotations", "--no-progress"), _GAP,
-         prep=_gt_gap),
-    Case("0-byte annotation PNG (listed once, named)", ("data", "validate", "{data}"),
-         "file://{data}/Annotations/{v}/00000.png: empty file (0 bytes), not a PNG", prep=_zero_byte_png,
-         stream="stdout"),
+    Case(
+        "first frame annotates no object (data validate)",
+        ("data", "validate", "{data}"),
+        _FIRST_EMPTY,
+        prep=_empty_first_frame,
+        stream="stdout",
+    ),
+    Case(
+        "first frame annotates no object (infer: before plan.json)",
+        _INFER,
+        _FIRST_EMPTY,
+        prep=_empty_first_frame,
+        absent="{run}/plan.json",
+    ),
+    Case(
+        "ground truth with an id absent from the first frame (data validate)",
+        ("data", "validate", "{gt}"),
+        _NEW_ID,
+        prep=_new_id_in_gt,
+        stream="stdout",
+    ),
+    Case(
+        "ground truth with an id absent from the first frame (fuse --gt)",
+        ("fuse", "--run", "{run}", "--data", "{data}", "--models", "flowprop", "--gt", "{gt}"),
+        _NEW_ID,
+        prep=lambda tmp: (_inferred(tmp), _new_id_in_gt(tmp)),
+        absent="{run}/fused/_done/0.json",
+    ),
+    Case(
+        "ground truth with a frame gap (data validate)",
+        ("data", "validate", "{gt}"),
+        _GAP,
+        prep=_gt_gap,
+        stream="stdout",
+    ),
+    Case(
+        "ground truth with a frame gap (eval)",
+        ("eval", "{gt}", "{gt}/Annotations", "--no-progress"),
+        _GAP,
+        prep=_gt_gap,
+    ),
+    Case(
+        "0-byte annotation PNG (listed once, named)",
+        ("data", "validate", "{data}"),
+        "file://{data}/Annotations/{v}/00000.png: empty file (0 bytes), not a PNG",
+        prep=_zero_byte_png,
+        stream="stdout",
+    ),
 ]
 
 
@@ -148,8 +260,9 @@ def synth_split(tmp_path_factory) -> Path:
     from stseg_core.data.synth import SynthConfig, generate_split
 
     root = tmp_path_factory.mktemp("synth")
-    generate_split(root, SynthConfig(seed=3, height=48, width=64, min_frames=4, max_frames=5, max_objects=2,
-                                     videos=2), "valid")
+    generate_split(
+        root, SynthConfig(seed=3, height=48, width=64, min_frames=4, max_frames=5, max_objects=2, videos=2), "valid"
+    )
     return root
 
 
@@ -174,8 +287,16 @@ def _fill(text: str, tmp: Path) -> str:
     split = MoseSplit(tmp / "synth/valid")
     v = split.videos()[0]
     ids = list(split.video(v).object_ids) if "{ids}" in text else None
-    return text.format(tmp=tmp, data=tmp / "synth/valid", gt=tmp / "synth/valid_gt", v=v, file=tmp / "afile",
-                       store=tmp / "store", run=tmp / "run", ids=ids)
+    return text.format(
+        tmp=tmp,
+        data=tmp / "synth/valid",
+        gt=tmp / "synth/valid_gt",
+        v=v,
+        file=tmp / "afile",
+        store=tmp / "store",
+        run=tmp / "run",
+        ids=ids,
+    )
 
 
 def _invoke(tmp: Path, args: tuple[str, ...]):
@@ -203,11 +324,16 @@ def test_bad_input_is_one_line_naming_the_culprit(sandbox: Path, case: Case) -> 
 
 
 def render_table() -> str:
-    rows = ["# Bad input: what `stseg` says", "",
-            f"Generated from `tests/cli/test_bad_input.py` ({len(CASES)} cases; `python tests/cli/test_bad_input.py`"
-            " rewrites it). Every message is one line on stderr after `stseg: error: `; the exit code is 2 for bad "
-            "input, 3 for a missing artifact, 4 for a backend failure.", "",
-            "| # | bad input | command | message | exit |", "|---|---|---|---|---|"]
+    rows = [
+        "# Bad input: what `stseg` says",
+        "",
+        f"Generated from `tests/cli/test_bad_input.py` ({len(CASES)} cases; `python tests/cli/test_bad_input.py`"
+        " rewrites it). Every message is one line on stderr after `stseg: error: `; the exit code is 2 for bad "
+        "input, 3 for a missing artifact, 4 for a backend failure.",
+        "",
+        "| # | bad input | command | message | exit |",
+        "|---|---|---|---|---|",
+    ]
     for i, c in enumerate(CASES, 1):
         cmd = " ".join(["stseg", *c.args]).replace("|", "\\|")
         rows.append(f"| {i} | {c.kind} | `{cmd}` | {c.message.replace('|', chr(92) + '|')} | {c.code} |")

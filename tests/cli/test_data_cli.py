@@ -62,8 +62,10 @@ def test_bad_options_are_one_line_errors(tmp_path):
     res = _run("data", "synth", str(tmp_path / "x"), "--frames", "10-5")
     assert (res.exit_code, res.output) == (2, "stseg: error: synth frames 10-5: need 2 ≤ min ≤ max\n")
     res = _run("data", "synth", str(tmp_path / "x"), "--splits", "train,dev")
-    assert (res.exit_code, res.output) == (2, "stseg: error: --splits: unknown split 'dev'; "
-                                              "known: train, valid, test\n")
+    assert (res.exit_code, res.output) == (
+        2,
+        "stseg: error: --splits: unknown split 'dev'; known: train, valid, test\n",
+    )
     res = _run("data", "shard", str(tmp_path / "none"), "--shards", "2", "--out", str(tmp_path / "run"))
     assert res.exit_code == 2 and res.output.startswith("stseg: error: ") and "no videos to shard" in res.output
     for cmd in ("synth", "validate", "shard"):

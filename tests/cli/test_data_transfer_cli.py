@@ -21,8 +21,9 @@ def test_upload_then_download_round_trip(s3_bucket, tmp_path):
     assert up.exit_code == 0, up.output
     assert "uploaded 3 files" in up.output and f"to s3://{s3_bucket}/data/train in" in up.output
     assert f"upload → s3://{s3_bucket}/data/train" in up.output  # the progress bar (stderr)
-    down = runner.invoke(cli, ["data", "download", f"s3://{s3_bucket}/data/train", str(tmp_path / "back"),
-                               "--no-progress"])
+    down = runner.invoke(
+        cli, ["data", "download", f"s3://{s3_bucket}/data/train", str(tmp_path / "back"), "--no-progress"]
+    )
     assert down.exit_code == 0, down.output
     assert "downloaded 3 files" in down.output
     assert _tree(tmp_path / "back") == _tree(src)
@@ -32,10 +33,14 @@ def test_errors_are_one_line_with_exit_codes(s3_bucket, tmp_path):
     runner = CliRunner()
     (tmp_path / "d").mkdir()
     bad = runner.invoke(cli, ["data", "upload", str(tmp_path / "d"), "s3:///no-bucket"])
-    assert (bad.exit_code, bad.output) == (2, "stseg: error: s3:///no-bucket: an S3 URI needs a bucket "
-                                               "(s3://bucket/prefix)\n")
+    assert (bad.exit_code, bad.output) == (
+        2,
+        "stseg: error: s3:///no-bucket: an S3 URI needs a bucket (s3://bucket/prefix)\n",
+    )
     empty = runner.invoke(cli, ["data", "download", f"s3://{s3_bucket}/nothing", str(tmp_path / "out")])
-    assert (empty.exit_code, empty.output) == (3, f"stseg: error: s3://{s3_bucket}/nothing: nothing stored "
-                                                  "there to download\n")
+    assert (empty.exit_code, empty.output) == (
+        3,
+        f"stseg: error: s3://{s3_bucket}/nothing: nothing stored there to download\n",
+    )
     scheme = runner.invoke(cli, ["data", "download", "ftp://x/y", str(tmp_path / "out")])
     assert scheme.exit_code == 2 and "unsupported store scheme 'ftp'" in scheme.output

@@ -51,7 +51,11 @@ def test_eval_files_prints_the_table_and_writes_davis_csvs(tmp_path):
     assert float(glob[0]["J-Recall"]) == pytest.approx((3 + 1 / 3) / 4, abs=5e-4)
     seq = list(csv.DictReader(io.StringIO((tmp_path / "out" / "per-sequence_results-valid_gt.csv").read_text())))
     assert [(r["Sequence"], r["J-Mean"], r["F-Mean"]) for r in seq] == [
-        ("a_1", "1.000", "1.000"), ("a_2", "1.000", "1.000"), ("b_1", "1.000", "1.000"), ("b_2", "0.333", "0.333")]
+        ("a_1", "1.000", "1.000"),
+        ("a_2", "1.000", "1.000"),
+        ("b_1", "1.000", "1.000"),
+        ("b_2", "0.333", "0.333"),
+    ]
     js = json.loads((tmp_path / "out" / "results.json").read_text())
     assert js["videos"]["b"]["objects"]["2"]["per_frame"]["J"] == [0.0, 0.0, 1.0]
     assert js["global"]["J-Mean"] == pytest.approx(want)
@@ -61,8 +65,9 @@ def test_eval_on_s3_roots_matches_files(tmp_path, s3_bucket):
     _dataset(tmp_path)
     base = f"s3://{s3_bucket}/data"
     open_store(base).upload_dir(tmp_path, "", workers=4)
-    res = _invoke(f"{base}/valid_gt", f"{base}/pred", "--out", f"s3://{s3_bucket}/eval/x", "--videos", "b",
-                  "--split", "valid")
+    res = _invoke(
+        f"{base}/valid_gt", f"{base}/pred", "--out", f"s3://{s3_bucket}/eval/x", "--videos", "b", "--split", "valid"
+    )
     assert res.exit_code == 0, res.output
     text = open_store(f"s3://{s3_bucket}/eval/x").read_text("per-sequence_results-valid.csv")
     assert text.splitlines() == ["Sequence,J-Mean,F-Mean", "b_1,1.000,1.000", "b_2,0.333,0.333"]
@@ -71,16 +76,28 @@ def test_eval_on_s3_roots_matches_files(tmp_path, s3_bucket):
 def test_eval_bad_input_exit_codes(tmp_path):
     _dataset(tmp_path)
     (tmp_path / "pred" / "b" / "00003.png").unlink()
-    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "valid_gt"), str(tmp_path / "pred"), "--no-progress",
-                                   "--workers", "1"])
+    res = CliRunner().invoke(
+        cli, ["eval", str(tmp_path / "valid_gt"), str(tmp_path / "pred"), "--no-progress", "--workers", "1"]
+    )
     assert res.exit_code == 3
     assert res.output.strip().count("\n") == 0 and "video b frame 00003" in res.output
     res = _invoke(str(tmp_path / "valid_gt"), str(tmp_path / "pred"), "--missing-as-empty", "--videos", "b")
     assert res.exit_code == 0 and res.output.splitlines()[1].split()[1] == "2"
     bad = np.full((48, 64), 9, np.uint8)
     (tmp_path / "pred" / "a" / "00002.png").write_bytes(encode_label_png(bad))
-    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "valid_gt"), str(tmp_path / "pred"), "--no-progress",
-                                   "--videos", "a", "--workers", "1"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            str(tmp_path / "valid_gt"),
+            str(tmp_path / "pred"),
+            "--no-progress",
+            "--videos",
+            "a",
+            "--workers",
+            "1",
+        ],
+    )
     assert res.exit_code == 2 and "predicted ids [9]" in res.output
 
 

@@ -19,22 +19,74 @@ def _invoke(*args: str):
 
 def test_finetune_tmo_writes_checkpoint_and_reports_jf(tmp_path):
     generate_dataset(tmp_path / "ds", CFG, splits=("train",))
-    res = _invoke("--model", "tmo", "--data", str(tmp_path / "ds/train"), "--out", str(tmp_path / "out"),
-                  "--run", "c1", "--init", "random", "--epochs", "1", "--size", "64", "--device", "cpu", *TINY)
+    res = _invoke(
+        "--model",
+        "tmo",
+        "--data",
+        str(tmp_path / "ds/train"),
+        "--out",
+        str(tmp_path / "out"),
+        "--run",
+        "c1",
+        "--init",
+        "random",
+        "--epochs",
+        "1",
+        "--size",
+        "64",
+        "--device",
+        "cpu",
+        *TINY,
+    )
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0] == "tmo: epoch 1, 2 steps" and lines[1].startswith("  epoch_1.pt: J&F ")
-    assert lines[-1] == f"best: file://{tmp_path}/out/checkpoints/tmo/c1/epoch_1.pt"
+    root = f"file://{tmp_path}/out/checkpoints/tmo/c1"
+    assert lines[0] == f"tmo finetuned to epoch 1 (2 steps); checkpoints in {root}, best {root}/epoch_1.pt"
+    assert lines[1].startswith("  epoch_1.pt: J&F ") and len(lines) == 2
     assert (tmp_path / "out/checkpoints/tmo/c1/epoch_1.pt").is_file()
 
 
 def test_finetune_bad_options_one_line(tmp_path):
     res = _invoke("--model", "tmo", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and res.output.strip().splitlines() == [
-        "stseg: error: --init is required: a checkpoint URI, or 'random' for random weights"]
-    res = _invoke("--model", "sam2", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--init", "random",
-                  "--set", "optimiser=sgd")
+        "stseg: error: --init is required: a checkpoint URI, or 'random' for random weights"
+    ]
+    res = _invoke(
+        "--model",
+        "sam2",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+        "--init",
+        "random",
+        "--set",
+        "optimiser=sgd",
+    )
     assert res.exit_code == 2 and "unknown option(s) optimiser" in res.output
-    res = _invoke("--model", "sam2", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--init", "random",
-                  "--set", "optimizer=sgd")
+    res = _invoke(
+        "--model",
+        "sam2",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+        "--init",
+        "random",
+        "--set",
+        "optimizer=sgd",
+    )
     assert res.exit_code == 2 and "optimizer 'sgd': use one of adamw, adam" in res.output
+    res = _invoke(
+        "--model",
+        "tmo",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+        "--init",
+        "random",
+        "--resolution",
+        "64",
+    )
+    assert res.exit_code == 2 and "tmo finetune: unknown option(s) resolution (known: " in res.output

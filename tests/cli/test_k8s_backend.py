@@ -67,14 +67,24 @@ def api(emulator: Emulator) -> client.ApiClient:
 
 
 def _cfg(**kw) -> Config:
-    return Config(**{"store": "s3://bucket/stseg", "data_root": "s3://bucket/mose/valid", "namespace": NS,
-                     "node_pool": "gke", "s3_secret": "stseg-s3", "image_registry": "registry.example/stseg",
-                     "image_tag": "1.2.3", **kw})
+    return Config(
+        **{
+            "store": "s3://bucket/stseg",
+            "data_root": "s3://bucket/mose/valid",
+            "namespace": NS,
+            "node_pool": "gke",
+            "s3_secret": "stseg-s3",
+            "image_registry": "registry.example/stseg",
+            "image_tag": "1.2.3",
+            **kw,
+        }
+    )
 
 
 def _pipeline(cfg: Config, run: str = "r1", shards: int = 4):
-    return pipeline_specs(cfg, run, StageRequest("infer", models=("sam2", "flowprop"), shards=shards, retries=3),
-                          default_gpus=True)
+    return pipeline_specs(
+        cfg, run, StageRequest("infer", models=("sam2", "flowprop"), shards=shards, retries=3), default_gpus=True
+    )
 
 
 def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> None:
@@ -83,8 +93,14 @@ def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> No
     specs = _pipeline(cfg)
     backend.submit(specs)
     jobs = emulator.jobs()
-    assert sorted(jobs) == ["stseg-r1-eval", "stseg-r1-eval-flowprop", "stseg-r1-eval-sam2", "stseg-r1-fuse",
-                            "stseg-r1-infer-flowprop", "stseg-r1-infer-sam2"]
+    assert sorted(jobs) == [
+        "stseg-r1-eval",
+        "stseg-r1-eval-flowprop",
+        "stseg-r1-eval-sam2",
+        "stseg-r1-fuse",
+        "stseg-r1-infer-flowprop",
+        "stseg-r1-infer-sam2",
+    ]
     # the server holds exactly what --dry-run prints
     assert [jobs[s.name] for s in specs] == backend.render(specs)
     sam2 = jobs["stseg-r1-infer-sam2"]
@@ -96,7 +112,8 @@ def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> No
     assert (spec["backoffLimitPerIndex"], spec["maxFailedIndexes"]) == (3, 1)
     assert spec["podFailurePolicy"]["rules"] == [
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        {"action": "FailIndex", "onExitCodes": {"containerName": "stage", "operator": "In", "values": [2]}}]
+        {"action": "FailIndex", "onExitCodes": {"containerName": "stage", "operator": "In", "values": [2]}},
+    ]
     assert spec["activeDeadlineSeconds"] == 24 * 3600 and spec["ttlSecondsAfterFinished"] == 7 * 24 * 3600
     assert "suspend" not in spec
     pod = spec["template"]["spec"]
@@ -109,8 +126,13 @@ def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> No
     assert stage["image"] == "registry.example/stseg/stseg-sam2:1.2.3"
     assert stage["command"] == ["python", "-m", "stseg_jobs.infer"]
     assert stage["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert stage["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                        "privileged": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True}
+    assert stage["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
     env = {e["name"]: e["value"] for e in stage["env"]}
     assert env["STSEG_RUN_ROOT"] == "s3://bucket/stseg/runs/r1" and env["STSEG_NUM_SHARDS"] == "4"
     assert env["STSEG_MODEL"] == "sam2" and env["STSEG_STAGE"] == "infer"
@@ -122,10 +144,21 @@ def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> No
     assert "nvidia.com/gpu" not in flow["containers"][0]["resources"]["limits"] and "nodeSelector" not in flow
     # fuse waits in the cluster for every infer marker; eval for the fuse marker
     fuse_init = jobs["stseg-r1-fuse"]["spec"]["template"]["spec"]["initContainers"][0]
-    assert fuse_init["command"] == ["stseg", "wait-done", "s3://bucket/stseg/runs/r1", "pred/sam2:4",
-                                    "pred/flowprop:4", "--timeout", "86400"]
+    assert fuse_init["command"] == [
+        "stseg",
+        "wait-done",
+        "s3://bucket/stseg/runs/r1",
+        "pred/sam2:4",
+        "pred/flowprop:4",
+        "--timeout",
+        "86400",
+    ]
     eval_pod = jobs["stseg-r1-eval"]["spec"]["template"]["spec"]
-    assert eval_pod["initContainers"][0]["command"][3:4] == ["fused:1"]
+    assert eval_pod["initContainers"][0]["command"][3:4] == ["fused:4"]  # one fuse index per plan shard
+    assert (
+        jobs["stseg-r1-fuse"]["spec"]["completions"] == 4
+        and jobs["stseg-r1-fuse"]["spec"]["completionMode"] == "Indexed"
+    )
     eval_env = {e["name"]: e["value"] for e in eval_pod["containers"][0]["env"]}
     assert (eval_env["STSEG_STAGE"], eval_env["STSEG_DATA_ROOT"]) == ("evaluate", "s3://bucket/mose/valid_gt")
     assert eval_env["STSEG_MODEL"] == ""  # the fused masks
@@ -138,7 +171,8 @@ def test_submit_creates_exactly_the_expected_jobs(emulator: Emulator, api) -> No
 def test_kueue_jobs_are_created_suspended_in_their_queue(emulator: Emulator, api) -> None:
     cfg = _cfg(kueue_queue="a100-queue")
     KubernetesBackend(cfg, api_client=api).submit(
-        build_specs(cfg, "r2", StageRequest("finetune", models=("sam2",), gpus=8), default_gpus=True))
+        build_specs(cfg, "r2", StageRequest("finetune", models=("sam2",), gpus=8), default_gpus=True)
+    )
     (job,) = emulator.jobs().values()
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "a100-queue"
     assert job["spec"]["suspend"] is True
@@ -150,12 +184,17 @@ def test_kueue_jobs_are_created_suspended_in_their_queue(emulator: Emulator, api
 
 
 def _pod(job: str, index: int, phase: str, **status) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{job}-{index}-{phase.lower()}", "namespace": NS,
-                         "labels": {"stseg.io/run": "r1", "job-name": job,
-                                    "batch.kubernetes.io/job-completion-index": str(index)}},
-            "spec": {"containers": [{"name": "stage", "image": "x"}]},
-            "status": {"phase": phase, **status}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{job}-{index}-{phase.lower()}",
+            "namespace": NS,
+            "labels": {"stseg.io/run": "r1", "job-name": job, "batch.kubernetes.io/job-completion-index": str(index)},
+        },
+        "spec": {"containers": [{"name": "stage", "image": "x"}]},
+        "status": {"phase": phase, **status},
+    }
 
 
 def test_status_reads_back_done_running_and_failed_indexes(emulator: Emulator, api) -> None:
@@ -163,17 +202,53 @@ def test_status_reads_back_done_running_and_failed_indexes(emulator: Emulator, a
     backend = KubernetesBackend(cfg, api_client=api)
     backend.submit(_pipeline(cfg))
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-    batch.patch_namespaced_job_status("stseg-r1-infer-sam2", NS, {"status": {
-        "completedIndexes": "0-1", "failedIndexes": "3", "active": 1, "startTime": "2026-01-01T00:00:00Z"}})
-    batch.patch_namespaced_job_status("stseg-r1-infer-flowprop", NS, {"status": {
-        "completedIndexes": "0,2", "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
-                                                   "message": "Job was active longer than specified deadline"}]}})
+    batch.patch_namespaced_job_status(
+        "stseg-r1-infer-sam2",
+        NS,
+        {"status": {"completedIndexes": "0-1", "failedIndexes": "3", "active": 1, "startTime": "2026-01-01T00:00:00Z"}},
+    )
+    batch.patch_namespaced_job_status(
+        "stseg-r1-infer-flowprop",
+        NS,
+        {
+            "status": {
+                "completedIndexes": "0,2",
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "DeadlineExceeded",
+                        "message": "Job was active longer than specified deadline",
+                    }
+                ],
+            }
+        },
+    )
     job = "stseg-r1-infer-sam2"
     core.create_namespaced_pod(NS, _pod(job, 2, "Running"))
-    core.create_namespaced_pod(NS, _pod(job, 3, "Failed", containerStatuses=[{
-        "name": "stage", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
-        "state": {"terminated": {"exitCode": 2,
-                                 "message": "loading\nstseg: error: v3/00000.png: not a palette PNG"}}}]))
+    core.create_namespaced_pod(
+        NS,
+        _pod(
+            job,
+            3,
+            "Failed",
+            containerStatuses=[
+                {
+                    "name": "stage",
+                    "image": "x",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {
+                        "terminated": {
+                            "exitCode": 2,
+                            "message": "loading\nstseg: error: v3/00000.png: not a palette PNG",
+                        }
+                    },
+                }
+            ],
+        ),
+    )
     status = {j.name: j for j in backend.status("r1").jobs}
     sam2 = status["stseg-r1-infer-sam2"]
     assert (sam2.done, sam2.running) == ({0, 1}, {2})
@@ -181,8 +256,9 @@ def test_status_reads_back_done_running_and_failed_indexes(emulator: Emulator, a
     assert sam2.elapsed_s > 0 and not sam2.finished
     flow = status["stseg-r1-infer-flowprop"]
     assert flow.done == {0, 2} and flow.finished
-    assert flow.failed == {k: "job failed: DeadlineExceeded Job was active longer than specified deadline"
-                           for k in (1, 3)}
+    assert flow.failed == {
+        k: "job failed: DeadlineExceeded Job was active longer than specified deadline" for k in (1, 3)
+    }
     assert status["stseg-r1-fuse"].done == frozenset()
 
 
@@ -199,9 +275,17 @@ def test_status_counts_the_frames_of_done_shards_from_their_markers(emulator: Em
         for key in keys:
             run.write_bytes(key, b"x")
         commit_shard(run, "pred/sam2", shard, keys)
-    client.BatchV1Api(api).patch_namespaced_job_status("stseg-r1-infer-sam2", NS, {"status": {
-        "completedIndexes": "0-1", "startTime": "2026-01-01T00:00:00Z",
-        "completionTime": "2026-01-01T00:00:04Z"}})
+    client.BatchV1Api(api).patch_namespaced_job_status(
+        "stseg-r1-infer-sam2",
+        NS,
+        {
+            "status": {
+                "completedIndexes": "0-1",
+                "startTime": "2026-01-01T00:00:00Z",
+                "completionTime": "2026-01-01T00:00:04Z",
+            }
+        },
+    )
     status = {j.name: j for j in backend.status("r1").jobs}
     assert status["stseg-r1-infer-sam2"].frames == 8  # PNGs the two markers list, not scores.json
     assert status["stseg-r1-infer-sam2"].frames_per_s == 2.0
@@ -229,9 +313,16 @@ def test_second_submit_is_refused_or_resumes_only_missing_jobs(emulator: Emulato
     with pytest.raises(BadInputError, match=r"^run r1 already has stseg-r1-eval, .* pass --resume"):
         backend.submit(specs)
     client.BatchV1Api(api).delete_namespaced_job("stseg-r1-fuse", NS)
-    client.BatchV1Api(api).patch_namespaced_job_status("stseg-r1-infer-sam2", NS, {"status": {
-        "failedIndexes": "1",
-        "conditions": [{"type": "Failed", "status": "True", "reason": "MaxFailedIndexesExceeded"}]}})
+    client.BatchV1Api(api).patch_namespaced_job_status(
+        "stseg-r1-infer-sam2",
+        NS,
+        {
+            "status": {
+                "failedIndexes": "1",
+                "conditions": [{"type": "Failed", "status": "True", "reason": "MaxFailedIndexesExceeded"}],
+            }
+        },
+    )
     posts = len(emulator.requests("post"))
     backend.submit(specs, resume=True)
     created = [r.data["metadata"]["name"] for r in emulator.requests("post")[posts:]]
@@ -269,8 +360,12 @@ current-context: dev
 
 def test_every_spec_field_reaches_the_manifest(api) -> None:
     cfg = _cfg(node_pool="eks", gpu_type="p5.48xlarge", s3_secret="")
-    (spec,) = build_specs(cfg, "r3", StageRequest("infer", models=("cutie",), shards=8, parallelism=2,
-                                                  cpu="6", memory="40Gi", max_failed_shards=3), default_gpus=True)
+    (spec,) = build_specs(
+        cfg,
+        "r3",
+        StageRequest("infer", models=("cutie",), shards=8, parallelism=2, cpu="6", memory="40Gi", max_failed_shards=3),
+        default_gpus=True,
+    )
     spec = replace(spec, deadline_s=600)
     (job,) = KubernetesBackend(cfg, api_client=api).render([spec])
     pod = job["spec"]["template"]["spec"]
@@ -280,4 +375,7 @@ def test_every_spec_field_reaches_the_manifest(api) -> None:
     limits = pod["containers"][0]["resources"]["limits"]
     assert (limits["cpu"], limits["memory"]) == ("6", "40Gi")
     assert (job["spec"]["parallelism"], job["spec"]["maxFailedIndexes"], job["spec"]["activeDeadlineSeconds"]) == (
-        2, 3, 600)
+        2,
+        3,
+        600,
+    )

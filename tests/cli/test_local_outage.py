@@ -27,8 +27,11 @@ def pipeline_env(tmp_path: Path, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
         monkeypatch.delenv(var)
     monkeypatch.setenv("STSEG_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
-    generate_split(tmp_path / "data", SynthConfig(seed=5, height=48, width=64, min_frames=4, max_frames=5,
-                                                  max_objects=2, videos=2), "valid")
+    generate_split(
+        tmp_path / "data",
+        SynthConfig(seed=5, height=48, width=64, min_frames=4, max_frames=5, max_objects=2, videos=2),
+        "valid",
+    )
     return tmp_path, s3_bucket
 
 
@@ -61,9 +64,25 @@ def _stseg(*args: str):
 
 
 def _pipeline(bucket: str, run: str, *extra: str):
-    return _stseg("submit", "pipeline", "--models", "flowprop", "--shards", "1", "--workers", "3",
-                  "--store", f"s3://{bucket}/store", "--data-root", "data/valid", "--run", run,
-                  "--option", "s3_deadline_s=30", *extra)
+    return _stseg(
+        "submit",
+        "pipeline",
+        "--models",
+        "flowprop",
+        "--shards",
+        "1",
+        "--workers",
+        "3",
+        "--store",
+        f"s3://{bucket}/store",
+        "--data-root",
+        "data/valid",
+        "--run",
+        run,
+        "--option",
+        "s3_deadline_s=30",
+        *extra,
+    )
 
 
 def _outputs(server: str, bucket: str, run: str) -> dict[str, bytes]:
@@ -81,7 +100,7 @@ def _outputs(server: str, bucket: str, run: str) -> dict[str, bytes]:
                 if part in obj["Key"]:
                     doc = json.loads(data)
                     data = json.dumps({k: v for k, v in doc.items() if k not in fields}, sort_keys=True).encode()
-            out[obj["Key"][len(prefix):]] = data
+            out[obj["Key"][len(prefix) :]] = data
     return out
 
 
@@ -91,8 +110,9 @@ def _through_outage(monkeypatch, fault_proxy, outage: Outage) -> None:
     monkeypatch.setenv("STSEG_S3_DEADLINE_S", "1")
 
 
-def test_a_store_outage_is_ridden_out_or_stops_past_its_limit_then_resumes(pipeline_env, s3_server, fault_proxy,
-                                                                         monkeypatch) -> None:
+def test_a_store_outage_is_ridden_out_or_stops_past_its_limit_then_resumes(
+    pipeline_env, s3_server, fault_proxy, monkeypatch
+) -> None:
     _, bucket = pipeline_env
     clean = _pipeline(bucket, "clean")
     assert clean.exit_code == 0, clean.output

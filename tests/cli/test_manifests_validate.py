@@ -16,16 +16,22 @@ import yaml
 from click.testing import CliRunner
 from kubernetes_validate import utils as kv_utils
 
-from stseg_cli.backends.kubernetes import NODE_POOLS, KubernetesBackend
+from stseg_cli.backends.k8s_manifest import NODE_POOLS
+from stseg_cli.backends.kubernetes import KubernetesBackend
 from stseg_cli.config import Config
 from stseg_cli.main import cli
 from stseg_cli.spec import STAGE_MODULES, StageRequest, build_specs, known_models, pipeline_specs
 
 GOLDEN = Path(__file__).parent / "golden"
 # backoffLimitPerIndex and the FailIndex action are GA from 1.33: the oldest minor these Jobs need.
-VERSIONS = sorted({kv_utils.major_minor(v) for v in kv_utils.all_versions()
-                   if tuple(map(int, kv_utils.major_minor(v).split("."))) >= (1, 33)},
-                  key=lambda v: tuple(map(int, v.split("."))))
+VERSIONS = sorted(
+    {
+        kv_utils.major_minor(v)
+        for v in kv_utils.all_versions()
+        if tuple(map(int, kv_utils.major_minor(v).split("."))) >= (1, 33)
+    },
+    key=lambda v: tuple(map(int, v.split("."))),
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,10 +44,14 @@ def _cached_schemas():
 
 def _manifests(node_pool: str, kueue: str, secret: str) -> list[dict]:
     """Every Job a run can hold under one configuration: finetune (1 and 8 GPUs), infer per model, fuse, eval."""
-    cfg = Config(store="s3://bucket/stseg", data_root="s3://bucket/mose/valid", node_pool=node_pool,
-                 kueue_queue=kueue, s3_secret=secret)
-    specs = pipeline_specs(cfg, "r1", StageRequest("infer", models=tuple(known_models()), shards=16),
-                           default_gpus=True)
+    cfg = Config(
+        store="s3://bucket/stseg",
+        data_root="s3://bucket/mose/valid",
+        node_pool=node_pool,
+        kueue_queue=kueue,
+        s3_secret=secret,
+    )
+    specs = pipeline_specs(cfg, "r1", StageRequest("infer", models=tuple(known_models()), shards=16), default_gpus=True)
     for model, gpus in (("sam2", 8), ("tmo", 1)):
         specs += build_specs(cfg, "r1", StageRequest("finetune", models=(model,), gpus=gpus), default_gpus=True)
     assert {s.stage for s in specs} == set(STAGE_MODULES)
@@ -84,15 +94,58 @@ def test_a_misspelled_field_is_caught() -> None:
 
 _WEIGHTS = "s3://bucket/weights"
 GOLDEN_CASES = {
-    "pipeline-gke": ["submit", "pipeline", "--models", "sam2,flowprop", "--shards", "4", "--node-pool", "gke",
-                     "--s3-secret", "stseg-s3", "--data-root", "s3://bucket/mose/valid",
-                     "--checkpoints", f"sam2={_WEIGHTS}/sam2.1_hiera_large.pt"],
-    "finetune-eks-kueue-8gpu": ["submit", "finetune", "--model", "sam2", "--gpus", "8", "--node-pool", "eks",
-                                "--kueue-queue", "a100-queue", "--data-root", "s3://bucket/mose/train",
-                                "--option", "epochs=40", "--option", f"init={_WEIGHTS}/sam2.1_hiera_large.pt"],
-    "infer-gfd": ["submit", "infer", "--models", "cutie", "--shards", "64", "--parallelism", "16",
-                  "--node-pool", "gfd", "--retries", "1", "--data-root", "s3://bucket/mose/valid",
-                  "--checkpoints", f"cutie={_WEIGHTS}/cutie-base-mega.pth"],
+    "pipeline-gke": [
+        "submit",
+        "pipeline",
+        "--models",
+        "sam2,flowprop",
+        "--shards",
+        "4",
+        "--node-pool",
+        "gke",
+        "--s3-secret",
+        "stseg-s3",
+        "--data-root",
+        "s3://bucket/mose/valid",
+        "--checkpoints",
+        f"sam2={_WEIGHTS}/sam2.1_hiera_large.pt",
+    ],
+    "finetune-eks-kueue-8gpu": [
+        "submit",
+        "finetune",
+        "--model",
+        "sam2",
+        "--gpus",
+        "8",
+        "--node-pool",
+        "eks",
+        "--kueue-queue",
+        "a100-queue",
+        "--data-root",
+        "s3://bucket/mose/train",
+        "--option",
+        "epochs=40",
+        "--option",
+        f"init={_WEIGHTS}/sam2.1_hiera_large.pt",
+    ],
+    "infer-gfd": [
+        "submit",
+        "infer",
+        "--models",
+        "cutie",
+        "--shards",
+        "64",
+        "--parallelism",
+        "16",
+        "--node-pool",
+        "gfd",
+        "--retries",
+        "1",
+        "--data-root",
+        "s3://bucket/mose/valid",
+        "--checkpoints",
+        f"cutie={_WEIGHTS}/cutie-base-mega.pth",
+    ],
 }
 
 
@@ -100,12 +153,32 @@ def _dry_run(args: list[str], monkeypatch: pytest.MonkeyPatch):
     """`stseg … --dry-run` on Kubernetes with a bucket this machine has no credentials for."""
     for var in [v for v in os.environ if v.startswith(("STSEG_", "AWS_")) and v != "STSEG_REGEN_GOLDEN"]:
         monkeypatch.delenv(var)
-    args = [*args, "--backend", "kubernetes", "--run", "golden", "--store", "s3://bucket/stseg",
-            "--image-tag", "0.1.0", "--dry-run", "-o", "yaml"]
+    args = [
+        *args,
+        "--backend",
+        "kubernetes",
+        "--run",
+        "golden",
+        "--store",
+        "s3://bucket/stseg",
+        "--image-tag",
+        "0.1.0",
+        "--dry-run",
+        "-o",
+        "yaml",
+    ]
     # no credentials anywhere (files, instance metadata): the store is unreachable in milliseconds
-    return CliRunner().invoke(cli, args, env={"STSEG_CONFIG": "", "STSEG_NAMESPACE": "stseg",
-                                              "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-                                              "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"})
+    return CliRunner().invoke(
+        cli,
+        args,
+        env={
+            "STSEG_CONFIG": "",
+            "STSEG_NAMESPACE": "stseg",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+    )
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
@@ -128,12 +201,15 @@ def test_a_finetune_without_init_fails_in_one_line(monkeypatch: pytest.MonkeyPat
     args = [a for a in GOLDEN_CASES["finetune-eks-kueue-8gpu"] if not a.startswith("init=")]
     result = _dry_run(args[:-1], monkeypatch)  # drop the dangling --option
     assert result.exit_code == 2
-    assert result.output == ("stseg: error: sam2 finetune: no init given (--option init=…; init is a checkpoint "
-                             "URI, or 'random' for smoke tests)\n")
+    assert result.output == (
+        "stseg: error: sam2 finetune: no init given (--option init=…; init is a checkpoint "
+        "URI, or 'random' for smoke tests)\n"
+    )
 
 
 def test_an_infer_job_without_weights_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     result = _dry_run(["submit", "infer", "--models", "cutie", "--data-root", "s3://bucket/mose/valid"], monkeypatch)
     assert result.exit_code == 2
-    assert result.output == ("stseg: error: model cutie needs weights: give --checkpoints cutie=URI (or checkpoint "
-                             "in STSEG_MODEL_OPTIONS)\n")
+    assert result.output == (
+        "stseg: error: model cutie needs weights: give --checkpoints cutie=URI (or checkpoint in STSEG_MODEL_OPTIONS)\n"
+    )

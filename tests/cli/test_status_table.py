@@ -7,9 +7,11 @@ from stseg_cli.submit_cmds import _print_status
 
 
 def test_columns_align_with_a_long_model_name(capsys) -> None:
-    jobs = (JobStatus("stseg-r-infer-flowprop-farneback", "infer", "flowprop-farneback", 64, frozenset(range(3))),
-            JobStatus("stseg-r-infer-sam2", "infer", "sam2", 64, frozenset(range(64)), frames=1000, elapsed_s=10.0),
-            JobStatus("stseg-r-fuse", "fuse", "", 64, failed={2: "exit 3: pred/sam2/x.png: missing"}))
+    jobs = (
+        JobStatus("stseg-r-infer-flowprop-farneback", "infer", "flowprop-farneback", 64, frozenset(range(3))),
+        JobStatus("stseg-r-infer-sam2", "infer", "sam2", 64, frozenset(range(64)), frames=1000, elapsed_s=10.0),
+        JobStatus("stseg-r-fuse", "fuse", "", 64, failed={2: "exit 3: pred/sam2/x.png: missing"}),
+    )
     _print_status(RunStatus("r", jobs))
     lines = capsys.readouterr().out.splitlines()
     header, rows = lines[1], lines[2:5]

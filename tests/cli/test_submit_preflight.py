@@ -36,8 +36,9 @@ def test_finetune_init_must_exist(where: list[str], tmp_path: Path) -> None:
 
 
 def test_a_recipe_option_is_typed_before_submit(where: list[str]) -> None:
-    result = CliRunner().invoke(cli, ["submit", "finetune", "--model", "tmo", "--option", "init=random",
-                                      "--option", "epochs=two", *where])
+    result = CliRunner().invoke(
+        cli, ["submit", "finetune", "--model", "tmo", "--option", "init=random", "--option", "epochs=two", *where]
+    )
     assert result.exit_code == 2
     assert result.output == "stseg: error: STSEG_EPOCHS='two': not an integer\n"
 
@@ -46,5 +47,7 @@ def test_a_data_root_without_the_layout_is_refused(where: list[str], tmp_path: P
     where[where.index("--data-root") + 1] = str(tmp_path / "store")
     result = CliRunner().invoke(cli, ["submit", "infer", "--models", "flowprop", *where])
     assert result.exit_code == 3
-    assert result.output == (f"stseg: error: data root {tmp_path}/store: no Annotations/ under it (expected the "
-                             "MOSE layout Annotations/, JPEGImages/)\n")
+    assert result.output == (
+        f"stseg: error: data root {tmp_path}/store: no Annotations/ under it (expected the "
+        "MOSE layout Annotations/, JPEGImages/)\n"
+    )

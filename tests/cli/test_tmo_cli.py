@@ -31,8 +31,23 @@ def _invoke(*args: str):
 
 def test_infer_with_an_official_format_checkpoint_writes_masks_scores_and_done(official, tmp_path):
     data, run = str(official / "ds/valid"), str(tmp_path / "run")
-    res = _invoke("infer", "--model", "tmo", "--data", data, "--run", run, "--checkpoint",
-                  str(official / "TMO_rn18.pth"), "--set", "backbone=rn18", "--set", "size=64", "--device", "cpu")
+    res = _invoke(
+        "infer",
+        "--model",
+        "tmo",
+        "--data",
+        data,
+        "--run",
+        run,
+        "--checkpoint",
+        str(official / "TMO_rn18.pth"),
+        "--set",
+        "backbone=rn18",
+        "--set",
+        "size=64",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
     store = open_store(run)
     assert store.exists("pred/tmo/_done/0.json") and verify_shard(store, "pred/tmo", 0) == []
@@ -40,25 +55,58 @@ def test_infer_with_an_official_format_checkpoint_writes_masks_scores_and_done(o
         info = MoseSplit(data).video(video)
         assert store.exists(f"pred/tmo/{video}/scores.json")
         assert sorted(k for k in store.list(f"pred/tmo/{video}/") if k.endswith(".png")) == sorted(
-            f"pred/tmo/{video}/{s}.png" for s in info.frames)
+            f"pred/tmo/{video}/{s}.png" for s in info.frames
+        )
 
 
 def test_official_file_of_the_other_backbone_fails_in_one_line(official, tmp_path):
-    res = _invoke("infer", "--model", "tmo", "--data", str(official / "ds/valid"), "--run", str(tmp_path / "r"),
-                  "--checkpoint", str(official / "TMO_rn18.pth"), "--device", "cpu")
+    res = _invoke(
+        "infer",
+        "--model",
+        "tmo",
+        "--data",
+        str(official / "ds/valid"),
+        "--run",
+        str(tmp_path / "r"),
+        "--checkpoint",
+        str(official / "TMO_rn18.pth"),
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == [
         f"stseg: error: checkpoint {official}/TMO_rn18.pth: not a TMO rn101 state dict; first mismatching key "
         "vos.app_encoder.layer1.0.conv1.weight (checkpoint [64, 64, 3, 3], model [64, 64, 1, 1]); expected backbone "
         "rn101 "
-        "(set backbone= to load another)"]
+        "(set backbone= to load another)"
+    ]
 
 
 def test_finetune_from_an_official_format_init_runs_one_step(official, tmp_path):
-    res = _invoke("finetune", "--model", "tmo", "--data", str(official / "ds/train"), "--out", str(tmp_path / "out"),
-                  "--run", "o1", "--init", str(official / "TMO_rn18.pth"), "--epochs", "1", "--size", "64",
-                  "--device", "cpu", "--set", "backbone=rn18", "--set", "batch_size=4")
+    res = _invoke(
+        "finetune",
+        "--model",
+        "tmo",
+        "--data",
+        str(official / "ds/train"),
+        "--out",
+        str(tmp_path / "out"),
+        "--run",
+        "o1",
+        "--init",
+        str(official / "TMO_rn18.pth"),
+        "--epochs",
+        "1",
+        "--size",
+        "64",
+        "--device",
+        "cpu",
+        "--set",
+        "backbone=rn18",
+        "--set",
+        "batch_size=4",
+    )
     assert res.exit_code == 0, res.output
-    assert res.output.splitlines()[0] == "tmo: epoch 1, 1 steps"
+    assert res.output.splitlines()[0].startswith("tmo finetuned to epoch 1 (1 steps); checkpoints in ")
     saved = torch.load(tmp_path / "out/checkpoints/tmo/o1/epoch_1.pt", weights_only=True)
     assert saved["recipe"]["init"] == str(official / "TMO_rn18.pth") and saved["arch"] == {"backbone": "rn18"}

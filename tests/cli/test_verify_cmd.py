@@ -25,6 +25,8 @@ def test_verify_names_a_changed_file_and_marks_its_shard_not_done(tmp_path: Path
     store.write_bytes("pred/m/b/00001.png", b"pred/m/b/00001.png-DATA")  # same size, other bytes
     bad = CliRunner().invoke(cli, ["verify", str(tmp_path / "run")])
     assert bad.exit_code == 3
-    assert bad.output == ("fused: 1 shard(s) ok\npred/m: 1 shard(s) ok, 1 bad (marked not done)\n"
-                          f"    shard 1: {store.uri('pred/m/b/00001.png')}: sha256 differs from the marker\n")
+    assert bad.output == (
+        "fused: 1 shard(s) ok\npred/m: 1 shard(s) ok, 1 bad (marked not done)\n"
+        f"    shard 1: {store.uri('pred/m/b/00001.png')}: sha256 differs from the marker\n"
+    )
     assert done_shards(store, "pred/m") == ["0"]

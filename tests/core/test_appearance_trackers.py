@@ -33,9 +33,9 @@ def occluded_sequence(T: int = 20, hidden: range = range(7, 12)):
         img, lab = bg.copy(), np.zeros((H, W), np.uint8)
         x = 12 + 2 * t
         if t not in hidden:
-            img[20:38, x:x + 18], lab[20:38, x:x + 18] = red, 1
+            img[20:38, x : x + 18], lab[20:38, x : x + 18] = red, 1
         else:  # the pillar covers the whole object
-            img[:, x - 4:x + 24] = (128, 128, 128)
+            img[:, x - 4 : x + 24] = (128, 128, 128)
         img[60:76, 90:106], lab[60:76, 90:106] = green, 2
         frames.append(img)
         truth.append(lab)
@@ -50,15 +50,22 @@ def crossing_sequence(T: int = 20):
     for t in range(T):
         img, lab = bg.copy(), np.zeros((H, W), np.uint8)
         for oid, (x, y) in ((1, (10 + 5 * t, 30)), (2, (102 - 5 * t, 52))):
-            img[y:y + 16, x:x + 16], lab[y:y + 16, x:x + 16] = patch, oid
+            img[y : y + 16, x : x + 16], lab[y : y + 16, x : x + 16] = patch, oid
         frames.append(img)
         truth.append(lab)
     return frames, truth
 
 
 def _video(frames, truth) -> VideoInput:
-    return VideoInput(name="handmade", stems=tuple(f"{i:05d}" for i in range(len(frames))), height=H, width=W,
-                      first_labels=truth[0], object_ids=(1, 2), frames=lambda: iter(frames))
+    return VideoInput(
+        name="handmade",
+        stems=tuple(f"{i:05d}" for i in range(len(frames))),
+        height=H,
+        width=W,
+        first_labels=truth[0],
+        object_ids=(1, 2),
+        frames=lambda: iter(frames),
+    )
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -104,9 +111,16 @@ def test_oneshot_finds_crossing_look_alikes_but_confuses_them():
     assert scores.max() < 0.9  # the margin between look-alikes stays low: the model knows it is unsure
 
 
-@pytest.mark.parametrize("model, bad", [("oneshot", {"size": 4}), ("oneshot", {"position_sigma": 0}),
-                                        ("stm", {"temperature": 0}), ("stm", {"recent": -1}),
-                                        ("stm", {"colour": 1})])
+@pytest.mark.parametrize(
+    "model, bad",
+    [
+        ("oneshot", {"size": 4}),
+        ("oneshot", {"position_sigma": 0}),
+        ("stm", {"temperature": 0}),
+        ("stm", {"recent": -1}),
+        ("stm", {"colour": 1}),
+    ],
+)
 def test_bad_options_are_one_line_errors(model, bad):
     with pytest.raises(BadInputError, match=model):
         build_model(model, **bad)
@@ -117,8 +131,15 @@ def test_bad_frame_streams_are_one_line_errors(model):
     frames, truth = occluded_sequence(T=4)
 
     def run(stream):
-        video = VideoInput(name="handmade", stems=tuple(f"{i:05d}" for i in range(4)), height=H, width=W,
-                           first_labels=truth[0], object_ids=(1, 2), frames=lambda: iter(stream))
+        video = VideoInput(
+            name="handmade",
+            stems=tuple(f"{i:05d}" for i in range(4)),
+            height=H,
+            width=W,
+            first_labels=truth[0],
+            object_ids=(1, 2),
+            frames=lambda: iter(stream),
+        )
         return list(build_model(model).segment(video))
 
     with pytest.raises(BadInputError, match="video handmade: frame stream is empty"):

@@ -80,8 +80,10 @@ def test_unreadable_or_stateless_checkpoints_are_bad_input(tmp_path):
     torch.save({"epoch": 3, "optim": {"lr": 0.1}}, tmp_path / "meta.pt")
     with pytest.raises(BadInputError) as err:
         read_state_dict(str(tmp_path / "meta.pt"))
-    assert str(err.value) == (f"checkpoint {tmp_path / 'meta.pt'}: holds no state dict (expected "
-                              "{'model': state_dict} or a bare state dict; top level: ['epoch', 'optim'])")
+    assert str(err.value) == (
+        f"checkpoint {tmp_path / 'meta.pt'}: holds no state dict (expected "
+        "{'model': state_dict} or a bare state dict; top level: ['epoch', 'optim'])"
+    )
 
 
 def test_strict_loading_names_missing_unexpected_and_misshaped_keys(tmp_path):
@@ -94,7 +96,8 @@ def test_strict_loading_names_missing_unexpected_and_misshaped_keys(tmp_path):
         load_checkpoint(model, str(tmp_path / "wrong.pt"), model="mlp")
     assert str(err.value) == (
         f"checkpoint {tmp_path / 'wrong.pt'}: does not fit model mlp: missing keys 1.bias, 1.weight; "
-        "unexpected keys 2.weight; shape mismatch 0.bias (e.g. 0.bias: checkpoint [4], model [3])")
+        "unexpected keys 2.weight; shape mismatch 0.bias (e.g. 0.bias: checkpoint [4], model [3])"
+    )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing half-loaded
 
     good = {k: torch.full_like(v, 0.5) for k, v in before.items()}

@@ -29,15 +29,29 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("sam2ft")
-    generate_dataset(root / "ds", SynthConfig(seed=3, height=48, width=64, min_frames=3, max_frames=3,
-                                              min_objects=1, max_objects=2, videos=3), splits=("train",))
+    generate_dataset(
+        root / "ds",
+        SynthConfig(seed=3, height=48, width=64, min_frames=3, max_frames=3, min_objects=1, max_objects=2, videos=3),
+        splits=("train",),
+    )
     init = save_random_checkpoint(root / "init_t.pt", "t", seed=0)
     return root / "ds" / "train", init
 
 
 def _recipe(init, **kw) -> Sam2Recipe:
-    base = dict(init=str(init), config="t", resolution=RES, epochs=2, num_frames=3, max_objects=2,
-                checkpoint_every=1, multiplier=1, augment=False, overrides=DETERMINISTIC, device="cpu")
+    base = dict(
+        init=str(init),
+        config="t",
+        resolution=RES,
+        epochs=2,
+        num_frames=3,
+        max_objects=2,
+        checkpoint_every=1,
+        multiplier=1,
+        augment=False,
+        overrides=DETERMINISTIC,
+        device="cpu",
+    )
     return Sam2Recipe(**{**base, **kw})
 
 
@@ -48,8 +62,14 @@ def _load(store, key):
 def test_finetune_to_s3_checkpoints_val_best_and_resume(data, s3_store, tmp_path):
     train, init = data
     metrics = JobMetrics(run="r1", stage="finetune", model="sam2")
-    res = finetune_sam2(_recipe(init, epochs=1), data_root=str(train), store=s3_store.root, run_id="r1",
-                        scratch=tmp_path, metrics=metrics)
+    res = finetune_sam2(
+        _recipe(init, epochs=1),
+        data_root=str(train),
+        store=s3_store.root,
+        run_id="r1",
+        scratch=tmp_path,
+        metrics=metrics,
+    )
     ck = s3_store.child("checkpoints/sam2/r1")
     assert sorted(ck.list()) == ["best", "epoch_1.pt", "split.json", "val.json"]
     split = ck.read_json("split.json")
@@ -69,8 +89,9 @@ def test_finetune_to_s3_checkpoints_val_best_and_resume(data, s3_store, tmp_path
     assert moved
 
     # started again with more epochs: resumes after epoch 1 with its step count and optimizer state
-    res2 = finetune_sam2(_recipe(init, epochs=2), data_root=str(train), store=s3_store.root, run_id="r1",
-                         scratch=tmp_path)
+    res2 = finetune_sam2(
+        _recipe(init, epochs=2), data_root=str(train), store=s3_store.root, run_id="r1", scratch=tmp_path
+    )
     assert res2.resumed_from.endswith("/checkpoints/sam2/r1/epoch_1.pt")
     assert res2.step == 4 and _load(ck, "epoch_2.pt")["step"] == 4 and _load(ck, "epoch_2.pt")["epoch"] == 2
     assert set(ck.read_json("val.json")) == {"epoch_1.pt", "epoch_2.pt"}
@@ -80,8 +101,9 @@ def test_finetune_to_s3_checkpoints_val_best_and_resume(data, s3_store, tmp_path
     from stseg_core.data.mose import MoseSplit
     from stseg_core.models.base import VideoInput
 
-    model = build_model("sam2", checkpoint=s3_store.uri("checkpoints/sam2/r1/epoch_2.pt"), config="t", size=RES,
-                        device="cpu")
+    model = build_model(
+        "sam2", checkpoint=s3_store.uri("checkpoints/sam2/r1/epoch_2.pt"), config="t", size=RES, device="cpu"
+    )
     video = VideoInput.from_split(MoseSplit(str(train)), split["val"][0])
     frames = list(model.segment(video))
     assert len(frames) == 3 and frames[1].labels.shape == (48, 64) and frames[1].labels.dtype == np.uint8
@@ -89,8 +111,13 @@ def test_finetune_to_s3_checkpoints_val_best_and_resume(data, s3_store, tmp_path
 
 def test_loss_falls_when_overfitting(data, tmp_path):
     train, init = data
-    res = finetune_sam2(_recipe(init, epochs=6, checkpoint_every=100, base_lr=3e-4), data_root=str(train),
-                        store=str(tmp_path / "store"), run_id="fit", scratch=tmp_path / "scratch")
+    res = finetune_sam2(
+        _recipe(init, epochs=6, checkpoint_every=100, base_lr=3e-4),
+        data_root=str(train),
+        store=str(tmp_path / "store"),
+        run_id="fit",
+        scratch=tmp_path / "scratch",
+    )
     first, last = np.mean(res.epoch_losses[:2]), np.mean(res.epoch_losses[-2:])
     assert last < 0.6 * first, res.epoch_losses
 
@@ -116,8 +143,17 @@ def test_bad_inputs_fail_in_one_line_before_any_step(data, tmp_path):
     cases.append((BadInputError, "afile: is a file, not a folder", dict(store=str(tmp_path / "afile" / "store"))))
     for err_type, text, kw in cases:
         metrics = JobMetrics(run="bad", stage="finetune", model="sam2")
-        args = dict(recipe=_recipe(init), data_root=str(train), store=str(tmp_path / "st"), run_id="bad",
-                    scratch=tmp_path / "s", metrics=metrics) | kw
+        args = (
+            dict(
+                recipe=_recipe(init),
+                data_root=str(train),
+                store=str(tmp_path / "st"),
+                run_id="bad",
+                scratch=tmp_path / "s",
+                metrics=metrics,
+            )
+            | kw
+        )
         t0 = time.perf_counter()
         with pytest.raises(err_type) as info:
             finetune_sam2(args.pop("recipe"), **args)
@@ -138,8 +174,9 @@ def test_composed_config_takes_each_sizes_trunk_and_the_recipe(size):
     cfg = compose_config(Sam2Recipe(init="random", config=size), "/d/a b,c=1/JPEGImages", "/d/Ann", None)
     want = yaml.safe_load(files("sam2").joinpath(config_path(size)).read_text())["model"]["image_encoder"]
     trunk = cfg.trainer.model.image_encoder.trunk
-    assert {k: trunk[k] for k in want["trunk"] if k != "_target_"} == {k: v for k, v in want["trunk"].items()
-                                                                        if k != "_target_"}
+    assert {k: trunk[k] for k in want["trunk"] if k != "_target_"} == {
+        k: v for k, v in want["trunk"].items() if k != "_target_"
+    }
     assert list(cfg.trainer.model.image_encoder.neck.backbone_channel_list) == want["neck"]["backbone_channel_list"]
     assert cfg.dataset.img_folder == "/d/a b,c=1/JPEGImages" and cfg.dataset.file_list_txt is None
     assert cfg.trainer.model.freeze_image_encoder is True and cfg.scratch.base_lr == 5e-6

@@ -28,14 +28,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tmoft")
-    generate_dataset(root / "ds", SynthConfig(seed=5, height=48, width=64, min_frames=4, max_frames=4,
-                                              min_objects=1, max_objects=2, videos=3), splits=("train",))
+    generate_dataset(
+        root / "ds",
+        SynthConfig(seed=5, height=48, width=64, min_frames=4, max_frames=4, min_objects=1, max_objects=2, videos=3),
+        splits=("train",),
+    )
     return root / "ds" / "train"
 
 
 def _recipe(**kw) -> TmoRecipe:
-    base = dict(init="random", size=64, epochs=2, batch_size=4, checkpoint_every=1, lr=1e-3, device="cpu",
-                **ARCH)
+    base = dict(init="random", size=64, epochs=2, batch_size=4, checkpoint_every=1, lr=1e-3, device="cpu", **ARCH)
     return TmoRecipe(**{**base, **kw})
 
 
@@ -45,8 +47,9 @@ def _load(store, key):
 
 def test_finetune_to_s3_with_flow_cache_checkpoints_and_resume(data, s3_store, tmp_path):
     metrics = JobMetrics(run="t1", stage="finetune", model="tmo")
-    res = finetune_tmo(_recipe(epochs=1), data_root=str(data), store=s3_store.root, run_id="t1", scratch=tmp_path,
-                       metrics=metrics)
+    res = finetune_tmo(
+        _recipe(epochs=1), data_root=str(data), store=s3_store.root, run_id="t1", scratch=tmp_path, metrics=metrics
+    )
     ck = s3_store.child("checkpoints/tmo/t1")
     assert sorted(ck.list()) == ["best", "epoch_1.pt", "split.json", "val.json"]
     split = ck.read_json("split.json")
@@ -67,8 +70,9 @@ def test_finetune_to_s3_with_flow_cache_checkpoints_and_resume(data, s3_store, t
         for suffix in ("running_mean", "running_var", "num_batches_tracked"):
             assert torch.equal(saved["model"][prefix + suffix], start[prefix + suffix]), prefix + suffix
     assert not torch.equal(saved["model"]["vos.app_encoder.bn1.weight"], start["vos.app_encoder.bn1.weight"])
-    assert not torch.equal(saved["model"]["vos.decoder.predictor.conv.weight"],
-                           start["vos.decoder.predictor.conv.weight"])
+    assert not torch.equal(
+        saved["model"]["vos.decoder.predictor.conv.weight"], start["vos.decoder.predictor.conv.weight"]
+    )
 
     res2 = finetune_tmo(_recipe(epochs=2), data_root=str(data), store=s3_store.root, run_id="t1", scratch=tmp_path)
     assert res2.resumed_from.endswith("/checkpoints/tmo/t1/epoch_1.pt") and res2.step == 4
@@ -78,8 +82,9 @@ def test_finetune_to_s3_with_flow_cache_checkpoints_and_resume(data, s3_store, t
     from stseg_core.data.mose import MoseSplit
     from stseg_core.models.base import VideoInput
 
-    model = build_model("tmo", checkpoint=s3_store.uri("checkpoints/tmo/t1/epoch_2.pt"), size=64, device="cpu",
-                        flow_cache=s3_store.root)
+    model = build_model(
+        "tmo", checkpoint=s3_store.uri("checkpoints/tmo/t1/epoch_2.pt"), size=64, device="cpu", flow_cache=s3_store.root
+    )
     video = VideoInput.from_split(MoseSplit(str(data)), split["val"][0])
     frames = list(model.segment(video))
     assert len(frames) == 4 and frames[2].labels.shape == (48, 64)
@@ -90,8 +95,13 @@ def test_official_state_dict_as_init_one_step(data, tmp_path):
     official = tmp_path / "TMO_rn18.pth"
     start = build_network("rn18", seed=9).state_dict()
     torch.save(start, official)  # upstream's format: torch.save(model.state_dict())
-    res = finetune_tmo(_recipe(init=str(official), epochs=1, batch_size=8), data_root=str(data),
-                       store=str(tmp_path / "store"), run_id="off", scratch=tmp_path)
+    res = finetune_tmo(
+        _recipe(init=str(official), epochs=1, batch_size=8),
+        data_root=str(data),
+        store=str(tmp_path / "store"),
+        run_id="off",
+        scratch=tmp_path,
+    )
     assert res.step == 1
     saved = torch.load(tmp_path / "store/checkpoints/tmo/off/epoch_1.pt", weights_only=True)
     assert saved["recipe"]["init"] == str(official) and list(saved["model"]) == list(start)
@@ -99,8 +109,13 @@ def test_official_state_dict_as_init_one_step(data, tmp_path):
 
 
 def test_loss_falls_when_overfitting(data, tmp_path):
-    res = finetune_tmo(_recipe(epochs=8, checkpoint_every=100, lr=3e-3, enlarge_prob=0.0),
-                       data_root=str(data), store=str(tmp_path / "store"), run_id="fit", scratch=tmp_path)
+    res = finetune_tmo(
+        _recipe(epochs=8, checkpoint_every=100, lr=3e-3, enlarge_prob=0.0),
+        data_root=str(data),
+        store=str(tmp_path / "store"),
+        run_id="fit",
+        scratch=tmp_path,
+    )
     first, last = np.mean(res.epoch_losses[:2]), np.mean(res.epoch_losses[-2:])
     assert last < 0.7 * first, res.epoch_losses
 
@@ -132,8 +147,17 @@ def test_bad_inputs_fail_in_one_line_before_any_step(data, tmp_path):
     ]
     for err_type, text, kw in cases:
         metrics = JobMetrics(run="bad", stage="finetune", model="tmo")
-        args = dict(recipe=_recipe(), data_root=str(data), store=str(tmp_path / "st"), run_id="bad",
-                    scratch=tmp_path / "s", metrics=metrics) | kw
+        args = (
+            dict(
+                recipe=_recipe(),
+                data_root=str(data),
+                store=str(tmp_path / "st"),
+                run_id="bad",
+                scratch=tmp_path / "s",
+                metrics=metrics,
+            )
+            | kw
+        )
         t0 = time.perf_counter()
         with pytest.raises(err_type) as info:
             finetune_tmo(args.pop("recipe"), **args)

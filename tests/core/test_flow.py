@@ -34,8 +34,15 @@ def _video(frames: list[np.ndarray]) -> VideoInput:
     h, w = frames[0].shape[:2]
     lab = np.zeros((h, w), np.uint8)
     lab[:4, :4] = 1
-    return VideoInput(name="vid", stems=tuple(f"{i:05d}" for i in range(len(frames))), height=h, width=w,
-                      first_labels=lab, object_ids=(1,), frames=lambda: iter(frames))
+    return VideoInput(
+        name="vid",
+        stems=tuple(f"{i:05d}" for i in range(len(frames))),
+        height=h,
+        width=w,
+        first_labels=lab,
+        object_ids=(1,),
+        frames=lambda: iter(frames),
+    )
 
 
 def test_dis_recovers_a_global_shift():
@@ -111,8 +118,11 @@ def test_uncached_without_estimator_and_unknown_method_are_bad_input(tmp_path):
     video = _video([_texture(16, 16)] * 2)
     with pytest.raises(BadInputError, match=r"^video vid: flow images are not all cached and no flow method"):
         list(frames_with_flow(video, None, FlowCache(open_store(tmp_path), "dis")))
-    with pytest.raises(BadInputError, match=r"^unknown flow method 'pwc' "
-                                            r"\(known: dis, raft, raft_large, raft_small\)$"):
+    with pytest.raises(
+        BadInputError,
+        match=r"^unknown flow method 'pwc' "
+        r"\(known: dis, raft, raft_large, raft_small\)$",
+    ):
         build_flow("pwc")
 
 
@@ -144,9 +154,12 @@ def test_raft_without_checkpoint_uses_torchvisions_file_in_the_torch_cache(tmp_p
     from torchvision.models.optical_flow import raft_large
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(MissingArtifactError, match=r"^raft_large: no flow_checkpoint given and torchvision's "
-                                                   r"weights are not in the torch cache \(.*/hub/checkpoints/"
-                                                   r"raft_large_C_T_SKHT_V2-ff5fadd5\.pth\)"):
+    with pytest.raises(
+        MissingArtifactError,
+        match=r"^raft_large: no flow_checkpoint given and torchvision's "
+        r"weights are not in the torch cache \(.*/hub/checkpoints/"
+        r"raft_large_C_T_SKHT_V2-ff5fadd5\.pth\)",
+    ):
         build_flow("raft", device="cpu")
     torch.manual_seed(1)
     released = raft_large(weights=None).state_dict()
@@ -159,7 +172,14 @@ def test_raft_without_checkpoint_uses_torchvisions_file_in_the_torch_cache(tmp_p
 
 def test_frame_count_must_match_stems():
     frames = [_texture(16, 16)] * 3
-    video = VideoInput(name="short", stems=("a", "b", "c", "d"), height=16, width=16,
-                       first_labels=np.ones((16, 16), np.uint8), object_ids=(1,), frames=lambda: iter(frames))
+    video = VideoInput(
+        name="short",
+        stems=("a", "b", "c", "d"),
+        height=16,
+        width=16,
+        first_labels=np.ones((16, 16), np.uint8),
+        object_ids=(1,),
+        frames=lambda: iter(frames),
+    )
     with pytest.raises(BadInputError, match=r"^video short: 3 frames streamed for 4 stems$"):
         list(frames_with_flow(video, build_flow("dis")))

@@ -21,18 +21,25 @@ def moving_squares(T: int = 16, hide: range = range(0)) -> tuple[list[np.ndarray
     for t in range(T):
         img, lab = bg.copy(), np.zeros((H, W), np.uint8)
         x, y = 10 + 3 * t, 20 + t
-        img[y:y + 24, x:x + 24], lab[y:y + 24, x:x + 24] = (230, 40, 40), 1
+        img[y : y + 24, x : x + 24], lab[y : y + 24, x : x + 24] = (230, 40, 40), 1
         if t not in hide:
             x2 = 90 - 2 * t
-            img[60:76, x2:x2 + 20], lab[60:76, x2:x2 + 20] = (40, 220, 60), 2
+            img[60:76, x2 : x2 + 20], lab[60:76, x2 : x2 + 20] = (40, 220, 60), 2
         frames.append(img)
         truth.append(lab)
     return frames, truth
 
 
 def _video(frames, truth) -> VideoInput:
-    return VideoInput(name="squares", stems=tuple(f"{i:05d}" for i in range(len(frames))), height=H, width=W,
-                      first_labels=truth[0], object_ids=(1, 2), frames=lambda: iter(frames))
+    return VideoInput(
+        name="squares",
+        stems=tuple(f"{i:05d}" for i in range(len(frames))),
+        height=H,
+        width=W,
+        first_labels=truth[0],
+        object_ids=(1, 2),
+        frames=lambda: iter(frames),
+    )
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -83,9 +90,9 @@ def test_options_are_checked():
         build(checkpoint="file:///x.pt")
     with pytest.raises(BadInputError, match="flow='raft' must be 'dis' or 'farneback'"):
         build(flow="raft")
-    with pytest.raises(BadInputError, match="reacquire='maybe' is not a boolean"):
+    with pytest.raises(BadInputError, match="reacquire='maybe': not a boolean"):
         build(reacquire="maybe")
-    with pytest.raises(BadInputError, match="size='big' is not an integer"):
+    with pytest.raises(BadInputError, match="size='big': not an integer"):
         build(size="big")
 
 

@@ -18,7 +18,7 @@ def moving_square(step: int, n: int = 6) -> list[np.ndarray]:
     frames = []
     for t in range(n):
         f = np.zeros((64, 96, 3), np.uint8)
-        f[20:40, 10 + step * t: 30 + step * t] = 255
+        f[20:40, 10 + step * t : 30 + step * t] = 255
         frames.append(f)
     return frames
 
@@ -36,8 +36,8 @@ def test_scene_features_measure_motion_and_texture():
 def test_object_sizes_and_ensemble_signals():
     first = np.zeros((10, 10), np.uint8)
     first[:5, :4] = 1  # 20 %
-    first[9, 9] = 2    # 1 % → not small (< 1 % is small)
-    first[0, 9] = 3    # 1 %
+    first[9, 9] = 2  # 1 % → not small (< 1 % is small)
+    first[0, 9] = 3  # 1 %
     assert object_sizes(first, (1, 2, 3)) == pytest.approx((0.22 / 3, 0.01, 0.0))
     first[0, 9] = 0
     first[9, 8:] = 2
@@ -53,8 +53,15 @@ def test_object_sizes_and_ensemble_signals():
 
 
 def feats(motion: float, edges: float, disagreement: float = 0.1) -> VideoFeatures:
-    return VideoFeatures(edge_density=edges, motion=motion, num_objects=2, size_mean=0.05, size_min=0.02,
-                         small_fraction=0.0, disagreement=disagreement)
+    return VideoFeatures(
+        edge_density=edges,
+        motion=motion,
+        num_objects=2,
+        size_mean=0.05,
+        size_min=0.02,
+        small_fraction=0.0,
+        disagreement=disagreement,
+    )
 
 
 def two_kinds_db(static_best: str) -> PerfDB:
@@ -62,10 +69,22 @@ def two_kinds_db(static_best: str) -> PerfDB:
     other = {"a": "b", "b": "a"}[static_best]
     recs = []
     for i in range(3):
-        recs.append(record(f"static{i}", feats(0.001 * (i + 1), 0.05),
-                           {static_best: 90 - i, other: 60, FUSED: 75}, {"a": 0.8, "b": 0.8}))
-        recs.append(record(f"dynamic{i}", feats(0.05 + 0.01 * i, 0.3),
-                           {static_best: 55, other: 88 - i, FUSED: 70}, {"a": 0.8, "b": 0.8}))
+        recs.append(
+            record(
+                f"static{i}",
+                feats(0.001 * (i + 1), 0.05),
+                {static_best: 90 - i, other: 60, FUSED: 75},
+                {"a": 0.8, "b": 0.8},
+            )
+        )
+        recs.append(
+            record(
+                f"dynamic{i}",
+                feats(0.05 + 0.01 * i, 0.3),
+                {static_best: 55, other: 88 - i, FUSED: 70},
+                {"a": 0.8, "b": 0.8},
+            )
+        )
     return PerfDB(("a", "b"), tuple(recs), source="hand-made")
 
 
@@ -82,7 +101,7 @@ def test_recommendation_follows_the_database():
     # the database's trust sharpening γ raises the expected J&F / 100 to that power
     sharp = replace(two_kinds_db("b"), selection={"trust_power": 2.0})
     plain = Recommender(two_kinds_db("b"), k=3).trust(feats(0.06, 0.31))
-    assert Recommender(sharp, k=3).trust(feats(0.06, 0.31)) == pytest.approx({m: v ** 2 for m, v in plain.items()})
+    assert Recommender(sharp, k=3).trust(feats(0.06, 0.31)) == pytest.approx({m: v**2 for m, v in plain.items()})
 
 
 def test_fused_wins_when_the_database_says_so_and_ties_prefer_it():
@@ -98,8 +117,14 @@ def test_agreement_with_the_pseudo_label_moves_the_prediction():
     recs = []
     for i in range(8):
         agree_a = 0.5 + 0.06 * i
-        recs.append(record(f"v{i}", feats(0.01, 0.1 + 0.001 * i), {"a": 40 + 50 * agree_a, "b": 70, FUSED: 72},
-                           {"a": agree_a, "b": 0.7}))
+        recs.append(
+            record(
+                f"v{i}",
+                feats(0.01, 0.1 + 0.001 * i),
+                {"a": 40 + 50 * agree_a, "b": 70, FUSED: 72},
+                {"a": agree_a, "b": 0.7},
+            )
+        )
     db = PerfDB(("a", "b"), tuple(recs))
     r = Recommender(db, k=4, method="knn+agreement")
     high = r.recommend("q", feats(0.01, 0.104), {"a": 0.98, "b": 0.7})
@@ -113,8 +138,15 @@ def test_agreement_with_the_pseudo_label_moves_the_prediction():
 def test_pseudo_label_is_kept_everywhere_when_no_predictor_beats_it_on_the_database():
     # twin videos (same features) where model a is great on one and poor on the other: every predictor, led
     # by the twin, picks a where it fails (leave-one-out 62.5), keeping the pseudo-label gives 75
-    recs = [record(f"v{i}", feats(0.01 + 0.002 * (i // 2), 0.1), {"a": 95 if i % 2 else 50, "b": 60, FUSED: 75},
-                   {"a": 0.8, "b": 0.8}) for i in range(8)]
+    recs = [
+        record(
+            f"v{i}",
+            feats(0.01 + 0.002 * (i // 2), 0.1),
+            {"a": 95 if i % 2 else 50, "b": 60, FUSED: 75},
+            {"a": 0.8, "b": 0.8},
+        )
+        for i in range(8)
+    ]
     db = with_selection(PerfDB(("a", "b"), tuple(recs)), k=3)
     assert db.selection["method"] == KEEP_FUSED
     assert db.selection["loo_jf"]["always-fused"] > max(db.selection["loo_jf"][m] for m in METHODS)

@@ -24,16 +24,20 @@ def grid(rows: str) -> np.ndarray:
 def one_frame(model: str, rows: str, ids=(1, 2), scores=None, present=None) -> ModelVideo:
     labels = grid(rows)[None]
     base = from_labels(model, labels, ids)
-    return ModelVideo(model, labels, ids,
-                      base.scores if scores is None else np.array([scores], np.float32),
-                      base.present if present is None else np.array([present], bool))
+    return ModelVideo(
+        model,
+        labels,
+        ids,
+        base.scores if scores is None else np.array([scores], np.float32),
+        base.present if present is None else np.array([present], bool),
+    )
 
 
 def test_consistency_regions_and_counts():
     stack = np.stack([grid("110|022"), grid("110|002"), grid("100|022")])
     fc = frame_consistency(stack, 2)
     assert fc.agree.tolist() == [[True, False, True], [True, False, True]]
-    assert fc.object_agree_px.tolist() == [1, 1]   # (0,0) for object 1; (1,2) for object 2
+    assert fc.object_agree_px.tolist() == [1, 1]  # (0,0) for object 1; (1,2) for object 2
     assert fc.object_conflict_px.tolist() == [1, 1]  # (0,1) and (1,1)
     assert fc.object_agreement().tolist() == [0.5, 0.5]
     agree2, conflict2 = object_regions(stack, 2)
@@ -86,14 +90,20 @@ def test_ties_go_to_background_then_the_smaller_id():
 
 def test_object_most_trusted_models_call_absent_is_absent():
     # Two of three models say object 2 vanished; the third still paints it everywhere it agrees with no one.
-    outs = [one_frame("a", "12", present=[True, False]), one_frame("b", "10", present=[True, False]),
-            one_frame("c", "12", present=[True, True])]
+    outs = [
+        one_frame("a", "12", present=[True, False]),
+        one_frame("b", "10", present=[True, False]),
+        one_frame("c", "12", present=[True, True]),
+    ]
     fused = fuse_video(outs, (1, 2))
     assert fused.labels[0].tolist() == [[1, 0]]
     assert fused.present[0].tolist() == [True, False]
     # Even a pixel all models paint is cleared when the trusted majority calls the object absent.
-    outs = [one_frame("a", "22", present=[False, False]), one_frame("b", "22", present=[False, False]),
-            one_frame("c", "22", present=[False, True])]
+    outs = [
+        one_frame("a", "22", present=[False, False]),
+        one_frame("b", "22", present=[False, False]),
+        one_frame("c", "22", present=[False, True]),
+    ]
     assert fuse_video(outs, (1, 2)).labels[0].tolist() == [[0, 0]]
     # …but trust decides "most": one very trusted model keeps it.
     assert fuse_video(outs, (1, 2), trust=[0.1, 0.1, 0.9]).labels[0].tolist() == [[2, 2]]
@@ -161,8 +171,11 @@ def test_bbox_overlaps_go_to_the_object_more_models_claim():
 
 def test_sparse_object_ids_keep_their_ids():
     # ids 3 and 7: votes, presence and baselines must map indices back to the real ids
-    outs = [one_frame("a", "37|70", ids=(3, 7)), one_frame("b", "37|00", ids=(3, 7)),
-            one_frame("c", "33|70", ids=(3, 7))]
+    outs = [
+        one_frame("a", "37|70", ids=(3, 7)),
+        one_frame("b", "37|00", ids=(3, 7)),
+        one_frame("c", "33|70", ids=(3, 7)),
+    ]
     fused = fuse_video(outs, (3, 7))
     assert fused.labels[0].tolist() == [[3, 7], [7, 0]]
     assert fused.present[0].tolist() == [True, True]

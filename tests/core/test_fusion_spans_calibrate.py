@@ -18,8 +18,12 @@ def _squares(T: int = 10, swap_from: int | None = None) -> np.ndarray:
 
 
 def test_spans_cut_where_the_leader_changes_and_ignore_blips():
-    agreement = np.array([[1.0, 0.9, 0.9, 0.9, 0.9, 0.2, 0.2, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2],
-                          [1.0, 0.5, 0.5, 0.5, 0.5, 0.8, 0.8, 0.5, 0.8, 0.8, 0.8, 0.8, 0.8]])
+    agreement = np.array(
+        [
+            [1.0, 0.9, 0.9, 0.9, 0.9, 0.2, 0.2, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2],
+            [1.0, 0.5, 0.5, 0.5, 0.5, 0.8, 0.8, 0.5, 0.8, 0.8, 0.8, 0.8, 0.8],
+        ]
+    )
     # leaders 0 0 0 0 0 1 1 0 1 1 1 1 1: the two-frame run of model 1 and the one-frame return of model 0 are
     # blips (shorter than 3 frames) that join the span before them
     assert split_spans(agreement, min_len=3) == [(0, 8), (8, 13)]
@@ -38,8 +42,10 @@ def test_stitching_keeps_ids_when_the_new_choice_swapped_them():
     ids = (1, 2)
     good, swapped = _squares(), _squares(swap_from=0)
     scores_b = np.tile([[0.3, 0.9]], (10, 1)).astype(np.float32)
-    candidates = {"a": (good, np.full((10, 2), 0.5, np.float32), np.ones((10, 2), bool)),
-                  "b": (swapped, scores_b, np.array([[True, False]] * 10))}
+    candidates = {
+        "a": (good, np.full((10, 2), 0.5, np.float32), np.ones((10, 2), bool)),
+        "b": (swapped, scores_b, np.array([[True, False]] * 10)),
+    }
     labels, scores, present, spans = stitch(candidates, [(0, 5, "a"), (5, 10, "b")], ids)
     assert np.array_equal(labels, good)  # b's frames come back with a's ids
     assert spans[1].rename == {1: 2, 2: 1} and spans[0].rename == {}

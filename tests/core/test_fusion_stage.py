@@ -33,14 +33,16 @@ def bench(tmp_path_factory):
     from stseg_core.data.synth import SynthConfig, generate_dataset
 
     root = tmp_path_factory.mktemp("pgmr")
-    cfg = SynthConfig(seed=SEED, height=72, width=112, min_frames=10, max_frames=14, videos=4, min_objects=2,
-                      max_objects=3, noise=1.0)
+    cfg = SynthConfig(
+        seed=SEED, height=72, width=112, min_frames=10, max_frames=14, videos=4, min_objects=2, max_objects=3, noise=1.0
+    )
     generate_dataset(str(root / "data"), cfg, splits=("valid", "test"))
     fixtures = load_fixtures()
     models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
     fixtures.make_run(root / "data", "test", root / "test", SEED)
-    db, uri = build_database(str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"),
-                             models, str(root / "perfdb"))
+    db, uri = build_database(
+        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
+    )
     return root, models, db, uri
 
 
@@ -54,7 +56,8 @@ def test_database_built_from_ground_truth(bench):
     assert db.selection["method"] in ("knn", "knn+agreement", "ridge")
     by_power = db.selection["fused_jf_by_trust_power"]
     assert set(by_power) == {"1", "2", "4", "8"} and by_power[f"{db.selection['trust_power']:g}"] == max(
-        by_power.values())
+        by_power.values()
+    )
     assert np.mean([r.jf[FUSED] for r in db.records]) == pytest.approx(max(by_power.values()), abs=1e-3)
     assert load_perfdb(str(root / "perfdb")).records == db.records
 
@@ -62,9 +65,16 @@ def test_database_built_from_ground_truth(bench):
 def test_fuse_writes_outputs_table_and_metrics(bench):
     root, models, _db, _uri = bench
     metrics = JobMetrics(run="test", stage="fuse", model="pgmr")
-    report = run_fuse(FuseConfig(str(root / "test"), str(root / "data" / "test"), tuple(models),
-                                 gt_root=str(root / "data" / "test_gt"), db_uri=str(root / "perfdb")),
-                      metrics=metrics)
+    report = run_fuse(
+        FuseConfig(
+            str(root / "test"),
+            str(root / "data" / "test"),
+            tuple(models),
+            gt_root=str(root / "data" / "test_gt"),
+            db_uri=str(root / "perfdb"),
+        ),
+        metrics=metrics,
+    )
     run = open_store(root / "test")
     data = MoseSplit(str(root / "data" / "test"))
     assert report.videos == tuple(data.videos())
@@ -88,7 +98,8 @@ def test_fuse_writes_outputs_table_and_metrics(bench):
     assert table["pgmr"]["J&F"] > max(best_single, table["bbox-average"]["J&F"], table["bbox-max"]["J&F"])
     assert table["pgmr"] == table[FUSED]  # the default keeps the vote; the recommendation is only recorded
     assert metrics.value("stseg_eval_jf", method="pgmr", metric="J&F-Mean") == pytest.approx(
-        table["pgmr"]["J&F"], abs=1e-3)
+        table["pgmr"]["J&F"], abs=1e-3
+    )
     assert metrics.value("stseg_videos_processed_total") == len(report.videos)
     text = format_table(report)
     assert "PGMR (kept output)" in text and f"{table['pgmr']['J&F']:.2f}" in text
@@ -99,8 +110,14 @@ def test_database_calibrates_every_model_and_per_span_choice_covers_every_frame(
     assert set(db.calibration) == set(models) and load_perfdb(uri).calibration == db.calibration
     for cal in db.calibration.values():
         assert not cal.identity and cal.pairs >= 50 and list(cal.y) == sorted(cal.y)
-    cfg = FuseConfig(str(root / "test"), str(root / "data" / "test"), tuple(models),
-                     gt_root=str(root / "data" / "test_gt"), db_uri=uri, choose="span")
+    cfg = FuseConfig(
+        str(root / "test"),
+        str(root / "data" / "test"),
+        tuple(models),
+        gt_root=str(root / "data" / "test_gt"),
+        db_uri=uri,
+        choose="span",
+    )
     report = run_fuse(cfg)
     data = MoseSplit(str(root / "data" / "test"))
     for video, entry in open_store(root / "test").read_json("recommend.json")["videos"].items():
@@ -127,8 +144,14 @@ def test_fuse_refuses_until_every_shard_is_done(tmp_path):
     assert "m1" not in str(info.value) and "\n" not in str(info.value)
     clock = [0.0]
     with pytest.raises(MissingArtifactError, match=r"after waiting 30s: m2 shard\(s\) 0 of 2.*m3 shard\(s\) 0, 1"):
-        wait_until_ready(store, ["m2", "m3"], wait_s=30, poll_s=10, sleep=lambda s: clock.append(clock[-1] + s),
-                         clock=lambda: clock[-1])
+        wait_until_ready(
+            store,
+            ["m2", "m3"],
+            wait_s=30,
+            poll_s=10,
+            sleep=lambda s: clock.append(clock[-1] + s),
+            clock=lambda: clock[-1],
+        )
     assert clock[-1] == pytest.approx(30.0)
     # a shard that finishes while we wait: the marker appears on the first poll
     polls = []
@@ -146,7 +169,7 @@ def _as_written(store, model: str) -> None:
     from stseg_core.runlayout import commit_shard, done_shards, read_marker
 
     for shard in done_shards(store, f"pred/{model}"):
-        keys = [k for k in read_marker(store, f"pred/{model}", shard)["files"] if store.exists(k)]
+        keys = [k for k in read_marker(store, f"pred/{model}", shard).files if store.exists(k)]
         commit_shard(store, f"pred/{model}", shard, keys)
 
 
@@ -189,13 +212,19 @@ def test_bad_model_outputs_are_one_line_errors_or_a_recorded_fallback(bench, tmp
     store.delete(key)
     store.delete(f"pred/{models[1]}/{video}/scores.json")
     _as_written(store, models[1])
-    with pytest.raises(BadInputError, match=rf"video {video}, model {models[1]}: {info.num_frames - 1} frames, "
-                                            rf"the video has {info.num_frames}"):
+    with pytest.raises(
+        BadInputError,
+        match=rf"video {video}, model {models[1]}: {info.num_frames - 1} frames, "
+        rf"the video has {info.num_frames}",
+    ):
         run_fuse(cfg)
     # a database that does not know a model
     with pytest.raises(BadInputError, match="has no history for model"):
-        run_fuse(FuseConfig(str(run), str(root / "data" / "test"), (*models[2:], "unknown-model"),
-                            db_uri=str(root / "perfdb")))
+        run_fuse(
+            FuseConfig(
+                str(run), str(root / "data" / "test"), (*models[2:], "unknown-model"), db_uri=str(root / "perfdb")
+            )
+        )
 
 
 def test_a_changed_or_missing_input_file_names_itself_and_the_shard_is_redone(bench, tmp_path):
@@ -208,9 +237,9 @@ def test_a_changed_or_missing_input_file_names_itself_and_the_shard_is_redone(be
     shutil.copytree(root / "test", run, ignore=shutil.ignore_patterns("fused", "eval", "recommend.json"))
     store = open_store(run)
     marker = read_marker(store, f"pred/{models[0]}", 1)
-    changed = next(k for k in marker["files"] if k.endswith(".png"))
+    changed = next(k for k in marker.files if k.endswith(".png"))
     store.write_bytes(changed, store.read_bytes(changed) + b"x")  # one byte longer than the marker says
-    gone = next(k for k in read_marker(store, f"pred/{models[1]}", 0)["files"] if k.endswith("scores.json"))
+    gone = next(k for k in read_marker(store, f"pred/{models[1]}", 0).files if k.endswith("scores.json"))
     store.delete(gone)
     cfg = FuseConfig(str(run), str(root / "data" / "test"), tuple(models))
     with pytest.raises(MissingArtifactError) as info:
@@ -221,8 +250,9 @@ def test_a_changed_or_missing_input_file_names_itself_and_the_shard_is_redone(be
     assert not store.exists("fused/_done/0.json")
     # both shards now count as not done everywhere (status, --resume), and the problems are kept
     assert done_shards(store, f"pred/{models[0]}") == ["0"] and done_shards(store, f"pred/{models[1]}") == ["1"]
-    size = marker["files"][changed]["size"]
+    size = marker.files[changed].size
     assert store.read_json(f"pred/{models[0]}/_invalid/1.json")["problems"] == [
-        f"file://{run}/{changed}: size {size + 1} != {size} in the marker"]
+        f"file://{run}/{changed}: size {size + 1} != {size} in the marker"
+    ]
     with pytest.raises(MissingArtifactError, match=rf"{models[0]} shard\(s\) 1 of 2 not done"):
         run_fuse(cfg)

@@ -50,8 +50,9 @@ def test_full_frame_and_empty_masks_have_no_boundary():
     assert _points(np.zeros((4, 6), bool)) == set()
 
 
-@pytest.mark.parametrize(("h", "w", "r"), [(480, 854, 8), (720, 1280, 12), (1080, 1920, 18), (100, 100, 2),
-                                           (40, 300, 3)])
+@pytest.mark.parametrize(
+    ("h", "w", "r"), [(480, 854, 8), (720, 1280, 12), (1080, 1920, 18), (100, 100, 2), (40, 300, 3)]
+)
 def test_davis_radius(h, w, r):
     assert davis_radius(h, w) == r
 

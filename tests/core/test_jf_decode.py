@@ -34,8 +34,14 @@ def _png_with_filters(labels: np.ndarray, filters: list[int], colour: int = 3) -
     plte = _chunk(b"PLTE", bytes(range(256)) * 3) if colour == 3 else b""
     data = zlib.compress(b"".join(rows), 6)
     # split the stream over two IDAT chunks, as large files are
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + plte + _chunk(b"IDAT", data[:7])
-            + _chunk(b"IDAT", data[7:]) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + plte
+        + _chunk(b"IDAT", data[:7])
+        + _chunk(b"IDAT", data[7:])
+        + _chunk(b"IEND", b"")
+    )
 
 
 def test_same_ids_as_pillow_on_every_row_filter():

@@ -70,10 +70,16 @@ def test_video_frames_objects_and_global_mean_over_objects(tmp_path):
     assert res.scores["J-Recall"] == pytest.approx((0.75 + 0.5 + 1) / 3)
     # decay of [1, 1, 1, 0]: bins v[0:2] and v[2:4] → 1 − 0.5
     assert objs[1].summary["J-Decay"] == 0.5
-    assert global_csv(res).splitlines() == ["J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay",
-                                            "0.750,0.750,0.750,0.167,0.750,0.750,0.167"]
-    assert per_sequence_csv(res).splitlines() == ["Sequence,J-Mean,F-Mean", "one_1,1.000,1.000",
-                                                  "two_1,0.750,0.750", "two_2,0.500,0.500"]
+    assert global_csv(res).splitlines() == [
+        "J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay",
+        "0.750,0.750,0.750,0.167,0.750,0.750,0.167",
+    ]
+    assert per_sequence_csv(res).splitlines() == [
+        "Sequence,J-Mean,F-Mean",
+        "one_1,1.000,1.000",
+        "two_1,0.750,0.750",
+        "two_2,0.500,0.500",
+    ]
     js = results_json(res)
     assert js["videos"]["two"]["objects"]["2"]["per_frame"]["J"] == [1, 0, 1, 0]
     assert evaluate(str(tmp_path / "gt"), str(pred), videos=["one"]).scores["J-Mean"] == 1.0

@@ -28,12 +28,19 @@ def test_1080p_300_frames_10_objects_under_500_mb(tmp_path):
             (folder / f"{t:05d}.png").write_bytes(frames[(t + offset) % 3])
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so a child of a pytest worker that once
     # held torch would report the worker's peak, not its own.
-    code = ("import re, sys; from stseg_core.metrics.evaluate import evaluate; "
-            "r = evaluate(sys.argv[1], sys.argv[2]); "
-            "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1); "
-            "print(r.frames, len(r.videos[0].objects), hwm)")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "gt"), str(tmp_path / "pred")],
-                         capture_output=True, text=True, check=True, timeout=600).stdout.split()
+    code = (
+        "import re, sys; from stseg_core.metrics.evaluate import evaluate; "
+        "r = evaluate(sys.argv[1], sys.argv[2]); "
+        "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1); "
+        "print(r.frames, len(r.videos[0].objects), hwm)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "gt"), str(tmp_path / "pred")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout.split()
     frames_scored, objects, peak_kib = int(out[0]), int(out[1]), int(out[2])
     assert (frames_scored, objects) == (298, 10)
     assert peak_kib < 500 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"

@@ -95,8 +95,10 @@ def test_annotation_not_palette_or_grey(tmp_path):
     (tmp_path / "Annotations/v/00000.png").write_bytes(buf.getvalue())
     with pytest.raises(BadInputError) as err:
         split.video("v")
-    assert str(err.value) == (f"{_uri(split, 'Annotations/v/00000.png')}: annotation must be a palette or grey "
-                              "single-channel PNG, got mode RGB")
+    assert str(err.value) == (
+        f"{_uri(split, 'Annotations/v/00000.png')}: annotation must be a palette or grey "
+        "single-channel PNG, got mode RGB"
+    )
 
 
 def test_grey_annotation_is_accepted(tmp_path):
@@ -109,8 +111,10 @@ def test_grey_annotation_is_accepted(tmp_path):
 def test_a_later_annotation_with_an_id_absent_from_the_first_frame_is_refused_by_reader_and_validate(tmp_path):
     split = _split(tmp_path, {"v": 3})
     cv2.imwrite(str(tmp_path / "Annotations/v/00002.png"), _labels([2, 9]))
-    line = (f"{_uri(split, 'Annotations/v/00002.png')}: object ids [9] are absent from the first frame 00000 of "
-            "video 'v' (ids there: [1, 2, 7])")
+    line = (
+        f"{_uri(split, 'Annotations/v/00002.png')}: object ids [9] are absent from the first frame 00000 of "
+        "video 'v' (ids there: [1, 2, 7])"
+    )
     with pytest.raises(BadInputError) as err:
         split.annotation("v", "00002")
     assert str(err.value) == line
@@ -122,8 +126,10 @@ def test_frame_annotation_size_mismatch(tmp_path):
     cv2.imwrite(str(tmp_path / "Annotations/v/00001.png"), np.zeros((H + 1, W), np.uint8))
     with pytest.raises(BadInputError) as err:
         split.annotation("v", "00001")
-    assert str(err.value) == (f"{_uri(split, 'Annotations/v/00001.png')}: annotation is {H + 1}x{W} but frame "
-                              f"{_uri(split, 'JPEGImages/v/00001.jpg')} is {H}x{W}")
+    assert str(err.value) == (
+        f"{_uri(split, 'Annotations/v/00001.png')}: annotation is {H + 1}x{W} but frame "
+        f"{_uri(split, 'JPEGImages/v/00001.jpg')} is {H}x{W}"
+    )
 
 
 def test_gap_in_frame_numbers(tmp_path):
@@ -167,8 +173,10 @@ def test_ids_above_255_in_16_bit_annotation(tmp_path):
     cv2.imwrite(str(tmp_path / "Annotations/v/00000.png"), np.full((H, W), 300, np.uint16))
     with pytest.raises(BadInputError) as err:
         split.video("v")
-    assert str(err.value) == (f"{_uri(split, 'Annotations/v/00000.png')}: 16-bit annotation: object ids above 255 "
-                              "are not supported (8-bit ids 0…255)")
+    assert str(err.value) == (
+        f"{_uri(split, 'Annotations/v/00000.png')}: 16-bit annotation: object ids above 255 "
+        "are not supported (8-bit ids 0…255)"
+    )
 
 
 def test_empty_video(tmp_path):
@@ -208,15 +216,18 @@ def test_validate_reports_every_problem(tmp_path):
     cv2.imwrite(str(tmp_path / "Annotations/size/00001.png"), np.zeros((5, 5), np.uint8))
     (tmp_path / "JPEGImages/stray.jpg").write_bytes(b"x")
     u = split.store.uri
-    assert sorted(split.validate()) == sorted([
-        f"{u('JPEGImages/stray.jpg')}: not in the layout JPEGImages/<video>/<frame> (stray file)",
-        f"{u('JPEGImages/gap')}: gap in frame numbers (00001 → 00003)",
-        f"{u('JPEGImages/badframe/00001.jpg')}: unreadable or corrupt image (not a complete JPEG)",
-        f"{u('JPEGImages/badframe/00002.jpg')}: unreadable or corrupt image (not a complete JPEG)",
-        f"{u('Annotations/nofirst/00000.png')}: missing first-frame annotation of video 'nofirst'",
-        f"{u('JPEGImages/nofirst/00001.jpg')}: unreadable or corrupt image (not a complete JPEG)",
-        f"{u('Annotations/size/00001.png')}: annotation is 5x5 but frame {u('JPEGImages/size/00001.jpg')} is {H}x{W}",
-    ])
+    assert sorted(split.validate()) == sorted(
+        [
+            f"{u('JPEGImages/stray.jpg')}: not in the layout JPEGImages/<video>/<frame> (stray file)",
+            f"{u('JPEGImages/gap')}: gap in frame numbers (00001 → 00003)",
+            f"{u('JPEGImages/badframe/00001.jpg')}: unreadable or corrupt image (not a complete JPEG)",
+            f"{u('JPEGImages/badframe/00002.jpg')}: unreadable or corrupt image (not a complete JPEG)",
+            f"{u('Annotations/nofirst/00000.png')}: missing first-frame annotation of video 'nofirst'",
+            f"{u('JPEGImages/nofirst/00001.jpg')}: unreadable or corrupt image (not a complete JPEG)",
+            f"{u('Annotations/size/00001.png')}: annotation is 5x5 "
+            f"but frame {u('JPEGImages/size/00001.jpg')} is {H}x{W}",
+        ]
+    )
     assert MoseSplit(tmp_path / "nowhere").validate() == [f"{(tmp_path / 'nowhere').as_uri()}/JPEGImages: no videos"]
 
 
@@ -260,4 +271,5 @@ def test_split_in_s3_reads_like_the_local_one(tmp_path, s3_store):
     assert discover_splits(s3_store.child("data")) == [("train", True)]
     s3_store.write_bytes("data/train/JPEGImages/v2/00001.jpg", b"\xff\xd8 cut short")
     assert remote.validate() == [
-        f"{s3_store.root}/data/train/JPEGImages/v2/00001.jpg: unreadable or corrupt image (not a complete JPEG)"]
+        f"{s3_store.root}/data/train/JPEGImages/v2/00001.jpg: unreadable or corrupt image (not a complete JPEG)"
+    ]

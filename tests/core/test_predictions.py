@@ -20,26 +20,39 @@ def _results(with_probs: bool = True) -> list[FrameResult]:
     out = []
     for t, stem in enumerate(STEMS):
         labels = np.zeros((6, 7), np.uint8)
-        labels[t:t + 2, 1:3] = 3
+        labels[t : t + 2, 1:3] = 3
         if t < 2:
             labels[4:6, 4:7] = 9
         probs = np.stack([(labels == 3) * 200, (labels == 9) * 255]).astype(np.uint8) if with_probs else None
-        out.append(FrameResult(stem=stem, labels=labels, scores={3: 1.0 - 0.25 * t, 9: np.float32(0.5)},
-                               present={3: True, 9: t < 2}, probs=probs))
+        out.append(
+            FrameResult(
+                stem=stem,
+                labels=labels,
+                scores={3: 1.0 - 0.25 * t, 9: np.float32(0.5)},
+                present={3: True, 9: t < 2},
+                probs=probs,
+            )
+        )
     return out
 
 
 def _write(store, results, **kw):
-    return write_video_predictions(store, "flowprop", "cat", results, stems=STEMS, object_ids=(3, 9),
-                                   confidence_definition="test confidence", **kw)
+    return write_video_predictions(
+        store, "flowprop", "cat", results, stems=STEMS, object_ids=(3, 9), confidence_definition="test confidence", **kw
+    )
 
 
 def test_layout_bytes_and_scores_exactly(tmp_path):
     store = open_store(tmp_path)
     results = _results()
     keys = _write(store, results)
-    assert keys == ["pred/flowprop/cat/00000.png", "pred/flowprop/cat/00001.png", "pred/flowprop/cat/00002.png",
-                    "pred/flowprop/cat/probs.npz", "pred/flowprop/cat/scores.json"]
+    assert keys == [
+        "pred/flowprop/cat/00000.png",
+        "pred/flowprop/cat/00001.png",
+        "pred/flowprop/cat/00002.png",
+        "pred/flowprop/cat/probs.npz",
+        "pred/flowprop/cat/scores.json",
+    ]
     assert store.list("") == sorted(keys)
     for r in results:
         data = (tmp_path / f"pred/flowprop/cat/{r.stem}.png").read_bytes()
@@ -47,10 +60,16 @@ def test_layout_bytes_and_scores_exactly(tmp_path):
         assert np.array_equal(read_label_png(data), r.labels)
     doc = json.loads((tmp_path / "pred/flowprop/cat/scores.json").read_text())
     assert doc == {
-        "model": "flowprop", "video": "cat", "object_ids": [3, 9], "confidence_definition": "test confidence",
-        "frames": {"00000": {"3": {"score": 1.0, "present": True}, "9": {"score": 0.5, "present": True}},
-                   "00001": {"3": {"score": 0.75, "present": True}, "9": {"score": 0.5, "present": True}},
-                   "00002": {"3": {"score": 0.5, "present": True}, "9": {"score": 0.5, "present": False}}}}
+        "model": "flowprop",
+        "video": "cat",
+        "object_ids": [3, 9],
+        "confidence_definition": "test confidence",
+        "frames": {
+            "00000": {"3": {"score": 1.0, "present": True}, "9": {"score": 0.5, "present": True}},
+            "00001": {"3": {"score": 0.75, "present": True}, "9": {"score": 0.5, "present": True}},
+            "00002": {"3": {"score": 0.5, "present": True}, "9": {"score": 0.5, "present": False}},
+        },
+    }
     with np.load(tmp_path / "pred/flowprop/cat/probs.npz") as npz:
         assert list(npz.keys()) == ["probs"]
         probs = npz["probs"]
@@ -84,18 +103,29 @@ def test_without_probs_and_under_another_prefix(tmp_path):
         next(pred.iter_probs())
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda rs: rs[::-1], "flowprop video cat frame 00002: result 0 is for frame 00002, expected 00000"),
-    (lambda rs: rs[:2], r"flowprop video cat: 2 results for 3 frames \(first missing: 00002\)"),
-    (lambda rs: [rs[0], FrameResult("00001", rs[1].labels, {3: 1.5, 9: 0.1}, rs[1].present, rs[1].probs), rs[2]],
-     r"frame 00001: score of object 3 is 1.5, not in \[0, 1\]"),
-    (lambda rs: [rs[0], FrameResult("00001", rs[1].labels, rs[1].scores, rs[1].present), rs[2]],
-     "frame 00001: soft probabilities on some frames only"),
-    (lambda rs: [rs[0], FrameResult("00001", rs[1].labels + 1, rs[1].scores, rs[1].present, rs[1].probs)],
-     r"frame 00001: labels hold ids \[1, 4, 10\] that are not object ids \[3, 9\]"),
-    (lambda rs: [FrameResult("00000", rs[0].labels, {3: 1.0}, {3: True}, rs[0].probs)],
-     r"frame 00000: scores/present must cover object ids \[3, 9\]"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda rs: rs[::-1], "flowprop video cat frame 00002: result 0 is for frame 00002, expected 00000"),
+        (lambda rs: rs[:2], r"flowprop video cat: 2 results for 3 frames \(first missing: 00002\)"),
+        (
+            lambda rs: [rs[0], FrameResult("00001", rs[1].labels, {3: 1.5, 9: 0.1}, rs[1].present, rs[1].probs), rs[2]],
+            r"frame 00001: score of object 3 is 1.5, not in \[0, 1\]",
+        ),
+        (
+            lambda rs: [rs[0], FrameResult("00001", rs[1].labels, rs[1].scores, rs[1].present), rs[2]],
+            "frame 00001: soft probabilities on some frames only",
+        ),
+        (
+            lambda rs: [rs[0], FrameResult("00001", rs[1].labels + 1, rs[1].scores, rs[1].present, rs[1].probs)],
+            r"frame 00001: labels hold ids \[1, 4, 10\] that are not object ids \[3, 9\]",
+        ),
+        (
+            lambda rs: [FrameResult("00000", rs[0].labels, {3: 1.0}, {3: True}, rs[0].probs)],
+            r"frame 00000: scores/present must cover object ids \[3, 9\]",
+        ),
+    ],
+)
 def test_contract_violations_name_video_and_frame(tmp_path, mutate, message):
     with pytest.raises(BadInputError, match=message):
         _write(open_store(tmp_path), mutate(_results()))

@@ -29,8 +29,17 @@ def make_runs(root: Path, videos: int = 5):
     spec = importlib.util.spec_from_file_location("synthetic_predictors_report", FIXTURES)
     fixtures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fixtures)
-    cfg = SynthConfig(seed=SEED, height=64, width=96, min_frames=8, max_frames=12, videos=videos, min_objects=2,
-                      max_objects=3, noise=1.0)
+    cfg = SynthConfig(
+        seed=SEED,
+        height=64,
+        width=96,
+        min_frames=8,
+        max_frames=12,
+        videos=videos,
+        min_objects=2,
+        max_objects=3,
+        noise=1.0,
+    )
     generate_dataset(str(root / "data"), cfg, splits=("test",))
     models = tuple(fixtures.make_run(root / "data", "test", root / "run", SEED))
     shutil.copytree(root / "run", root / "nogt")
@@ -104,7 +113,7 @@ def test_page_holds_eval_numbers_as_written_and_one_overlay_per_selected_video(r
     rows = page.tables["table2"]
     assert list(rows) == methods
     for method in methods:
-        header, values = (run.read_text(f"eval/{method}/global_results-test.csv").strip().split("\n"))
+        header, values = run.read_text(f"eval/{method}/global_results-test.csv").strip().split("\n")
         cells = rows[method]
         # % from table2.json exactly as stored, then every CSV cell exactly as the evaluator wrote it
         assert cells[1:4] == [str(table2[method][k]) for k in ("J&F", "J", "F")]
@@ -114,9 +123,12 @@ def test_page_holds_eval_numbers_as_written_and_one_overlay_per_selected_video(r
     videos = page.tables["videos"]
     assert set(videos) == set(per_video["pgmr"]) and len(videos) == 5
     for video, cells in videos.items():
-        assert cells[1:1 + len(methods)] == [f"{100 * per_video[m][video]['scores']['J&F']:.1f}" for m in methods]
-    spreads = {v: max(100 * per_video[m][v]["scores"]["J&F"] for m in models)
-               - min(100 * per_video[m][v]["scores"]["J&F"] for m in models) for v in videos}
+        assert cells[1 : 1 + len(methods)] == [f"{100 * per_video[m][video]['scores']['J&F']:.1f}" for m in methods]
+    spreads = {
+        v: max(100 * per_video[m][v]["scores"]["J&F"] for m in models)
+        - min(100 * per_video[m][v]["scores"]["J&F"] for m in models)
+        for v in videos
+    }
     assert list(videos) == sorted(spreads, key=lambda v: -spreads[v])
     worst = min(per_video["pgmr"], key=lambda v: per_video["pgmr"][v]["scores"]["J&F"])
     assert worst in result.selected and max(spreads, key=spreads.get) in result.selected
@@ -141,8 +153,9 @@ def test_page_holds_eval_numbers_as_written_and_one_overlay_per_selected_video(r
 
 def test_without_ground_truth_shows_agreement_and_says_so(runs, tmp_path):
     root, models = runs
-    result = build_report(ReportConfig(str(root / "nogt"), out=str(tmp_path / "rep"),
-                                       data_root=str(root / "data" / "test")))
+    result = build_report(
+        ReportConfig(str(root / "nogt"), out=str(tmp_path / "rep"), data_root=str(root / "data" / "test"))
+    )
     page = Page((tmp_path / "rep" / "index.html").read_text())
     assert "no-gt" in page.ids and "agreement with the PGMR pseudo-label" in "".join(page.text)
     assert any("eval/: no J&F results" in m for m in result.missing)
@@ -153,7 +166,7 @@ def test_without_ground_truth_shows_agreement_and_says_so(runs, tmp_path):
         assert agree[m][1] == f"{mean:.1f}" and agree[m][2] == str(sum(e["choice"] == m for e in rec.values()))
     assert agree["pgmr-fused"][1:] == ["reference", str(sum(e["choice"] == "pgmr-fused" for e in rec.values()))]
     for video, cells in page.tables["videos"].items():
-        assert cells[1:1 + len(models)] == [f"{100 * rec[video]['agreement'][m]:.1f}" for m in models]
+        assert cells[1 : 1 + len(models)] == [f"{100 * rec[video]['agreement'][m]:.1f}" for m in models]
         assert cells[-2] == rec[video]["choice"]
     for video in result.selected:  # no ground-truth row: title + frame + 4 models + PGMR
         assert _png(tmp_path / "rep" / f"img/{video}-overlay.png").shape[0] == TITLE_HEIGHT + 6 * (64 + 2)
@@ -188,8 +201,10 @@ def test_bad_input_one_line_error_or_a_page_that_names_what_is_missing(runs, tmp
     shutil.rmtree(partial / "eval" / "pgmr")
     res = CliRunner().invoke(cli, ["report", str(partial), "--out", str(tmp_path / "q"), "--videos", first])
     assert res.exit_code == 0, res.output
-    assert ("missing: eval/pgmr/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
-            "`stseg eval`, or fuse with --gt)") in res.output
+    assert (
+        "missing: eval/pgmr/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
+        "`stseg eval`, or fuse with --gt)"
+    ) in res.output
 
 
 def test_report_written_next_to_a_run_in_s3(runs, s3_bucket):

@@ -16,9 +16,17 @@ from PIL import Image
 from stseg_core.report.build import ReportConfig, build_report
 
 WINDOW = (1280, 3200)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-         f"--window-size={WINDOW[0]},{WINDOW[1]}"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    f"--window-size={WINDOW[0]},{WINDOW[1]}",
+]
 # the page's own layout facts, read in the browser after load
 PROBE = """JSON.stringify({
   table: document.getElementById('table2').getBoundingClientRect().toJSON(),
@@ -39,8 +47,11 @@ class DevTools:
     def __init__(self, profile: Path) -> None:
         import websocket
 
-        self.proc = subprocess.Popen([_chromium(), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                                      "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [_chromium(), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = profile / "DevToolsActivePort"
         deadline = time.time() + 30
         while not (port_file.is_file() and port_file.read_text().strip()):
@@ -122,8 +133,18 @@ def test_report_loads_without_errors_and_shows_table_and_overlay(report, tmp_pat
         tools.close()
     assert errors == [] and layout["broken"] == []
     shot_path = tmp_path / "shot.png"
-    run = subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}",
-                          f"--screenshot={shot_path}", report.as_uri()], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            _chromium(),
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile-shot'}",
+            f"--screenshot={shot_path}",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0 and shot_path.is_file(), run.stderr[-2000:]
     shot = np.asarray(Image.open(shot_path).convert("RGB"))
     assert shot.shape[:2] == (WINDOW[1], WINDOW[0])
@@ -132,7 +153,7 @@ def test_report_loads_without_errors_and_shows_table_and_overlay(report, tmp_pat
     # the first overlay is on screen as drawn: the screenshot there is the strip PNG, pixel for pixel
     strip = np.asarray(Image.open(report.parent / layout["overlay_src"]).convert("RGB")).astype(int)
     top, left = round(layout["overlay"]["top"]), round(layout["overlay"]["left"])
-    shown = shot[top:top + strip.shape[0], left:left + strip.shape[1]].astype(int)
+    shown = shot[top : top + strip.shape[0], left : left + strip.shape[1]].astype(int)
     assert shown.shape == strip.shape and np.abs(shown - strip).mean() < 3
     assert _ink(shot, layout["overlay"]) > 0.5
 

@@ -46,12 +46,15 @@ def test_keys_follow_the_run_layout():
     assert rl.checkpoint_key("sam2", "r1", 3) == "checkpoints/sam2/r1/epoch_3.pt"
 
 
-@pytest.mark.parametrize(("call", "bad"), [
-    (lambda: rl.pred_key("sam2", "../x", "00000"), "video name '../x'"),
-    (lambda: rl.pred_key("sam2", "v", "a/b"), "frame name 'a/b'"),
-    (lambda: rl.pred_key("", "v", "0"), "model name ''"),
-    (lambda: rl.done_key("pred/sam2", ".."), "shard name '..'"),
-])
+@pytest.mark.parametrize(
+    ("call", "bad"),
+    [
+        (lambda: rl.pred_key("sam2", "../x", "00000"), "video name '../x'"),
+        (lambda: rl.pred_key("sam2", "v", "a/b"), "frame name 'a/b'"),
+        (lambda: rl.pred_key("", "v", "0"), "model name ''"),
+        (lambda: rl.done_key("pred/sam2", ".."), "shard name '..'"),
+    ],
+)
 def test_bad_names_are_refused(call, bad):
     with pytest.raises(BadInputError, match=f"^{bad}"):
         call()
@@ -62,15 +65,32 @@ def test_commit_writes_the_marker_last_with_sizes_and_hashes(tmp_path):
     keys = _write_shard(store)
     marker = rl.commit_shard(store, "pred/sam2", 3, keys, meta={"model": "sam2"})
     assert store.writes[-1] == "pred/sam2/_done/3.json"
-    assert store.read_json("pred/sam2/_done/3.json") == marker
-    assert sorted(marker["files"]) == sorted(keys)
+    written = store.read_json("pred/sam2/_done/3.json")
+    assert written == marker.to_json() and rl.read_marker(store, "pred/sam2", 3) == marker
+    assert sorted(written["files"]) == sorted(keys) == sorted(marker.files)
     for key in keys:
         data = (tmp_path / key).read_bytes()
-        assert marker["files"][key] == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    assert marker["total_bytes"] == sum((tmp_path / k).stat().st_size for k in keys)
-    assert marker["shard"] == "3" and marker["meta"] == {"model": "sam2"}
+        assert written["files"][key] == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        assert marker.files[key] == rl.FileRecord(len(data), hashlib.sha256(data).hexdigest())
+    assert written["total_bytes"] == marker.total_bytes == sum((tmp_path / k).stat().st_size for k in keys)
+    assert written["shard"] == "3" and written["meta"] == {"model": "sam2"} and written["version"] == 1
     assert rl.shard_done(store, "pred/sam2", 3) and not rl.shard_done(store, "pred/sam2", 4)
     assert rl.verify_shard(store, "pred/sam2", 3) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1]", "done marker has no 'files' table"),
+        ('{"files": {"a.png": {"size": 3}}}', "done marker has a file without size and sha256"),
+    ],
+)
+def test_a_malformed_marker_is_one_line_naming_it(tmp_path, text, message):
+    store = FileStore(tmp_path)
+    store.write_bytes("pred/m/_done/0.json", text.encode())
+    with pytest.raises(BadInputError) as err:
+        rl.read_marker(store, "pred/m", 0)
+    assert str(err.value) == f"{store.uri('pred/m/_done/0.json')}: {message}"
 
 
 def test_verify_finds_changed_and_missing_files(tmp_path):

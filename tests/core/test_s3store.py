@@ -11,7 +11,8 @@ import boto3
 import pytest
 
 from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
-from stseg_core.s3store import MULTIPART_THRESHOLD, S3Settings, S3Store
+from stseg_core.s3client import MULTIPART_THRESHOLD
+from stseg_core.s3store import S3Settings, S3Store
 
 MiB = 1024 * 1024
 
@@ -36,8 +37,10 @@ def test_large_objects_are_multipart_and_byte_identical(s3_store, s3_server, tmp
     s3_store.write_file("file.bin", src)
 
     client = _client(s3_server)
-    etag = {k: client.head_object(Bucket=s3_store.bucket, Key=f"prefix/{k}")["ETag"].strip('"')
-            for k in ("big.bin", "exact.bin", "file.bin")}
+    etag = {
+        k: client.head_object(Bucket=s3_store.bucket, Key=f"prefix/{k}")["ETag"].strip('"')
+        for k in ("big.bin", "exact.bin", "file.bin")
+    }
     assert etag["big.bin"].endswith("-3") and etag["file.bin"].endswith("-2")
     assert "-" not in etag["exact.bin"]
     assert s3_store.read_bytes("big.bin") == big
@@ -67,8 +70,9 @@ def test_missing_bucket_and_key(s3_server, monkeypatch):
 
 def test_transfers_complete_byte_identical_through_faults(s3_bucket, fault_proxy, tmp_path):
     """Dropped connections, truncated replies, 500/503 and slow replies: both retry layers carry it through."""
-    proxy = fault_proxy(fault_proxy.seeded(7, {"reset": 0.07, "truncate": 0.07, "500": 0.05, "503": 0.06,
-                                               "slow": 0.04}), slow_s=0.3)
+    proxy = fault_proxy(
+        fault_proxy.seeded(7, {"reset": 0.07, "truncate": 0.07, "500": 0.05, "503": 0.06, "slow": 0.04}), slow_s=0.3
+    )
     # botocore's own backoff sleeps up to seconds; here stseg's quick whole-operation retries do the work
     # (the two layers together are tested above and below).
     store = _store(s3_bucket, proxy, max_attempts=1, retries=10)
@@ -80,8 +84,11 @@ def test_transfers_complete_byte_identical_through_faults(s3_bucket, fault_proxy
         (src / rel).write_bytes(data)
     assert store.upload_dir(src, "up", workers=6) == len(files)
     assert store.download_dir("up", tmp_path / "dest", workers=6) == len(files)
-    got = {p.relative_to(tmp_path / "dest").as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-           for p in (tmp_path / "dest").rglob("*") if p.is_file()}
+    got = {
+        p.relative_to(tmp_path / "dest").as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (tmp_path / "dest").rglob("*")
+        if p.is_file()
+    }
     assert got == {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
     assert proxy.faults() >= 5, proxy.counts
     assert {"reset", "truncate", "500", "503", "slow"} <= set(proxy.counts)
@@ -138,13 +145,22 @@ def test_botocore_retries_alone_in_both_modes(s3_bucket, fault_proxy, mode):
 
 
 def test_settings_come_from_the_environment(monkeypatch):
-    for name, value in {"STSEG_S3_ENDPOINT": "http://127.0.0.1:9", "STSEG_S3_MAX_ATTEMPTS": "7",
-                        "STSEG_S3_RETRY_MODE": "adaptive", "STSEG_S3_RETRIES": "2",
-                        "STSEG_S3_READ_TIMEOUT": "1.5"}.items():
+    for name, value in {
+        "STSEG_S3_ENDPOINT": "http://127.0.0.1:9",
+        "STSEG_S3_MAX_ATTEMPTS": "7",
+        "STSEG_S3_RETRY_MODE": "adaptive",
+        "STSEG_S3_RETRIES": "2",
+        "STSEG_S3_READ_TIMEOUT": "1.5",
+    }.items():
         monkeypatch.setenv(name, value)
     s = S3Settings.from_env()
     assert (s.endpoint, s.max_attempts, s.retry_mode, s.retries, s.read_timeout_s) == (
-        "http://127.0.0.1:9", 7, "adaptive", 2, 1.5)
+        "http://127.0.0.1:9",
+        7,
+        "adaptive",
+        2,
+        1.5,
+    )
     monkeypatch.setenv("STSEG_S3_RETRIES", "many")
     with pytest.raises(BadInputError, match=r"^STSEG_S3_RETRIES='many': not a number$"):
         S3Settings.from_env()
@@ -208,7 +224,8 @@ def test_an_endpoint_that_never_answers_fails_within_the_deadline_and_says_so(si
     assert "STSEG_S3_DEADLINE_S=3" in message and "\n" not in message
     endpoint = silent_endpoint.replace("user:s3cret@", "")
     assert [r.getMessage().split(" failed (")[0] for r in caplog.records] == [
-        f"stseg: S3 endpoint {endpoint}: exists of s3://{s3_bucket}/p/runs/r/pred/sam2/_done/0.json"]
+        f"stseg: S3 endpoint {endpoint}: exists of s3://{s3_bucket}/p/runs/r/pred/sam2/_done/0.json"
+    ]
     assert "s3cret" not in message and "s3cret" not in caplog.text
 
 

@@ -26,8 +26,8 @@ def _write_video(folder: Path, frames: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     for t in range(frames):
         img = (rng.integers(0, 64, (H, W, 3)) + 100).astype(np.uint8)
-        img[10 + t:30 + t, 10 + t:40 + t] = (200, 30, 30)
-        img[35:60, 50 - t:90 - t] = (30, 200, 30)
+        img[10 + t : 30 + t, 10 + t : 40 + t] = (200, 30, 30)
+        img[35:60, 50 - t : 90 - t] = (30, 200, 30)
         Image.fromarray(img).save(folder / f"{t:05d}.jpg", quality=90)
     labels = np.zeros((H, W), np.uint8)
     labels[10:30, 10:40] = 1
@@ -44,16 +44,28 @@ def _video(folder: Path, labels: np.ndarray, pulled: list[int] | None = None) ->
                 pulled.append(int(p.stem))
             yield np.asarray(Image.open(p).convert("RGB"))
 
-    return VideoInput(name=folder.name, stems=tuple(p.stem for p in paths), height=H, width=W,
-                      first_labels=labels, object_ids=IDS, frames=frames)
+    return VideoInput(
+        name=folder.name,
+        stems=tuple(p.stem for p in paths),
+        height=H,
+        width=W,
+        first_labels=labels,
+        object_ids=IDS,
+        frames=frames,
+    )
 
 
 def _direct(ckpt: Path, folder: Path, labels: np.ndarray) -> tuple[dict, dict]:
     """Upstream run: per frame ≥ 1, K×H×W mask logits and K object-score logits."""
     from sam2.build_sam import build_sam2_video_predictor
 
-    pred = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(ckpt), device="cpu",
-                                      apply_postprocessing=False, hydra_overrides_extra=[f"++model.image_size={SIZE}"])
+    pred = build_sam2_video_predictor(
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        str(ckpt),
+        device="cpu",
+        apply_postprocessing=False,
+        hydra_overrides_extra=[f"++model.image_size={SIZE}"],
+    )
     state = pred.init_state(str(folder))
     for i in IDS:
         pred.add_new_mask(state, 0, i, labels == i)
@@ -61,8 +73,12 @@ def _direct(ckpt: Path, folder: Path, labels: np.ndarray) -> tuple[dict, dict]:
     for t, _ids, masks in pred.propagate_in_video(state):
         if t:
             logits[t] = masks[:, 0].numpy().copy()
-            obj[t] = np.array([float(state["output_dict_per_obj"][k]["non_cond_frame_outputs"][t]
-                                     ["object_score_logits"]) for k in range(len(IDS))])
+            obj[t] = np.array(
+                [
+                    float(state["output_dict_per_obj"][k]["non_cond_frame_outputs"][t]["object_score_logits"])
+                    for k in range(len(IDS))
+                ]
+            )
     return logits, obj
 
 
@@ -108,14 +124,18 @@ def test_adapter_matches_direct_predictor_from_a_file_checkpoint(short):
     assert {1, 3} <= set(np.unique(results[-1].labels).tolist())
 
 
-def test_adapter_loads_the_checkpoint_from_s3_through_the_registry(short, s3_store, s3_bucket, tmp_path,
-                                                                   monkeypatch):
+def test_adapter_loads_the_checkpoint_from_s3_through_the_registry(short, s3_store, s3_bucket, tmp_path, monkeypatch):
     ckpt, folder, labels, logits, _obj = short
     monkeypatch.setenv("STSEG_CACHE", str(tmp_path / "cache"))
     s3_store.write_bytes("checkpoints/sam2/r1/epoch_0.pt", ckpt.read_bytes())
     # Options as the CLI and the job environment pass them: strings.
-    model = build_model("sam2", checkpoint=f"s3://{s3_bucket}/prefix/checkpoints/sam2/r1/epoch_0.pt",
-                        size=str(SIZE), probs="false", device="auto")
+    model = build_model(
+        "sam2",
+        checkpoint=f"s3://{s3_bucket}/prefix/checkpoints/sam2/r1/epoch_0.pt",
+        size=str(SIZE),
+        probs="false",
+        device="auto",
+    )
     assert model.default_size == SIZE and model.probs is False
     got = list(model.segment(_video(folder, labels)))
     assert all(np.array_equal(r.labels, _expected_labels(logits[int(r.stem)])) for r in got[1:])
@@ -151,7 +171,8 @@ def test_checkpoint_of_another_model_is_a_one_line_bad_input(short, tmp_path):
     assert str(err.value) == (
         f"checkpoint {tmp_path / 'linear.pt'}: does not fit model sam2 sam2.1_hiera_t: missing keys "
         "image_encoder.neck.convs.0.conv.bias, image_encoder.neck.convs.0.conv.weight, "
-        "image_encoder.neck.convs.1.conv.bias, … (471 in all); unexpected keys bias, weight")
+        "image_encoder.neck.convs.1.conv.bias, … (471 in all); unexpected keys bias, weight"
+    )
     with pytest.raises(BadInputError) as err:  # hiera-t weights into a hiera-s model
         build(checkpoint=str(ckpt), config="s", size=SIZE)
     assert str(err.value) == (
@@ -161,19 +182,26 @@ def test_checkpoint_of_another_model_is_a_one_line_bad_input(short, tmp_path):
         "image_encoder.trunk.blocks.10.proj.bias, image_encoder.trunk.blocks.10.proj.weight; shape mismatch "
         "image_encoder.trunk.blocks.10.attn.proj.bias, image_encoder.trunk.blocks.10.attn.proj.weight, "
         "image_encoder.trunk.blocks.10.attn.qkv.bias, … (22 in all) (e.g. "
-        "image_encoder.trunk.blocks.10.attn.proj.bias: checkpoint [768], model [384])")
+        "image_encoder.trunk.blocks.10.attn.proj.bias: checkpoint [768], model [384])"
+    )
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({}, "sam2: no checkpoint given (checkpoint=<path, file:// or s3:// URI>)"),
-    ({"checkpoint": "x.pt", "config": "xl"}, "sam2 config 'xl' is not one of t, s, b+, l (or sam2.1_hiera_<name>)"),
-    ({"checkpoint": "x.pt", "size": 100}, "sam2 size 100: must be a positive multiple of 32"),
-    ({"checkpoint": "x.pt", "imgsize": 256}, "sam2 has no option(s) imgsize (options: checkpoint, config, size, "
-     "device, offload_video_to_cpu, offload_state_to_cpu, mask_threshold, probs, bf16, postprocess)"),
-    ({"checkpoint": "x.pt", "size": "big"}, "sam2 option size='big' is not an integer"),
-    ({"checkpoint": "x.pt", "probs": "maybe"}, "sam2 option probs='maybe' is not a boolean"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({}, "sam2: no checkpoint given (checkpoint=<path, file:// or s3:// URI>)"),
+        ({"checkpoint": "x.pt", "config": "xl"}, "sam2 config 'xl' is not one of t, s, b+, l (or sam2.1_hiera_<name>)"),
+        ({"checkpoint": "x.pt", "size": 100}, "sam2 size 100: must be a positive multiple of 32"),
+        (
+            {"checkpoint": "x.pt", "imgsize": 256},
+            "sam2 has no option(s) imgsize (options: checkpoint, config, size, "
+            "device, offload_video_to_cpu, offload_state_to_cpu, mask_threshold, probs, bf16, postprocess)",
+        ),
+        ({"checkpoint": "x.pt", "size": "big"}, "sam2 option size='big': not an integer"),
+        ({"checkpoint": "x.pt", "probs": "maybe"}, "sam2 option probs='maybe': not a boolean (use true/false)"),
+    ],
+)
 def test_bad_options_are_one_line_errors(overrides, message):
     with pytest.raises(BadInputError) as err:
         build(**overrides)
@@ -183,8 +211,15 @@ def test_bad_options_are_one_line_errors(overrides, message):
 def test_a_video_shorter_than_its_stems_is_bad_input(short):
     ckpt, folder, labels, _logits, _obj = short
     video = _video(folder, labels)
-    cut = VideoInput(name="cut", stems=(*video.stems, "00006"), height=H, width=W, first_labels=labels,
-                     object_ids=IDS, frames=video.frames)
+    cut = VideoInput(
+        name="cut",
+        stems=(*video.stems, "00006"),
+        height=H,
+        width=W,
+        first_labels=labels,
+        object_ids=IDS,
+        frames=video.frames,
+    )
     model = build(checkpoint=str(ckpt), size=SIZE)
     with pytest.raises(BadInputError) as err:
         list(model.segment(cut))
@@ -195,9 +230,9 @@ def test_infer_stage_runs_sam2_on_a_synthetic_split_in_s3(short, s3_store, s3_bu
     """`run_shard` with sam2 over a split in the local S3 server writes what the adapter yields, then the marker."""
     from stseg_core.data.mose import MoseSplit
     from stseg_core.data.synth import SynthConfig, generate_split
-    from stseg_core.infer import ensure_plan, run_shard
     from stseg_core.predictions import read_video_predictions
     from stseg_core.runlayout import pred_prefix, shard_done
+    from stseg_core.stages.infer import ensure_plan, run_shard
 
     monkeypatch.setenv("STSEG_CACHE", str(tmp_path / "cache"))
     cfg = SynthConfig(seed=1, height=64, width=96, min_frames=4, max_frames=5, max_objects=2, videos=2)

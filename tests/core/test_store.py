@@ -70,9 +70,13 @@ def test_path_traversal_in_a_key_is_refused(store, key):
 
 def test_upload_download_dir_round_trip_byte_identical(store, tmp_path):
     src = tmp_path / "src"
-    files = {"JPEGImages/v1/00000.jpg": os.urandom(3000), "JPEGImages/v1/00001.jpg": os.urandom(10),
-             "Annotations/v1/00000.png": b"", "meta.json": b'{"seed": 1}',
-             "big/blob.bin": os.urandom(9 * 1024 * 1024 + 7)}  # > 8 MiB: multipart on S3
+    files = {
+        "JPEGImages/v1/00000.jpg": os.urandom(3000),
+        "JPEGImages/v1/00001.jpg": os.urandom(10),
+        "Annotations/v1/00000.png": b"",
+        "meta.json": b'{"seed": 1}',
+        "big/blob.bin": os.urandom(9 * 1024 * 1024 + 7),
+    }  # > 8 MiB: multipart on S3
     for rel, data in files.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(data)
@@ -80,8 +84,11 @@ def test_upload_download_dir_round_trip_byte_identical(store, tmp_path):
     assert store.list("split/train") == sorted(f"split/train/{k}" for k in files)
     dest = tmp_path / "dest"
     assert store.download_dir("split/train", dest, workers=4) == len(files)
-    got = {p.relative_to(dest).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-           for p in dest.rglob("*") if p.is_file()}
+    got = {
+        p.relative_to(dest).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in dest.rglob("*")
+        if p.is_file()
+    }
     assert got == {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
 
 
@@ -94,14 +101,17 @@ def test_read_write_file(store, tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["copy.bin"]  # no temp files left behind
 
 
-@pytest.mark.parametrize(("uri", "expected"), [
-    ("s3://", "s3://: an S3 URI needs a bucket (s3://bucket/prefix)"),
-    ("s3:///only/prefix", "s3:///only/prefix: an S3 URI needs a bucket (s3://bucket/prefix)"),
-    ("s3://Bad_Bucket/x", "s3://Bad_Bucket/x: 'Bad_Bucket' is not a valid S3 bucket name"),
-    ("s3://bucket/a/../../etc", "s3://bucket/a/../../etc: '..' in an S3 prefix (path traversal)"),
-    ("gs://bucket/x", "gs://bucket/x: unsupported store scheme 'gs' (use a path, file:// or s3://)"),
-    ("file://host/x", "file://host/x: file URIs name a local path (file:///abs/path), not host 'host'"),
-])
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://", "s3://: an S3 URI needs a bucket (s3://bucket/prefix)"),
+        ("s3:///only/prefix", "s3:///only/prefix: an S3 URI needs a bucket (s3://bucket/prefix)"),
+        ("s3://Bad_Bucket/x", "s3://Bad_Bucket/x: 'Bad_Bucket' is not a valid S3 bucket name"),
+        ("s3://bucket/a/../../etc", "s3://bucket/a/../../etc: '..' in an S3 prefix (path traversal)"),
+        ("gs://bucket/x", "gs://bucket/x: unsupported store scheme 'gs' (use a path, file:// or s3://)"),
+        ("file://host/x", "file://host/x: file URIs name a local path (file:///abs/path), not host 'host'"),
+    ],
+)
 def test_bad_uris_give_one_line_errors(uri, expected):
     with pytest.raises(BadInputError) as err:
         open_store(uri)

@@ -44,7 +44,8 @@ def test_dataset_layout_and_meta(tmp_path):
         for stem, labels in train.iter_annotations(name):
             counts = np.bincount(labels.ravel(), minlength=256)
             assert [m["visible_px"][str(i)][int(stem)] for i in info.object_ids] == [
-                int(counts[i]) for i in info.object_ids]
+                int(counts[i]) for i in info.object_ids
+            ]
 
 
 def test_same_seed_same_bytes_different_seed_differs(tmp_path):
@@ -65,12 +66,20 @@ def _visible(labels: list[np.ndarray], oid: int) -> np.ndarray:
 
 
 def test_hard_cases_are_really_in_the_ground_truth(tmp_path):
-    rates = dict(occlusion=1.0, disappearance=1.0, distractors=1.0, small_objects=1.0, camera_motion=1.0,
-                 deformation=1.0, textured_background=1.0)
-    cfg = SynthConfig(seed=5, height=96, width=176, min_frames=36, max_frames=36, min_objects=4, max_objects=4,
-                      videos=1, **rates)
+    rates = dict(
+        occlusion=1.0,
+        disappearance=1.0,
+        distractors=1.0,
+        small_objects=1.0,
+        camera_motion=1.0,
+        deformation=1.0,
+        textured_background=1.0,
+    )
+    cfg = SynthConfig(
+        seed=5, height=96, width=176, min_frames=36, max_frames=36, min_objects=4, max_objects=4, videos=1, **rates
+    )
     meta = generate_split(tmp_path, cfg, "train")
-    (name, m), = meta.items()
+    ((name, m),) = meta.items()
     split = MoseSplit(tmp_path / "train")
     labels = [lab for _, lab in split.iter_annotations(name)]
     frames = [rgb for _, rgb in split.iter_frames(name)]
@@ -81,7 +90,7 @@ def test_hard_cases_are_really_in_the_ground_truth(tmp_path):
     # Disappearance and re-appearance: some id is visible at first, gone for ≥ 3 frames, then visible again.
     def gone_and_back(v: np.ndarray) -> bool:
         zero = np.flatnonzero(v == 0)
-        return len(zero) >= 3 and v[: zero[0]].any() and v[zero[-1] + 1:].any()
+        return len(zero) >= 3 and v[: zero[0]].any() and v[zero[-1] + 1 :].any()
 
     assert any(gone_and_back(v) for v in vis.values())
     # Occlusion: during the planned interval the hidden object shrinks to < 60 % of its area before, and its
@@ -89,27 +98,52 @@ def test_hard_cases_are_really_in_the_ground_truth(tmp_path):
     (occ,) = m["hard_cases"]["occlusion"]["planned"]
     back, front, (t0, t1) = occ["object"], occ["by"], occ["frames"]
     before = vis[back][max(0, t0 - 6)]
-    hit = [t for t in range(t0, t1 + 1) if vis[back][t] < 0.6 * before and
-           (cv2.dilate((labels[t] == back).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            & (labels[t] == front)).any()]
-    assert hit, (back, front, vis[back][t0 - 6: t1 + 1])
+    hit = [
+        t
+        for t in range(t0, t1 + 1)
+        if vis[back][t] < 0.6 * before
+        and (
+            cv2.dilate((labels[t] == back).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            & (labels[t] == front)
+        ).any()
+    ]
+    assert hit, (back, front, vis[back][t0 - 6 : t1 + 1])
     # Similar distractors: ≥ 2 ids with the same look (mean colour within 25 levels, similar area) in frame 0.
     look = {oid: (frames[0][labels[0] == oid].mean(axis=0), vis[oid][0]) for oid in ids}
-    similar = [(a, b) for a in ids for b in ids if a < b
-               and np.abs(look[a][0] - look[b][0]).max() < 25 and 0.6 < look[a][1] / look[b][1] < 1.6]
+    similar = [
+        (a, b)
+        for a in ids
+        for b in ids
+        if a < b and np.abs(look[a][0] - look[b][0]).max() < 25 and 0.6 < look[a][1] / look[b][1] < 1.6
+    ]
     crowd = m["hard_cases"]["distractors"][0]
     assert len(crowd) >= 2 and all((a, b) in similar for a in crowd for b in crowd if a < b)
     # Small object: visible somewhere, never more than 1 % of the frame.
     assert any(0 < v.max() < 0.01 * 96 * 176 for v in vis.values())
-    assert set(m["present"]) >= {"occlusion", "disappearance", "distractors", "small_objects", "camera_motion",
-                                 "deformation", "textured_background"}
+    assert set(m["present"]) >= {
+        "occlusion",
+        "disappearance",
+        "distractors",
+        "small_objects",
+        "camera_motion",
+        "deformation",
+        "textured_background",
+    }
 
 
 def test_switched_off_cases_do_not_occur(tmp_path):
-    off = dict(occlusion=0.0, disappearance=0.0, distractors=0.0, small_objects=0.0, camera_motion=0.0,
-               deformation=0.0, textured_background=0.0)
-    cfg = SynthConfig(seed=2, height=64, width=112, min_frames=20, max_frames=20, min_objects=2, max_objects=2,
-                      videos=2, **off)
+    off = dict(
+        occlusion=0.0,
+        disappearance=0.0,
+        distractors=0.0,
+        small_objects=0.0,
+        camera_motion=0.0,
+        deformation=0.0,
+        textured_background=0.0,
+    )
+    cfg = SynthConfig(
+        seed=2, height=64, width=112, min_frames=20, max_frames=20, min_objects=2, max_objects=2, videos=2, **off
+    )
     for m in generate_split(tmp_path, cfg, "train").values():
         hc = m["hard_cases"]
         assert hc["occlusion"]["planned"] == [] and hc["distractors"] == [] and hc["camera_motion"] is None

@@ -21,18 +21,25 @@ def _squares(t: int, hide_green: bool = False) -> tuple[np.ndarray, np.ndarray]:
     frame = (rng.integers(0, 40, (H, W, 3)) + 30).astype(np.uint8)
     labels = np.zeros((H, W), np.uint8)
     x1, x3 = 6 + 2 * t, 44 - 2 * t
-    frame[8:20, x1:x1 + 12] = (210, 40, 40)
-    labels[8:20, x1:x1 + 12] = 1
+    frame[8:20, x1 : x1 + 12] = (210, 40, 40)
+    labels[8:20, x1 : x1 + 12] = 1
     if not hide_green:
-        frame[28:40, x3:x3 + 12] = (40, 210, 40)
-        labels[28:40, x3:x3 + 12] = 3
+        frame[28:40, x3 : x3 + 12] = (40, 210, 40)
+        labels[28:40, x3 : x3 + 12] = 3
     return frame, labels
 
 
 def _video(n: int = T) -> VideoInput:
     frames = [_squares(t)[0] for t in range(n)]
-    return VideoInput(name="sq", stems=tuple(f"{i:05d}" for i in range(n)), height=H, width=W,
-                      first_labels=_squares(0)[1], object_ids=(1, 3), frames=lambda: iter(frames))
+    return VideoInput(
+        name="sq",
+        stems=tuple(f"{i:05d}" for i in range(n)),
+        height=H,
+        width=W,
+        first_labels=_squares(0)[1],
+        object_ids=(1, 3),
+        frames=lambda: iter(frames),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +108,20 @@ def test_checkpoint_errors_are_one_line(tmp_path):
     bent = checkpoint_dict(build_network("rn18"))
     bent["arch"] = {"backbone": "rn34"}  # arch says ResNet-34, weights are ResNet-18's
     torch.save(bent, tmp_path / "bent.pt")
-    with pytest.raises(BadInputError, match=r"bent\.pt: not a TMO rn34 state dict; first mismatching key "
-                                            r"vos\.app_encoder\.layer1\.2\.conv1\.weight \(missing from the "
-                                            r"checkpoint\); expected backbone rn34 \(set backbone= to load another\)$"):
+    with pytest.raises(
+        BadInputError,
+        match=r"bent\.pt: not a TMO rn34 state dict; first mismatching key "
+        r"vos\.app_encoder\.layer1\.2\.conv1\.weight \(missing from the "
+        r"checkpoint\); expected backbone rn34 \(set backbone= to load another\)$",
+    ):
         build(checkpoint=str(tmp_path / "bent.pt"))
     with pytest.raises(MissingArtifactError, match=r"^checkpoint .*missing\.pt: not found$"):
         build(checkpoint=str(tmp_path / "missing.pt"))
-    with pytest.raises(BadInputError, match=r"^tmo option backbone='vgg16' is not one of rn18, rn34, rn50, rn101, "
-                                            r"mitb1$"):
+    with pytest.raises(
+        BadInputError,
+        match=r"^tmo option backbone='vgg16' is not one of rn18, rn34, rn50, rn101, "
+        r"mitb1$",
+    ):
         build(backbone="vgg16")
     with pytest.raises(BadInputError, match=r"^tmo has no option\(s\) colour "):
         build(colour="red")

@@ -46,11 +46,11 @@ def load_upstream(side: int = UPSTREAM_SIZE):
     assert source.count(f"s = {UPSTREAM_SIZE}\n") == 1
     module = type(sys)("tmo_upstream")
     module.__file__ = str(path)
-    exec(compile(source.replace(f"s = {UPSTREAM_SIZE}\n", f"s = {side}\n"), str(path), "exec"),
-         module.__dict__)
+    exec(compile(source.replace(f"s = {UPSTREAM_SIZE}\n", f"s = {side}\n"), str(path), "exec"), module.__dict__)
     resnet101 = torchvision.models.resnet101
-    module.tv = _Proxy(torchvision, models=_Proxy(torchvision.models,
-                                                  resnet101=lambda pretrained: resnet101(weights=None)))
+    module.tv = _Proxy(
+        torchvision, models=_Proxy(torchvision.models, resnet101=lambda pretrained: resnet101(weights=None))
+    )
     module.SegformerModel = _Proxy(SegformerModel, from_pretrained=lambda name: SegformerModel(mit_b1_config()))
     return module
 
@@ -195,16 +195,23 @@ def test_other_backbone_or_network_fails_in_one_line_naming_the_key(rn101, tmp_p
     assert str(info.value) == (
         f"checkpoint {official}: not a TMO mitb1 state dict; first mismatching key "
         "vos.app_encoder.backbone.encoder.patch_embeddings.0.proj.weight (missing from the checkpoint); "
-        "expected backbone mitb1 (set backbone= to load another)")
+        "expected backbone mitb1 (set backbone= to load another)"
+    )
     torch.save({"image_encoder.trunk.weight": torch.zeros(2)}, tmp_path / "sam2.pt")
-    with pytest.raises(BadInputError, match=r"^checkpoint .*sam2\.pt: not a TMO rn101 state dict; first "
-                                             r"mismatching key vos\.app_encoder\.mean \(missing"):
+    with pytest.raises(
+        BadInputError,
+        match=r"^checkpoint .*sam2\.pt: not a TMO rn101 state dict; first "
+        r"mismatching key vos\.app_encoder\.mean \(missing",
+    ):
         load_network(str(tmp_path / "sam2.pt"))
     state = torch.load(official, weights_only=True)
     state["vos.decoder.predictor.conv.weight"] = torch.zeros(3, 256, 3, 3)
     torch.save(state, tmp_path / "bent.pth")
-    with pytest.raises(BadInputError, match=r"first mismatching key vos\.decoder\.predictor\.conv\.weight "
-                                            r"\(checkpoint \[3, 256, 3, 3\], model \[2, 256, 3, 3\]\)"):
+    with pytest.raises(
+        BadInputError,
+        match=r"first mismatching key vos\.decoder\.predictor\.conv\.weight "
+        r"\(checkpoint \[3, 256, 3, 3\], model \[2, 256, 3, 3\]\)",
+    ):
         load_network(str(tmp_path / "bent.pth"))
 
 
@@ -225,21 +232,32 @@ def test_training_step_loss_equals_upstream_trainers(upstream, rn101, monkeypatc
     from trainer import Trainer
 
     g = torch.Generator().manual_seed(7)
-    batch = {"imgs": torch.rand(2, 1, 3, SIZE, SIZE, generator=g),
-             "flows": torch.rand(2, 1, 3, SIZE, SIZE, generator=g),
-             "indices": torch.tensor([0.0, 1.0]).view(2, 1, 1, 1, 1),  # sample 0: motion as option (RGB as motion)
-             "masks": (torch.rand(2, 1, 1, SIZE, SIZE, generator=g) > 0.7).long()}
+    batch = {
+        "imgs": torch.rand(2, 1, 3, SIZE, SIZE, generator=g),
+        "flows": torch.rand(2, 1, 3, SIZE, SIZE, generator=g),
+        "indices": torch.tensor([0.0, 1.0]).view(2, 1, 1, 1, 1),  # sample 0: motion as option (RGB as motion)
+        "masks": (torch.rand(2, 1, 1, SIZE, SIZE, generator=g) > 0.7).long(),
+    }
     try:
-        trainer = Trainer(theirs, "rn101", torch.optim.Adam(theirs.parameters(), lr=1e-5), [batch], None,
-                          save_name="t", save_step=1, val_step=1)
+        trainer = Trainer(
+            theirs,
+            "rn101",
+            torch.optim.Adam(theirs.parameters(), lr=1e-5),
+            [batch],
+            None,
+            save_name="t",
+            save_step=1,
+            val_step=1,
+        )
         trainer.cycle_dataset(mode="train")
         want = trainer.stats["loss"].avg
     finally:
         theirs.load_state_dict(torch.load(official, weights_only=True))
     train_mode(ours, batchnorms(ours))
     try:
-        got = step_loss(ours, batch["imgs"][:, 0], batch["flows"][:, 0], batch["indices"][:, 0],
-                        batch["masks"][:, 0, 0])
+        got = step_loss(
+            ours, batch["imgs"][:, 0], batch["flows"][:, 0], batch["indices"][:, 0], batch["masks"][:, 0, 0]
+        )
     finally:
         ours.eval()
     assert abs(float(got.detach()) - want) < 1e-5 * max(1.0, want)

@@ -20,12 +20,12 @@ from stseg_core.data.labels import DAVIS_PALETTE
 from stseg_core.data.mose import MoseSplit
 from stseg_core.data.synth import SynthConfig, generate_split
 from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
-from stseg_core.infer import ensure_plan, run_shard
 from stseg_core.models.base import VideoInput
 from stseg_core.models.upstream import PROGRAMS, build_cutie, build_livos, build_xmem, convert_outputs, lay_out
 from stseg_core.models.upstream.harness import prepare_checkout
 from stseg_core.models.upstream.programs import CPU_SHIM, child_env, removed_lines
 from stseg_core.runlayout import verify_shard
+from stseg_core.stages.infer import ensure_plan, run_shard
 from stseg_core.store import open_store
 
 H, W, T = 24, 32, 4
@@ -38,8 +38,15 @@ def _video(ids=(2, 5)) -> VideoInput:
     first[2:10, 2:12] = ids[0]
     if len(ids) > 1:
         first[14:22, 16:30] = ids[1]
-    return VideoInput(name="vid", stems=tuple(f"{i:05d}" for i in range(T)), height=H, width=W,
-                      first_labels=first, object_ids=tuple(ids), frames=lambda: iter(frames))
+    return VideoInput(
+        name="vid",
+        stems=tuple(f"{i:05d}" for i in range(T)),
+        height=H,
+        width=W,
+        first_labels=first,
+        object_ids=tuple(ids),
+        frames=lambda: iter(frames),
+    )
 
 
 def _save_palette_png(path: Path, labels: np.ndarray) -> None:
@@ -52,8 +59,9 @@ def _save_palette_png(path: Path, labels: np.ndarray) -> None:
     img.save(path)
 
 
-def _write_upstream(out: Path, video: VideoInput, masks: list[np.ndarray], probs: list[np.ndarray] | None,
-                    backward: dict | None = None) -> None:
+def _write_upstream(
+    out: Path, video: VideoInput, masks: list[np.ndarray], probs: list[np.ndarray] | None, backward: dict | None = None
+) -> None:
     for stem, mask in zip(video.stems, masks, strict=True):
         _save_palette_png(out / "Annotations" / video.name / f"{stem}.png", mask)
     if probs is not None:
@@ -102,8 +110,11 @@ def test_a_backward_hkl_for_other_ids_is_refused(tmp_path):
     video = _video()
     masks = [video.first_labels.copy() for _ in range(T)]
     _write_upstream(tmp_path, video, masks, _scored(masks, {2: 1, 5: 2}), backward={"garbage": 1})
-    with pytest.raises(BadInputError, match=r"backward\.hkl: maps \{'garbage': 1\}, expected the first frame's ids "
-                                            r"\[2, 5\]$"):
+    with pytest.raises(
+        BadInputError,
+        match=r"backward\.hkl: maps \{'garbage': 1\}, expected the first frame's ids "
+        r"\[2, 5\]$",
+    ):
         list(convert_outputs(PROGRAMS["xmem"], tmp_path, video, scores=True))
 
 
@@ -145,16 +156,22 @@ def test_bad_upstream_outputs_are_one_line_errors(tmp_path):
     bad = masks[3].copy()
     bad[0, 0] = 9
     _save_palette_png(tmp_path / "Annotations" / "vid" / "00003.png", bad)
-    with pytest.raises(BadInputError, match=r"^video vid frame 00003: livos wrote ids \[9\] not in the first "
-                                            r"frame's \[2, 5\] \(.*00003\.png\)$"):
+    with pytest.raises(
+        BadInputError,
+        match=r"^video vid frame 00003: livos wrote ids \[9\] not in the first "
+        r"frame's \[2, 5\] \(.*00003\.png\)$",
+    ):
         list(convert_outputs(PROGRAMS["livos"], tmp_path, video, scores=False))
     _save_palette_png(tmp_path / "Annotations" / "vid" / "00003.png", masks[3])
     sdir = tmp_path / "Scores" / "vid"
     sdir.mkdir(parents=True)
     for stem in video.stems:
         hickle.dump(np.zeros((2, H, W), np.uint8), str(sdir / f"{stem}.hkl"), mode="w")  # one object short
-    with pytest.raises(BadInputError, match=r"^video vid frame 00001: expected uint8 \(3, 24, 32\) probabilities, "
-                                            r"got uint8 \(2, 24, 32\) \(.*00001\.hkl\)$"):
+    with pytest.raises(
+        BadInputError,
+        match=r"^video vid frame 00001: expected uint8 \(3, 24, 32\) probabilities, "
+        r"got uint8 \(2, 24, 32\) \(.*00001\.hkl\)$",
+    ):
         list(convert_outputs(PROGRAMS["cutie"], tmp_path, video, scores=True))
 
 
@@ -173,8 +190,11 @@ def test_lay_out_copies_stored_jpegs_byte_for_byte_and_the_program_decodes_our_p
     """The programs decode frames with PIL; the JPEG bytes are handed on, and PIL's pixels equal stseg's."""
     from PIL import Image
 
-    generate_split(tmp_path / "d", SynthConfig(seed=1, height=40, width=56, videos=1, min_frames=3, max_frames=3,
-                                               min_objects=1, max_objects=1), "valid")
+    generate_split(
+        tmp_path / "d",
+        SynthConfig(seed=1, height=40, width=56, videos=1, min_frames=3, max_frames=3, min_objects=1, max_objects=1),
+        "valid",
+    )
     split = MoseSplit(tmp_path / "d" / "valid")
     video = VideoInput.from_split(split, split.videos()[0])
     lay_out(video, tmp_path / "data")
@@ -295,8 +315,14 @@ def _launches(record: Path) -> list[tuple[list[str], list[str]]]:
 def test_process_wiring_with_stand_in(installed, tmp_path, name, build, scores):
     homes, weights, record = installed
     video = _video()
-    model = build(home=str(homes[name]), checkpoint=weights.as_uri(), python=sys.executable, size="240",
-                  scratch=str(tmp_path), scores=scores)
+    model = build(
+        home=str(homes[name]),
+        checkpoint=weights.as_uri(),
+        python=sys.executable,
+        size="240",
+        scratch=str(tmp_path),
+        scores=scores,
+    )
     out = list(model.segment(video))
     assert len(out) == T and all(np.array_equal(r.labels, video.first_labels) for r in out)
     [(argv, videos)] = _launches(record)
@@ -319,16 +345,24 @@ def test_program_failure_names_video_and_quotes_its_output(installed, monkeypatc
     homes, weights, _ = installed
     monkeypatch.setenv("STANDIN_FAIL", "1")
     model = build_cutie(home=str(homes["cutie"]), checkpoint=str(weights), python=sys.executable)
-    with pytest.raises(BackendError, match=r"^video vid: cutie program exited with code 1 while starting, before "
-                                           r"any output \(weights .*weights\.pth\) \(loading model \| RuntimeError: "
-                                           r"CUDA out of memory\)$"):
+    with pytest.raises(
+        BackendError,
+        match=r"^video vid: cutie program exited with code 1 while starting, before "
+        r"any output \(weights .*weights\.pth\) \(loading model \| RuntimeError: "
+        r"CUDA out of memory\)$",
+    ):
         list(model.segment(_video()))
 
 
 def _shard(tmp_path, videos: int = 5):
     """A one-shard run over a tiny synthetic split; returns (data root, run root, video names)."""
-    generate_split(tmp_path / "d", SynthConfig(seed=2, height=32, width=48, videos=videos, min_frames=2,
-                                               max_frames=3, min_objects=1, max_objects=2), "valid")
+    generate_split(
+        tmp_path / "d",
+        SynthConfig(
+            seed=2, height=32, width=48, videos=videos, min_frames=2, max_frames=3, min_objects=1, max_objects=2
+        ),
+        "valid",
+    )
     data, run = str(tmp_path / "d" / "valid"), str(tmp_path / "run")
     ensure_plan(data, run, 1)
     return data, run, MoseSplit(data).videos()
@@ -336,13 +370,18 @@ def _shard(tmp_path, videos: int = 5):
 
 def _run(installed, data, run, name="xmem", **options):
     homes, weights, _ = installed
-    return run_shard(data_root=data, run_root=run, model_name=name, shard=0, num_shards=1,
-                     model_overrides={"home": str(homes[name]), "checkpoint": str(weights),
-                                      "python": sys.executable, **options})
+    return run_shard(
+        data_root=data,
+        run_root=run,
+        model_name=name,
+        shard=0,
+        num_shards=1,
+        model_overrides={"home": str(homes[name]), "checkpoint": str(weights), "python": sys.executable, **options},
+    )
 
 
 def _videos_written(outcome) -> list[str]:
-    return sorted(k.split("/")[2] for k in outcome.marker["files"] if k.endswith("scores.json"))
+    return sorted(k.split("/")[2] for k in outcome.marker.files if k.endswith("scores.json"))
 
 
 def test_one_launch_per_shard_streams_each_video_to_the_store(installed, tmp_path, monkeypatch):
@@ -354,12 +393,16 @@ def test_one_launch_per_shard_streams_each_video_to_the_store(installed, tmp_pat
     assert verify_shard(open_store(run), "pred/cutie", 0) == []
 
 
-def test_failure_on_the_third_of_five_videos_keeps_the_first_two_and_the_retry_skips_them(installed, tmp_path,
-                                                                                          monkeypatch):
+def test_failure_on_the_third_of_five_videos_keeps_the_first_two_and_the_retry_skips_them(
+    installed, tmp_path, monkeypatch
+):
     data, run, videos = _shard(tmp_path)
     monkeypatch.setenv("STANDIN_FAIL_AT", "3")
-    with pytest.raises(BackendError, match=rf"^xmem video {videos[2]}: xmem program exited "
-                                           rf"with code 1 while on this video \(RuntimeError at {videos[2]}\)$"):
+    with pytest.raises(
+        BackendError,
+        match=rf"^xmem video {videos[2]}: xmem program exited "
+        rf"with code 1 while on this video \(RuntimeError at {videos[2]}\)$",
+    ):
         _run(installed, data, run)
     store = open_store(run)
     kept = {v: store.read_bytes(f"pred/xmem/{v}/scores.json") for v in videos[:2]}
@@ -376,8 +419,11 @@ def test_wrong_size_mask_is_one_line_naming_model_video_and_frame(installed, tmp
     data, run, videos = _shard(tmp_path, videos=3)
     monkeypatch.setenv("STANDIN_SMALL_AT", "2")
     stem = MoseSplit(data).video(videos[1]).frames[1]
-    with pytest.raises(BadInputError, match=rf"^livos video {videos[1]} frame {stem}: livos "
-                                            rf"wrote a 16x24 mask for a 32x48 frame \(.*{stem}\.png\)$"):
+    with pytest.raises(
+        BadInputError,
+        match=rf"^livos video {videos[1]} frame {stem}: livos "
+        rf"wrote a 16x24 mask for a 32x48 frame \(.*{stem}\.png\)$",
+    ):
         _run(installed, data, run, "livos")
     assert open_store(run).exists(f"pred/livos/{videos[0]}/scores.json")
 
@@ -403,8 +449,11 @@ def test_cutie_scores_need_the_save_scores_patch(upstream_trees, tmp_path):
 def test_missing_program_says_where_it_runs(tmp_path, monkeypatch, installed):
     homes, weights, _ = installed
     monkeypatch.setenv("STSEG_XMEM_HOME", str(tmp_path / "nowhere"))
-    with pytest.raises(MissingArtifactError, match=rf"^xmem: upstream program {tmp_path}/nowhere/eval\.py not "
-                                                   r"found; the real hkchengrex/XMem runs in the xmem image"):
+    with pytest.raises(
+        MissingArtifactError,
+        match=rf"^xmem: upstream program {tmp_path}/nowhere/eval\.py not "
+        r"found; the real hkchengrex/XMem runs in the xmem image",
+    ):
         build_xmem(checkpoint=str(weights))
     monkeypatch.setenv("STSEG_XMEM_HOME", str(homes["xmem"]))  # the env var is how the image points at it
     assert build_xmem(checkpoint=str(weights)).home == homes["xmem"]

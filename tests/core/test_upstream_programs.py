@@ -25,8 +25,7 @@ from stseg_core.runlayout import verify_shard
 from stseg_core.store import open_store
 
 # 96x128 frames: the programs read the top 30 memory keys at 1/16 scale, so a frame needs ≥ 30 such cells.
-CFG = SynthConfig(seed=3, height=96, width=128, videos=2, min_frames=3, max_frames=4, min_objects=2,
-                  max_objects=2)
+CFG = SynthConfig(seed=3, height=96, width=128, videos=2, min_frames=3, max_frames=4, min_objects=2, max_objects=2)
 IDS = {1: 9, 2: 2}  # XMem's channel order for {2, 9} follows a Python set: 9 first
 
 
@@ -55,16 +54,31 @@ def real(upstream_trees, tmp_path_factory, request):
 
 def _infer(real, monkeypatch, model: str, run: str, *sets: str, checkpoint: str | None = None):
     monkeypatch.setenv("TORCH_HOME", str(real["torch_home"]))  # the random ImageNet ResNets, no download
-    args = ["infer", "--model", model, "--data", str(real["data"]), "--run", run, "--set", "device=cpu",
-            "--set", f"home={real['homes'][model]}", "--set", "size=96",
-            "--checkpoint", checkpoint or str(real["weights"][model])]
+    args = [
+        "infer",
+        "--model",
+        model,
+        "--data",
+        str(real["data"]),
+        "--run",
+        run,
+        "--set",
+        "device=cpu",
+        "--set",
+        f"home={real['homes'][model]}",
+        "--set",
+        "size=96",
+        "--checkpoint",
+        checkpoint or str(real["weights"][model]),
+    ]
     for s in sets:
         args += ["--set", s]
     return CliRunner().invoke(cli, args)
 
 
-@pytest.mark.parametrize("model,scores", [("cutie", True), ("cutie", False), ("xmem", True), ("xmem", False),
-                                          ("livos", False)])
+@pytest.mark.parametrize(
+    "model,scores", [("cutie", True), ("cutie", False), ("xmem", True), ("xmem", False), ("livos", False)]
+)
 def test_real_program_writes_every_frame_scores_and_marker(real, tmp_path, monkeypatch, model, scores):
     run = str(tmp_path / "run")
     res = _infer(real, monkeypatch, model, run, f"scores={scores}")
@@ -89,13 +103,11 @@ def test_real_program_writes_every_frame_scores_and_marker(real, tmp_path, monke
                 if with_probs and (labels == i).any():  # the channel we call object i wins where i is drawn
                     others = np.delete(probs[stem], k, axis=0)
                     assert (probs[stem][k][labels == i] >= others[:, labels == i].max(axis=0)).all()
-                    assert pred.scores[stem][i] == pytest.approx(probs[stem][k][labels == i].mean() / 255,
-                                                                 abs=1e-6)
+                    assert pred.scores[stem][i] == pytest.approx(probs[stem][k][labels == i].mean() / 255, abs=1e-6)
     assert objects_seen == {2, 9}
 
 
-def test_checkpoint_the_program_cannot_load_is_one_line_naming_model_video_and_weights(real, tmp_path,
-                                                                                      monkeypatch):
+def test_checkpoint_the_program_cannot_load_is_one_line_naming_model_video_and_weights(real, tmp_path, monkeypatch):
     """A real PyTorch checkpoint, but of another network (LiVOS weights given to XMem): XMem exits non-zero."""
     run = str(tmp_path / "run")
     wrong = real["weights"]["livos"]
@@ -104,7 +116,9 @@ def test_checkpoint_the_program_cannot_load_is_one_line_naming_model_video_and_w
     assert res.exit_code == 4, res.output
     line = res.output.strip()
     assert "\n" not in line
-    assert line.startswith(f"stseg: error: xmem video {first}: xmem program exited with code 1 while starting, "
-                           f"before any output (weights {wrong}) (")
+    assert line.startswith(
+        f"stseg: error: xmem video {first}: xmem program exited with code 1 while starting, "
+        f"before any output (weights {wrong}) ("
+    )
     assert "KeyError: 'key_proj.key_proj.weight'" in line  # the program's own last words
     assert not open_store(run).exists("pred/xmem/_done/0.json")

@@ -22,8 +22,12 @@ def _layout(tmp_path):
         for folder, img in ((gt, lab), (pred, shifted if t == 1 else lab)):
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{t:05d}.png").write_bytes(encode_label_png(img))
-    return {"STSEG_DATA_ROOT": str(tmp_path / "split"), "STSEG_RUN_ROOT": (tmp_path / "run").as_uri(),
-            "STSEG_MODEL": "flowprop", "STSEG_WORKERS": "1"}
+    return {
+        "STSEG_DATA_ROOT": str(tmp_path / "split"),
+        "STSEG_RUN_ROOT": (tmp_path / "run").as_uri(),
+        "STSEG_MODEL": "flowprop",
+        "STSEG_WORKERS": "1",
+    }
 
 
 def test_evaluate_job_writes_eval_and_reports_jf(tmp_path):
@@ -41,12 +45,22 @@ def test_evaluate_job_writes_eval_and_reports_jf(tmp_path):
 
 def test_evaluate_job_exit_codes(tmp_path):
     env = {**_layout(tmp_path), "STSEG_METRIC": "davis2"}
-    proc = subprocess.run([sys.executable, "-m", "stseg_jobs.evaluate"], env={"PATH": "/usr/bin:/bin", **env},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stseg_jobs.evaluate"],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "STSEG_METRIC='davis2'" in proc.stderr
     env = {**_layout(tmp_path), "STSEG_PRED_PREFIX": "pred/none"}
-    proc = subprocess.run([sys.executable, "-m", "stseg_jobs.evaluate"], env={"PATH": "/usr/bin:/bin", **env},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stseg_jobs.evaluate"],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 3 and "no predictions for video(s) v" in proc.stderr
 
 
@@ -61,8 +75,11 @@ def test_evaluate_job_refuses_a_shard_whose_file_changed(tmp_path):
     run_store = open_store(tmp_path / "run")
     commit_shard(run_store, "pred/flowprop", 0, run_store.list("pred/flowprop"))
     run_store.delete("pred/flowprop/v/00002.png")
-    with pytest.raises(MissingArtifactError, match=r"pred/flowprop/v/00002\.png: missing: pred/flowprop shard\(s\) 0 "
-                                                   "marked not done"):
+    with pytest.raises(
+        MissingArtifactError,
+        match=r"pred/flowprop/v/00002\.png: missing: pred/flowprop shard\(s\) 0 "
+        "marked not done",
+    ):
         run(env)
     assert done_shards(run_store, "pred/flowprop") == [] and not run_store.exists("eval/flowprop/results.json")
 

@@ -23,15 +23,25 @@ def tiny_run(tmp_path_factory):
     fixtures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fixtures)
     root = tmp_path_factory.mktemp("fusejob")
-    generate_dataset(str(root / "data"), SynthConfig(seed=SEED, height=64, width=96, min_frames=8, max_frames=10,
-                                                     videos=2, min_objects=2, max_objects=3), splits=("test",))
+    generate_dataset(
+        str(root / "data"),
+        SynthConfig(
+            seed=SEED, height=64, width=96, min_frames=8, max_frames=10, videos=2, min_objects=2, max_objects=3
+        ),
+        splits=("test",),
+    )
     models = fixtures.make_run(root / "data", "test", root / "run", SEED)
     return root, models
 
 
 def env_for(root: Path, models, **extra) -> dict[str, str]:
-    return {"STSEG_STAGE": "fuse", "STSEG_RUN_ROOT": str(root / "run"), "STSEG_DATA_ROOT": str(root / "data" / "test"),
-            "STSEG_MODELS": ",".join(models), **extra}
+    return {
+        "STSEG_STAGE": "fuse",
+        "STSEG_RUN_ROOT": str(root / "run"),
+        "STSEG_DATA_ROOT": str(root / "data" / "test"),
+        "STSEG_MODELS": ",".join(models),
+        **extra,
+    }
 
 
 def test_job_fuses_and_scores(tiny_run, capsys):
@@ -39,8 +49,10 @@ def test_job_fuses_and_scores(tiny_run, capsys):
     assert main(env_for(root, models, STSEG_GT_ROOT=str(root / "data" / "test_gt"))) == 0
     out = capsys.readouterr().out.strip()
     table = open_store(root / "run").read_json("eval/table2.json")["table"]
-    assert out.startswith(f"stseg-fuse: 2 videos fused from {len(models)} models; PGMR J&F "
-                          f"{table['pgmr']['J&F']:.2f}; wrote fused/, recommend.json, eval/")
+    assert out.startswith(
+        f"stseg-fuse: 2 videos fused from {len(models)} models; PGMR J&F "
+        f"{table['pgmr']['J&F']:.2f}; wrote fused/, recommend.json, eval/"
+    )
     assert open_store(root / "run").read_json("recommend.json")["recommender"] == "none"
 
 
@@ -52,8 +64,9 @@ def test_job_refuses_while_a_shard_is_missing(tiny_run, tmp_path):
     (tmp_path / "run" / "pred" / models[1] / "_done" / "1.json").unlink()
     os.symlink(root / "data", tmp_path / "data")
     env = {**os.environ, **env_for(tmp_path, models, STSEG_WAIT="0.2")}
-    proc = subprocess.run([sys.executable, "-m", "stseg_jobs.fuse"], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stseg_jobs.fuse"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "not every shard is done after waiting 0.2s" in lines[0]
@@ -68,3 +81,68 @@ def test_job_environment_errors(tiny_run, capsys):
     assert main(env_for(root, models, STSEG_WAIT="-1")) == 2
     assert "STSEG_WAIT='-1': must be ≥ 0 seconds" in capsys.readouterr().err
     assert main(env_for(root, models, STSEG_STAGE="infer")) == 2
+
+
+@pytest.fixture(scope="module")
+def choosy(tmp_path_factory):
+    """A valid split with a database (its recommender set to knn+agreement, so per-span choice runs) and a test
+    run to fuse."""
+    from dataclasses import replace
+
+    from stseg_core.data.synth import SynthConfig, generate_dataset
+    from stseg_core.fusion.perfdb import save_perfdb
+    from stseg_core.fusion.stage import build_database
+
+    spec = importlib.util.spec_from_file_location("synthetic_predictors_job_choosy", FIXTURES)
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    root = tmp_path_factory.mktemp("fusejob-choosy")
+    generate_dataset(
+        str(root / "data"),
+        SynthConfig(
+            seed=SEED, height=64, width=96, min_frames=10, max_frames=12, videos=3, min_objects=2, max_objects=3
+        ),
+        splits=("valid", "test"),
+    )
+    models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
+    fixtures.make_run(root / "data", "test", root / "run", SEED)
+    db, _uri = build_database(
+        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
+    )
+    assert all(not c.identity for c in db.calibration.values())
+    choosy = replace(db, selection={**db.selection, "method": "knn+agreement"})
+    return root, models, save_perfdb(open_store(root / "choosy"), choosy, prefix="")
+
+
+def test_two_job_indexes_with_choose_and_raw_confidences(choosy, tmp_path, capsys):
+    """`--option choose=span --option raw-confidences=true` reach the stage; two indexes, the second first; a
+    done index is skipped when the Job runs it again."""
+    import shutil
+
+    root, models, uri = choosy
+    runs = {}
+    for case, extra in (("calibrated", {}), ("raw", {"STSEG_RAW_CONFIDENCES": "true"})):
+        shutil.copytree(root / "run", tmp_path / case / "run")
+        os.symlink(root / "data", tmp_path / case / "data")
+        env = env_for(tmp_path / case, models, STSEG_DB=uri, STSEG_CHOOSE="span", STSEG_NUM_SHARDS="2", **extra)
+        assert main({**env, "JOB_COMPLETION_INDEX": "1"}) == 0
+        assert "index 1/2: " in capsys.readouterr().out
+        assert main({**env, "JOB_COMPLETION_INDEX": "0"}) == 0
+        assert "; wrote fused/, recommend.json under" in capsys.readouterr().out
+        runs[case] = open_store(tmp_path / case / "run")
+    entries = runs["raw"].read_json("recommend.json")["videos"]
+    assert len(entries) == 3 and all(e["spans"] and e["reason"].startswith("per span") for e in entries.values())
+    video = next(iter(entries))
+    assert runs["raw"].read_json(f"fused/{video}/scores.json") != runs["calibrated"].read_json(
+        f"fused/{video}/scores.json"
+    )  # the vote's confidences, and so the kept output's scores, differ
+    marker = runs["raw"].read_bytes("fused/_done/1.json")
+    assert main({**env, "JOB_COMPLETION_INDEX": "1"}) == 0
+    assert "index 1/2: 0 videos fused" in capsys.readouterr().out
+    assert runs["raw"].read_bytes("fused/_done/1.json") == marker
+
+
+def test_job_refuses_an_unknown_choice(tiny_run, capsys):
+    root, models = tiny_run
+    assert main(env_for(root, models, STSEG_CHOOSE="frame")) == 2
+    assert "STSEG_CHOOSE='frame': not a PGMR choice (known: vote, video, span)" in capsys.readouterr().err

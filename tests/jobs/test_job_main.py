@@ -35,7 +35,8 @@ def test_sigterm_unwinds_the_body_so_scratch_is_removed(tmp_path) -> None:
         f"    with tempfile.TemporaryDirectory(prefix='stseg-infer-', dir={str(tmp_path)!r}):\n"
         "        print('ready', flush=True)\n"
         "        time.sleep(60)\n"
-        "sys.exit(job_main('infer', body))\n")
+        "sys.exit(job_main('infer', body))\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline() == "ready\n"
     assert [p.name.startswith("stseg-infer-") for p in tmp_path.iterdir()] == [True]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import stseg_core.models.upstream as upstream
-from stseg_cli.backends.kubernetes import UID
-from stseg_cli.spec import _IMAGE_FAMILY
+from stseg_cli.backends.k8s_manifest import UID
+from stseg_core.models import registry
 from stseg_core.models.upstream import PROGRAMS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,17 +29,18 @@ def _hadolint() -> str:
 
 
 def _findings(path: Path) -> list[dict]:
-    out = subprocess.run([_hadolint(), "--no-color", "-f", "json", str(path)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [_hadolint(), "--no-color", "-f", "json", str(path)], capture_output=True, text=True, timeout=60
+    )
     return json.loads(out.stdout or "[]")
 
 
 def _final_stage(text: str) -> str:
-    return text[text.rindex("\nFROM "):]
+    return text[text.rindex("\nFROM ") :]
 
 
 def test_there_is_an_image_per_model_family_and_one_for_fusion() -> None:
-    assert set(IDS) == {*_IMAGE_FAMILY.values(), "fusion"}
+    assert set(IDS) == {*(registry.info(m).image for m in registry.available()), "fusion"}
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
@@ -53,8 +54,9 @@ def test_every_hadolint_ignore_states_its_reason(path: Path) -> None:
     for i, line in enumerate(lines):
         if "hadolint ignore=" in line:
             above = lines[i - 1].strip() if i else ""
-            assert above.startswith("#") and "hadolint" not in above and len(above) > 20, \
+            assert above.startswith("#") and "hadolint" not in above and len(above) > 20, (
                 f"{path}:{i + 1}: explain the ignore on the line above"
+            )
 
 
 def test_hadolint_does_flag_a_sloppy_dockerfile(tmp_path: Path) -> None:

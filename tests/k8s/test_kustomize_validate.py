@@ -22,7 +22,8 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kv_utils
 
-from stseg_cli.backends.kubernetes import UID, KubernetesBackend
+from stseg_cli.backends.k8s_manifest import UID
+from stseg_cli.backends.kubernetes import KubernetesBackend
 from stseg_cli.config import Config, load_config
 from stseg_cli.spec import StageRequest, build_specs
 from stseg_core.telemetry import METRICS
@@ -31,9 +32,14 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 TREES = ["base", "monitoring", "overlays/gke-a100", "overlays/eks-a100", "overlays/kueue"]
 # Every release kubernetes-validate ships from 1.30 on (the oldest minor still in the clouds' extended support).
-VERSIONS = sorted({kv_utils.major_minor(v) for v in kv_utils.all_versions()
-                   if tuple(map(int, kv_utils.major_minor(v).split("."))) >= (1, 30)},
-                  key=lambda v: tuple(map(int, v.split("."))))
+VERSIONS = sorted(
+    {
+        kv_utils.major_minor(v)
+        for v in kv_utils.all_versions()
+        if tuple(map(int, kv_utils.major_minor(v).split("."))) >= (1, 30)
+    },
+    key=lambda v: tuple(map(int, v.split("."))),
+)
 CUSTOM_GROUPS = ("monitoring.coreos.com/", "kueue.x-k8s.io/")
 CLUSTER_SCOPED = {"Namespace", "ClusterQueue", "ResourceFlavor"}
 
@@ -101,8 +107,10 @@ def test_the_role_allows_exactly_what_the_kubernetes_backend_calls() -> None:
     rules = _one(docs, "Role", "stseg-submitter")["rules"]
     granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     # submit: create/list/get/delete jobs (delete replaces a failed Job); status: list jobs+pods; logs: pods/log
-    needed = {("batch", "jobs", v) for v in ("create", "get", "list", "delete")} | {("", "pods", "list"),
-                                                                                  ("", "pods/log", "get")}
+    needed = {("batch", "jobs", v) for v in ("create", "get", "list", "delete")} | {
+        ("", "pods", "list"),
+        ("", "pods/log", "get"),
+    }
     assert needed <= granted
     assert granted - needed <= {("batch", "jobs", "watch"), ("", "pods", "get"), ("", "pods", "watch")}
     binding = _one(docs, "RoleBinding", "stseg-submitter")
@@ -120,12 +128,18 @@ def test_the_s3_secret_is_a_template_without_values() -> None:
     assert not [d for d in render("overlays/eks-a100") if d["kind"] == "Secret"]  # IRSA instead
 
 
-@pytest.mark.parametrize(("tree", "expect"), [
-    ("base", {"node_pool": "none", "s3_secret": "stseg-s3", "kueue_queue": ""}),
-    ("overlays/gke-a100", {"node_pool": "gke", "s3_secret": "stseg-s3", "s3_endpoint": "https://storage.googleapis.com"}),
-    ("overlays/eks-a100", {"node_pool": "eks", "s3_secret": ""}),
-    ("overlays/kueue", {"node_pool": "none", "kueue_queue": "stseg-a100"}),
-])
+@pytest.mark.parametrize(
+    ("tree", "expect"),
+    [
+        ("base", {"node_pool": "none", "s3_secret": "stseg-s3", "kueue_queue": ""}),
+        (
+            "overlays/gke-a100",
+            {"node_pool": "gke", "s3_secret": "stseg-s3", "s3_endpoint": "https://storage.googleapis.com"},
+        ),
+        ("overlays/eks-a100", {"node_pool": "eks", "s3_secret": ""}),
+        ("overlays/kueue", {"node_pool": "none", "kueue_queue": "stseg-a100"}),
+    ],
+)
 def test_the_defaults_configmap_is_a_valid_cli_configuration(tree: str, expect: dict) -> None:
     docs = render(tree)
     data = _one(docs, "ConfigMap", "stseg-defaults")["data"]
@@ -147,12 +161,17 @@ def test_the_network_policy_covers_the_cli_jobs_and_lets_them_reach_the_pushgate
     assert policy["spec"]["ingress"] == [] and set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     mon = render("monitoring")
     gateway_pod = _one(mon, "Deployment", "stseg-pushgateway")["spec"]["template"]["metadata"]["labels"]
-    to_gateway = [r for r in policy["spec"]["egress"] if any(
-        _selects(t.get("podSelector", {}).get("matchLabels", {"-": "-"}), gateway_pod) for t in r.get("to", []))]
+    to_gateway = [
+        r
+        for r in policy["spec"]["egress"]
+        if any(_selects(t.get("podSelector", {}).get("matchLabels", {"-": "-"}), gateway_pod) for t in r.get("to", []))
+    ]
     assert [p["port"] for r in to_gateway for p in r["ports"]] == [9091]
     gateway_policy = _one(mon, "NetworkPolicy", "stseg-pushgateway")
-    assert any(_selects(src.get("podSelector", {}).get("matchLabels", {}), pod_labels)
-               for src in gateway_policy["spec"]["ingress"][0]["from"])
+    assert any(
+        _selects(src.get("podSelector", {}).get("matchLabels", {}), pod_labels)
+        for src in gateway_policy["spec"]["ingress"][0]["from"]
+    )
 
 
 def test_the_pushgateway_is_scraped_with_honored_labels_and_runs_restricted() -> None:
@@ -188,16 +207,25 @@ def test_the_dashboard_configmap_holds_the_dashboard_for_the_grafana_sidecar() -
 def _exprs() -> list[str]:
     rule = _one(render("monitoring"), "PrometheusRule", "stseg")
     dash = json.loads((K8S / "monitoring/dashboards/stseg.json").read_text())
-    return [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]] + \
-        [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    return [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]] + [
+        t["expr"] for p in dash["panels"] for t in p["targets"]
+    ]
 
 
 def test_every_metric_named_in_rules_and_dashboard_is_one_stseg_exports() -> None:
     used = {m for e in _exprs() for m in re.findall(r"\bstseg_[a-z_]+\b", e)}
     assert used <= set(METRICS), used - set(METRICS)
     # and the panels the issue asks for are there
-    assert {"stseg_frames_processed_total", "stseg_frames_planned", "stseg_failures_total", "stseg_gpu_memory_bytes",
-            "stseg_train_loss", "stseg_eval_jf", "stseg_val_jf", "stseg_job_duration_seconds"} <= used
+    assert {
+        "stseg_frames_processed_total",
+        "stseg_frames_planned",
+        "stseg_failures_total",
+        "stseg_gpu_memory_bytes",
+        "stseg_train_loss",
+        "stseg_eval_jf",
+        "stseg_val_jf",
+        "stseg_job_duration_seconds",
+    } <= used
 
 
 def test_prometheus_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> None:
@@ -205,14 +233,20 @@ def test_prometheus_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> 
     assert promtool, "promtool missing: make system-deps (Debian prometheus)"
     rule = _one(render("monitoring"), "PrometheusRule", "stseg")
     assert {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]} == {
-        "StsegShardFailed", "StsegProgressStalled", "StsegTrainingLossNaN", "StsegStagePastDeadline"}
+        "StsegShardFailed",
+        "StsegProgressStalled",
+        "StsegTrainingLossNaN",
+        "StsegStagePastDeadline",
+    }
     (tmp_path / "stseg-rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
     shutil.copy(K8S / "monitoring/rules-test.yaml", tmp_path / "rules-test.yaml")
-    check = subprocess.run([promtool, "check", "rules", "stseg-rules.yaml"], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=60)
+    check = subprocess.run(
+        [promtool, "check", "rules", "stseg-rules.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert check.returncode == 0 and "SUCCESS: 4 rules found" in check.stdout, check.stdout + check.stderr
-    test = subprocess.run([promtool, "test", "rules", "rules-test.yaml"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    test = subprocess.run(
+        [promtool, "test", "rules", "rules-test.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
 
 

@@ -67,20 +67,42 @@ def stack(tmp_path_factory):
     gw_port, prom_port = _free_port(), _free_port()
     gateway = f"127.0.0.1:{gw_port}"
     (tmp / "rules.yaml").write_text(yaml.safe_dump(RULES))
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(tmp / "rules.yaml")],
-        "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
-                            "static_configs": [{"targets": [gateway]}]}],
-    }))
+    (tmp / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(tmp / "rules.yaml")],
+                "scrape_configs": [
+                    {"job_name": "pushgateway", "honor_labels": True, "static_configs": [{"targets": [gateway]}]}
+                ],
+            }
+        )
+    )
     # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: keep each run's own file
-    procs = [_start(["prometheus-pushgateway", f"--web.listen-address={gateway}",
-                     f"--persistence.file={tmp / 'pushgateway.data'}"],
-                    f"http://{gateway}/-/ready", tmp / "pushgateway.log")]
+    procs = [
+        _start(
+            [
+                "prometheus-pushgateway",
+                f"--web.listen-address={gateway}",
+                f"--persistence.file={tmp / 'pushgateway.data'}",
+            ],
+            f"http://{gateway}/-/ready",
+            tmp / "pushgateway.log",
+        )
+    ]
     try:
-        procs.append(_start(["prometheus", f"--config.file={tmp / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            f"http://127.0.0.1:{prom_port}/-/ready", tmp / "prometheus.log"))
+        procs.append(
+            _start(
+                [
+                    "prometheus",
+                    f"--config.file={tmp / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                f"http://127.0.0.1:{prom_port}/-/ready",
+                tmp / "prometheus.log",
+            )
+        )
         yield f"http://{gateway}", f"http://127.0.0.1:{prom_port}"
     finally:
         for proc in procs:
@@ -97,8 +119,10 @@ def _query(prom: str, expr: str) -> dict[tuple, float]:
     assert body["status"] == "success", body
     assert body["data"]["resultType"] == "vector", expr
     drop = ("__name__", "job", "instance")
-    return {tuple(sorted((k, v) for k, v in r["metric"].items() if k not in drop)): float(r["value"][1])
-            for r in body["data"]["result"]}
+    return {
+        tuple(sorted((k, v) for k, v in r["metric"].items() if k not in drop)): float(r["value"][1])
+        for r in body["data"]["result"]
+    }
 
 
 def _labels(**kw: str) -> tuple:
@@ -127,23 +151,56 @@ def pushed(stack, tmp_path_factory):
     try:
         for var in [v for v in os.environ if v.startswith("STSEG_")]:
             del os.environ[var]
-        os.environ.update({"STSEG_STATE_DIR": str(tmp / "state"), "KUBECONFIG": str(tmp / "no-kubeconfig"),
-                           "STSEG_PUSHGATEWAY": gateway})
+        os.environ.update(
+            {
+                "STSEG_STATE_DIR": str(tmp / "state"),
+                "KUBECONFIG": str(tmp / "no-kubeconfig"),
+                "STSEG_PUSHGATEWAY": gateway,
+            }
+        )
         synth = SynthConfig(seed=3, height=48, width=64, min_frames=4, max_frames=6, max_objects=2, videos=4)
         videos = generate_split(tmp / "data", synth, "valid")
         (tmp / "store").mkdir()
         where = ["--store", str(tmp / "store"), "--data-root", str(tmp / "data/valid")]
-        result = _stseg("submit", "pipeline", "--models", "flowprop", "--shards", "2", "--workers", "2",
-                        "--run", "good", "--deadline", "3600", *where)
+        result = _stseg(
+            "submit",
+            "pipeline",
+            "--models",
+            "flowprop",
+            "--shards",
+            "2",
+            "--workers",
+            "2",
+            "--run",
+            "good",
+            "--deadline",
+            "3600",
+            *where,
+        )
         assert result.exit_code == 0, result.output
 
         shutil.copytree(tmp / "data/valid", tmp / "bad/valid")
         broken = sorted(videos)[0]
         frame = sorted((tmp / "bad/valid/JPEGImages" / broken).iterdir())[2]
         frame.write_bytes(b"\xff\xd8 not a jpeg")
-        result = _stseg("submit", "infer", "--models", "flowprop", "--shards", "2", "--workers", "2",
-                        "--run", "bad", "--retries", "0", "--store", str(tmp / "store"),
-                        "--data-root", str(tmp / "bad/valid"))
+        result = _stseg(
+            "submit",
+            "infer",
+            "--models",
+            "flowprop",
+            "--shards",
+            "2",
+            "--workers",
+            "2",
+            "--run",
+            "bad",
+            "--retries",
+            "0",
+            "--store",
+            str(tmp / "store"),
+            "--data-root",
+            str(tmp / "bad/valid"),
+        )
         assert result.exit_code != 0, result.output
     finally:
         os.environ.clear()
@@ -180,8 +237,14 @@ def pushed(stack, tmp_path_factory):
         time.sleep(0.5)
     else:
         raise AssertionError("Prometheus did not scrape the Pushgateway within 30 s of the last push")
-    return {"videos": videos, "frames": sum(v["frames"] for v in videos.values()), "bad_shard": bad_shard,
-            "broken": broken, "store": tmp / "store", "now": now}
+    return {
+        "videos": videos,
+        "frames": sum(v["frames"] for v in videos.values()),
+        "bad_shard": bad_shard,
+        "broken": broken,
+        "store": tmp / "store",
+        "now": now,
+    }
 
 
 def test_progress_eta_and_throughput_of_a_finished_run(stack, pushed) -> None:
@@ -199,7 +262,7 @@ def test_shards_and_failures(stack, pushed) -> None:
     _, prom = stack
     succeeded = _panel(prom, "Shards", "good", 0)
     assert succeeded[_labels(stage="infer", model="flowprop")] == 2
-    assert succeeded[_labels(stage="fuse", model="pgmr")] == 1
+    assert succeeded[_labels(stage="fuse", model="pgmr")] == 2  # one fuse index per plan shard
     assert _labels(stage="finetune", model="tmo") in succeeded
     assert _panel(prom, "Shards", "good", 1) == {} and _panel(prom, "Shards", "good", 2) == {}
     assert _panel(prom, "Failures", "good") == {}
@@ -237,20 +300,32 @@ def test_jf_table_equals_the_eval_results(stack, pushed) -> None:
 
 def test_every_dashboard_expression_was_checked() -> None:
     # the tests above name every panel; a new panel must get its own check
-    assert set(PANELS) == {"Progress per model", "Shards", "ETA", "Frames per second", "Failures", "Peak GPU memory",
-                           "Training loss", "Learning rate", "Training progress", "Validation J&F per checkpoint",
-                           "J&F by method"}
+    assert set(PANELS) == {
+        "Progress per model",
+        "Shards",
+        "ETA",
+        "Frames per second",
+        "Failures",
+        "Peak GPU memory",
+        "Training loss",
+        "Learning rate",
+        "Training progress",
+        "Validation J&F per checkpoint",
+        "J&F by method",
+    }
 
 
 def test_each_alert_expression_selects_exactly_the_jobs_in_trouble(stack, pushed) -> None:
     _, prom = stack
     assert _query(prom, ALERTS["StsegShardFailed"]) == {
-        _labels(run="bad", stage="infer", model="flowprop", shard=pushed["bad_shard"]): 2}
+        _labels(run="bad", stage="infer", model="flowprop", shard=pushed["bad_shard"]): 2
+    }
     stalled = _query(prom, ALERTS["StsegProgressStalled"])
     assert list(stalled) == [_labels(run="stuck", stage="infer", model="sam2", shard="0")]
     assert 3600 <= next(iter(stalled.values())) < 3700
     assert list(_query(prom, ALERTS["StsegTrainingLossNaN"])) == [
-        _labels(run="nan", stage="finetune", model="sam2", shard="0")]
+        _labels(run="nan", stage="finetune", model="sam2", shard="0")
+    ]
     late = _query(prom, ALERTS["StsegStagePastDeadline"])
     assert list(late) == [_labels(run="stuck", stage="infer", model="sam2")]
     assert 6600 <= next(iter(late.values())) < 6700
@@ -264,8 +339,11 @@ def test_prometheus_loaded_the_rules_and_fires_them(stack, pushed) -> None:
     assert {r["name"]: r["health"] for g in rules for r in g["rules"]} == dict.fromkeys(ALERTS, "ok")
     deadline = time.time() + 10
     while time.time() < deadline:
-        firing = {a["labels"]["alertname"] for a in json.loads(_get(f"{prom}/api/v1/alerts"))["data"]["alerts"]
-                  if a["state"] == "firing"}
+        firing = {
+            a["labels"]["alertname"]
+            for a in json.loads(_get(f"{prom}/api/v1/alerts"))["data"]["alerts"]
+            if a["state"] == "firing"
+        }
         if firing == set(ALERTS):
             break
         time.sleep(0.5)

@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_checkov_skip_in_k8s_gives_its_reason() -> None:
-    skips = [(p, m) for p in (ROOT / "k8s").rglob("*.yaml")
-             for m in re.findall(r"checkov\.io/skip\d+: (\S.*)$", p.read_text(), re.M)]
+    skips = [
+        (p, m)
+        for p in (ROOT / "k8s").rglob("*.yaml")
+        for m in re.findall(r"checkov\.io/skip\d+: (\S.*)$", p.read_text(), re.M)
+    ]
     assert skips, "the Pushgateway's tag/pull-policy skips are expected"
     for path, skip in skips:
         check, _, reason = skip.partition("=")
@@ -25,8 +28,9 @@ def test_every_checkov_skip_in_k8s_gives_its_reason() -> None:
 def test_make_scan_passes(tmp_path: Path) -> None:
     if shutil.which("make") is None:
         pytest.fail("make is needed to run the scan")
-    out = subprocess.run(["make", "-s", "scan", f"SCAN_OUT={tmp_path}"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=540)
+    out = subprocess.run(
+        ["make", "-s", "scan", f"SCAN_OUT={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=540
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     counts = re.findall(r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: (\d+)", out.stdout)
     assert len(counts) == 2  # the k8s/ trees, then the CLI's Jobs

@@ -26,31 +26,52 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stseg_core.errors import BackendError, BadInputError, MissingArtifactError
 from stseg_core.models.base import FrameResult, VideoInput, VOSModel
 from stseg_core.models.upstream.files import convert_outputs, lay_out
 from stseg_core.models.upstream.programs import PROGRAMS, UpstreamProgram, check_patched, child_env, command
 
-__all__ = ["PROGRAMS", "UpstreamModel", "build_cutie", "build_livos", "build_upstream", "build_xmem",
-           "convert_outputs", "lay_out"]
+__all__ = [
+    "PROGRAMS",
+    "UpstreamModel",
+    "build_cutie",
+    "build_livos",
+    "build_upstream",
+    "build_xmem",
+    "convert_outputs",
+    "lay_out",
+]
 
 _LOG_TAIL = 300  # characters of the program's output quoted in an error
 _POLL_S = 0.1
 
-SCORED = ("mean upstream probability of the object's channel over the pixels labelled with it "
-          "(0 when absent); present = at least one pixel")
+SCORED = (
+    "mean upstream probability of the object's channel over the pixels labelled with it "
+    "(0 when absent); present = at least one pixel"
+)
 UNSCORED = "1 when the upstream mask holds the object, else 0 (the program writes no probabilities)"
 
 
 class UpstreamModel(VOSModel):
     """One upstream program; each `segment_many` call runs it once over a batch of videos."""
 
-    needs_gpu = True
-
-    def __init__(self, program: UpstreamProgram, *, weights: Path, home: Path, python: str, size: int,
-                 scores: bool, scratch: str | None, extra: tuple[str, ...], timeout_s: float | None,
-                 device: str | None, batch_frames: int) -> None:
+    def __init__(
+        self,
+        program: UpstreamProgram,
+        *,
+        weights: Path,
+        home: Path,
+        python: str,
+        size: int,
+        scores: bool,
+        scratch: str | None,
+        extra: tuple[str, ...],
+        timeout_s: float | None,
+        device: str | None,
+        batch_frames: int,
+    ) -> None:
         self.program = program
         self.name = program.name
         self.default_size = program.default_size
@@ -84,21 +105,42 @@ class UpstreamModel(VOSModel):
             for video in videos:
                 lay_out(video, data)
             self.layout_s = time.perf_counter() - start
-            argv = command(self.program, python=self.python, home=self.home, data=data, out=out,
-                           weights=str(self.weights), size=self.size, scores=self.scores, work=work,
-                           extra=self.extra)
+            argv = command(
+                self.program,
+                python=self.python,
+                home=self.home,
+                data=data,
+                out=out,
+                weights=str(self.weights),
+                size=self.size,
+                scores=self.scores,
+                work=work,
+                extra=self.extra,
+            )
             log = work / "program.log"
             with open(log, "wb") as fh:
                 try:
-                    proc = subprocess.Popen(argv, cwd=self.home, env=child_env(self.home, self.device), stdout=fh,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                    proc = subprocess.Popen(
+                        argv,
+                        cwd=self.home,
+                        env=child_env(self.home, self.device),
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                    )
                 except OSError as err:
                     raise MissingArtifactError(f"{self.name}: cannot start {argv[0]} ({err.strerror})") from None
             launched = time.perf_counter()
             try:
                 if videos:
-                    self._wait(proc, out, videos[0].name, videos[0].name, log,
-                               doing=f"while starting, before any output (weights {self.weights})")
+                    self._wait(
+                        proc,
+                        out,
+                        videos[0].name,
+                        videos[0].name,
+                        log,
+                        doing=f"while starting, before any output (weights {self.weights})",
+                    )
                     self.startup_s = time.perf_counter() - launched
                 for i, video in enumerate(videos):
                     following = videos[i + 1].name if i + 1 < len(videos) else None
@@ -109,8 +151,15 @@ class UpstreamModel(VOSModel):
                     proc.kill()
                 proc.wait()
 
-    def _wait(self, proc: subprocess.Popen, out: Path, video: str, following: str | None, log: Path,
-              doing: str = "while on this video") -> None:
+    def _wait(
+        self,
+        proc: subprocess.Popen[bytes],
+        out: Path,
+        video: str,
+        following: str | None,
+        log: Path,
+        doing: str = "while on this video",
+    ) -> None:
         """Return once the program has started on video `following` (then it has finished every video before:
         it writes one video's files before it starts the next) or has exited cleanly; `video` is the one it is
         on, named in errors."""
@@ -122,11 +171,11 @@ class UpstreamModel(VOSModel):
             if code == 0:
                 return
             if code is not None:
-                raise BackendError(f"video {video}: {self.name} program exited with code {code} {doing} "
-                                   f"({_tail(log)})")
+                raise BackendError(f"video {video}: {self.name} program exited with code {code} {doing} ({_tail(log)})")
             if deadline is not None and time.monotonic() > deadline:
-                raise BackendError(f"video {video}: {self.name} program ran past {self.timeout_s} s {doing} "
-                                   f"({_tail(log)})")
+                raise BackendError(
+                    f"video {video}: {self.name} program ran past {self.timeout_s} s {doing} ({_tail(log)})"
+                )
             time.sleep(_POLL_S)
 
 
@@ -153,7 +202,7 @@ class UpstreamOptions:
     batch_frames: int = 4000
 
 
-def build_upstream(name: str, **overrides) -> UpstreamModel:
+def build_upstream(name: str, **overrides: Any) -> UpstreamModel:
     """Check the program is installed (`home`, default `$STSEG_<NAME>_HOME` or `/opt/<Repo>`), resolve the
     checkpoint URI to a local file, and return the model.
 
@@ -173,7 +222,8 @@ def build_upstream(name: str, **overrides) -> UpstreamModel:
     if not script.is_file():
         raise MissingArtifactError(
             f"{name}: upstream program {script} not found; the real {program.repo} runs in the {name} image "
-            f"(elsewhere set {program.env_prefix}_HOME or home= to a checkout, e.g. from `make upstream`)")
+            f"(elsewhere set {program.env_prefix}_HOME or home= to a checkout, e.g. from `make upstream`)"
+        )
     device = (opts.device or "auto").lower()
     if device not in ("auto", "cuda", "cpu"):
         raise BadInputError(f"{name} option device={opts.device!r}: use cuda, cpu or auto")
@@ -187,20 +237,28 @@ def build_upstream(name: str, **overrides) -> UpstreamModel:
 
     weights = resolve_checkpoint(opts.checkpoint)
     python = opts.python or os.environ.get(f"{program.env_prefix}_PYTHON") or sys.executable
-    return UpstreamModel(program, weights=weights, home=home, python=python,
-                         size=program.default_size if opts.size is None else opts.size, scores=opts.scores,
-                         scratch=opts.scratch or None, extra=tuple(shlex.split(opts.extra_args)),
-                         timeout_s=opts.timeout_s, device=None if device == "auto" else device,
-                         batch_frames=opts.batch_frames)
+    return UpstreamModel(
+        program,
+        weights=weights,
+        home=home,
+        python=python,
+        size=program.default_size if opts.size is None else opts.size,
+        scores=opts.scores,
+        scratch=opts.scratch or None,
+        extra=tuple(shlex.split(opts.extra_args)),
+        timeout_s=opts.timeout_s,
+        device=None if device == "auto" else device,
+        batch_frames=opts.batch_frames,
+    )
 
 
-def build_cutie(**overrides) -> UpstreamModel:
+def build_cutie(**overrides: Any) -> UpstreamModel:
     return build_upstream("cutie", **overrides)
 
 
-def build_xmem(**overrides) -> UpstreamModel:
+def build_xmem(**overrides: Any) -> UpstreamModel:
     return build_upstream("xmem", **overrides)
 
 
-def build_livos(**overrides) -> UpstreamModel:
+def build_livos(**overrides: Any) -> UpstreamModel:
     return build_upstream("livos", **overrides)

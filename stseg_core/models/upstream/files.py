@@ -11,10 +11,13 @@ A video whose frames are not JPEG files on local disk is written as lossless PNG
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +57,7 @@ def _check_size(video: VideoInput, path: Path) -> None:
     except (UnidentifiedImageError, OSError) as err:
         raise BadInputError(f"{path}: not a readable image ({err})") from None
     if (height, width) != (video.height, video.width):
-        raise BadInputError(f"{path}: frame is {height}x{width} but video {video.name} is "
-                            f"{video.height}x{video.width}")
+        raise BadInputError(f"{path}: frame is {height}x{width} but video {video.name} is {video.height}x{video.width}")
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
@@ -76,16 +78,14 @@ def _write_png_frames(video: VideoInput, frames_dir: Path) -> None:
         raise BadInputError(f"video {video.name}: {count} frames streamed for {video.num_frames} stems")
 
 
-def _hickle():
+def _hickle() -> ModuleType:
     try:
-        import hickle
+        return importlib.import_module("hickle")
     except ImportError:
-        raise BadInputError("reading upstream score files needs the hickle package (pip install 'stseg[ml]')"
-                            ) from None
-    return hickle
+        raise BadInputError("reading upstream score files needs the hickle package (pip install 'stseg[ml]')") from None
 
 
-def _load_hkl(path: Path):
+def _load_hkl(path: Path) -> Any:
     try:
         return _hickle().load(str(path))
     except (OSError, ValueError, KeyError) as err:
@@ -108,8 +108,7 @@ def _channels(scores_dir: Path, ids: tuple[int, ...]) -> list[int]:
     return [by_id[i] for i in ids]
 
 
-def convert_outputs(program: UpstreamProgram, out: Path, video: VideoInput, scores: bool
-                    ) -> Iterator[FrameResult]:
+def convert_outputs(program: UpstreamProgram, out: Path, video: VideoInput, scores: bool) -> Iterator[FrameResult]:
     """The program's files under `out` → one FrameResult per stem (frame 0 = the given labels)."""
     from stseg_core.data.labels import read_label_png
 
@@ -123,37 +122,46 @@ def convert_outputs(program: UpstreamProgram, out: Path, video: VideoInput, scor
     for index, stem in enumerate(video.stems):
         if index == 0:  # the given labels, as every model yields them
             soft = np.stack([(video.first_labels == i).astype(np.uint8) * 255 for i in ids]) if use_scores else None
-            yield FrameResult(stem=stem, labels=video.first_labels.copy(), scores=dict.fromkeys(ids, 1.0),
-                              present=dict.fromkeys(ids, True), probs=soft)
+            yield FrameResult(
+                stem=stem,
+                labels=video.first_labels.copy(),
+                scores=dict.fromkeys(ids, 1.0),
+                present=dict.fromkeys(ids, True),
+                probs=soft,
+            )
             continue
         mask_path = masks_dir / f"{stem}.png"
         if not mask_path.is_file():
-            raise MissingArtifactError(f"video {video.name} frame {stem}: {program.name} wrote no mask "
-                                       f"({mask_path})")
+            raise MissingArtifactError(f"video {video.name} frame {stem}: {program.name} wrote no mask ({mask_path})")
         labels = read_label_png(mask_path.read_bytes(), str(mask_path))
         if labels.shape != (video.height, video.width):
-            raise BadInputError(f"video {video.name} frame {stem}: {program.name} wrote a {labels.shape[0]}x"
-                                f"{labels.shape[1]} mask for a {video.height}x{video.width} frame ({mask_path})")
+            raise BadInputError(
+                f"video {video.name} frame {stem}: {program.name} wrote a {labels.shape[0]}x"
+                f"{labels.shape[1]} mask for a {video.height}x{video.width} frame ({mask_path})"
+            )
         if not known[labels].all():
             extra = sorted(set(np.unique(labels).tolist()) - {0, *ids})
-            raise BadInputError(f"video {video.name} frame {stem}: {program.name} wrote ids {extra} not in the "
-                                f"first frame's {list(ids)} ({mask_path})")
+            raise BadInputError(
+                f"video {video.name} frame {stem}: {program.name} wrote ids {extra} not in the "
+                f"first frame's {list(ids)} ({mask_path})"
+            )
         present = {i: bool((labels == i).any()) for i in ids}
         probs = None
         if use_scores:
             score_path = scores_dir / f"{stem}.hkl"
             if not score_path.is_file():
-                raise MissingArtifactError(f"video {video.name} frame {stem}: {program.name} wrote no scores "
-                                           f"({score_path})")
+                raise MissingArtifactError(
+                    f"video {video.name} frame {stem}: {program.name} wrote no scores ({score_path})"
+                )
             raw = np.asarray(_load_hkl(score_path))
-            if raw.ndim != 3 or raw.shape[1:] != labels.shape or raw.dtype != np.uint8 \
-                    or raw.shape[0] <= max(channels):
-                raise BadInputError(f"video {video.name} frame {stem}: expected uint8 ({max(channels) + 1}, "
-                                    f"{labels.shape[0]}, {labels.shape[1]}) probabilities, got {raw.dtype} "
-                                    f"{raw.shape} ({score_path})")
+            if raw.ndim != 3 or raw.shape[1:] != labels.shape or raw.dtype != np.uint8 or raw.shape[0] <= max(channels):
+                raise BadInputError(
+                    f"video {video.name} frame {stem}: expected uint8 ({max(channels) + 1}, "
+                    f"{labels.shape[0]}, {labels.shape[1]}) probabilities, got {raw.dtype} "
+                    f"{raw.shape} ({score_path})"
+                )
             probs = raw[channels]
-            conf = {i: float(probs[k][labels == i].mean()) / 255.0 if present[i] else 0.0
-                    for k, i in enumerate(ids)}
+            conf = {i: float(probs[k][labels == i].mean()) / 255.0 if present[i] else 0.0 for k, i in enumerate(ids)}
         else:
             conf = {i: 1.0 if present[i] else 0.0 for i in ids}
         yield FrameResult(stem=stem, labels=labels, scores=conf, present=present, probs=probs)

@@ -13,8 +13,9 @@ from stseg_core.errors import BackendError
 from stseg_core.models.upstream.programs import CPU_SHIM, PROGRAMS, child_env
 
 
-def write_random_weights(name: str, home: Path, dest: Path, *, torch_home: Path, python: str = sys.executable,
-                         timeout_s: float = 300) -> Path:
+def write_random_weights(
+    name: str, home: Path, dest: Path, *, torch_home: Path, python: str = sys.executable, timeout_s: float = 300
+) -> Path:
     """Build `name`'s network class from the checkout at `home`, save its randomly initialised state dict to
     `dest`; the ImageNet ResNets it asks for are written (random too) under `torch_home`, where later runs of
     the program with `TORCH_HOME=torch_home` find them."""
@@ -22,15 +23,22 @@ def write_random_weights(name: str, home: Path, dest: Path, *, torch_home: Path,
     env = child_env(home, "cpu")
     env["TORCH_HOME"] = str(torch_home)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([python, str(CPU_SHIM / "random_weights.py"), program.name, str(dest)], cwd=home,
-                          env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [python, str(CPU_SHIM / "random_weights.py"), program.name, str(dest)],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
-        raise BackendError(f"{name}: building random weights in {home} failed with code {proc.returncode} "
-                           f"({tail[-300:]})")
+        raise BackendError(
+            f"{name}: building random weights in {home} failed with code {proc.returncode} ({tail[-300:]})"
+        )
     return dest
-
 
 
 def find_trees(repo_root: Path) -> Path | None:
@@ -48,8 +56,13 @@ def prepare_checkout(name: str, pristine: Path, dest: Path) -> Path:
     program = PROGRAMS[name]
     shutil.copytree(pristine, dest, ignore=shutil.ignore_patterns(".git"))
     for patch in program.score_patches:
-        proc = subprocess.run(["patch", "-p1", "--forward", "--quiet", "-d", str(dest), "-i", str(patch)],
-                              capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ["patch", "-p1", "--forward", "--quiet", "-d", str(dest), "-i", str(patch)],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         if proc.returncode != 0:
             raise BackendError(f"{name}: {patch.name} does not apply to {pristine} ({proc.stdout.strip()[-200:]})")
     return dest

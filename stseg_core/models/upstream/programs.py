@@ -74,28 +74,70 @@ class UpstreamProgram:
 
 
 PROGRAMS = {
-    "cutie": UpstreamProgram("cutie", "hkchengrex/Cutie", "ec5cdd4cf16f75c73ad785a2f96fb97dbad4125a", "Cutie",
-                             "cutie/eval_vos.py", "cutie", 480, score_patches=(CUTIE_SCORES_PATCH,)),
-    "xmem": UpstreamProgram("xmem", "hkchengrex/XMem", "f3b841d50df058910bbf690229ddc15fb1aef7d6", "XMem",
-                            "eval.py", "xmem", 480),
-    "livos": UpstreamProgram("livos", "uncbiag/LiVOS", "8c26cb03f570942a0c9a26f5bf7a8d378fc9ac60", "LiVOS",
-                             "livos/eval.py", None, 480),
+    "cutie": UpstreamProgram(
+        "cutie",
+        "hkchengrex/Cutie",
+        "ec5cdd4cf16f75c73ad785a2f96fb97dbad4125a",
+        "Cutie",
+        "cutie/eval_vos.py",
+        "cutie",
+        480,
+        score_patches=(CUTIE_SCORES_PATCH,),
+    ),
+    "xmem": UpstreamProgram(
+        "xmem", "hkchengrex/XMem", "f3b841d50df058910bbf690229ddc15fb1aef7d6", "XMem", "eval.py", "xmem", 480
+    ),
+    "livos": UpstreamProgram(
+        "livos", "uncbiag/LiVOS", "8c26cb03f570942a0c9a26f5bf7a8d378fc9ac60", "LiVOS", "livos/eval.py", None, 480
+    ),
 }
 
 
-def command(program: UpstreamProgram, *, python: str, home: Path, data: Path, out: Path, weights: str,
-            size: int, scores: bool, work: Path, extra: tuple[str, ...] = ()) -> list[str]:
+def command(
+    program: UpstreamProgram,
+    *,
+    python: str,
+    home: Path,
+    data: Path,
+    out: Path,
+    weights: str,
+    size: int,
+    scores: bool,
+    work: Path,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
     """The argv that runs `program` on the generic layout at `data` (JPEGImages/, Annotations/), writing to `out`."""
     script = str(home / program.script)
     if program.name == "xmem":
-        argv = [python, script, "--model", weights, "--dataset", "G", "--generic_path", str(data),
-                "--output", str(out), "--size", str(size)]
+        argv = [
+            python,
+            script,
+            "--model",
+            weights,
+            "--dataset",
+            "G",
+            "--generic_path",
+            str(data),
+            "--output",
+            str(out),
+            "--size",
+            str(size),
+        ]
         if scores:
             argv.append("--save_scores")
     else:
-        argv = [python, script, "dataset=generic", f"image_directory={data / 'JPEGImages'}",
-                f"mask_directory={data / 'Annotations'}", f"output_dir={out}", f"weights={weights}",
-                f"size={size}", "exp_id=stseg", f"hydra.run.dir={work / 'hydra'}"]
+        argv = [
+            python,
+            script,
+            "dataset=generic",
+            f"image_directory={data / 'JPEGImages'}",
+            f"mask_directory={data / 'Annotations'}",
+            f"output_dir={out}",
+            f"weights={weights}",
+            f"size={size}",
+            "exp_id=stseg",
+            f"hydra.run.dir={work / 'hydra'}",
+        ]
         if program.name == "cutie":
             argv.append(f"save_scores={scores}")
     return argv + list(extra)
@@ -133,5 +175,7 @@ def check_patched(program: UpstreamProgram, home: Path) -> None:
             target = home / rel
             text = target.read_text(errors="replace") if target.is_file() else ""
             if not target.is_file() or any(ln.strip() and ln in text for ln in lines):
-                raise BadInputError(f"{program.name}: {target} lacks the fix in {patch.name} (apply it with "
-                                    f"`patch -p1 -d {home} < {patch}`, as the {program.name} image does)")
+                raise BadInputError(
+                    f"{program.name}: {target} lacks the fix in {patch.name} (apply it with "
+                    f"`patch -p1 -d {home} < {patch}`, as the {program.name} image does)"
+                )

@@ -11,13 +11,14 @@ nothing is downloaded. Imports only torch, torchvision and the program.
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.utils.model_zoo
 import torchvision
 
 
-def _random_resnet(url: str, model_dir: str | None = None, *args, **kwargs) -> dict:
+def _random_resnet(url: str, model_dir: str | None = None, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
     name = url.rsplit("/", 1)[-1]  # e.g. resnet50-19c8e357.pth
     folder = Path(model_dir) if model_dir else Path(torch.hub.get_dir()) / "checkpoints"
     dest = folder / name
@@ -26,7 +27,8 @@ def _random_resnet(url: str, model_dir: str | None = None, *args, **kwargs) -> d
         tmp = dest.with_suffix(f".{os.getpid()}.tmp")
         torch.save(getattr(torchvision.models, name.split("-")[0])().state_dict(), tmp)
         tmp.replace(dest)
-    return torch.load(dest, map_location="cpu")
+    state: dict[str, torch.Tensor] = torch.load(dest, map_location="cpu")
+    return state
 
 
 def _network(which: str, home: Path) -> torch.nn.Module:
@@ -37,15 +39,18 @@ def _network(which: str, home: Path) -> torch.nn.Module:
             cfg = compose("eval_config.yaml")
         from cutie.model.cutie import CUTIE
 
-        return CUTIE(cfg)
+        cutie: torch.nn.Module = CUTIE(cfg)
+        return cutie
     if which == "xmem":
         from model.network import XMem
 
-        return XMem({})  # the default dimensions eval.py reads back from the weights
+        xmem: torch.nn.Module = XMem({})  # the default dimensions eval.py reads back from the weights
+        return xmem
     if which == "livos":
         from livos.model.livos_wrapper import LIVOS
 
-        return LIVOS(model_type="base")  # as livos/eval.py builds it
+        livos: torch.nn.Module = LIVOS(model_type="base")  # as livos/eval.py builds it
+        return livos
     raise SystemExit(f"unknown program {which!r}")
 
 
@@ -53,7 +58,8 @@ def main() -> None:
     which, dest = sys.argv[1], Path(sys.argv[2])
     torch.manual_seed(0)
     torch.hub.load_state_dict_from_url = _random_resnet
-    torch.utils.model_zoo.load_url = _random_resnet
+    # model_zoo re-exports hub's loader without listing it in __all__
+    torch.utils.model_zoo.load_url = _random_resnet  # type: ignore[attr-defined]
     net = _network(which, Path.cwd())
     tmp = dest.with_suffix(f".{os.getpid()}.tmp")
     torch.save(net.state_dict(), tmp)

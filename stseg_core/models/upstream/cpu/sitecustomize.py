@@ -10,21 +10,24 @@ Never imported by stseg itself.
 
 import functools
 import time
+from typing import Any, TypeVar
 
 import torch
 
+T = TypeVar("T")
 
-def _keep(self, *args, **kwargs):
+
+def _keep(self: T, *args: Any, **kwargs: Any) -> T:
     return self
 
 
 class _WallClockEvent:
     """`torch.cuda.Event` stand-in: `elapsed_time` in milliseconds between two `record()` calls."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._t = 0.0
 
-    def record(self, *args, **kwargs) -> None:
+    def record(self, *args: Any, **kwargs: Any) -> None:
         self._t = time.perf_counter()
 
     def synchronize(self) -> None:
@@ -34,25 +37,25 @@ class _WallClockEvent:
         return (end._t - self._t) * 1000.0
 
 
-def _cpu_autocast(*args, **kwargs):
+def _cpu_autocast(*args: Any, **kwargs: Any) -> torch.autocast:
     return torch.autocast("cpu", enabled=False)
 
 
 class _Autocast(torch.autocast):
     """`torch.amp.autocast(device_type, …)`: "cuda" becomes a disabled CPU autocast."""
 
-    def __init__(self, device_type: str = "cuda", *args, **kwargs) -> None:
+    def __init__(self, device_type: str = "cuda", *args: Any, **kwargs: Any) -> None:
         if device_type == "cuda":
             super().__init__("cpu", enabled=False)
         else:
             super().__init__(device_type, *args, **kwargs)
 
 
-def _zero(*args, **kwargs) -> int:
+def _zero(*args: Any, **kwargs: Any) -> int:
     return 0
 
 
-def _nothing(*args, **kwargs) -> None:
+def _nothing(*args: Any, **kwargs: Any) -> None:
     return None
 
 
@@ -60,7 +63,7 @@ _load = torch.load
 
 
 @functools.wraps(_load)
-def _load_on_cpu(*args, **kwargs):
+def _load_on_cpu(*args: Any, **kwargs: Any) -> Any:
     kwargs.setdefault("map_location", "cpu")
     return _load(*args, **kwargs)
 

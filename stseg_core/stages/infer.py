@@ -1,5 +1,7 @@
 """The `infer` stage: run one model over one shard of the plan and write `pred/<model>/…`, done marker last.
 
+`run(InferConfig, metrics) -> InferResult` is what the infer Job and `stseg infer` both call.
+
 While the model segments video i, a background thread copies video i+1's frames (and first annotation) from
 the data store to local scratch, so an S3-backed pod never waits on the network between videos; frames are
 then decoded one at a time from scratch, so memory does not grow with video length.
@@ -14,19 +16,102 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, cast
 
 from stseg_core.data.mose import ANNOTATIONS_DIR, FRAMES_DIR, MoseSplit
 from stseg_core.errors import BadInputError, StsegError
 from stseg_core.models.base import FrameResult, VideoInput, VOSModel
+from stseg_core.models.registry import build_model, check_options
 from stseg_core.plan import PLAN_FILE, ShardPlan, plan_shards, video_cost
 from stseg_core.predictions import PROBS_FILE, SCORES_FILE, read_video_predictions, write_video_predictions
 from stseg_core.runlayout import ShardOutcome, pred_prefix, run_shard_once
+from stseg_core.stages.common import Reporting
 from stseg_core.store import FileStore, Store, open_store
 from stseg_core.telemetry import JobMetrics
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """One shard of one model: the split at `data_root`, the run (and its plan.json) at `run_root`; `overrides`
+    are the model's options (checkpoint, device and the rest), as values or text."""
+
+    data_root: str
+    run_root: str
+    model: str
+    shard: int
+    num_shards: int
+    overrides: Mapping[str, object] = field(default_factory=dict)
+    scratch: str | None = None
+    reporting: Reporting = field(default_factory=Reporting)
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """What a shard did (`skipped`: it was already done)."""
+
+    model: str
+    shard: int
+    num_shards: int
+    skipped: bool
+    videos: int
+    frames: int
+    seconds: float
+    files: int
+    run_root: str
+
+    def summary(self) -> str:
+        where = f"{self.model} shard {self.shard}/{self.num_shards}"
+        if self.skipped:
+            return f"{where}: already done, skipped"
+        return (
+            f"{where}: {self.videos} videos, {self.frames} frames in {self.seconds:.1f} s "
+            f"({self.frames / max(self.seconds, 1e-9):.1f} frames/s); {self.files} files under {self.run_root}"
+        )
+
+
+def run(config: InferConfig, metrics: JobMetrics | None = None) -> InferResult:
+    """The stage: the model's options and scratch folder checked, then `run_shard`, under the job's metrics
+    (`metrics`, else the config's own reporter)."""
+    if metrics is None:
+        metrics = config.reporting.metrics(config.run_root, "infer", config.model, str(config.shard))
+    start = time.monotonic()
+    with metrics:  # a refusal below is a failure the metrics record too
+        check_options(config.model, dict(config.overrides))  # unknown model or option: before anything is read
+        check_scratch(config.scratch)
+        outcome = run_shard(
+            data_root=config.data_root,
+            run_root=config.run_root,
+            model_name=config.model,
+            shard=config.shard,
+            num_shards=config.num_shards,
+            model_overrides=config.overrides,
+            metrics=metrics,
+            scratch=config.scratch,
+        )
+    return InferResult(
+        config.model,
+        config.shard,
+        config.num_shards,
+        outcome.skipped,
+        int(metrics.value("stseg_videos_processed_total")),
+        int(metrics.value("stseg_frames_processed_total")),
+        time.monotonic() - start,
+        len(outcome.marker.files),
+        config.run_root,
+    )
+
+
+class BatchedModel(Protocol):
+    """A model that segments many videos per launch of its program (`stseg_core.models.upstream`)."""
+
+    batch_frames: int
+
+    def segment_many(self, videos: Sequence[VideoInput]) -> Iterator[tuple[VideoInput, Iterator[FrameResult]]]: ...
 
 
 @dataclass(frozen=True)
@@ -64,8 +149,9 @@ def _counted(results: Iterator[FrameResult], metrics: JobMetrics | None) -> Iter
         yield r
 
 
-def _video_error(model: str, name: str, err: BaseException, staged: _Staged | None = None,
-                 data_root: str = "") -> StsegError:
+def _video_error(
+    model: str, name: str, err: BaseException, staged: _Staged | None = None, data_root: str = ""
+) -> StsegError:
     """The same error kind, its one line prefixed with the model and video so a failed shard says where; a file
     of the video's scratch copy is named by the user's own location under `data_root`."""
     text = " ".join(str(err).split()) or type(err).__name__
@@ -100,9 +186,18 @@ def check_scratch(scratch: str | Path | None) -> None:
         raise BadInputError(f"scratch folder {scratch} does not exist or is not a folder (--scratch / STSEG_SCRATCH)")
 
 
-def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num_shards: int,
-              model_overrides: Mapping[str, object] | None = None, metrics: JobMetrics | None = None,
-              scratch: str | Path | None = None, fetch_workers: int = 8) -> ShardOutcome:
+def run_shard(
+    *,
+    data_root: str,
+    run_root: str,
+    model_name: str,
+    shard: int,
+    num_shards: int,
+    model_overrides: Mapping[str, object] | None = None,
+    metrics: JobMetrics | None = None,
+    scratch: str | Path | None = None,
+    fetch_workers: int = 8,
+) -> ShardOutcome:
     """Segment every video of shard `shard` (of `num_shards`) of the plan at `run_root` with `model_name`.
 
     A shard already marked done is skipped (no model is built). Any video's failure raises an error naming
@@ -112,14 +207,13 @@ def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num
     run_store = open_store(run_root)
     plan = ShardPlan.load(run_store)
     if plan.num_shards != num_shards:
-        raise BadInputError(f"{run_store.uri(PLAN_FILE)}: plan has {plan.num_shards} shards, the job was "
-                            f"started with {num_shards}")
+        raise BadInputError(
+            f"{run_store.uri(PLAN_FILE)}: plan has {plan.num_shards} shards, the job was started with {num_shards}"
+        )
     videos = plan.videos(shard)
     prefix = pred_prefix(model_name)
 
     def produce() -> list[str]:
-        from stseg_core.models.registry import build_model
-
         model = build_model(model_name, **dict(model_overrides or {}))
         data = MoseSplit(open_store(data_root))
         planned = 0
@@ -134,30 +228,50 @@ def run_shard(*, data_root: str, run_root: str, model_name: str, shard: int, num
         with tempfile.TemporaryDirectory(prefix="stseg-infer-", dir=scratch) as tmp:
             return run(model, model_name, data, videos, run_store, Path(tmp), metrics, fetch_workers)
 
-    meta = {"model": model_name, "num_shards": num_shards, "videos": list(videos),
-            "overrides": {k: str(v) for k, v in (model_overrides or {}).items()}}
+    meta = {
+        "model": model_name,
+        "num_shards": num_shards,
+        "videos": list(videos),
+        "overrides": {k: str(v) for k, v in (model_overrides or {}).items()},
+    }
     return run_shard_once(run_store, prefix, shard, produce, meta=meta)
 
 
-def _run_videos(model: VOSModel, model_name: str, data: MoseSplit, videos: tuple[str, ...], run_store: Store,
-                scratch: Path, metrics: JobMetrics | None, fetch_workers: int) -> list[str]:
+def _run_videos(
+    model: VOSModel,
+    model_name: str,
+    data: MoseSplit,
+    videos: tuple[str, ...],
+    run_store: Store,
+    scratch: Path,
+    metrics: JobMetrics | None,
+    fetch_workers: int,
+) -> list[str]:
     keys: list[str] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stseg-prefetch") as prefetch:
-        pending: Future | None = None
+        pending: Future[_Staged] | None = None
         if videos:
             pending = prefetch.submit(_stage, data, videos[0], scratch, fetch_workers)
         for i, name in enumerate(videos):
+            assert pending is not None  # one staged video per name, submitted the step before
             try:
-                staged: _Staged = pending.result()
+                staged = pending.result()
             except Exception as err:  # any failure becomes one line naming the video
                 raise _video_error(model_name, name, err) from err
-            pending = (prefetch.submit(_stage, data, videos[i + 1], scratch, fetch_workers)
-                       if i + 1 < len(videos) else None)
+            pending = (
+                prefetch.submit(_stage, data, videos[i + 1], scratch, fetch_workers) if i + 1 < len(videos) else None
+            )
             try:
                 video = staged.video
                 keys += write_video_predictions(
-                    run_store, model_name, name, _counted(model.segment(video), metrics), stems=video.stems,
-                    object_ids=video.object_ids, confidence_definition=model.confidence_definition)
+                    run_store,
+                    model_name,
+                    name,
+                    _counted(model.segment(video), metrics),
+                    stems=video.stems,
+                    object_ids=video.object_ids,
+                    confidence_definition=model.confidence_definition,
+                )
             except Exception as err:  # any failure becomes one line naming the video
                 if pending is not None:
                     pending.cancel()
@@ -180,8 +294,11 @@ def _kept_keys(run_store: Store, model: VOSModel, model_name: str, data: MoseSpl
         pred = read_video_predictions(run_store, model_name, name)
     except BadInputError:
         return None
-    if (pred.stems, pred.object_ids, pred.confidence_definition) != \
-            (tuple(info.frames), tuple(sorted(info.object_ids)), model.confidence_definition):
+    if (pred.stems, pred.object_ids, pred.confidence_definition) != (
+        tuple(info.frames),
+        tuple(sorted(info.object_ids)),
+        model.confidence_definition,
+    ):
         return None
     stored = set(run_store.list(base))  # keys relative to the run root
     keys = [f"{base}/{stem}.png" for stem in info.frames]
@@ -206,8 +323,16 @@ def _batches(data: MoseSplit, names: list[str], max_frames: int) -> Iterator[lis
         yield batch
 
 
-def _run_batches(model: VOSModel, model_name: str, data: MoseSplit, videos: tuple[str, ...], run_store: Store,
-                 scratch: Path, metrics: JobMetrics | None, fetch_workers: int) -> list[str]:
+def _run_batches(
+    model: VOSModel,
+    model_name: str,
+    data: MoseSplit,
+    videos: tuple[str, ...],
+    run_store: Store,
+    scratch: Path,
+    metrics: JobMetrics | None,
+    fetch_workers: int,
+) -> list[str]:
     keys: list[str] = []
     todo = []
     for name in sorted(videos):
@@ -219,16 +344,23 @@ def _run_batches(model: VOSModel, model_name: str, data: MoseSplit, videos: tupl
             if metrics is not None:
                 metrics.frames(data.video(name).num_frames)
                 metrics.video_done()
-    for batch in _batches(data, todo, model.batch_frames):
+    batched = cast(BatchedModel, model)
+    for batch in _batches(data, todo, batched.batch_frames):
         staged: list[_Staged] = []
         pending = list(batch)  # pending[0]: the video being staged, run or written
         try:
             for name in batch:
                 staged.append(_stage(data, name, scratch, fetch_workers))
-            for video, results in model.segment_many([s.video for s in staged]):
+            for video, results in batched.segment_many([s.video for s in staged]):
                 keys += write_video_predictions(
-                    run_store, model_name, video.name, _counted(results, metrics), stems=video.stems,
-                    object_ids=video.object_ids, confidence_definition=model.confidence_definition)
+                    run_store,
+                    model_name,
+                    video.name,
+                    _counted(results, metrics),
+                    stems=video.stems,
+                    object_ids=video.object_ids,
+                    confidence_definition=model.confidence_definition,
+                )
                 pending.pop(0)
                 if metrics is not None:
                     metrics.video_done()
