@@ -96,7 +96,7 @@ def test_options_are_checked_without_building():
         r"checkpoint$",
     ):
         registry.check_options("flowprop", {"checkpoint": "x.pt"})
-    with pytest.raises(BadInputError, match=r"^tmo option size='big' is not an integer$"):
+    with pytest.raises(BadInputError, match=r"^tmo option size='big': not an integer$"):
         registry.check_options("tmo", {"size": "big"})
 
 
