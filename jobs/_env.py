@@ -3,8 +3,8 @@
 Every stage declares its settings as a frozen dataclass whose fields say which variable they come from
 (`env_field("STSEG_RUN_ROOT")`); `from_env(cls)` reads them at call time (never at import), so the local
 backend and a pod with the same variables behave the same. The parsers and the error shape are
-`stseg_core.settings`' (one per type, shared with model options and the CLI's settings); the run id of a run
-root is `stseg_core.names.run_id_of`. They are re-exported here as the stages' one import.
+`stseg_core.settings`' (one per type, shared with model options and the CLI's settings), re-exported here as the
+stages' one import.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import traceback
 from collections.abc import Callable
 
 from stseg_core.errors import StsegError
-from stseg_core.names import run_id_of
 from stseg_core.settings import boolean, flag_set, from_env, json_object, non_negative_int, positive_int, seconds
 from stseg_core.settings import setting as env_field
 
@@ -28,7 +27,6 @@ __all__ = [
     "json_object",
     "non_negative_int",
     "positive_int",
-    "run_id_of",
     "seconds",
 ]
 

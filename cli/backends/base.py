@@ -25,7 +25,6 @@ class Capabilities:
     gpus: bool = False  # also: a model that gains from a GPU gets one unless --gpus says otherwise
     kueue: bool = False
     node_pools: bool = False
-    detach: bool = False  # a submitted run keeps going when the CLI exits
     local_files: bool = False  # shards see this machine's folders (else the store and data need a remote URI)
     waits_by_default: bool = False  # submit follows the run to its end unless --detach (else only with --wait)
     resume: bool = False  # the backend records a run's specs, so `stseg resume RUN` can go on from them

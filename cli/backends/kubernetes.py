@@ -43,7 +43,7 @@ class KubernetesBackend(Backend):
 
     name = "kubernetes"
     capabilities = Capabilities(
-        gpus=True, kueue=True, node_pools=True, detach=True, local_files=False, waits_by_default=False, resume=False
+        gpus=True, kueue=True, node_pools=True, local_files=False, waits_by_default=False, resume=False
     )
 
     def __init__(self, config, api_client=None) -> None:

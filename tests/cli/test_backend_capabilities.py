@@ -67,7 +67,7 @@ def test_the_two_backends_declare_what_the_cli_asks() -> None:
     from stseg_cli.backends.kubernetes import KubernetesBackend
 
     assert LocalBackend.capabilities == Capabilities(
-        gpus=False, kueue=False, node_pools=False, detach=True, local_files=True, waits_by_default=True, resume=True
+        gpus=False, kueue=False, node_pools=False, local_files=True, waits_by_default=True, resume=True
     )
     kube = KubernetesBackend.capabilities
     assert (kube.gpus, kube.local_files, kube.waits_by_default, kube.resume) == (True, False, False, False)

@@ -26,7 +26,7 @@ class LocalBackend(Backend):
 
     name = "local"
     capabilities = Capabilities(
-        gpus=False, kueue=False, node_pools=False, detach=True, local_files=True, waits_by_default=True, resume=True
+        gpus=False, kueue=False, node_pools=False, local_files=True, waits_by_default=True, resume=True
     )
 
     def __init__(self, config: Config, workers: int | None = None) -> None:
