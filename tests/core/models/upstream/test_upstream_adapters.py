@@ -1,7 +1,7 @@
 """Cutie / XMem / LiVOS adapters, fast: conversion of files written in the upstream formats (palette PNGs, hickle
 score arrays, backward.hkl), the generic layout, and the process wiring and failure paths with a small stand-in
 program that reads the generic layout and writes where the real programs write. The real programs run in
-tests/core/test_upstream_programs.py.
+tests/core/models/upstream/test_upstream_programs.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The fuse stage writes exactly the reference outputs: the guard any rewrite of it (a streaming or sharded fuse)
 must pass byte for byte.
 
-`tests/core/data/fuse_reference.json` holds the sha256 of every file the fuse stage wrote on runs of the
+`tests/core/fusion/data/fuse_reference.json` holds the sha256 of every file the fuse stage wrote on runs of the
 synthetic fixtures (with a database and ground truth; without either; with soft probabilities), captured with
 the whole-video implementation (recaptured once when PGMR's recommendation record gained its per-span fields).
 The cases of PGMR's other choices were added, from the same whole-video implementation, before the streaming
@@ -29,7 +29,7 @@ from stseg_core.store import open_store
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "data" / "fuse_reference.json"
-FIXTURES = HERE.parent / "fixtures" / "synthetic_predictors.py"
+FIXTURES = HERE.parents[1] / "fixtures" / "synthetic_predictors.py"
 SEED = 3
 CASES = ("test", "plain", "probs", "raw", "video", "span", "span-probs")
 

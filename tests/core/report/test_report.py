@@ -17,7 +17,7 @@ from stseg_core.report.build import ReportConfig, build_report
 from stseg_core.report.images import TITLE_HEIGHT
 from stseg_core.store import open_store
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic_predictors.py"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic_predictors.py"
 SEED = 5
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_fuse_memory.py"
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "bench_fuse_memory.py"
 
 
 def _bench():

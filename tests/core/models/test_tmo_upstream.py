@@ -20,7 +20,7 @@ from stseg_core.errors import BadInputError
 from stseg_core.models.tmo import build_network, checkpoint_dict, load_network
 from stseg_core.models.tmo_net import UPSTREAM_SIZE, aos_confidence, mit_b1_config
 
-UPSTREAM = Path(__file__).resolve().parents[2].parent / "shared" / "upstream" / "TMO"
+UPSTREAM = Path(__file__).resolve().parents[3].parent / "shared" / "upstream" / "TMO"
 SIZE = 64
 TOL = 1e-4
 

@@ -1,6 +1,6 @@
 """Every Job manifest the CLI can produce validates strictly against current Kubernetes; dry-run output is golden.
 
-Golden files under tests/cli/golden/ are rewritten only with STSEG_REGEN_GOLDEN=1 (then review the diff).
+Golden files under tests/cli/backends/golden/ are rewritten only with STSEG_REGEN_GOLDEN=1 (then review the diff).
 """
 
 from __future__ import annotations

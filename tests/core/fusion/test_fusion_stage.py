@@ -17,7 +17,7 @@ from stseg_core.plan import ShardPlan
 from stseg_core.store import open_store
 from stseg_core.telemetry import JobMetrics
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic_predictors.py"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic_predictors.py"
 SEED = 3
 
 

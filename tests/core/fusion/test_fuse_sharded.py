@@ -17,7 +17,7 @@ from stseg_core.fusion.stage import FuseConfig, build_database, merge_fuse, run_
 from stseg_core.plan import ShardPlan
 from stseg_core.store import open_store
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic_predictors.py"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic_predictors.py"
 SEED = 3
 
 
