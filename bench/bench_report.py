@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 TARGET_S = 60.0
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "synthetic_predictors.py"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "support" / "stseg_testing" / "synthetic_predictors.py"
 
 
 def make_base(root: Path, videos: int, size: tuple[int, int], frames: tuple[int, int], seed: int) -> None:

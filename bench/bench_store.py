@@ -2,8 +2,8 @@
 
 The reference is the serial (workers=1) copy to local S3 in the same run; the table gives each
 configuration's MiB/s and its ratio to that reference. Every download is checked byte-identical.
-The faulty rows go through tests/faultproxy.py with the given fault rate (dropped connections,
-truncated replies, 500/503, slow replies) — the cost of the retries, not a correctness check only.
+The faulty rows go through tests/support/stseg_testing/faultproxy.py with the given fault rate (dropped
+connections, truncated replies, 500/503, slow replies) — the cost of the retries, not a correctness check only.
 
     python bench/bench_store.py                # ~400 small files + 2 multipart files, < 1 min here
     python bench/bench_store.py --small 2000 --large 4
@@ -26,7 +26,7 @@ MiB = 1024 * 1024
 
 
 def _load_faultproxy():
-    path = Path(__file__).resolve().parents[1] / "tests" / "faultproxy.py"
+    path = Path(__file__).resolve().parents[1] / "tests" / "support" / "stseg_testing" / "faultproxy.py"
     spec = importlib.util.spec_from_file_location("stseg_bench_faultproxy", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -1,12 +1,12 @@
 """Shared fixtures. Servers used by many test modules (the local S3 server) live here."""
 
-import importlib.util
 import os
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+from stseg_testing import faultproxy
 
 # Two cores are shared by pytest-xdist workers: keep each worker's math libraries single-threaded.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -14,18 +14,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # ---- local S3: moto's real HTTP server, boto3 unchanged -------------------------------------------
-
-
-def _load_helper(name: str):
-    """Load tests/<name>.py: tests/ is not a package and --import-mode=importlib keeps it off sys.path."""
-    spec = importlib.util.spec_from_file_location(f"stseg_tests_{name}", Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-faultproxy = _load_helper("faultproxy")
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +63,7 @@ def fault_proxy(s3_server):
     """Factory: `fault_proxy(policy, slow_s=…)` → a FaultProxy in front of the local S3 server.
 
     Policies come with it: `fault_proxy.seeded(seed, rates)`, `.schedule([...])`, `.always(action)`
-    (see tests/faultproxy.py).
+    (see tests/support/stseg_testing/faultproxy.py).
     """
     proxies = []
 

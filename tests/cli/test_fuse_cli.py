@@ -1,36 +1,25 @@
 """`stseg fuse` prints Table 2; `stseg recommend build/show` make and print the performance database."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from stseg_cli.main import cli
+from stseg_testing.fusion_bench import make_fusion_bench
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic_predictors.py"
 SEED = 11
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    from stseg_core.data.synth import SynthConfig, generate_dataset
+    from stseg_core.data.synth import SynthConfig
 
-    spec = importlib.util.spec_from_file_location("synthetic_predictors_cli", FIXTURES)
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
     root = tmp_path_factory.mktemp("fusecli")
-    generate_dataset(
-        str(root / "data"),
-        SynthConfig(
-            seed=SEED, height=64, width=96, min_frames=8, max_frames=10, videos=3, min_objects=2, max_objects=3
-        ),
-        splits=("valid", "test"),
+    cfg = SynthConfig(
+        seed=SEED, height=64, width=96, min_frames=8, max_frames=10, videos=3, min_objects=2, max_objects=3
     )
-    models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
-    fixtures.make_run(root / "data", "test", root / "test", SEED)
-    return root, ",".join(models)
+    return root, ",".join(make_fusion_bench(root, cfg, {"valid": "valid", "test": "test"}).models)
 
 
 def test_recommend_build_show_and_fuse_table(bench):

@@ -1,6 +1,5 @@
 """`python -m stseg_jobs.fuse`: environment, refusal while shards run (exit 3, one line), a real fuse with Table 2."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,28 +9,20 @@ import pytest
 
 from stseg_core.store import open_store
 from stseg_jobs.fuse import main
+from stseg_testing.fusion_bench import make_fusion_bench
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic_predictors.py"
 SEED = 5
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from stseg_core.data.synth import SynthConfig, generate_dataset
+    from stseg_core.data.synth import SynthConfig
 
-    spec = importlib.util.spec_from_file_location("synthetic_predictors_job", FIXTURES)
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
     root = tmp_path_factory.mktemp("fusejob")
-    generate_dataset(
-        str(root / "data"),
-        SynthConfig(
-            seed=SEED, height=64, width=96, min_frames=8, max_frames=10, videos=2, min_objects=2, max_objects=3
-        ),
-        splits=("test",),
+    cfg = SynthConfig(
+        seed=SEED, height=64, width=96, min_frames=8, max_frames=10, videos=2, min_objects=2, max_objects=3
     )
-    models = fixtures.make_run(root / "data", "test", root / "run", SEED)
-    return root, models
+    return root, make_fusion_bench(root, cfg, {"run": "test"}).models
 
 
 def env_for(root: Path, models, **extra) -> dict[str, str]:
@@ -89,26 +80,15 @@ def choosy(tmp_path_factory):
     run to fuse."""
     from dataclasses import replace
 
-    from stseg_core.data.synth import SynthConfig, generate_dataset
+    from stseg_core.data.synth import SynthConfig
     from stseg_core.fusion.perfdb import save_perfdb
-    from stseg_core.fusion.stage import build_database
 
-    spec = importlib.util.spec_from_file_location("synthetic_predictors_job_choosy", FIXTURES)
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
     root = tmp_path_factory.mktemp("fusejob-choosy")
-    generate_dataset(
-        str(root / "data"),
-        SynthConfig(
-            seed=SEED, height=64, width=96, min_frames=10, max_frames=12, videos=3, min_objects=2, max_objects=3
-        ),
-        splits=("valid", "test"),
+    cfg = SynthConfig(
+        seed=SEED, height=64, width=96, min_frames=10, max_frames=12, videos=3, min_objects=2, max_objects=3
     )
-    models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
-    fixtures.make_run(root / "data", "test", root / "run", SEED)
-    db, _uri = build_database(
-        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
-    )
+    made = make_fusion_bench(root, cfg, {"valid": "valid", "run": "test"}, database=True)
+    models, db = made.models, made.db
     assert all(not c.identity for c in db.calibration.values())
     choosy = replace(db, selection={**db.selection, "method": "knn+agreement"})
     return root, models, save_perfdb(open_store(root / "choosy"), choosy, prefix="")

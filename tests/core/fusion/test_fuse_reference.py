@@ -14,7 +14,6 @@ It is rewritten only with STSEG_REGEN_FUSE_REFERENCE=1 (then explain the diff in
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -24,21 +23,14 @@ from pathlib import Path
 import pytest
 
 from stseg_core.fusion.perfdb import FUSED, load_perfdb, save_perfdb
-from stseg_core.fusion.stage import FuseConfig, build_database, run_fuse
+from stseg_core.fusion.stage import FuseConfig, run_fuse
 from stseg_core.store import open_store
+from stseg_testing.fusion_bench import FusionBench, make_fusion_bench
+from stseg_testing.synthetic_predictors import make_run
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "data" / "fuse_reference.json"
-FIXTURES = HERE.parents[1] / "fixtures" / "synthetic_predictors.py"
-SEED = 3
 CASES = ("test", "plain", "probs", "raw", "video", "span", "span-probs")
-
-
-def _fixtures():
-    spec = importlib.util.spec_from_file_location("synthetic_predictors_reference", FIXTURES)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _outputs(run: Path) -> dict[str, str]:
@@ -56,25 +48,14 @@ def _outputs(run: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("fuse-reference")
+def root(fusion_bench: FusionBench) -> Path:
+    return fusion_bench.root
 
 
 @pytest.fixture(scope="module")
-def runs(root: Path) -> dict[str, dict[str, str]]:
-    from stseg_core.data.synth import SynthConfig, generate_dataset
-
-    fixtures = _fixtures()
-    cfg = SynthConfig(
-        seed=SEED, height=72, width=112, min_frames=10, max_frames=14, videos=4, min_objects=2, max_objects=3, noise=1.0
-    )
-    generate_dataset(str(root / "data"), cfg, splits=("valid", "test"))
-    models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
-    fixtures.make_run(root / "data", "test", root / "test", SEED)
-    fixtures.make_run(root / "data", "test", root / "probs", SEED, probs=True)
-    _db, uri = build_database(
-        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
-    )
+def runs(fusion_bench: FusionBench) -> dict[str, dict[str, str]]:
+    root, models, uri = fusion_bench.root, fusion_bench.models, fusion_bench.uri
+    make_run(root / "data", "test", root / "probs", fusion_bench.seed, probs=True)
     shutil.copytree(root / "test", root / "plain")
     shutil.copytree(root / "test", root / "raw")
     data, gt = str(root / "data" / "test"), str(root / "data" / "test_gt")
@@ -82,20 +63,20 @@ def runs(root: Path) -> dict[str, dict[str, str]]:
     run_fuse(FuseConfig(str(root / "plain"), data, tuple(models)))
     run_fuse(FuseConfig(str(root / "probs"), data, tuple(models), gt_root=gt, db_uri=uri))
     run_fuse(FuseConfig(str(root / "raw"), data, tuple(models), gt_root=gt, db_uri=uri, calibrate=False))
-    _choice_runs(fixtures, root, models, uri)
+    _choice_runs(fusion_bench)
     return {case: _outputs(root / case) for case in CASES}
 
 
-def _choice_runs(fixtures, root: Path, models: list[str], uri: str) -> None:
-    """The per-video and per-span cases (see the module docstring)."""
-    from stseg_core.data.synth import SynthConfig, generate_dataset
+def _choice_runs(bench: FusionBench) -> None:
+    """The per-video and per-span cases (see the module docstring), on a longer dataset `long/`."""
+    from stseg_core.data.synth import SynthConfig
 
     cfg = SynthConfig(
         seed=5, height=72, width=112, min_frames=24, max_frames=32, videos=4, min_objects=2, max_objects=3, noise=1.0
     )
-    generate_dataset(str(root / "long"), cfg, splits=("test",))
-    fixtures.make_run(root / "long", "test", root / "video", SEED)
-    fixtures.make_run(root / "long", "test", root / "span-probs", SEED, probs=True)
+    root, models, uri = bench.root, bench.models, bench.uri
+    runs = {"video": "test", "span-probs": "test"}
+    make_fusion_bench(root, cfg, runs, probs={"span-probs"}, data="long", seed=bench.seed)
     shutil.copytree(root / "video", root / "span")
     db = load_perfdb(uri)
     lowered = tuple(replace(r, jf={**r.jf, FUSED: r.jf[FUSED] - 20}) for r in db.records)

@@ -4,7 +4,6 @@ that fails half-way is never marked done, and its rerun finishes it."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -13,19 +12,12 @@ import pytest
 
 from stseg_core.data.labels import encode_label_png, read_label_png
 from stseg_core.errors import BadInputError
-from stseg_core.fusion.stage import FuseConfig, build_database, merge_fuse, run_fuse
+from stseg_core.fusion.stage import FuseConfig, merge_fuse, run_fuse
 from stseg_core.plan import ShardPlan
 from stseg_core.store import open_store
+from stseg_testing.fusion_bench import make_fusion_bench
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic_predictors.py"
 SEED = 3
-
-
-def _fixtures():
-    spec = importlib.util.spec_from_file_location("synthetic_predictors_sharded", FIXTURES)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _hashes(run: Path) -> dict[str, str]:
@@ -42,19 +34,14 @@ def _hashes(run: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    from stseg_core.data.synth import SynthConfig, generate_dataset
+    from stseg_core.data.synth import SynthConfig
 
-    fixtures = _fixtures()
     root = tmp_path_factory.mktemp("fuse-sharded")
     cfg = SynthConfig(
         seed=SEED, height=64, width=96, min_frames=8, max_frames=10, videos=4, min_objects=2, max_objects=3, noise=1.0
     )
-    generate_dataset(str(root / "data"), cfg, splits=("valid", "test"))
-    models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
-    fixtures.make_run(root / "data", "test", root / "single", SEED, probs=True)
-    _db, uri = build_database(
-        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
-    )
+    made = make_fusion_bench(root, cfg, {"valid": "valid", "single": "test"}, probs={"single"}, database=True)
+    models, uri = made.models, made.uri
     shutil.copytree(root / "single", root / "sharded")
     return root, tuple(models), uri
 

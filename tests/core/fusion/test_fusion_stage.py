@@ -1,10 +1,8 @@
 """The fuse stage on a tiny synthetic benchmark: readiness, outputs, Table 2, database build, bad input."""
 
-import importlib.util
 import itertools
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,38 +10,15 @@ import pytest
 from stseg_core.data.mose import MoseSplit
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.fusion.perfdb import FUSED, load_perfdb
-from stseg_core.fusion.stage import FuseConfig, build_database, format_table, run_fuse, wait_until_ready
+from stseg_core.fusion.stage import FuseConfig, format_table, run_fuse, wait_until_ready
 from stseg_core.plan import ShardPlan
 from stseg_core.store import open_store
 from stseg_core.telemetry import JobMetrics
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic_predictors.py"
-SEED = 3
-
-
-def load_fixtures():
-    spec = importlib.util.spec_from_file_location("synthetic_predictors_stage", FIXTURES)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    from stseg_core.data.synth import SynthConfig, generate_dataset
-
-    root = tmp_path_factory.mktemp("pgmr")
-    cfg = SynthConfig(
-        seed=SEED, height=72, width=112, min_frames=10, max_frames=14, videos=4, min_objects=2, max_objects=3, noise=1.0
-    )
-    generate_dataset(str(root / "data"), cfg, splits=("valid", "test"))
-    fixtures = load_fixtures()
-    models = fixtures.make_run(root / "data", "valid", root / "valid", SEED)
-    fixtures.make_run(root / "data", "test", root / "test", SEED)
-    db, uri = build_database(
-        str(root / "valid"), str(root / "data" / "valid"), str(root / "data" / "valid_gt"), models, str(root / "perfdb")
-    )
-    return root, models, db, uri
+def bench(fusion_bench):
+    return fusion_bench.root, fusion_bench.models, fusion_bench.db, fusion_bench.uri
 
 
 def test_database_built_from_ground_truth(bench):

@@ -1,7 +1,6 @@
 """`stseg report`: a synthetic run fused by the real stage; the page holds eval/'s numbers as written, one overlay
 per selected video, no external URL; no ground truth → agreement, said so; bad input → one line or a page note."""
 
-import importlib.util
 import io
 import shutil
 from html.parser import HTMLParser
@@ -17,35 +16,7 @@ from stseg_core.report.build import ReportConfig, build_report
 from stseg_core.report.images import TITLE_HEIGHT
 from stseg_core.store import open_store
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic_predictors.py"
 SEED = 5
-
-
-def make_runs(root: Path, videos: int = 5):
-    """<root>/data (synthetic test split + test_gt), <root>/run fused with ground truth, <root>/nogt without."""
-    from stseg_core.data.synth import SynthConfig, generate_dataset
-    from stseg_core.fusion.stage import FuseConfig, run_fuse
-
-    spec = importlib.util.spec_from_file_location("synthetic_predictors_report", FIXTURES)
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
-    cfg = SynthConfig(
-        seed=SEED,
-        height=64,
-        width=96,
-        min_frames=8,
-        max_frames=12,
-        videos=videos,
-        min_objects=2,
-        max_objects=3,
-        noise=1.0,
-    )
-    generate_dataset(str(root / "data"), cfg, splits=("test",))
-    models = tuple(fixtures.make_run(root / "data", "test", root / "run", SEED))
-    shutil.copytree(root / "run", root / "nogt")
-    run_fuse(FuseConfig(str(root / "run"), str(root / "data" / "test"), models, gt_root=str(root / "data" / "test_gt")))
-    run_fuse(FuseConfig(str(root / "nogt"), str(root / "data" / "test"), models))
-    return models
 
 
 class Page(HTMLParser):
@@ -93,9 +64,9 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, make_fused_runs):
     root = tmp_path_factory.mktemp("report")
-    return root, make_runs(root)
+    return root, make_fused_runs(root, SEED)
 
 
 def _png(path: Path) -> np.ndarray:

@@ -1,7 +1,6 @@
 """The report in a real headless Chromium: loads with no console error or failed resource (DevTools protocol),
 and a `--screenshot` shows the Table 2 and the first overlay strip where the page lays them out."""
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from PIL import Image
 
 from stseg_core.report.build import ReportConfig, build_report
 
+SEED = 5
 WINDOW = (1280, 3200)
 FLAGS = [
     "--headless",
@@ -105,12 +105,9 @@ class DevTools:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("test_report_runs", Path(__file__).with_name("test_report.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def report(tmp_path_factory, make_fused_runs) -> Path:
     root = tmp_path_factory.mktemp("browser")
-    mod.make_runs(root, videos=3)
+    make_fused_runs(root, SEED, videos=3)
     build_report(ReportConfig(str(root / "run"), out=str(root / "rep")))
     return root / "rep" / "index.html"
 
