@@ -3,17 +3,11 @@ before a GPU is lent (~15-25 s on the shared 2-core box)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+import gpu_check
 
 
 def test_gpu_check_cpu_smoke(capsys) -> None:
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    rows = mod.main(["--cpu-smoke"])
+    rows = gpu_check.main(["--cpu-smoke"])
     labels = [what for what, _m, _p in rows]
     assert labels == [
         "SAM2.1 tiny @128 bf16",
