@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from stseg_core.data.synth_config import HARD_CASES, OCCLUDED_BELOW, SMALL_FRACTION, SPLIT_INDEX, SPLITS, SynthConfig
-from stseg_core.data.synth_plan import ObjectPlan, Pillar, VideoPlan, plan_attempt
+from stseg_core.data.synth_objects import ObjectPlan
+from stseg_core.data.synth_plan import Pillar, VideoPlan, plan_attempt
 from stseg_core.errors import BadInputError
 
 _POLY_POINTS = 48
