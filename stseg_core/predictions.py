@@ -91,6 +91,45 @@ def _check_frame(where: str, r: FrameResult, ids: tuple[int, ...], shape: tuple[
         )
 
 
+def _checked(
+    results: Iterable[FrameResult], model: str, video: str, stems: tuple[str, ...], ids: tuple[int, ...]
+) -> Iterator[FrameResult]:
+    """`results` as they come, each checked before it is written: one per stem in order, `_check_frame` (with the
+    shape of the frames before it), and soft probabilities on every frame or on none."""
+    shape: tuple[int, int] | None = None
+    with_probs: bool | None = None
+    for t, r in enumerate(results):
+        where = f"{model} video {video} frame {r.stem}"
+        if t >= len(stems) or r.stem != stems[t]:
+            want = stems[t] if t < len(stems) else "none (more results than frames)"
+            raise BadInputError(f"{where}: result {t} is for frame {r.stem}, expected {want}")
+        _check_frame(where, r, ids, shape)
+        shape = r.labels.shape
+        if with_probs is None:
+            with_probs = r.probs is not None
+        elif with_probs != (r.probs is not None):
+            raise BadInputError(f"{where}: soft probabilities on some frames only")
+        yield r
+
+
+def _scores_json(
+    model: str,
+    video: str,
+    ids: tuple[int, ...],
+    confidence_definition: str,
+    frames: dict[str, dict[str, dict[str, float | bool]]],
+) -> bytes:
+    """scores.json's bytes: sorted keys, compact, one line, so the same scores always give the same file."""
+    doc = {
+        "model": model,
+        "video": video,
+        "object_ids": list(ids),
+        "confidence_definition": confidence_definition,
+        "frames": frames,
+    }
+    return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+
+
 def write_video_predictions(
     store: Store,
     model: str,
@@ -115,27 +154,15 @@ def write_video_predictions(
     stems = tuple(stems)
     keys: list[str] = []
     frames: dict[str, dict[str, dict[str, float | bool]]] = {}
-    shape: tuple[int, int] | None = None
     probs_out: _ProbsWriter | None = None
-    with_probs: bool | None = None
     try:
-        for t, r in enumerate(results):
-            where = f"{model} video {video} frame {r.stem}"
-            if t >= len(stems) or r.stem != stems[t]:
-                want = stems[t] if t < len(stems) else "none (more results than frames)"
-                raise BadInputError(f"{where}: result {t} is for frame {r.stem}, expected {want}")
-            _check_frame(where, r, ids, shape)
-            shape = r.labels.shape
-            if with_probs is None:
-                with_probs = r.probs is not None
-                if with_probs:
-                    probs_out = _ProbsWriter((len(stems), len(ids), *shape))
-            elif with_probs != (r.probs is not None):
-                raise BadInputError(f"{where}: soft probabilities on some frames only")
+        for t, r in enumerate(_checked(results, model, video, stems, ids)):
+            if t == 0 and r.probs is not None:
+                probs_out = _ProbsWriter((len(stems), len(ids), *r.labels.shape))
             key = join_key(base, f"{check_video_name(r.stem)}.png")
             store.write_bytes(key, encode_label_png(r.labels))
             keys.append(key)
-            if probs_out is not None and r.probs is not None:  # with_probs: every frame has them
+            if probs_out is not None and r.probs is not None:  # checked: then every frame has them
                 probs_out.add(r.probs)
             frames[r.stem] = {
                 str(i): {"score": round(float(r.scores[i]), 6), "present": bool(r.present[i])} for i in ids
@@ -154,14 +181,7 @@ def write_video_predictions(
         if probs_out is not None:
             probs_out.abort()
     key = join_key(base, SCORES_FILE)
-    doc = {
-        "model": model,
-        "video": video,
-        "object_ids": list(ids),
-        "confidence_definition": confidence_definition,
-        "frames": frames,
-    }
-    store.write_bytes(key, (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8"))
+    store.write_bytes(key, _scores_json(model, video, ids, confidence_definition, frames))
     keys.append(key)
     return keys
 

@@ -1,7 +1,8 @@
 """Synthetic MOSE-like benchmark: textured objects with exact ground truth and MOSE's hard cases, from a seed.
 
-This module writes the data set; `synth_config` says what to generate, `synth_plan` draws each video's objects
-and hard cases (the notation is there), `synth_texture` paints, `synth_render` renders frames and measures.
+This module writes the data set; `synth_config` says what to generate, `synth_plan` draws each video's paths
+and hard cases, `synth_objects` each object's look and shape over time (the notation is in these two),
+`synth_texture` paints, `synth_render` renders frames and measures.
 
 Dataset layout written by `generate_dataset(root, config)`::
 

@@ -1,10 +1,8 @@
-"""Planning one synthetic video: objects, their paths and the hard cases, all drawn from one seeded rng.
+"""Planning one synthetic video: its objects' paths, the camera and the hard cases, all drawn from one seeded rng.
 
-Notation: H×W frame, T frames, K objects (ids 1…K). Positions are screen pixels (x right, y down). An object
-is a closed radial curve r(θ) = R·s(t)·(1 + Σₘ aₘ(t)·cos(kₘθ + φₘ(t))) rotated by α(t) and filled with its
-own texture, which is mapped through the same rotation and scale, so the texture moves with the object and a
-flow tracker can follow it. Objects are painted back to front (their depth order), then the id-0 occluder
-(a full-height textured pillar that moves with the camera), then sensor noise.
+Notation: H×W frame, T frames, K objects (ids 1…K; what each object looks like is `synth_objects`). Positions
+are screen pixels (x right, y down). Objects are painted back to front (their depth order), then the id-0
+occluder (a full-height textured pillar that moves with the camera), then sensor noise.
 
 Hard cases (each drawn per video with its rate in `SynthConfig`; 0 turns it off, 1 forces it):
 - occlusion: an object is steered onto another one (in front of it) for several frames;
@@ -27,35 +25,8 @@ from typing import Any
 import numpy as np
 
 from stseg_core.data.synth_config import HARD_CASES, SPLIT_INDEX, SynthConfig, video_name
-from stseg_core.data.synth_texture import background, object_texture, pillar_texture
-
-_SHAPES = {  # family → [(harmonic k, amplitude)]
-    "ellipse": [(2, 0.3)],
-    "blob": [(2, 0.15), (3, 0.12), (5, 0.05)],
-    "star": [(5, 0.25), (2, 0.08)],
-    "box": [(4, 0.14), (8, 0.04)],
-}
-
-
-@dataclass
-class ObjectPlan:
-    oid: int
-    shape: str
-    radius: float  # base radius R, px
-    ks: np.ndarray  # (M,) harmonic numbers
-    amp: np.ndarray  # (T, M) amplitudes aₘ(t)
-    phase: np.ndarray  # (T, M) phases φₘ(t)
-    scale: np.ndarray  # (T,) s(t)
-    angle: np.ndarray  # (T,) α(t), radians
-    pos: np.ndarray  # (T, 2) centre, screen px
-    texture: np.ndarray  # (S, S, 3) uint8 RGB
-    crowd: int | None = None
-    small: bool = False
-    deforms: bool = False
-
-    def reach(self) -> float:
-        """Largest distance from the centre any boundary point reaches, px (over the whole video)."""
-        return float(self.radius * np.max(self.scale) * (1.0 + np.max(np.abs(self.amp).sum(axis=1))))
+from stseg_core.data.synth_objects import ObjectPlan, make_objects
+from stseg_core.data.synth_texture import background, pillar_texture
 
 
 @dataclass
@@ -105,14 +76,11 @@ def _wobble(rng: np.random.Generator, t: np.ndarray, amp: float, dims: int) -> n
     return out
 
 
-_Look = tuple[str, np.ndarray, float, np.ndarray, bool]
-"""What a crowd's members share: shape family, base amplitudes, radius, texture, whether they deform."""
-
-
 def plan_attempt(cfg: SynthConfig, split: str, index: int, attempt: int) -> VideoPlan:
     """One draw of a video's plan from the seed (cfg.seed, split, index, attempt).
 
-    The helpers below draw from the one rng in a fixed order: changing that order changes every video's bytes.
+    The helpers below (and `synth_objects.make_objects`) draw from the one rng in a fixed order: changing that order
+    changes every video's bytes.
     """
     rng = np.random.default_rng([cfg.seed, SPLIT_INDEX[split], index, attempt])
     h, w = cfg.height, cfg.width
@@ -124,7 +92,7 @@ def plan_attempt(cfg: SynthConfig, split: str, index: int, attempt: int) -> Vide
     cam = _camera_path(rng, flags["camera_motion"], t, h, w)
     mx, my = int(np.abs(cam[:, 0]).max()) + 1, int(np.abs(cam[:, 1]).max()) + 1
     canvas = background(rng, h + 2 * my, w + 2 * mx, flags["textured_background"])
-    objects, crowd_size = _make_objects(rng, flags, k, t, h * w)
+    objects, crowd_size = make_objects(rng, flags, k, t, h * w)
     _place_paths(rng, objects, crowd_size, cam, t, (h, w))
     planned: dict[str, list[Any]] = {"occlusion": [], "disappearance": []}
     ramp = max(3, round(n * 0.1))
@@ -181,88 +149,6 @@ def _camera_path(rng: np.random.Generator, moves: bool, t: np.ndarray, h: int, w
         cam = np.zeros((n, 2))
     offsets: np.ndarray = np.round(cam).astype(np.int64)
     return offsets
-
-
-def _make_objects(
-    rng: np.random.Generator, flags: dict[str, bool], k: int, t: np.ndarray, area: int
-) -> tuple[list[ObjectPlan], int]:
-    """Objects 1…k with shape, size, texture and deformation (positions still zero); crowds share shape and
-    texture. → (objects, crowd size)."""
-    crowd_size = int(rng.integers(2, k + 1)) if flags["distractors"] else 0
-    if flags["small_objects"] and crowd_size >= k:
-        crowd_size = max(0, k - 1) if k - 1 >= 2 else 0
-    small_id = k if flags["small_objects"] else None
-    objects: list[ObjectPlan] = []
-    crowd_template: _Look | None = None
-    for oid in range(1, k + 1):
-        in_crowd = oid <= crowd_size
-        small = oid == small_id
-        deforms = flags["deformation"] and not small and rng.uniform() < 0.7
-        texture: np.ndarray | None
-        if in_crowd and crowd_template is not None:
-            shape, base_amp, radius0, tex0, deforms = crowd_template
-            radius = radius0 * rng.uniform(0.92, 1.08)
-            jitter = rng.uniform(-10, 10, 3)
-            texture = np.clip(tex0.astype(np.float32) + jitter, 0, 255).astype(np.uint8)
-        else:
-            shape, base_amp, radius = _new_look(rng, small, in_crowd, area)
-            texture = None
-        ks, amp, phase, scale, angle = _shape_in_time(rng, shape, base_amp, deforms, t)
-        local_reach = radius * (1 + float(np.abs(amp).sum(axis=1).max()))
-        if texture is None:
-            texture = object_texture(rng, 2 * math.ceil(local_reach) + 4, small)
-        if in_crowd and crowd_template is None:
-            crowd_template = (shape, base_amp, radius, texture, deforms)
-        objects.append(
-            ObjectPlan(
-                oid,
-                shape,
-                radius,
-                ks,
-                amp,
-                phase,
-                scale,
-                angle,
-                np.zeros((len(t), 2)),
-                texture,
-                crowd=0 if in_crowd else None,
-                small=small,
-                deforms=deforms,
-            )
-        )
-    return objects, crowd_size
-
-
-def _new_look(rng: np.random.Generator, small: bool, in_crowd: bool, area: int) -> tuple[str, np.ndarray, float]:
-    """(shape family, base harmonic amplitudes, base radius px) of an object that does not copy a crowd's."""
-    shape = str(rng.choice(list(_SHAPES)))
-    base_amp = np.array([a * rng.uniform(0.7, 1.3) for _, a in _SHAPES[shape]])
-    # Share of the frame: small < 1 %; herd members smaller than solo objects, as in MOSE's crowds.
-    frac = rng.uniform(0.002, 0.004) if small else rng.uniform(0.006, 0.02) if in_crowd else rng.uniform(0.012, 0.045)
-    return shape, base_amp, max(2.0, math.sqrt(frac * area / math.pi))
-
-
-def _shape_in_time(
-    rng: np.random.Generator, shape: str, base_amp: np.ndarray, deforms: bool, t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(harmonic numbers, amplitudes (T, M), phases (T, M), scale (T,), angle (T,)) of one object."""
-    n = len(t)
-    ks = np.array([kk for kk, _ in _SHAPES[shape]], np.float64)
-    d = 0.45 if deforms else 0.08
-    amp = base_amp[None, :] * (
-        1 + d * np.sin(rng.uniform(0.05, 0.2, len(ks)) * t[:, None] + rng.uniform(0, 6.3, len(ks)))
-    )
-    phase = (
-        rng.uniform(0, 6.3, len(ks))[None, :]
-        + (rng.uniform(-0.08, 0.08, len(ks)) if deforms else rng.uniform(-0.01, 0.01, len(ks)))[None, :] * t[:, None]
-    )
-    if deforms:  # scale change: approach or recede by up to ~2×, plus breathing
-        s_end = math.exp(rng.uniform(0.45, 0.75) * rng.choice([-1.0, 1.0]))
-        scale = np.exp(np.log(s_end) * t / max(n - 1, 1)) * (1 + 0.08 * np.sin(0.15 * t + rng.uniform(0, 6)))
-    else:
-        scale = 1 + 0.05 * np.sin(rng.uniform(0.03, 0.1) * t + rng.uniform(0, 6.3))
-    angle = rng.uniform(0, 6.3) + rng.uniform(-0.04, 0.04) * t
-    return ks, amp, phase, scale, angle
 
 
 def _place_paths(
@@ -376,14 +262,6 @@ def _noise_fields(rng: np.random.Generator, sigma: float, h: int, w: int) -> tup
     return np.clip(field_, 0, 255).astype(np.uint8), np.clip(-field_, 0, 255).astype(np.uint8)
 
 
-def _radius_at(obj: ObjectPlan, i: int, screen_angle: np.ndarray) -> np.ndarray:
-    """Boundary distance from the centre of `obj` on frame i along screen directions (px)."""
-    local = screen_angle - obj.angle[i]
-    wave = (obj.amp[i][:, None] * np.cos(obj.ks[:, None] * local.ravel()[None, :] + obj.phase[i][:, None])).sum(0)
-    radius: np.ndarray = (obj.radius * obj.scale[i] * (1 + wave)).reshape(local.shape)
-    return radius
-
-
 def _occluding_offsets(back: ObjectPlan, front: ObjectPlan, t0: int, t1: int, ang: float, cover: float) -> np.ndarray:
     """(T, 2) offsets of the front centre from the back centre that hide ≈ `cover` of the back object.
 
@@ -396,12 +274,12 @@ def _occluding_offsets(back: ObjectPlan, front: ObjectPlan, t0: int, t1: int, an
     dists = np.zeros(back.pos.shape[0])
     hold = np.arange(t0, t1 + 1)
     for i in range(t0, t1 + 1):
-        rho = _radius_at(back, i, theta + back.angle[i]) * u  # (32, 8) sample radii, screen angle θ + α
+        rho = back.radius_at(i, theta + back.angle[i]) * u  # (32, 8) sample radii, screen angle θ + α
         pts = np.stack([rho * np.cos(theta + back.angle[i]), rho * np.sin(theta + back.angle[i])], -1).reshape(-1, 2)
         span = back.reach() + front.reach()
         cands = np.linspace(0.0, span, 24)
         rel = pts[None, :, :] - cands[:, None, None] * direction  # (24, P, 2) relative to the front centre
-        inside = np.hypot(rel[..., 0], rel[..., 1]) < _radius_at(front, i, np.arctan2(rel[..., 1], rel[..., 0]))
+        inside = np.hypot(rel[..., 0], rel[..., 1]) < front.radius_at(i, np.arctan2(rel[..., 1], rel[..., 0]))
         dists[i] = cands[int(np.argmin(np.abs(inside.mean(axis=1) - cover)))]
     smooth = np.convolve(np.pad(dists[hold], 1, mode="edge"), np.ones(3) / 3, mode="valid")
     dists = np.interp(np.arange(len(dists)), hold, smooth)  # held constant through the ramps

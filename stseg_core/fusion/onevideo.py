@@ -63,23 +63,8 @@ def fuse_one_video(
     """PGMR on one video, streamed; writes fused/<video>/… (see the module docstring)."""
     name = info.name
     streams = [open_model_frames(run_store, m, info, fallbacks) for m in models]
-    scores = (
-        None
-        if gt is None
-        else VideoScores(name, gt.annotation(name, info.frames[0]), info.num_frames, (*models, *BASELINES, FUSED))
-    )
+    scores = _scores_for(gt, info, (*models, *BASELINES, FUSED))
     cache = _FrameCache()
-
-    def on_frame(frame: FusedFrame) -> None:
-        cache.add(frame.labels)
-        if gt is not None and scores is not None and scores.scored(frame.t):
-            stem = info.frames[frame.t]
-            scores.update(
-                gt.annotation(name, stem),
-                {**dict(zip(models, frame.models, strict=True)), **frame.baselines, FUSED: frame.labels},
-                stem,
-            )
-
     try:
         decision = decide_video(
             name,
@@ -92,14 +77,10 @@ def fuse_one_video(
             with_baselines=gt is not None,
             choose=options.choose,
             calibrate=options.calibrate,
-            on_frame=on_frame,
+            on_frame=_on_vote_frame(cache, gt, info, models, scores),
         )
         labels, out_scores, out_present, spans = _kept_output(decision, cache)
-        kept_scores = (
-            None
-            if gt is None or not decision.plan
-            else VideoScores(name, gt.annotation(name, info.frames[0]), info.num_frames, (PGMR,))
-        )
+        kept_scores = _scores_for(gt, info, (PGMR,)) if decision.plan else None
         if gt is not None and kept_scores is not None:
             labels = _tapped(labels, _scorer(gt, info, kept_scores))
         keys = _write_output(run_store, info, labels, out_scores, out_present)
@@ -114,6 +95,32 @@ def fuse_one_video(
     results[PGMR] = kept_scores.results()[PGMR] if kept_scores is not None else results[rec.choice]
     entry["jf"] = {m: round(jf(res), 4) for m, res in results.items()}
     return VideoFused(keys, entry, results)
+
+
+def _scores_for(gt: MoseSplit | None, info: VideoInfo, methods: tuple[str, ...]) -> VideoScores | None:
+    """J&F accumulators for `methods` on one video, seeded with its first annotation; None without ground truth."""
+    if gt is None:
+        return None
+    return VideoScores(info.name, gt.annotation(info.name, info.frames[0]), info.num_frames, methods)
+
+
+def _on_vote_frame(
+    cache: _FrameCache, gt: MoseSplit | None, info: VideoInfo, models: tuple[str, ...], scores: VideoScores | None
+) -> Callable[[FusedFrame], None]:
+    """What the vote does with each fused frame: keeps the pseudo-label in `cache` for the output pass, and (with
+    ground truth) scores every model, baseline and the pseudo-label on it."""
+
+    def on_frame(frame: FusedFrame) -> None:
+        cache.add(frame.labels)
+        if gt is not None and scores is not None and scores.scored(frame.t):
+            stem = info.frames[frame.t]
+            scores.update(
+                gt.annotation(info.name, stem),
+                {**dict(zip(models, frame.models, strict=True)), **frame.baselines, FUSED: frame.labels},
+                stem,
+            )
+
+    return on_frame
 
 
 def _kept_output(

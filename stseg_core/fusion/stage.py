@@ -28,13 +28,13 @@ import numpy as np
 
 from stseg_core.data.mose import MoseSplit
 from stseg_core.errors import BadInputError, MissingArtifactError
-from stseg_core.fusion.calibrate import accuracy_pairs, calibrated, fit
+from stseg_core.fusion.calibrate import Calibration, accuracy_pairs, calibrated, fit
 from stseg_core.fusion.consistency import model_agreement
 from stseg_core.fusion.features import video_features
 from stseg_core.fusion.inputs import check_ground_truth, ground_truth, load_model_video, scene_frames
 from stseg_core.fusion.merge import TABLE, FuseReport, MergeTarget, Part, db_name, write_merged
 from stseg_core.fusion.onevideo import FuseOptions, fuse_one_video
-from stseg_core.fusion.perfdb import FUSED, PerfDB, load_perfdb, save_perfdb
+from stseg_core.fusion.perfdb import FUSED, PerfDB, VideoRecord, load_perfdb, save_perfdb
 from stseg_core.fusion.pgmr import CHOICES, DEFAULT_CHOICE, PGMR
 from stseg_core.fusion.recommend import DEFAULT_K, TRUST_POWERS, Recommender, record, with_selection
 from stseg_core.fusion.scoring import jf, score
@@ -312,8 +312,37 @@ def build_database(
     videos = tuple(sorted(v for shard in plan.shards for v in shard))
     data = MoseSplit(open_store(data_root))
     gt = MoseSplit(open_store(gt_root), frames=False)
+    first_pass, pairs = _score_models(run_store, data, gt, videos, models)
+    if not first_pass:
+        raise MissingArtifactError(f"{run_store.uri('plan.json')}: the plan lists no videos")
+    calibration = (
+        {m: fit(np.concatenate([s for s, _a in pairs[m]]), np.concatenate([a for _s, a in pairs[m]])) for m in models}
+        if calibrate
+        else {}
+    )
+    fused_jf, agreements = _leave_one_out_fusion(run_store, data, gt, models, first_pass, calibration, k)
+    means = {g: float(np.mean(v)) for g, v in fused_jf.items()}
+    power = max(TRUST_POWERS, key=lambda g: (round(means[g], 6), -g))
+    records = [
+        record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
+        for i, rec in enumerate(first_pass)
+    ]
+    db = with_selection(
+        PerfDB(models, tuple(records), source=str(data_root), calibration=calibration),
+        k=k,
+        trust_power=power,
+        fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()},
+    )
+    uri = save_perfdb(open_store(out_uri), db, prefix="")
+    return load_perfdb(uri), uri
+
+
+def _score_models(
+    run_store: Store, data: MoseSplit, gt: MoseSplit, videos: Sequence[str], models: tuple[str, ...]
+) -> tuple[list[VideoRecord], dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
+    """The database's first pass → (per video its features and each model's J&F, the fused J&F still 0; per model
+    its (confidence, per-frame IoU) pairs to fit its calibration on)."""
     first_pass = []
-    # calibration: (confidence, per-frame IoU) per model
     pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in models}
     for name in videos:
         info = data.video(name)
@@ -326,13 +355,20 @@ def build_database(
         )
         by_model = {o.model: jf(score(name, truth, o.labels, info.frames)) for o in outputs}
         first_pass.append(record(name, feats, {**by_model, FUSED: 0.0}, {}))
-    if not first_pass:
-        raise MissingArtifactError(f"{run_store.uri('plan.json')}: the plan lists no videos")
-    calibration = (
-        {m: fit(np.concatenate([s for s, _a in pairs[m]]), np.concatenate([a for _s, a in pairs[m]])) for m in models}
-        if calibrate
-        else {}
-    )
+    return first_pass, pairs
+
+
+def _leave_one_out_fusion(
+    run_store: Store,
+    data: MoseSplit,
+    gt: MoseSplit,
+    models: tuple[str, ...],
+    first_pass: list[VideoRecord],
+    calibration: dict[str, Calibration],
+    k: int,
+) -> tuple[dict[float, list[float]], dict[float, list[dict[str, float]]]]:
+    """Each video fused with the trust the *other* videos' records predict, once per trust power γ → per γ, the
+    fused J&F and each model's agreement with the fused masks, in `first_pass` order."""
     provisional = PerfDB(models, tuple(first_pass))
     fused_jf: dict[float, list[float]] = {g: [] for g in TRUST_POWERS}
     agreements: dict[float, list[dict[str, float]]] = {g: [] for g in TRUST_POWERS}
@@ -351,17 +387,4 @@ def build_database(
             agreements[power].append(
                 {o.model: model_agreement(o.labels, fused.labels, info.object_ids) for o in outputs}
             )
-    means = {g: float(np.mean(v)) for g, v in fused_jf.items()}
-    power = max(TRUST_POWERS, key=lambda g: (round(means[g], 6), -g))
-    records = [
-        record(rec.video, rec.features, {**rec.jf, FUSED: fused_jf[power][i]}, agreements[power][i])
-        for i, rec in enumerate(first_pass)
-    ]
-    db = with_selection(
-        PerfDB(models, tuple(records), source=str(data_root), calibration=calibration),
-        k=k,
-        trust_power=power,
-        fused_jf_by_trust_power={f"{g:g}": round(v, 4) for g, v in means.items()},
-    )
-    uri = save_perfdb(open_store(out_uri), db, prefix="")
-    return load_perfdb(uri), uri
+    return fused_jf, agreements

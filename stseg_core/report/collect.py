@@ -15,6 +15,7 @@ PGMR = "pgmr"
 FUSED = "pgmr-fused"
 BASELINES = ("bbox-average", "bbox-max")
 NAMES = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (kept output)"}
+_DERIVED = (*BASELINES, FUSED, PGMR)  # evaluated methods that are not models: made from the models' masks
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _global_csv(store: Store, key: str) -> tuple[tuple[str, ...], dict[str, str]
 
 
 def _method_order(names: list[str], models: tuple[str, ...]) -> tuple[str, ...]:
-    rank = {m: i for i, m in enumerate((*models, *BASELINES, FUSED, PGMR))}
+    rank = {m: i for i, m in enumerate((*models, *_DERIVED))}
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
 
@@ -129,32 +130,10 @@ def collect_run(store: Store) -> RunSummary:
     if recommend is not None:
         models = tuple(recommend.get("models", ()))
     else:
-        models = tuple(m for m in evals if m not in (*BASELINES, FUSED, PGMR))
+        models = tuple(m for m in evals if m not in _DERIVED)
     has_fused = any(k.startswith("fused/") for k in keys)
-    missing: list[str] = []
-    if not evals:
-        missing.append(
-            "eval/: no J&F results (no ground truth, e.g. a test split) — the page shows each model's "
-            "agreement with the PGMR pseudo-label instead of J&F"
-        )
-    elif PGMR not in evals:
-        missing.append(
-            f"eval/{PGMR}/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
-            "`stseg eval`, or fuse with --gt)"
-        )
-    if recommend is None:
-        missing.append("recommend.json: the fuse stage has not run — no per-video choice, reasons or PGMR masks")
-    for method in evals:
-        if method not in (*BASELINES, FUSED, PGMR) and method not in pred_models:
-            missing.append(
-                f"pred/{method}/: eval/ scores model {method} but the run holds none of its masks — no overlays for it"
-            )
-    for model in models:
-        if model not in pred_models and model not in evals:
-            missing.append(f"pred/{model}/: recommend.json names model {model} but the run holds none of its masks")
-    if recommend is not None and not has_fused:
-        missing.append("fused/: no PGMR masks — no PGMR overlay or preview")
-    models = tuple(dict.fromkeys((*models, *(m for m in evals if m not in (*BASELINES, FUSED, PGMR)))))
+    missing = _missing(evals, recommend, models, pred_models, has_fused)
+    models = tuple(dict.fromkeys((*models, *(m for m in evals if m not in _DERIVED))))
     videos = set(recommend.get("videos", {}) if recommend else ())
     for ev in evals.values():
         videos |= set(ev.results.get("videos", {}))
@@ -175,3 +154,37 @@ def collect_run(store: Store) -> RunSummary:
         {m: _checkpoints(store, keys, m) for m in models},
         missing,
     )
+
+
+def _missing(
+    evals: dict[str, MethodEval],
+    recommend: dict[str, Any] | None,
+    models: tuple[str, ...],
+    pred_models: tuple[str, ...],
+    has_fused: bool,
+) -> list[str]:
+    """One line per artifact the run lacks and what the page leaves out for it (the page says so, not a blank)."""
+    missing: list[str] = []
+    if not evals:
+        missing.append(
+            "eval/: no J&F results (no ground truth, e.g. a test split) — the page shows each model's "
+            "agreement with the PGMR pseudo-label instead of J&F"
+        )
+    elif PGMR not in evals:
+        missing.append(
+            f"eval/{PGMR}/: no J&F of the PGMR output — Table 2 has no PGMR row (score fused/ with "
+            "`stseg eval`, or fuse with --gt)"
+        )
+    if recommend is None:
+        missing.append("recommend.json: the fuse stage has not run — no per-video choice, reasons or PGMR masks")
+    for method in evals:
+        if method not in _DERIVED and method not in pred_models:
+            missing.append(
+                f"pred/{method}/: eval/ scores model {method} but the run holds none of its masks — no overlays for it"
+            )
+    for model in models:
+        if model not in pred_models and model not in evals:
+            missing.append(f"pred/{model}/: recommend.json names model {model} but the run holds none of its masks")
+    if recommend is not None and not has_fused:
+        missing.append("fused/: no PGMR masks — no PGMR overlay or preview")
+    return missing
