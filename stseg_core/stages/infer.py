@@ -142,6 +142,34 @@ def _stage(data: MoseSplit, name: str, scratch: Path, workers: int) -> _Staged:
     return _Staged(name, root, VideoInput.from_split(MoseSplit(FileStore(root)), name))
 
 
+@dataclass(frozen=True)
+class _ShardWork:
+    """What both ways of running a shard's videos share: the model, where videos come from and go, its metrics."""
+
+    model: VOSModel
+    model_name: str
+    data: MoseSplit
+    run_store: Store
+    scratch: Path
+    metrics: JobMetrics | None
+    fetch_workers: int
+
+    def stage(self, name: str) -> _Staged:
+        return _stage(self.data, name, self.scratch, self.fetch_workers)
+
+    def write(self, video: VideoInput, results: Iterator[FrameResult]) -> list[str]:
+        """Write one video's predictions as the model yields them, counting its frames."""
+        return write_video_predictions(
+            self.run_store,
+            self.model_name,
+            video.name,
+            _counted(results, self.metrics),
+            stems=video.stems,
+            object_ids=video.object_ids,
+            confidence_definition=self.model.confidence_definition,
+        )
+
+
 def _counted(results: Iterator[FrameResult], metrics: JobMetrics | None) -> Iterator[FrameResult]:
     for r in results:
         if metrics is not None:
@@ -226,7 +254,7 @@ def run_shard(
             metrics.planned(planned)
         run = _run_batches if hasattr(model, "segment_many") else _run_videos
         with tempfile.TemporaryDirectory(prefix="stseg-infer-", dir=scratch) as tmp:
-            return run(model, model_name, data, videos, run_store, Path(tmp), metrics, fetch_workers)
+            return run(_ShardWork(model, model_name, data, run_store, Path(tmp), metrics, fetch_workers), videos)
 
     meta = {
         "model": model_name,
@@ -237,61 +265,43 @@ def run_shard(
     return run_shard_once(run_store, prefix, shard, produce, meta=meta)
 
 
-def _run_videos(
-    model: VOSModel,
-    model_name: str,
-    data: MoseSplit,
-    videos: tuple[str, ...],
-    run_store: Store,
-    scratch: Path,
-    metrics: JobMetrics | None,
-    fetch_workers: int,
-) -> list[str]:
+def _run_videos(work: _ShardWork, videos: tuple[str, ...]) -> list[str]:
+    """One video at a time, the next one staged while the model runs."""
     keys: list[str] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stseg-prefetch") as prefetch:
         pending: Future[_Staged] | None = None
         if videos:
-            pending = prefetch.submit(_stage, data, videos[0], scratch, fetch_workers)
+            pending = prefetch.submit(work.stage, videos[0])
         for i, name in enumerate(videos):
             assert pending is not None  # one staged video per name, submitted the step before
             try:
                 staged = pending.result()
             except Exception as err:  # any failure becomes one line naming the video
-                raise _video_error(model_name, name, err) from err
-            pending = (
-                prefetch.submit(_stage, data, videos[i + 1], scratch, fetch_workers) if i + 1 < len(videos) else None
-            )
+                raise _video_error(work.model_name, name, err) from err
+            pending = prefetch.submit(work.stage, videos[i + 1]) if i + 1 < len(videos) else None
             try:
-                video = staged.video
-                keys += write_video_predictions(
-                    run_store,
-                    model_name,
-                    name,
-                    _counted(model.segment(video), metrics),
-                    stems=video.stems,
-                    object_ids=video.object_ids,
-                    confidence_definition=model.confidence_definition,
-                )
+                keys += work.write(staged.video, work.model.segment(staged.video))
             except Exception as err:  # any failure becomes one line naming the video
                 if pending is not None:
                     pending.cancel()
-                raise _video_error(model_name, name, err, staged, data.store.root) from err
+                raise _video_error(work.model_name, name, err, staged, work.data.store.root) from err
             finally:
                 shutil.rmtree(staged.root, ignore_errors=True)
-            if metrics is not None:
-                metrics.video_done()
-                metrics.gpu_memory()
+            if work.metrics is not None:
+                work.metrics.video_done()
+                work.metrics.gpu_memory()
     return keys
 
 
-def _kept_keys(run_store: Store, model: VOSModel, model_name: str, data: MoseSplit, name: str) -> list[str] | None:
+def _kept_keys(work: _ShardWork, name: str) -> list[str] | None:
     """The keys of `name`'s predictions when an earlier try wrote them completely with this model's settings."""
-    base = f"{pred_prefix(model_name)}/{name}"
+    run_store, model = work.run_store, work.model
+    base = f"{pred_prefix(work.model_name)}/{name}"
     if not run_store.exists(f"{base}/{SCORES_FILE}"):
         return None
-    info = data.video(name)
+    info = work.data.video(name)
     try:
-        pred = read_video_predictions(run_store, model_name, name)
+        pred = read_video_predictions(run_store, work.model_name, name)
     except BadInputError:
         return None
     if (pred.stems, pred.object_ids, pred.confidence_definition) != (
@@ -323,52 +333,36 @@ def _batches(data: MoseSplit, names: list[str], max_frames: int) -> Iterator[lis
         yield batch
 
 
-def _run_batches(
-    model: VOSModel,
-    model_name: str,
-    data: MoseSplit,
-    videos: tuple[str, ...],
-    run_store: Store,
-    scratch: Path,
-    metrics: JobMetrics | None,
-    fetch_workers: int,
-) -> list[str]:
+def _run_batches(work: _ShardWork, videos: tuple[str, ...]) -> list[str]:
+    """Batches of videos per launch of the model's program; videos an earlier try wrote completely are kept."""
     keys: list[str] = []
     todo = []
     for name in sorted(videos):
-        kept = _kept_keys(run_store, model, model_name, data, name)
+        kept = _kept_keys(work, name)
         if kept is None:
             todo.append(name)
         else:
             keys += kept
-            if metrics is not None:
-                metrics.frames(data.video(name).num_frames)
-                metrics.video_done()
-    batched = cast(BatchedModel, model)
-    for batch in _batches(data, todo, batched.batch_frames):
+            if work.metrics is not None:
+                work.metrics.frames(work.data.video(name).num_frames)
+                work.metrics.video_done()
+    batched = cast(BatchedModel, work.model)
+    for batch in _batches(work.data, todo, batched.batch_frames):
         staged: list[_Staged] = []
         pending = list(batch)  # pending[0]: the video being staged, run or written
         try:
             for name in batch:
-                staged.append(_stage(data, name, scratch, fetch_workers))
+                staged.append(work.stage(name))
             for video, results in batched.segment_many([s.video for s in staged]):
-                keys += write_video_predictions(
-                    run_store,
-                    model_name,
-                    video.name,
-                    _counted(results, metrics),
-                    stems=video.stems,
-                    object_ids=video.object_ids,
-                    confidence_definition=model.confidence_definition,
-                )
+                keys += work.write(video, results)
                 pending.pop(0)
-                if metrics is not None:
-                    metrics.video_done()
+                if work.metrics is not None:
+                    work.metrics.video_done()
         except Exception as err:  # any failure becomes one line naming the video
-            raise _video_error(model_name, pending[0] if pending else batch[-1], err) from err
+            raise _video_error(work.model_name, pending[0] if pending else batch[-1], err) from err
         finally:
             for s in staged:
                 shutil.rmtree(s.root, ignore_errors=True)
-        if metrics is not None:
-            metrics.gpu_memory()
+        if work.metrics is not None:
+            work.metrics.gpu_memory()
     return keys
