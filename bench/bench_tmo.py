@@ -52,7 +52,7 @@ def ids_step_scores(videos: int, frames: int) -> dict[str, float]:
 
     from stseg_core.metrics.jf import VideoAccumulator
     from stseg_core.models.flow import build_flow, flow_to_image, image_to_flow
-    from stseg_core.models.tmo import ForegroundSplitter
+    from stseg_core.models.tmo_ids import ForegroundSplitter
 
     dis = build_flow("dis")
     per_method: dict[str, list[float]] = {"warp+anchors": [], "nearest-first": []}

@@ -1,16 +1,17 @@
-"""The epoch loop both recipes share: distributed set-up from torchrun's environment, gradient accumulation,
-cosine learning rate, checkpoint + validation every N epochs on rank 0, and resume from the store."""
+"""The epoch loop both recipes share: the checks before the first step, gradient accumulation, cosine learning
+rate, checkpoint + validation every N epochs on rank 0, and resume from the store (each process's place in a
+torchrun launch is `stseg_core.train.distributed`'s)."""
 
 from __future__ import annotations
 
 import math
-import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from stseg_core.train.checkpoints import RunCheckpoints, rng_state, set_rng_state
+from stseg_core.train.distributed import DistEnv, barrier, pick_train_device
 
 if TYPE_CHECKING:
     import torch
@@ -19,28 +20,6 @@ if TYPE_CHECKING:
     from stseg_core.store import Store
     from stseg_core.telemetry import JobMetrics
     from stseg_core.train.split import VideoSplit
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    """This process's place in a torchrun launch (world_size 1 without torchrun).
-
-    torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; the Kubernetes backend runs `torchrun --standalone
-    --nproc_per_node=<gpus>` in one pod, the local backend plain `python -m`.
-    """
-
-    world_size: int = 1
-    rank: int = 0
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DistEnv:
-        env = os.environ if env is None else env
-        return cls(int(env.get("WORLD_SIZE", "1")), int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0")))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 @dataclass(frozen=True)
@@ -97,39 +76,6 @@ def prepare_run(
     check_train_videos(data, videos, min_frames)  # before split.json is written
     split = recorded_split(ckpts.store, videos, recipe.val_fraction, seed=recipe.seed)
     return RunInputs(dist, ckpts, data, split, pick_train_device(recipe.device, dist))
-
-
-def pick_train_device(requested: str, dist: DistEnv) -> str:
-    """`auto` → the rank's own GPU when there is one, else CPU."""
-    import torch
-
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and dist.world_size > 1:
-        return f"cuda:{dist.local_rank}"
-    return requested
-
-
-def init_distributed(dist: DistEnv, device: str) -> None:
-    """One process group per launch: NCCL between GPUs, gloo on CPU (tests and laptops). The timeout covers
-    rank 0's validation pass, which the other ranks wait for at a barrier."""
-    import datetime
-
-    import torch.distributed as tdist
-
-    if dist.world_size > 1 and not tdist.is_initialized():
-        if device.startswith("cuda"):
-            import torch
-
-            torch.cuda.set_device(device)
-        tdist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=datetime.timedelta(hours=3))
-
-
-def barrier(dist: DistEnv) -> None:
-    if dist.world_size > 1:
-        import torch.distributed as tdist
-
-        tdist.barrier()
 
 
 def cosine_lr(start: float, progress: float, end_ratio: float = 0.1) -> float:
@@ -195,16 +141,8 @@ def run_epochs(
 ) -> TrainResult:
     """Train to `epochs`, resuming from the run's latest checkpoint; save and validate every
     `checkpoint_every` epochs and at the last one."""
-    import torch
-
-    start = ckpts.latest() if resume else None
-    step, first_epoch = 0, 1
-    if start is not None:
-        parts.model.load_state_dict(start.payload["model"], strict=True)
-        parts.optimizer.load_state_dict(start.payload["optimizer"])
-        set_rng_state(start.payload["rng"])
-        step, first_epoch = start.step, start.epoch + 1
-    result = TrainResult(ckpts.uri(), start.epoch if start else 0, step, ckpts.uri(start.key) if start else None)
+    result = _resume(parts, ckpts) if resume else TrainResult(ckpts.uri(), 0, 0, None)
+    step, first_epoch = result.step, result.epochs + 1
     total_steps = max(1, epochs * parts.steps_per_epoch)
     params = list(parts.trainable() if parts.trainable else (p for p in parts.model.parameters() if p.requires_grad))
     for epoch in range(first_epoch, epochs + 1):
@@ -220,14 +158,7 @@ def run_epochs(
             losses.append(float(loss.detach()))
             if (i + 1) % grad_accum:
                 continue
-            for group, (name, base) in zip(parts.optimizer.param_groups, parts.group_lrs, strict=True):
-                group["lr"] = cosine_lr(base, step / total_steps, parts.lr_end_ratio)
-                if metrics:
-                    metrics.set("stseg_train_lr", group["lr"], group=name)
-            if parts.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, parts.grad_clip)
-            parts.optimizer.step()
-            parts.optimizer.zero_grad(set_to_none=True)
+            _optimizer_step(parts, params, step / total_steps, metrics)
             step += 1
             result.step_seconds.append(time.perf_counter() - t0)
             if metrics:
@@ -246,6 +177,35 @@ def run_epochs(
     result.val = ckpts.val_scores()
     result.best = ckpts.best()
     return result
+
+
+def _resume(parts: TrainParts, ckpts: RunCheckpoints) -> TrainResult:
+    """Model, optimizer and RNG as the run's latest checkpoint left them, so a restarted Job continues where it
+    stopped; the result so far (epoch 0, step 0 when the run has no checkpoint yet)."""
+    start = ckpts.latest()
+    if start is None:
+        return TrainResult(ckpts.uri(), 0, 0, None)
+    parts.model.load_state_dict(start.payload["model"], strict=True)
+    parts.optimizer.load_state_dict(start.payload["optimizer"])
+    set_rng_state(start.payload["rng"])
+    return TrainResult(ckpts.uri(), start.epoch, start.step, ckpts.uri(start.key))
+
+
+def _optimizer_step(
+    parts: TrainParts, params: list[torch.nn.Parameter], progress: float, metrics: JobMetrics | None
+) -> None:
+    """One update at `progress` (0 → 1) through the run: each group's cosine lr, the gradient clip, the step,
+    then the gradients cleared for the next accumulation."""
+    import torch
+
+    for group, (name, base) in zip(parts.optimizer.param_groups, parts.group_lrs, strict=True):
+        group["lr"] = cosine_lr(base, progress, parts.lr_end_ratio)
+        if metrics:
+            metrics.set("stseg_train_lr", group["lr"], group=name)
+    if parts.grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, parts.grad_clip)
+    parts.optimizer.step()
+    parts.optimizer.zero_grad(set_to_none=True)
 
 
 def _save_and_validate(

@@ -21,18 +21,20 @@ Notation: T = num_frames sampled per clip, K ≤ max_objects objects per clip, S
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stseg_core.errors import BadInputError
-from stseg_core.train.loop import DistEnv, TrainParts, TrainResult, init_distributed, prepare_run, run_epochs
+from stseg_core.train.distributed import DistEnv, epoch_loader, init_distributed, rank_sampler, wrap_ddp
+from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
 from stseg_core.train.split import VideoSplit
 
 if TYPE_CHECKING:
     import torch
     from omegaconf import DictConfig
-    from torch.utils.data import DataLoader, DistributedSampler
+    from torch.utils.data import DataLoader
 
     from stseg_core.data.mose import MoseSplit
     from stseg_core.telemetry import JobMetrics
@@ -322,14 +324,11 @@ def _parts(
 ) -> TrainParts:
     import torch
     from hydra.utils import instantiate
-    from torch.utils.data import DataLoader, DistributedSampler
     from training.utils.data_utils import collate_fn
 
     dataset = instantiate(cfg.trainer.data.train.datasets[0], _convert_="all")  # RepeatFactorWrapper(VOSDataset)
     dataset.set_epoch(0)
-    sampler: DistributedSampler[Any] = DistributedSampler(
-        dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=recipe.seed, drop_last=True
-    )
+    sampler = rank_sampler(dataset, dist, recipe.seed)
     steps = len(sampler) // recipe.batch_size // recipe.grad_accum
     if steps < 1:
         raise BadInputError(
@@ -341,39 +340,25 @@ def _parts(
     groups, group_lrs = param_groups(model, recipe)
     opt_cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(groups)
-    runner = model
-    if dist.world_size > 1:
-        runner = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
-            find_unused_parameters=bool(cfg.trainer.distributed.find_unused_parameters),
-        )
-    amp = bool(cfg.trainer.optim.amp.enabled) and device.startswith("cuda")
-    amp_dtype = getattr(torch, str(cfg.trainer.optim.amp.amp_dtype))
+    runner = wrap_ddp(model, dist, device, find_unused_parameters=bool(cfg.trainer.distributed.find_unused_parameters))
 
     def batches(epoch: int) -> DataLoader[Any]:
         dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        return DataLoader(
+        collate = functools.partial(collate_fn, dict_key="all")
+        return epoch_loader(
             dataset,
+            sampler,
+            epoch,
             batch_size=recipe.batch_size,
-            sampler=sampler,
-            num_workers=recipe.workers,
-            collate_fn=functools.partial(collate_fn, dict_key="all"),
-            drop_last=True,
-            pin_memory=device.startswith("cuda"),
+            workers=recipe.workers,
+            device=device,
+            collate_fn=collate,
         )
-
-    def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = batch.to(device, non_blocking=True)
-        with torch.autocast(device_type="cuda" if amp else "cpu", dtype=amp_dtype, enabled=amp):
-            losses = loss_fn(runner(batch), batch.masks)
-        return losses["core_loss"], {k: float(v.detach()) for k, v in losses.items()}
 
     return TrainParts(
         model=model,
         optimizer=optimizer,
-        forward=forward,
+        forward=_batch_loss(cfg, runner, loss_fn, device),
         batches=batches,
         steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, device),
@@ -382,6 +367,25 @@ def _parts(
         recipe=_plain(asdict(recipe)),
         grad_clip=float(cfg.trainer.optim.gradient_clip.max_norm),
     )
+
+
+def _batch_loss(
+    cfg: DictConfig, runner: torch.nn.Module, loss_fn: Callable[..., dict[str, torch.Tensor]], device: str
+) -> Callable[[Any], tuple[torch.Tensor, dict[str, float]]]:
+    """The loop's `forward`: one batch through the model and upstream's multi-step loss, under the config's
+    mixed precision on a GPU; → `core_loss` (what is minimised) and every loss term."""
+    import torch
+
+    amp = bool(cfg.trainer.optim.amp.enabled) and device.startswith("cuda")
+    amp_dtype = getattr(torch, str(cfg.trainer.optim.amp.amp_dtype))
+
+    def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = batch.to(device, non_blocking=True)
+        with torch.autocast(device_type="cuda" if amp else "cpu", dtype=amp_dtype, enabled=amp):
+            losses = loss_fn(runner(batch), batch.masks)
+        return losses["core_loss"], {k: float(v.detach()) for k, v in losses.items()}
+
+    return forward
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

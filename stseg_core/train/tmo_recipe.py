@@ -31,20 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stseg_core.errors import BadInputError, MissingArtifactError
-from stseg_core.train.loop import (
-    DistEnv,
-    TrainParts,
-    TrainResult,
-    barrier,
-    init_distributed,
-    prepare_run,
-    run_epochs,
-)
+from stseg_core.train.distributed import DistEnv, barrier, epoch_loader, init_distributed, rank_sampler, wrap_ddp
+from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
 from stseg_core.train.split import VideoSplit
 
 if TYPE_CHECKING:
     import torch
-    from torch.utils.data import DataLoader, DistributedSampler
+    from torch.utils.data import DataLoader
 
     from stseg_core.data.mose import MoseSplit
     from stseg_core.models.flow import FlowCache
@@ -296,21 +289,11 @@ def _parts(
     dist: DistEnv,
 ) -> TrainParts:
     import torch
-    from torch.utils.data import DataLoader, DistributedSampler
 
     from stseg_core.models.tmo import arch_entry
 
     dataset = FrameSamples(data, split.train, cache, recipe)
-    # FrameSamples is a map-style dataset (__len__, __getitem__) that does not subclass torch's Dataset, so that
-    # this module imports without torch; torch's stubs want the subclass.
-    sampler: DistributedSampler[Any] = DistributedSampler(
-        dataset,  # type: ignore[arg-type]
-        num_replicas=dist.world_size,
-        rank=dist.rank,
-        shuffle=True,
-        seed=recipe.seed,
-        drop_last=True,
-    )
+    sampler = rank_sampler(dataset, dist, recipe.seed)
     steps = len(sampler) // recipe.batch_size // recipe.grad_accum
     if steps < 1:
         raise BadInputError(
@@ -318,21 +301,11 @@ def _parts(
             f"{recipe.batch_size}{f' per GPU × {dist.world_size}' if dist.world_size > 1 else ''}"
         )
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
-    runner: torch.nn.Module = net
-    if dist.world_size > 1:
-        runner = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
-        )
+    runner = wrap_ddp(net, dist, device)
 
     def batches(epoch: int) -> DataLoader[Any]:
-        sampler.set_epoch(epoch)
-        return DataLoader(
-            dataset,  # type: ignore[arg-type]
-            batch_size=recipe.batch_size,
-            sampler=sampler,
-            num_workers=recipe.workers,
-            drop_last=True,
-            pin_memory=device.startswith("cuda"),
+        return epoch_loader(
+            dataset, sampler, epoch, batch_size=recipe.batch_size, workers=recipe.workers, device=device
         )
 
     def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
