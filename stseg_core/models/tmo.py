@@ -1,7 +1,7 @@
 """`tmo`: TMO ("Treating Motion as Option", Cho et al., WACV 2023) as published, plus our step that splits
 its single foreground into MOSE object ids.
 
-Upstream-exact (checked against suhwan-cho/TMO's own `tmo.py` in tests/core/test_tmo_upstream.py): the network
+Upstream-exact (checked against suhwan-cho/TMO's own `tmo.py` in tests/core/models/test_tmo_upstream.py): the network
 (`tmo_net.TMONet`, same state-dict keys: official `TMO_rn101.pth` / `TMO_mitb1.pth` files load strictly), its
 input pipeline (frames and flow images in [0, 1], bicubic to s×s, ImageNet normalisation in the encoders,
 2-class scores bicubic back to frame size, softmax) and adaptive output selection (`aos`). Default aos=false:

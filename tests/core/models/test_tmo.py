@@ -9,7 +9,8 @@ import pytest
 from stseg_core.errors import BadInputError, MissingArtifactError
 from stseg_core.models.base import VideoInput
 from stseg_core.models.flow import build_flow
-from stseg_core.models.tmo import ForegroundSplitter, build, build_network, checkpoint_dict
+from stseg_core.models.tmo import build, build_network, checkpoint_dict
+from stseg_core.models.tmo_ids import ForegroundSplitter
 
 H, W, T = 48, 64, 5
 TINY = {"backbone": "rn18", "size": 64, "device": "cpu"}
