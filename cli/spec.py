@@ -260,60 +260,69 @@ def build_specs(
         shards = req.shards if req.stage in ("infer", "fuse") else 1
         # eval scores against the ground truth; every other stage reads the input split
         data_root = _absolute(cfg.ground_truth_root() if req.stage == "eval" else cfg.data_root)
-        env = [
-            ("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)),
-            ("STSEG_RUN_ROOT", root),
-            ("STSEG_DATA_ROOT", data_root),
-            ("STSEG_MODEL", model),
-            ("STSEG_NUM_SHARDS", str(shards)),
-            ("STSEG_DEADLINE_S", str(req.deadline_s)),
-            # a Job's output is a log file: upstream progress bars (sam2's propagate_in_video) are noise there
-            ("TQDM_DISABLE", "1"),
-        ]
-        if cfg.pushgateway:
-            env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
-        if cfg.s3_endpoint:
-            env.append(("STSEG_S3_ENDPOINT", cfg.s3_endpoint))
-        checkpoint = cfg.checkpoint_for(model) if req.stage == "infer" and model else None
-        if checkpoint:
-            env.append(("STSEG_CHECKPOINT", _absolute(checkpoint)))
-        env += _option_env(req.options)
-        module = STAGE_MODULES[req.stage]
-        if req.stage == "finetune" and gpus > 1:
-            # One pod, all its GPUs: torchrun starts one process per GPU (DDP over NCCL, no cross-node fabric).
-            command = ("torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", module)
-        else:
-            command = ("python", "-m", module)
-        res = Resources(
-            gpus=gpus,
-            gpu_type=cfg.gpu_type,
-            cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
-            memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
-            scratch="100Gi" if gpus else "20Gi",
-            shm="8Gi" if gpus else "2Gi",
-        )
-        labels = (("stseg.io/run", run), ("stseg.io/stage", req.stage), ("stseg.io/model", model or "all"))
         specs.append(
             JobSpec(
                 run=run,
                 stage=req.stage,
                 model=model,
                 image=_image(cfg, req.stage, model),
-                command=command,
-                env=tuple(env),
+                command=_command(req.stage, gpus),
+                env=tuple(_job_env(cfg, req, model, root, data_root, shards)),
                 run_root=root,
                 data_root=data_root,
-                resources=res,
+                resources=_resources(cfg, req, gpus),
                 shards=shards,
                 parallelism=min(req.parallelism or shards, shards),
                 retries=req.retries,
                 max_failed_shards=min(shards, req.max_failed_shards or math.ceil(shards / 4)),
                 deadline_s=req.deadline_s,
-                labels=labels,
+                labels=(("stseg.io/run", run), ("stseg.io/stage", req.stage), ("stseg.io/model", model or "all")),
                 waits_for=waits_for,
             )
         )
     return specs
+
+
+def _job_env(cfg, req: StageRequest, model: str, root: str, data_root: str, shards: int) -> list[tuple[str, str]]:
+    """A job's environment (but JOB_COMPLETION_INDEX): what it runs where, its store endpoint, the user's options."""
+    env = [
+        ("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)),
+        ("STSEG_RUN_ROOT", root),
+        ("STSEG_DATA_ROOT", data_root),
+        ("STSEG_MODEL", model),
+        ("STSEG_NUM_SHARDS", str(shards)),
+        ("STSEG_DEADLINE_S", str(req.deadline_s)),
+        # a Job's output is a log file: upstream progress bars (sam2's propagate_in_video) are noise there
+        ("TQDM_DISABLE", "1"),
+    ]
+    if cfg.pushgateway:
+        env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
+    if cfg.s3_endpoint:
+        env.append(("STSEG_S3_ENDPOINT", cfg.s3_endpoint))
+    checkpoint = cfg.checkpoint_for(model) if req.stage == "infer" and model else None
+    if checkpoint:
+        env.append(("STSEG_CHECKPOINT", _absolute(checkpoint)))
+    return env + _option_env(req.options)
+
+
+def _command(stage: str, gpus: int) -> tuple[str, ...]:
+    module = STAGE_MODULES[stage]
+    if stage == "finetune" and gpus > 1:
+        # One pod, all its GPUs: torchrun starts one process per GPU (DDP over NCCL, no cross-node fabric).
+        return ("torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", module)
+    return ("python", "-m", module)
+
+
+def _resources(cfg, req: StageRequest, gpus: int) -> Resources:
+    """The flags' CPU and memory, else a size that follows the GPU count (a GPU shard decodes and caches more)."""
+    return Resources(
+        gpus=gpus,
+        gpu_type=cfg.gpu_type,
+        cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
+        memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
+        scratch="100Gi" if gpus else "20Gi",
+        shm="8Gi" if gpus else "2Gi",
+    )
 
 
 def _with_models(specs: list[JobSpec], models: tuple[str, ...]) -> list[JobSpec]:
