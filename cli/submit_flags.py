@@ -7,6 +7,7 @@ from collections.abc import Callable
 import click
 
 from stseg_cli.backends.base import BACKENDS
+from stseg_cli.config import NODE_POOLS
 
 # Flags that override stseg.yaml / STSEG_* settings (the Config field of the same name).
 _CONFIG_FLAGS = [
@@ -30,7 +31,7 @@ _SUBMIT_FLAGS = [
     click.option("--run", "run_id", default=None, help="Run id (default: run-<UTC time>). Reuse it to add stages."),
     click.option("--image-registry", default=None, help="Registry of the stseg-<family> images."),
     click.option("--image-tag", default=None, help="Tag of the images."),
-    click.option("--node-pool", default=None, help="GPU node selection preset: none, gke, eks, karpenter, gfd."),
+    click.option("--node-pool", default=None, help=f"GPU node selection preset: {', '.join(NODE_POOLS)}."),
     click.option("--gpu-type", default=None, help="Value of the preset's GPU label (default: its A100 value)."),
     click.option("--kueue-queue", default=None, help="Kueue LocalQueue: Jobs are created suspended in it."),
     click.option("--s3-secret", default=None, help="Secret holding the S3 credentials (else the service account)."),
