@@ -6,6 +6,7 @@ import time
 
 import click
 
+from stseg_cli.job_stages import stages
 from stseg_cli.main import cli
 from stseg_cli.run_watch import ProgressBars, attached, print_status
 from stseg_cli.submit_flags import backend_of, config_flags, config_from
@@ -37,7 +38,7 @@ def status(run: str, watch: bool, **kw) -> None:
 
 @cli.command()
 @click.argument("run")
-@click.option("--stage", required=True, type=click.Choice(["finetune", "infer", "fuse", "eval"]))
+@click.option("--stage", required=True, type=click.Choice(list(stages())))
 @click.option("--model", default="", help="Model of a finetune/infer job.")
 @click.option("--shard", type=int, default=0, show_default=True)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the shard runs.")

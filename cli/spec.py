@@ -7,19 +7,10 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 
+from stseg_cli.job_stages import stages
 from stseg_core.errors import BadInputError
 from stseg_core.models import registry
 from stseg_core.names import check_run_id, run_root
-
-# stage → the module its container/process runs (`python -m …`).
-STAGE_MODULES: dict[str, str] = {
-    "finetune": "stseg_jobs.finetune",
-    "infer": "stseg_jobs.infer",
-    "fuse": "stseg_jobs.fuse",
-    "eval": "stseg_jobs.evaluate",
-}
-# What the job itself calls its stage (STSEG_STAGE), where that differs from the CLI's name.
-_STAGE_ENV = {"eval": "evaluate"}
 
 # Job variables the spec or a backend sets: where a job reads and writes, what it runs, and its store endpoint.
 # A stage option (`--option key=value` → STSEG_KEY) may never set one of them (it would win over the spec's value
@@ -183,9 +174,9 @@ class StageRequest:
 
 
 def _model_stage(stage: str, model: str) -> bool:
-    """Whether a job runs the model itself (infer, finetune) and so needs its image and perhaps a GPU; fuse and
-    eval jobs read its masks in the light `fusion` image."""
-    return bool(model) and stage in ("infer", "finetune")
+    """Whether a job runs the model itself (its stage declares `runs_model`: infer, finetune) and so needs its image
+    and perhaps a GPU; fuse and eval jobs read its masks in the light `fusion` image."""
+    return bool(model) and stages()[stage].submit.runs_model
 
 
 def _image(cfg, stage: str, model: str) -> str:
@@ -215,8 +206,8 @@ def _option_env(options: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
 
 def _check_request(req: StageRequest) -> None:
     """Refuse, in one line naming the flag, a request no backend could run."""
-    if req.stage not in STAGE_MODULES:
-        raise BadInputError(f"unknown stage {req.stage!r} (known: {', '.join(STAGE_MODULES)})")
+    if req.stage not in stages():
+        raise BadInputError(f"unknown stage {req.stage!r} (known: {', '.join(stages())})")
     if req.shards < 1:
         raise BadInputError(f"--shards must be at least 1 (got {req.shards})")
     if req.parallelism is not None and req.parallelism < 1:
@@ -246,7 +237,8 @@ def build_specs(
     """
     check_run_id(run)
     _check_request(req)
-    models = req.models if req.stage in ("infer", "finetune", "eval") else ("",)
+    declared = stages()[req.stage].submit
+    models = req.models if declared.per_model else ("",)
     if not models:
         raise BadInputError(f"stage {req.stage}: name at least one model (--model/--models)")
     root = run_root(_absolute(cfg.store), run)
@@ -257,7 +249,7 @@ def build_specs(
         gpus = req.gpus
         if gpus is None:
             gpus = 1 if default_gpus and _model_stage(req.stage, model) and registry.info(model).gets_gpu else 0
-        shards = req.shards if req.stage in ("infer", "fuse") else 1
+        shards = req.shards if declared.sharded else 1
         # eval scores against the ground truth; every other stage reads the input split
         data_root = _absolute(cfg.ground_truth_root() if req.stage == "eval" else cfg.data_root)
         specs.append(
@@ -286,7 +278,7 @@ def build_specs(
 def _job_env(cfg, req: StageRequest, model: str, root: str, data_root: str, shards: int) -> list[tuple[str, str]]:
     """A job's environment (but JOB_COMPLETION_INDEX): what it runs where, its store endpoint, the user's options."""
     env = [
-        ("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)),
+        ("STSEG_STAGE", stages()[req.stage].job_name),
         ("STSEG_RUN_ROOT", root),
         ("STSEG_DATA_ROOT", data_root),
         ("STSEG_MODEL", model),
@@ -306,7 +298,7 @@ def _job_env(cfg, req: StageRequest, model: str, root: str, data_root: str, shar
 
 
 def _command(stage: str, gpus: int) -> tuple[str, ...]:
-    module = STAGE_MODULES[stage]
+    module = stages()[stage].module
     if stage == "finetune" and gpus > 1:
         # One pod, all its GPUs: torchrun starts one process per GPU (DDP over NCCL, no cross-node fabric).
         return ("torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", module)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import click
 
+from stseg_cli.job_stages import Stage, stages
 from stseg_cli.main import cli
 from stseg_cli.run_watch import attached
 from stseg_cli.submit_flags import backend_of, config_from, model_names, parse_options, submit_flags
@@ -76,12 +77,12 @@ def _preflight(specs) -> None:
     checked, before anything is created; what cannot be checked from here is said on stderr."""
     import importlib
 
-    from stseg_cli.spec import STAGE_MODULES
     from stseg_core.preflight import Preflight
 
     pre = Preflight()
     for spec in specs:
-        importlib.import_module(STAGE_MODULES[spec.stage]).check({**spec.env_dict, "JOB_COMPLETION_INDEX": "0"}, pre)
+        job = importlib.import_module(stages()[spec.stage].module)
+        job.check({**spec.env_dict, "JOB_COMPLETION_INDEX": "0"}, pre)
     for note in pre.notes:
         click.echo(f"stseg: note: {note}", err=True)
 
@@ -133,7 +134,19 @@ def _infer_shards(cfg, run: str, given: int | None) -> int:
         raise BadInputError(f"pass --infer-shards: {root}/plan.json does not exist yet") from None
 
 
-@cli.group()
+class _StageGroup(click.Group):
+    """The commands below, and `stseg submit <stage>` for every other stage a job module declares
+    (`stseg_cli.job_stages.stages`), so a new stage needs no command here."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *stages()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        return _stage_command(stages()[name]) if command is None and name in stages() else command
+
+
+@cli.group(cls=_StageGroup)
 def submit() -> None:
     """Start stages of a run on the local backend (processes) or Kubernetes (Indexed Jobs).
 
@@ -157,11 +170,22 @@ def finetune(model: str, gpus: int | None, **kw) -> None:
 _ALL_MODELS = registry.default_set()
 
 
+# The flags of a stage sharded over models' jobs: infer's, and those of a stage with no command of its own.
+_SHARDS_FLAG = click.option("--shards", type=int, default=1, show_default=True, help="Shards (one Job index each).")
+_MODELS_FLAG = click.option(
+    "--models", default=",".join(_ALL_MODELS), show_default=True, help="Comma-separated model names."
+)
+_PARALLELISM_FLAG = click.option("--parallelism", type=int, default=None, help="Shards running at once (default: all).")
+_GPUS_FLAG = click.option(
+    "--gpus", type=int, default=None, help="GPUs per shard (default: 1 on Kubernetes, 0 locally)."
+)
+
+
 @submit.command()
-@click.option("--shards", type=int, default=1, show_default=True, help="Shards (one Job index each).")
-@click.option("--models", default=",".join(_ALL_MODELS), show_default=True, help="Comma-separated model names.")
-@click.option("--parallelism", type=int, default=None, help="Shards running at once (default: all).")
-@click.option("--gpus", type=int, default=None, help="GPUs per shard (default: 1 on Kubernetes, 0 locally).")
+@_SHARDS_FLAG
+@_MODELS_FLAG
+@_PARALLELISM_FLAG
+@_GPUS_FLAG
 @submit_flags
 def infer(shards: int, models: str, parallelism: int | None, gpus: int | None, **kw) -> None:
     """Segment every video of the data root with each model, one job per model, sharded by work."""
@@ -226,3 +250,28 @@ def pipeline(shards: int, models: str, parallelism: int | None, gpus: int | None
 
     req = _request(kw, "infer", model_names(models, _ALL_MODELS), shards, parallelism, gpus)
     _submit(kw, lambda cfg, run, k8s: pipeline_specs(cfg, run, req, default_gpus=k8s))
+
+
+def _stage_command(stage: Stage) -> click.Command:
+    """`stseg submit <stage>` for a stage without a command of its own: its help is the job module's docstring,
+    its flags what the stage declares (--models when it runs per model, --shards when it is sharded)."""
+    import importlib
+
+    from stseg_cli.spec import build_specs
+
+    declared = stage.submit
+    flags = [
+        *([_SHARDS_FLAG] if declared.sharded else []),
+        *([_MODELS_FLAG] if declared.per_model else []),
+        *([_PARALLELISM_FLAG] if declared.sharded else []),
+        _GPUS_FLAG,
+    ]
+
+    def command(models: str = "", shards: int = 1, parallelism: int | None = None, gpus: int | None = None, **kw):
+        req = _request(kw, declared.name, model_names(models, _ALL_MODELS), shards, parallelism, gpus)
+        _submit(kw, lambda cfg, run, k8s: build_specs(cfg, run, req, default_gpus=k8s))
+
+    for flag in reversed(flags):
+        command = flag(command)
+    doc = importlib.import_module(stage.module).__doc__ or f"The {declared.name} stage."
+    return click.command(declared.name, help=doc)(submit_flags(command))
