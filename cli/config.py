@@ -12,7 +12,23 @@ from stseg_core.errors import BadInputError
 from stseg_core.names import split_names
 from stseg_core.settings import bad_setting, convert, key_value
 
-NODE_POOLS = ("none", "gke", "eks", "karpenter", "gfd")
+
+@dataclass(frozen=True)
+class NodePool:
+    """How a cloud labels its A100 nodes: a nodeSelector key and its A100 value."""
+
+    label: str
+    a100: str
+
+
+# GPU node selection presets (`node_pool`): the Kubernetes manifests' nodeSelector; "none" selects no node label.
+NODE_POOLS: dict[str, NodePool | None] = {
+    "none": None,
+    "gke": NodePool("cloud.google.com/gke-accelerator", "nvidia-tesla-a100"),
+    "eks": NodePool("node.kubernetes.io/instance-type", "p4d.24xlarge"),
+    "karpenter": NodePool("karpenter.k8s.aws/instance-gpu-name", "a100"),
+    "gfd": NodePool("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-40GB"),  # NVIDIA GPU feature discovery
+}
 
 
 @dataclass(frozen=True)
@@ -25,7 +41,7 @@ class Config:
     gt_root: str = ""  # ground truth of data_root for eval; "" = the sibling `<data_root>_gt` (synthetic layout)
     image_registry: str = "ghcr.io/stseg"
     image_tag: str = "0.1.0"
-    node_pool: str = "none"  # GPU node selection preset: none, gke, eks, karpenter, gfd
+    node_pool: str = "none"  # GPU node selection preset: a key of NODE_POOLS
     gpu_type: str = ""  # value of the preset's GPU label; "" = the preset's A100 default
     namespace: str = "stseg"
     service_account: str = "stseg-job"

@@ -60,52 +60,88 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
     os.environ.setdefault("STSEG_STATE_DIR", str(root / "state"))
     t0 = time.perf_counter()
     if not (data / "meta.json").exists():
-        _run(
-            [
-                "data",
-                "synth",
-                str(data),
-                "--seed",
-                str(seed),
-                "--videos",
-                str(videos),
-                "--height",
-                "240",
-                "--width",
-                "432",
-                "--frames",
-                "24-40",
-                "--objects",
-                "1-4",
-                "--workers",
-                "2",
-            ]
-        )
+        _synthesize(data, seed, videos)
     store.mkdir(parents=True, exist_ok=True)  # finetune creates it too, but a model subset may skip finetuning
-    checkpoints = []
-    for model in (m for m in registry.finetunable() if m in names):
-        smoke = [arg for key, value in registry.recipe_of(model).smoke for arg in ("--set", f"{key}={value}")]
-        _run(
-            [
-                "finetune",
-                "--model",
-                model,
-                "--data",
-                str(data / "train"),
-                "--out",
-                str(store),
-                "--run",
-                "demo",
-                "--init",
-                "random",
-                "--epochs",
-                str(epochs),
-                *smoke,
-            ]
-        )
-        best = (store / "checkpoints" / model / "demo" / "best").read_text().strip()
-        checkpoints.append(f"{model}={best if '://' in best else store / 'checkpoints' / model / 'demo' / best}")
-    common = [
+    checkpoints = [_finetune(model, data, store, epochs) for model in registry.finetunable() if model in names]
+    common = _submit_flags(store, shards, names, checkpoints)
+    _run(["submit", "pipeline", "--run", "valid", "--data-root", str(data / "valid"), *common])
+    _build_perfdb(data, store, names)
+    _run(
+        [
+            "submit",
+            "pipeline",
+            "--run",
+            "test",
+            "--data-root",
+            str(data / "test"),
+            *common,
+            "--option",
+            f"db={store / 'perfdb'}",
+        ]
+    )
+    _print_table2(store)
+    _run(["report", str(store / "runs" / "test"), "--data", str(data / "test"), "--out", str(root / "report")])
+    click.secho(
+        f"demo finished in {time.perf_counter() - t0:.0f} s; open {root / 'report' / 'index.html'}",
+        fg="green",
+        bold=True,
+    )
+
+
+def _synthesize(data: Path, seed: int, videos: int) -> None:
+    """The synthetic MOSE-like splits, small enough for a CPU (240×432, 24–40 frames, 1–4 objects)."""
+    _run(
+        [
+            "data",
+            "synth",
+            str(data),
+            "--seed",
+            str(seed),
+            "--videos",
+            str(videos),
+            "--height",
+            "240",
+            "--width",
+            "432",
+            "--frames",
+            "24-40",
+            "--objects",
+            "1-4",
+            "--workers",
+            "2",
+        ]
+    )
+
+
+def _finetune(model: str, data: Path, store: Path, epochs: int) -> str:
+    """Finetune `model` from random weights with its recipe's smoke settings; returns `model=<best checkpoint>`
+    for `--checkpoints`."""
+    smoke = [arg for key, value in registry.recipe_of(model).smoke for arg in ("--set", f"{key}={value}")]
+    _run(
+        [
+            "finetune",
+            "--model",
+            model,
+            "--data",
+            str(data / "train"),
+            "--out",
+            str(store),
+            "--run",
+            "demo",
+            "--init",
+            "random",
+            "--epochs",
+            str(epochs),
+            *smoke,
+        ]
+    )
+    best = (store / "checkpoints" / model / "demo" / "best").read_text().strip()
+    return f"{model}={best if '://' in best else store / 'checkpoints' / model / 'demo' / best}"
+
+
+def _submit_flags(store: Path, shards: int, names: tuple[str, ...], checkpoints: list[str]) -> list[str]:
+    """What the valid and the test pipeline share: local backend, the store, shards, models and their weights."""
+    return [
         "--backend",
         "local",
         "--store",
@@ -118,7 +154,10 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
         ",".join(checkpoints),
         "--resume",
     ]
-    _run(["submit", "pipeline", "--run", "valid", "--data-root", str(data / "valid"), *common])
+
+
+def _build_perfdb(data: Path, store: Path, names: tuple[str, ...]) -> None:
+    """The PGMR performance database from the valid run (scored against valid's ground truth, never test's)."""
     _run(
         [
             "recommend",
@@ -135,26 +174,10 @@ def demo(out: str, seed: int, videos: int, shards: int, models: str, epochs: int
             str(store / "perfdb"),
         ]
     )
-    _run(
-        [
-            "submit",
-            "pipeline",
-            "--run",
-            "test",
-            "--data-root",
-            str(data / "test"),
-            *common,
-            "--option",
-            f"db={store / 'perfdb'}",
-        ]
-    )
+
+
+def _print_table2(store: Path) -> None:
     from stseg_core.fusion.stage import saved_table
 
     click.secho("Table 2 on test (the videos the performance database never saw):", bold=True)
     click.echo(saved_table(str(store / "runs" / "test")))
-    _run(["report", str(store / "runs" / "test"), "--data", str(data / "test"), "--out", str(root / "report")])
-    click.secho(
-        f"demo finished in {time.perf_counter() - t0:.0f} s; open {root / 'report' / 'index.html'}",
-        fg="green",
-        bold=True,
-    )

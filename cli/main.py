@@ -40,7 +40,7 @@ def _register() -> None:
     import stseg_cli.infer_cmd
     import stseg_cli.report_cmd
     import stseg_cli.verify_cmd  # noqa: F401
-    from stseg_cli import data_cmds, submit_cmds  # noqa: F401
+    from stseg_cli import data_cmds, run_cmds, submit_cmds  # noqa: F401
 
 
 _register()

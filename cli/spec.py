@@ -7,19 +7,10 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 
+from stseg_cli.job_stages import stages
 from stseg_core.errors import BadInputError
 from stseg_core.models import registry
 from stseg_core.names import check_run_id, run_root
-
-# stage → the module its container/process runs (`python -m …`).
-STAGE_MODULES: dict[str, str] = {
-    "finetune": "stseg_jobs.finetune",
-    "infer": "stseg_jobs.infer",
-    "fuse": "stseg_jobs.fuse",
-    "eval": "stseg_jobs.evaluate",
-}
-# What the job itself calls its stage (STSEG_STAGE), where that differs from the CLI's name.
-_STAGE_ENV = {"eval": "evaluate"}
 
 # Job variables the spec or a backend sets: where a job reads and writes, what it runs, and its store endpoint.
 # A stage option (`--option key=value` → STSEG_KEY) may never set one of them (it would win over the spec's value
@@ -183,9 +174,9 @@ class StageRequest:
 
 
 def _model_stage(stage: str, model: str) -> bool:
-    """Whether a job runs the model itself (infer, finetune) and so needs its image and perhaps a GPU; fuse and
-    eval jobs read its masks in the light `fusion` image."""
-    return bool(model) and stage in ("infer", "finetune")
+    """Whether a job runs the model itself (its stage declares `runs_model`: infer, finetune) and so needs its image
+    and perhaps a GPU; fuse and eval jobs read its masks in the light `fusion` image."""
+    return bool(model) and stages()[stage].submit.runs_model
 
 
 def _image(cfg, stage: str, model: str) -> str:
@@ -215,8 +206,8 @@ def _option_env(options: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
 
 def _check_request(req: StageRequest) -> None:
     """Refuse, in one line naming the flag, a request no backend could run."""
-    if req.stage not in STAGE_MODULES:
-        raise BadInputError(f"unknown stage {req.stage!r} (known: {', '.join(STAGE_MODULES)})")
+    if req.stage not in stages():
+        raise BadInputError(f"unknown stage {req.stage!r} (known: {', '.join(stages())})")
     if req.shards < 1:
         raise BadInputError(f"--shards must be at least 1 (got {req.shards})")
     if req.parallelism is not None and req.parallelism < 1:
@@ -246,7 +237,8 @@ def build_specs(
     """
     check_run_id(run)
     _check_request(req)
-    models = req.models if req.stage in ("infer", "finetune", "eval") else ("",)
+    declared = stages()[req.stage].submit
+    models = req.models if declared.per_model else ("",)
     if not models:
         raise BadInputError(f"stage {req.stage}: name at least one model (--model/--models)")
     root = run_root(_absolute(cfg.store), run)
@@ -257,63 +249,72 @@ def build_specs(
         gpus = req.gpus
         if gpus is None:
             gpus = 1 if default_gpus and _model_stage(req.stage, model) and registry.info(model).gets_gpu else 0
-        shards = req.shards if req.stage in ("infer", "fuse") else 1
+        shards = req.shards if declared.sharded else 1
         # eval scores against the ground truth; every other stage reads the input split
         data_root = _absolute(cfg.ground_truth_root() if req.stage == "eval" else cfg.data_root)
-        env = [
-            ("STSEG_STAGE", _STAGE_ENV.get(req.stage, req.stage)),
-            ("STSEG_RUN_ROOT", root),
-            ("STSEG_DATA_ROOT", data_root),
-            ("STSEG_MODEL", model),
-            ("STSEG_NUM_SHARDS", str(shards)),
-            ("STSEG_DEADLINE_S", str(req.deadline_s)),
-            # a Job's output is a log file: upstream progress bars (sam2's propagate_in_video) are noise there
-            ("TQDM_DISABLE", "1"),
-        ]
-        if cfg.pushgateway:
-            env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
-        if cfg.s3_endpoint:
-            env.append(("STSEG_S3_ENDPOINT", cfg.s3_endpoint))
-        checkpoint = cfg.checkpoint_for(model) if req.stage == "infer" and model else None
-        if checkpoint:
-            env.append(("STSEG_CHECKPOINT", _absolute(checkpoint)))
-        env += _option_env(req.options)
-        module = STAGE_MODULES[req.stage]
-        if req.stage == "finetune" and gpus > 1:
-            # One pod, all its GPUs: torchrun starts one process per GPU (DDP over NCCL, no cross-node fabric).
-            command = ("torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", module)
-        else:
-            command = ("python", "-m", module)
-        res = Resources(
-            gpus=gpus,
-            gpu_type=cfg.gpu_type,
-            cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
-            memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
-            scratch="100Gi" if gpus else "20Gi",
-            shm="8Gi" if gpus else "2Gi",
-        )
-        labels = (("stseg.io/run", run), ("stseg.io/stage", req.stage), ("stseg.io/model", model or "all"))
         specs.append(
             JobSpec(
                 run=run,
                 stage=req.stage,
                 model=model,
                 image=_image(cfg, req.stage, model),
-                command=command,
-                env=tuple(env),
+                command=_command(req.stage, gpus),
+                env=tuple(_job_env(cfg, req, model, root, data_root, shards)),
                 run_root=root,
                 data_root=data_root,
-                resources=res,
+                resources=_resources(cfg, req, gpus),
                 shards=shards,
                 parallelism=min(req.parallelism or shards, shards),
                 retries=req.retries,
                 max_failed_shards=min(shards, req.max_failed_shards or math.ceil(shards / 4)),
                 deadline_s=req.deadline_s,
-                labels=labels,
+                labels=(("stseg.io/run", run), ("stseg.io/stage", req.stage), ("stseg.io/model", model or "all")),
                 waits_for=waits_for,
             )
         )
     return specs
+
+
+def _job_env(cfg, req: StageRequest, model: str, root: str, data_root: str, shards: int) -> list[tuple[str, str]]:
+    """A job's environment (but JOB_COMPLETION_INDEX): what it runs where, its store endpoint, the user's options."""
+    env = [
+        ("STSEG_STAGE", stages()[req.stage].job_name),
+        ("STSEG_RUN_ROOT", root),
+        ("STSEG_DATA_ROOT", data_root),
+        ("STSEG_MODEL", model),
+        ("STSEG_NUM_SHARDS", str(shards)),
+        ("STSEG_DEADLINE_S", str(req.deadline_s)),
+        # a Job's output is a log file: upstream progress bars (sam2's propagate_in_video) are noise there
+        ("TQDM_DISABLE", "1"),
+    ]
+    if cfg.pushgateway:
+        env.append(("STSEG_PUSHGATEWAY", cfg.pushgateway))
+    if cfg.s3_endpoint:
+        env.append(("STSEG_S3_ENDPOINT", cfg.s3_endpoint))
+    checkpoint = cfg.checkpoint_for(model) if req.stage == "infer" and model else None
+    if checkpoint:
+        env.append(("STSEG_CHECKPOINT", _absolute(checkpoint)))
+    return env + _option_env(req.options)
+
+
+def _command(stage: str, gpus: int) -> tuple[str, ...]:
+    module = stages()[stage].module
+    if stage == "finetune" and gpus > 1:
+        # One pod, all its GPUs: torchrun starts one process per GPU (DDP over NCCL, no cross-node fabric).
+        return ("torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", module)
+    return ("python", "-m", module)
+
+
+def _resources(cfg, req: StageRequest, gpus: int) -> Resources:
+    """The flags' CPU and memory, else a size that follows the GPU count (a GPU shard decodes and caches more)."""
+    return Resources(
+        gpus=gpus,
+        gpu_type=cfg.gpu_type,
+        cpu=req.cpu or (str(max(4, 8 * gpus)) if gpus else "2"),
+        memory=req.memory or (f"{32 * gpus}Gi" if gpus else "8Gi"),
+        scratch="100Gi" if gpus else "20Gi",
+        shm="8Gi" if gpus else "2Gi",
+    )
 
 
 def _with_models(specs: list[JobSpec], models: tuple[str, ...]) -> list[JobSpec]:

@@ -14,12 +14,14 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from stseg_core.errors import StsegError
 from stseg_core.settings import boolean, flag_set, from_env, json_object, non_negative_int, positive_int, seconds
 from stseg_core.settings import setting as env_field
 
 __all__ = [
+    "Submit",
     "boolean",
     "env_field",
     "from_env",
@@ -29,6 +31,19 @@ __all__ = [
     "positive_int",
     "seconds",
 ]
+
+
+@dataclass(frozen=True)
+class Submit:
+    """How `stseg submit` runs a stage. A `stseg_jobs.<module>` that declares `SUBMIT = Submit(...)` is a stage
+    the CLI finds (`stseg_cli.job_stages.stages`) and submits as `python -m stseg_jobs.<module>`, with
+    STSEG_STAGE=<module>."""
+
+    name: str  # the stage in `stseg submit <name>`, job names and labels, `stseg logs --stage`
+    order: int  # its place in lists of stages, the pipeline's order: finetune 10, infer 20, fuse 30, eval 40
+    per_model: bool = False  # one Job per model of --models (else one Job, model "", over every model's output)
+    sharded: bool = False  # one index per --shards (else one index)
+    runs_model: bool = False  # runs the model itself: the model's image, and a GPU by default where it gains
 
 
 def job_main(stage: str, body: Callable[[], str]) -> int:

@@ -28,7 +28,9 @@ from pathlib import Path
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import boolean, env_field, from_env, job_main, positive_int, seconds
+from stseg_jobs._env import Submit, boolean, env_field, from_env, job_main, positive_int, seconds
+
+SUBMIT = Submit("eval", order=40, per_model=True)  # `stseg submit eval`; the Job calls itself evaluate
 
 
 def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:

@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import env_field, from_env, job_main, json_object, positive_int, seconds
+from stseg_jobs._env import Submit, env_field, from_env, job_main, json_object, positive_int, seconds
+
+SUBMIT = Submit("finetune", order=10, per_model=True, runs_model=True)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import boolean, env_field, from_env, job_main, non_negative_int, positive_int, seconds
+from stseg_jobs._env import Submit, boolean, env_field, from_env, job_main, non_negative_int, positive_int, seconds
+
+SUBMIT = Submit("fuse", order=30, sharded=True)
 
 
 def _models(text: str) -> tuple[str, ...]:

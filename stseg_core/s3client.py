@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any
 
 from stseg_core.errors import BadInputError
-
-N = TypeVar("N")
+from stseg_core.settings import from_env as read_env
+from stseg_core.settings import integer, number, setting
 
 MiB = 1024 * 1024
 # Objects larger than this go up as multipart uploads (and come down as parallel ranged GETs).
@@ -49,39 +48,26 @@ MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 class S3Settings:
     """How an S3Store talks to its endpoint; `from_env` reads the variables named in the module docstring."""
 
-    endpoint: str | None = None
-    max_attempts: int = 5  # botocore attempts per HTTP request
-    retry_mode: str = "standard"  # botocore: "standard" or "adaptive" (client-side rate limiting)
-    deadline_s: float = 120.0  # an operation starts no new attempt after this many seconds
-    retries: int | None = None  # optional cap on whole-operation retries within the deadline
+    endpoint: str | None = setting("STSEG_S3_ENDPOINT", default=None)
+    max_attempts: int = setting("STSEG_S3_MAX_ATTEMPTS", parse=integer, default=5)  # botocore attempts per request
+    # botocore: "standard" or "adaptive" (client-side rate limiting); from STSEG_S3_RETRY_MODE, else AWS_RETRY_MODE
+    retry_mode: str = "standard"
+    # an operation starts no new attempt after this many seconds
+    deadline_s: float = setting("STSEG_S3_DEADLINE_S", parse=number, default=120.0)
+    # optional cap on whole-operation retries within the deadline
+    retries: int | None = setting("STSEG_S3_RETRIES", parse=integer, default=None)
     backoff_s: float = 0.25  # first whole-operation backoff; doubles each retry, full jitter
     max_backoff_s: float = 20.0
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
+    read_timeout_s: float = setting("STSEG_S3_READ_TIMEOUT", parse=number, default=60.0)
     max_pool_connections: int = 32
 
     @classmethod
     def from_env(cls, **overrides: Any) -> S3Settings:
+        """The settings the variables give (parsed as every setting is, `stseg_core.settings`), then `overrides`."""
         env = os.environ
-
-        def num(name: str, default: N, kind: Callable[[str], N]) -> N:
-            raw = env.get(name)
-            if raw in (None, ""):
-                return default
-            try:
-                return kind(raw)
-            except ValueError:
-                raise BadInputError(f"{name}={raw!r}: not a number") from None
-
-        base = cls(
-            endpoint=env.get("STSEG_S3_ENDPOINT") or None,
-            max_attempts=num("STSEG_S3_MAX_ATTEMPTS", cls.max_attempts, int),
-            retry_mode=env.get("STSEG_S3_RETRY_MODE") or env.get("AWS_RETRY_MODE") or cls.retry_mode,
-            deadline_s=num("STSEG_S3_DEADLINE_S", cls.deadline_s, float),
-            retries=num("STSEG_S3_RETRIES", cls.retries, int),
-            read_timeout_s=num("STSEG_S3_READ_TIMEOUT", cls.read_timeout_s, float),
-        )
-        settings = cls(**{**base.__dict__, **overrides})
+        retry_mode = env.get("STSEG_S3_RETRY_MODE") or env.get("AWS_RETRY_MODE") or cls.retry_mode
+        settings = replace(read_env(cls, env), **{"retry_mode": retry_mode, **overrides})
         if settings.retry_mode not in ("standard", "adaptive"):
             raise BadInputError(f"S3 retry mode {settings.retry_mode!r}: use standard or adaptive")
         if settings.deadline_s <= 0:

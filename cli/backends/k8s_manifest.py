@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from stseg_cli.config import Config
+from stseg_cli.config import NODE_POOLS, Config
 from stseg_cli.spec import JobSpec, Resources
 
 CONTAINER = "stage"
@@ -35,23 +35,6 @@ CHECKOV_SKIPS = (
     ),
 )
 _WAIT_RESOURCES = {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "1Gi"}
-
-
-@dataclass(frozen=True)
-class NodePool:
-    """How a cloud labels its A100 nodes: a nodeSelector key and its A100 value."""
-
-    label: str
-    a100: str
-
-
-NODE_POOLS: dict[str, NodePool | None] = {
-    "none": None,
-    "gke": NodePool("cloud.google.com/gke-accelerator", "nvidia-tesla-a100"),
-    "eks": NodePool("node.kubernetes.io/instance-type", "p4d.24xlarge"),
-    "karpenter": NodePool("karpenter.k8s.aws/instance-gpu-name", "a100"),
-    "gfd": NodePool("nvidia.com/gpu.product", "NVIDIA-A100-SXM4-40GB"),  # NVIDIA GPU feature discovery
-}
 
 
 @dataclass(frozen=True)

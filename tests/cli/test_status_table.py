@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stseg_cli.backends.base import JobStatus, RunStatus
-from stseg_cli.submit_cmds import _print_status
+from stseg_cli.run_watch import print_status
 
 
 def test_columns_align_with_a_long_model_name(capsys) -> None:
@@ -12,7 +12,7 @@ def test_columns_align_with_a_long_model_name(capsys) -> None:
         JobStatus("stseg-r-infer-sam2", "infer", "sam2", 64, frozenset(range(64)), frames=1000, elapsed_s=10.0),
         JobStatus("stseg-r-fuse", "fuse", "", 64, failed={2: "exit 3: pred/sam2/x.png: missing"}),
     )
-    _print_status(RunStatus("r", jobs))
+    print_status(RunStatus("r", jobs))
     lines = capsys.readouterr().out.splitlines()
     header, rows = lines[1], lines[2:5]
     for column in ("STAGE", "MODEL", "DONE", "RUNNING", "FAILED", "FRAMES/S", "ETA"):

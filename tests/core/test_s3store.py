@@ -162,7 +162,7 @@ def test_settings_come_from_the_environment(monkeypatch):
         1.5,
     )
     monkeypatch.setenv("STSEG_S3_RETRIES", "many")
-    with pytest.raises(BadInputError, match=r"^STSEG_S3_RETRIES='many': not a number$"):
+    with pytest.raises(BadInputError, match=r"^STSEG_S3_RETRIES='many': not an integer$"):
         S3Settings.from_env()
 
 

@@ -1,0 +1,111 @@
+"""`stseg runs`, `status`, `logs`, `resume`, `cancel`, and `wait-done` (the init step of waiting Jobs)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from stseg_cli.job_stages import stages
+from stseg_cli.main import cli
+from stseg_cli.run_watch import ProgressBars, attached, print_status
+from stseg_cli.submit_flags import backend_of, config_flags, config_from
+from stseg_core.errors import BadInputError, MissingArtifactError
+
+
+@cli.command()
+@config_flags
+def runs(**kw) -> None:
+    """List the runs the backend knows."""
+    for run in backend_of(config_from(kw)).runs():
+        click.echo(run)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--watch", is_flag=True, help="Show progress bars until the run finishes.")
+@config_flags
+def status(run: str, watch: bool, **kw) -> None:
+    """Per job: shards done/running/failed, frames/s, ETA, and each failed shard's one-line reason."""
+    backend = backend_of(config_from(kw))
+    if watch:
+        with ProgressBars(lambda: backend.status(run)) as bars:
+            while not backend.status(run).finished:
+                bars.refresh()
+                time.sleep(1)
+    print_status(backend.status(run))
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--stage", required=True, type=click.Choice(list(stages())))
+@click.option("--model", default="", help="Model of a finetune/infer job.")
+@click.option("--shard", type=int, default=0, show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing while the shard runs.")
+@config_flags
+def logs(run: str, stage: str, model: str, shard: int, follow: bool, **kw) -> None:
+    """Print one shard's log (stdout and stderr of its process or pod)."""
+    for chunk in backend_of(config_from(kw)).logs(run, stage, model, shard, follow=follow):
+        click.echo(chunk, nl=False)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--detach", is_flag=True, help="Return at once; the run goes on in the background.")
+@config_flags
+def resume(run: str, detach: bool, **kw) -> None:
+    """Local backend: go on with a stopped, orphaned or failed run (its unfinished shards run again)."""
+    backend = backend_of(config_from(kw))
+    if detach:
+        backend.resume(run, wait=False)
+        click.echo(f"resumed run {run}  (watch: stseg status {run})")
+        return
+    attached(backend, run, lambda bars: backend.resume(run, wait=True, on_change=bars.refresh))
+
+
+@cli.command()
+@click.argument("run")
+@config_flags
+def cancel(run: str, **kw) -> None:
+    """Stop every job of a run (processes killed / Jobs deleted with their pods); outputs stay in the store."""
+    n = backend_of(config_from(kw)).cancel(run)
+    click.echo(f"cancelled {n} job(s) of run {run}")
+
+
+@cli.command("wait-done")
+@click.argument("run_root")
+@click.argument("waits", nargs=-1, required=True, metavar="PREFIX:SHARDS...")
+@click.option("--timeout", type=float, default=24 * 3600, show_default=True, help="Seconds before giving up (exit 3).")
+@click.option("--poll", type=float, default=10.0, show_default=True, help="Seconds between checks.")
+def wait_done(run_root: str, waits: tuple[str, ...], timeout: float, poll: float) -> None:
+    """Wait until the done marker `<PREFIX>/_done/<k>.json` of every shard k < SHARDS exists under RUN_ROOT.
+
+    The init step of Jobs that need upstream stages (fuse, eval), so stage ordering holds in the cluster
+    even when the machine that submitted the run is gone.
+    """
+    from stseg_cli.spec import DoneWait
+    from stseg_core.store import open_store
+
+    parsed = []
+    for w in waits:
+        prefix, _, n = w.rpartition(":")
+        if not prefix or not n.isdigit() or int(n) < 1:
+            raise BadInputError(f"wait-done: {w!r} is not PREFIX:SHARDS (e.g. pred/sam2:64)")
+        parsed.append(DoneWait(prefix, int(n)))
+    store = open_store(run_root)
+    missing = [m for w in parsed for m in w.markers()]
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [m for m in missing if not store.exists(m)]
+        click.echo(
+            f"wait-done: {sum(w.shards for w in parsed) - len(missing)} of {sum(w.shards for w in parsed)} "
+            "markers present",
+            err=True,
+        )
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise MissingArtifactError(
+                f"{store.uri(missing[0])} and {len(missing) - 1} more markers still missing after {timeout:.0f} s"
+            )
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
