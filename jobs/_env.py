@@ -16,13 +16,14 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stseg_core.errors import StsegError
+from stseg_core.errors import BadInputError, StsegError
 from stseg_core.settings import boolean, flag_set, from_env, json_object, non_negative_int, positive_int, seconds
 from stseg_core.settings import setting as env_field
 
 __all__ = [
     "Submit",
     "boolean",
+    "check_entry",
     "env_field",
     "from_env",
     "job_main",
@@ -44,6 +45,14 @@ class Submit:
     per_model: bool = False  # one Job per model of --models (else one Job, model "", over every model's output)
     sharded: bool = False  # one index per --shards (else one index)
     runs_model: bool = False  # runs the model itself: the model's image, and a GPU by default where it gains
+
+
+def check_entry(stage: str, expected: str, index: int = 0, count: int = 1) -> None:
+    """Refuse a Job whose variables were meant for another stage, or whose index is past its index count."""
+    if stage != expected:
+        raise BadInputError(f"STSEG_STAGE={stage!r}: this entrypoint runs the {expected} stage")
+    if index >= count:
+        raise BadInputError(f"JOB_COMPLETION_INDEX={index}: must be below STSEG_NUM_SHARDS={count}")
 
 
 def job_main(stage: str, body: Callable[[], str]) -> int:

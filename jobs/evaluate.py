@@ -28,7 +28,7 @@ from pathlib import Path
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import Submit, boolean, env_field, from_env, job_main, positive_int, seconds
+from stseg_jobs._env import Submit, boolean, check_entry, env_field, from_env, job_main, positive_int, seconds
 
 SUBMIT = Submit("eval", order=40, per_model=True)  # `stseg submit eval`; the Job calls itself evaluate
 
@@ -83,14 +83,12 @@ def check(env: Mapping[str, str], pre: Preflight) -> None:
 
 
 def run(env: Mapping[str, str] | None = None) -> str:
-    from stseg_core.errors import BadInputError
     from stseg_core.stages import evaluate
     from stseg_core.stages.common import Reporting
     from stseg_core.store import join_key
 
     cfg = from_env(EvaluateEnv, env)
-    if cfg.stage != "evaluate":
-        raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the evaluate stage")
+    check_entry(cfg.stage, "evaluate")
     pred_prefix = cfg.pred_prefix or (join_key("pred", cfg.model) if cfg.model else "fused")
     name = cfg.eval_name or cfg.model or "pgmr"
     where = evaluate.EvaluateConfig.in_run(cfg.data_root, cfg.run_root, pred_prefix, name)

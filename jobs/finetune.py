@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import Submit, env_field, from_env, job_main, json_object, positive_int, seconds
+from stseg_jobs._env import Submit, check_entry, env_field, from_env, job_main, json_object, positive_int, seconds
 
 SUBMIT = Submit("finetune", order=10, per_model=True, runs_model=True)
 
@@ -53,14 +53,12 @@ def check(env: Mapping[str, str], pre: Preflight) -> None:
 
 
 def run(env: Mapping[str, str] | None = None) -> str:
-    from stseg_core.errors import BadInputError
     from stseg_core.names import run_id_of, store_of_run_root
     from stseg_core.stages import finetune
     from stseg_core.stages.common import Reporting
 
     cfg = from_env(FinetuneEnv, env)
-    if cfg.stage != "finetune":
-        raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the finetune stage")
+    check_entry(cfg.stage, "finetune")
     return finetune.run(
         finetune.FinetuneConfig(
             model=cfg.model,

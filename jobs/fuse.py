@@ -10,7 +10,17 @@ from dataclasses import dataclass
 
 from stseg_core.names import split_names
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import Submit, boolean, env_field, from_env, job_main, non_negative_int, positive_int, seconds
+from stseg_jobs._env import (
+    Submit,
+    boolean,
+    check_entry,
+    env_field,
+    from_env,
+    job_main,
+    non_negative_int,
+    positive_int,
+    seconds,
+)
 
 SUBMIT = Submit("fuse", order=30, sharded=True)
 
@@ -69,16 +79,12 @@ def check(env: Mapping[str, str], pre: Preflight) -> None:
 
 
 def run(env: Mapping[str, str] | None = None) -> str:
-    from stseg_core.errors import BadInputError
     from stseg_core.fusion.stage import FuseConfig
     from stseg_core.stages import fuse
     from stseg_core.stages.common import Reporting
 
     cfg = from_env(FuseEnv, env)
-    if cfg.stage != "fuse":
-        raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the fuse stage")
-    if cfg.index >= cfg.indexes:
-        raise BadInputError(f"JOB_COMPLETION_INDEX={cfg.index}: must be below STSEG_NUM_SHARDS={cfg.indexes}")
+    check_entry(cfg.stage, "fuse", cfg.index, cfg.indexes)
     config = FuseConfig(
         cfg.run_root,
         cfg.data_root,

@@ -7,7 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stseg_core.preflight import Preflight
-from stseg_jobs._env import Submit, env_field, from_env, job_main, json_object, non_negative_int, positive_int, seconds
+from stseg_jobs._env import (
+    Submit,
+    check_entry,
+    env_field,
+    from_env,
+    job_main,
+    json_object,
+    non_negative_int,
+    positive_int,
+    seconds,
+)
 
 SUBMIT = Submit("infer", order=20, per_model=True, sharded=True, runs_model=True)
 
@@ -48,15 +58,11 @@ def check(env: Mapping[str, str], pre: Preflight) -> None:
 
 
 def run(env: Mapping[str, str] | None = None) -> str:
-    from stseg_core.errors import BadInputError
     from stseg_core.stages import infer
     from stseg_core.stages.common import Reporting
 
     cfg = from_env(InferEnv, env)
-    if cfg.stage != "infer":
-        raise BadInputError(f"STSEG_STAGE={cfg.stage!r}: this entrypoint runs the infer stage")
-    if cfg.shard >= cfg.num_shards:
-        raise BadInputError(f"JOB_COMPLETION_INDEX={cfg.shard}: must be below STSEG_NUM_SHARDS={cfg.num_shards}")
+    check_entry(cfg.stage, "infer", cfg.shard, cfg.num_shards)
     return infer.run(
         infer.InferConfig(
             data_root=cfg.data_root,
