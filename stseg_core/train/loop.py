@@ -128,20 +128,28 @@ class TrainResult:
     val_seconds: list[float] = field(default_factory=list)
 
 
+class Schedule(Protocol):
+    """The recipe fields the epoch loop reads (both recipes have them)."""
+
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def checkpoint_every(self) -> int: ...
+    @property
+    def grad_accum(self) -> int: ...
+
+
 def run_epochs(
     parts: TrainParts,
     ckpts: RunCheckpoints,
-    *,
-    epochs: int,
-    checkpoint_every: int,
-    grad_accum: int,
+    schedule: Schedule,
     dist: DistEnv,
     metrics: JobMetrics | None = None,
-    resume: bool = True,
 ) -> TrainResult:
-    """Train to `epochs`, resuming from the run's latest checkpoint; save and validate every
+    """Train to `schedule.epochs`, resuming from the run's latest checkpoint; save and validate every
     `checkpoint_every` epochs and at the last one."""
-    result = _resume(parts, ckpts) if resume else TrainResult(ckpts.uri(), 0, 0, None)
+    epochs, checkpoint_every, grad_accum = schedule.epochs, schedule.checkpoint_every, schedule.grad_accum
+    result = _resume(parts, ckpts)
     step, first_epoch = result.step, result.epochs + 1
     total_steps = max(1, epochs * parts.steps_per_epoch)
     params = list(parts.trainable() if parts.trainable else (p for p in parts.model.parameters() if p.requires_grad))

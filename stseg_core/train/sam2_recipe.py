@@ -302,15 +302,7 @@ def finetune_sam2(
     model = build_model(cfg, recipe).to(device)
     init_distributed(dist, device)
     parts = _parts(cfg, recipe, model, data, split, device, dist)
-    return run_epochs(
-        parts,
-        ckpts,
-        epochs=recipe.epochs,
-        checkpoint_every=recipe.checkpoint_every,
-        grad_accum=recipe.grad_accum,
-        dist=dist,
-        metrics=metrics,
-    )
+    return run_epochs(parts, ckpts, recipe, dist, metrics)
 
 
 def _parts(

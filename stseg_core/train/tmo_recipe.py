@@ -266,15 +266,7 @@ def finetune_tmo(
     init_distributed(dist, device)
     barrier(dist)
     parts = _parts(recipe, net, bns, data, split, cache, flow_root, device, dist)
-    return run_epochs(
-        parts,
-        ckpts,
-        epochs=recipe.epochs,
-        checkpoint_every=recipe.checkpoint_every,
-        grad_accum=recipe.grad_accum,
-        dist=dist,
-        metrics=metrics,
-    )
+    return run_epochs(parts, ckpts, recipe, dist, metrics)
 
 
 def _parts(
