@@ -6,6 +6,7 @@ import pytest
 from stseg_core.errors import BadInputError
 from stseg_core.models.base import VideoInput
 from stseg_core.models.registry import build_model
+from stseg_testing.videos import in_memory_video, iou
 
 H, W = 96, 128
 
@@ -56,57 +57,40 @@ def crossing_sequence(T: int = 20):
     return frames, truth
 
 
-def _video(frames, truth) -> VideoInput:
-    return VideoInput(
-        name="handmade",
-        stems=tuple(f"{i:05d}" for i in range(len(frames))),
-        height=H,
-        width=W,
-        first_labels=truth[0],
-        object_ids=(1, 2),
-        frames=lambda: iter(frames),
-    )
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = (a | b).sum()
-    return 1.0 if union == 0 else float((a & b).sum() / union)
-
-
 @pytest.mark.parametrize("model", ["oneshot", "stm"])
 def test_object_is_absent_behind_the_pillar_and_found_again(model):
     hidden = range(7, 12)
     frames, truth = occluded_sequence(hidden=hidden)
-    results = list(build_model(model).segment(_video(frames, truth)))
+    results = list(build_model(model).segment(in_memory_video(frames, truth[0], (1, 2))))
     assert [r.stem for r in results] == [f"{i:05d}" for i in range(20)]
     assert np.array_equal(results[0].labels, truth[0])
     for t, (r, g) in enumerate(zip(results, truth, strict=True)):
-        assert _iou(r.labels == 2, g == 2) > 0.75, (t, "green")
+        assert iou(r.labels == 2, g == 2) > 0.75, (t, "green")
         if t in hidden:
             assert not r.present[1] and r.scores[1] == 0.0 and not (r.labels == 1).any(), t
         else:
-            assert r.present[1] and _iou(r.labels == 1, g == 1) > 0.7, t
+            assert r.present[1] and iou(r.labels == 1, g == 1) > 0.7, t
             assert 0.0 < r.scores[1] <= 1.0
         assert r.probs.shape == (2, H, W) and r.probs.dtype == np.uint8
 
 
 def test_stm_keeps_the_ids_of_crossing_look_alikes():
     frames, truth = crossing_sequence()
-    results = list(build_model("stm").segment(_video(frames, truth)))
+    results = list(build_model("stm").segment(in_memory_video(frames, truth[0], (1, 2))))
     for t, (r, g) in enumerate(zip(results, truth, strict=True)):
         for i in (1, 2):
-            assert _iou(r.labels == i, g == i) > 0.6, (t, i)
+            assert iou(r.labels == i, g == i) > 0.6, (t, i)
 
 
 def test_oneshot_finds_crossing_look_alikes_but_confuses_them():
     # No propagation: the classifier tells identical objects apart only by where they were in frame 0, so
     # once they have passed each other their ids swap — the failure the fusion has to outvote.
     frames, truth = crossing_sequence()
-    results = list(build_model("oneshot").segment(_video(frames, truth)))
-    fg = [_iou(r.labels > 0, g > 0) for r, g in zip(results, truth, strict=True)]
+    results = list(build_model("oneshot").segment(in_memory_video(frames, truth[0], (1, 2))))
+    fg = [iou(r.labels > 0, g > 0) for r, g in zip(results, truth, strict=True)]
     assert min(fg) > 0.65 and np.mean(fg) > 0.9, fg  # weakest where both are far from their frame-0 places
     last, gt = results[-1].labels, truth[-1]
-    assert _iou(last == 1, gt == 2) > 0.6 and _iou(last == 2, gt == 1) > 0.6
+    assert iou(last == 1, gt == 2) > 0.6 and iou(last == 2, gt == 1) > 0.6
     scores = np.array([[r.scores[i] for i in (1, 2)] for r in results[1:]])
     assert scores.max() < 0.9  # the margin between look-alikes stays low: the model knows it is unsure
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from stseg_core.errors import BadInputError
-from stseg_core.models.base import VideoInput
 from stseg_core.models.flowprop import build
+from stseg_testing.videos import in_memory_video, iou
 
 H, W = 96, 128
 
@@ -30,31 +30,14 @@ def moving_squares(T: int = 16, hide: range = range(0)) -> tuple[list[np.ndarray
     return frames, truth
 
 
-def _video(frames, truth) -> VideoInput:
-    return VideoInput(
-        name="squares",
-        stems=tuple(f"{i:05d}" for i in range(len(frames))),
-        height=H,
-        width=W,
-        first_labels=truth[0],
-        object_ids=(1, 2),
-        frames=lambda: iter(frames),
-    )
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = (a | b).sum()
-    return 1.0 if union == 0 else float((a & b).sum() / union)
-
-
 @pytest.mark.parametrize("options", [{}, {"flow": "farneback"}, {"motion": "dense"}])
 def test_masks_follow_moving_squares(options):
     frames, truth = moving_squares()
-    results = list(build(**options).segment(_video(frames, truth)))
+    results = list(build(**options).segment(in_memory_video(frames, truth[0], (1, 2), "squares")))
     assert [r.stem for r in results] == [f"{i:05d}" for i in range(16)]
     assert np.array_equal(results[0].labels, truth[0])
     for i in (1, 2):
-        ious = [_iou(r.labels == i, g == i) for r, g in zip(results, truth, strict=True)]
+        ious = [iou(r.labels == i, g == i) for r, g in zip(results, truth, strict=True)]
         assert min(ious) > 0.9, (i, ious)
     last = results[-1]
     assert last.probs.shape == (2, H, W) and last.probs.dtype == np.uint8
@@ -67,21 +50,21 @@ def test_masks_follow_moving_squares(options):
 def test_colour_refinement_is_what_keeps_uniform_objects():
     # Dense flow underestimates the motion inside a uniform square; without the colour step the mask lags.
     frames, truth = moving_squares()
-    results = list(build(refine=False).segment(_video(frames, truth)))
-    assert _iou(results[-1].labels == 1, truth[-1] == 1) < 0.5
+    results = list(build(refine=False).segment(in_memory_video(frames, truth[0], (1, 2), "squares")))
+    assert iou(results[-1].labels == 1, truth[-1] == 1) < 0.5
 
 
 def test_vanished_object_is_flagged_and_reacquired():
     hide = range(5, 10)
     frames, truth = moving_squares(hide=hide)
-    results = list(build().segment(_video(frames, truth)))
+    results = list(build().segment(in_memory_video(frames, truth[0], (1, 2), "squares")))
     for t, (r, g) in enumerate(zip(results, truth, strict=True)):
         assert r.present[2] == (t not in hide), t
         if t in hide:
             assert r.scores[2] == 0.0 and not (r.labels == 2).any()
         else:
-            assert _iou(r.labels == 2, g == 2) > 0.85, t
-    lost = list(build(reacquire="false").segment(_video(frames, truth)))
+            assert iou(r.labels == 2, g == 2) > 0.85, t
+    lost = list(build(reacquire="false").segment(in_memory_video(frames, truth[0], (1, 2), "squares")))
     assert [r.present[2] for r in lost[10:]] == [False] * 6
 
 
@@ -100,4 +83,4 @@ def test_frame_of_wrong_size_names_the_frame():
     frames, truth = moving_squares(T=3)
     frames[2] = frames[2][:, :100]
     with pytest.raises(BadInputError, match="video squares: frame 00002 is 100x96, expected 128x96"):
-        list(build().segment(_video(frames, truth)))
+        list(build().segment(in_memory_video(frames, truth[0], (1, 2), "squares")))

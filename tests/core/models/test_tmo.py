@@ -11,6 +11,7 @@ from stseg_core.models.base import VideoInput
 from stseg_core.models.flow import build_flow
 from stseg_core.models.tmo import build, build_network, checkpoint_dict
 from stseg_core.models.tmo_ids import ForegroundSplitter
+from stseg_testing.videos import in_memory_video, iou
 
 H, W, T = 48, 64, 5
 TINY = {"backbone": "rn18", "size": 64, "device": "cpu"}
@@ -31,16 +32,7 @@ def _squares(t: int, hide_green: bool = False) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _video(n: int = T) -> VideoInput:
-    frames = [_squares(t)[0] for t in range(n)]
-    return VideoInput(
-        name="sq",
-        stems=tuple(f"{i:05d}" for i in range(n)),
-        height=H,
-        width=W,
-        first_labels=_squares(0)[1],
-        object_ids=(1, 3),
-        frames=lambda: iter(frames),
-    )
+    return in_memory_video([_squares(t)[0] for t in range(n)], _squares(0)[1], (1, 3), "sq")
 
 
 @pytest.fixture(scope="module")
@@ -147,17 +139,12 @@ def _split_video(frames: list[np.ndarray], truths: list[np.ndarray]) -> list[np.
     return out
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def test_splitter_keeps_ids_on_moving_objects():
     frames, truths = zip(*(_squares(t) for t in range(8)), strict=True)
     out = _split_video(list(frames), list(truths))
     for t, (pred, truth) in enumerate(zip(out, truths, strict=True)):
         for oid in (1, 3):
-            assert _iou(pred == oid, truth == oid) > 0.95, (t, oid)
+            assert iou(pred == oid, truth == oid) > 0.95, (t, oid)
 
 
 def test_splitter_gives_a_reappearing_object_its_first_frame_id():
@@ -165,7 +152,7 @@ def test_splitter_gives_a_reappearing_object_its_first_frame_id():
     frames, truths = zip(*(_squares(t, hide_green=t in (3, 4)) for t in range(7)), strict=True)
     out = _split_video(list(frames), list(truths))
     assert not (out[3] == 3).any() and not (out[4] == 3).any()
-    assert _iou(out[5] == 3, truths[5] == 3) > 0.95 and _iou(out[6] == 3, truths[6] == 3) > 0.95
+    assert iou(out[5] == 3, truths[5] == 3) > 0.95 and iou(out[6] == 3, truths[6] == 3) > 0.95
 
 
 def test_flow_cache_is_written_once_and_gives_the_same_outputs(tmp_path, tiny_outputs):
