@@ -51,42 +51,10 @@ def test_finetune_bad_options_one_line(tmp_path):
     assert res.exit_code == 2 and res.output.strip().splitlines() == [
         "stseg: error: --init is required: a checkpoint URI, or 'random' for random weights"
     ]
-    res = _invoke(
-        "--model",
-        "sam2",
-        "--data",
-        str(tmp_path),
-        "--out",
-        str(tmp_path / "o"),
-        "--init",
-        "random",
-        "--set",
-        "optimiser=sgd",
-    )
+    where = ("--data", str(tmp_path), "--out", str(tmp_path / "o"), "--init", "random")
+    res = _invoke("--model", "sam2", *where, "--set", "optimiser=sgd")
     assert res.exit_code == 2 and "unknown option(s) optimiser" in res.output
-    res = _invoke(
-        "--model",
-        "sam2",
-        "--data",
-        str(tmp_path),
-        "--out",
-        str(tmp_path / "o"),
-        "--init",
-        "random",
-        "--set",
-        "optimizer=sgd",
-    )
+    res = _invoke("--model", "sam2", *where, "--set", "optimizer=sgd")
     assert res.exit_code == 2 and "optimizer 'sgd': use one of adamw, adam" in res.output
-    res = _invoke(
-        "--model",
-        "tmo",
-        "--data",
-        str(tmp_path),
-        "--out",
-        str(tmp_path / "o"),
-        "--init",
-        "random",
-        "--resolution",
-        "64",
-    )
+    res = _invoke("--model", "tmo", *where, "--resolution", "64")
     assert res.exit_code == 2 and "tmo finetune: unknown option(s) resolution (known: " in res.output

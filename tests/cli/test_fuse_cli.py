@@ -46,22 +46,9 @@ def test_recommend_build_show_and_fuse_table(bench):
     assert "perfdb" not in built.output and "db/v0001.json" in built.output
     shown = runner.invoke(cli, ["recommend", "show", str(root / "db")])
     assert shown.exit_code == 0 and "performance database v1" in shown.output and "recommender:" in shown.output
-    fused = runner.invoke(
-        cli,
-        [
-            "fuse",
-            "--run",
-            str(root / "test"),
-            "--data",
-            str(root / "data/test"),
-            "--models",
-            models,
-            "--gt",
-            str(root / "data/test_gt"),
-            "--db",
-            str(root / "db"),
-        ],
-    )
+    fuse = ["fuse", "--run", str(root / "test"), "--data", str(root / "data/test"), "--models", models]
+    fuse += ["--gt", str(root / "data/test_gt"), "--db", str(root / "db")]
+    fused = runner.invoke(cli, fuse)
     assert fused.exit_code == 0, fused.output
     lines = fused.output.splitlines()
     assert lines[0].split() == ["method", "J&F", "J", "F"]
@@ -69,25 +56,7 @@ def test_recommend_build_show_and_fuse_table(bench):
     assert lines[5].startswith("bbox-average") and lines[6].startswith("bbox-max")
     assert lines[7].startswith("pseudo-label (vote only)") and lines[8].startswith("PGMR (kept output)")
     assert "kept per video: pgmr-fused" in lines[9]
-    per_video = runner.invoke(
-        cli,
-        [
-            "fuse",
-            "--run",
-            str(root / "test"),
-            "--data",
-            str(root / "data/test"),
-            "--models",
-            models,
-            "--gt",
-            str(root / "data/test_gt"),
-            "--db",
-            str(root / "db"),
-            "--choose",
-            "video",
-            "--raw-confidences",
-        ],
-    )
+    per_video = runner.invoke(cli, [*fuse, "--choose", "video", "--raw-confidences"])
     assert per_video.exit_code == 0, per_video.output
     entries = json.loads((root / "test" / "recommend.json").read_text())["videos"].values()
     assert entries and not any(e["reason"].startswith("vote only") for e in entries)

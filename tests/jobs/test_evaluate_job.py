@@ -44,23 +44,18 @@ def test_evaluate_job_writes_eval_and_reports_jf(tmp_path):
 
 
 def test_evaluate_job_exit_codes(tmp_path):
-    env = {**_layout(tmp_path), "STSEG_METRIC": "davis2"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "stseg_jobs.evaluate"],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    def job(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stseg_jobs.evaluate"],
+            env={"PATH": "/usr/bin:/bin", **_layout(tmp_path), **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    proc = job(STSEG_METRIC="davis2")
     assert proc.returncode == 2 and "STSEG_METRIC='davis2'" in proc.stderr
-    env = {**_layout(tmp_path), "STSEG_PRED_PREFIX": "pred/none"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "stseg_jobs.evaluate"],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = job(STSEG_PRED_PREFIX="pred/none")
     assert proc.returncode == 3 and "no predictions for video(s) v" in proc.stderr
 
 

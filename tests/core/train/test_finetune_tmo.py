@@ -5,7 +5,6 @@ loss falling, small-target crops, errors."""
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from stseg_core.models.tmo import build_network, checkpoint_dict
 from stseg_core.store import open_store
 from stseg_core.telemetry import JobMetrics
 from stseg_core.train.tmo_recipe import TmoRecipe, enlarge_crop, finetune_tmo
+from stseg_testing.refusals import assert_refused_before_any_step
 
 ARCH = dict(backbone="rn18")
 
@@ -145,22 +145,7 @@ def test_bad_inputs_fail_in_one_line_before_any_step(data, tmp_path):
         (BadInputError, "holds TMO rn34 but backbone rn18", dict(recipe=_recipe(init=str(wrong)))),
         (BadInputError, "afile: is a file, not a folder", dict(store=str(tmp_path / "afile" / "store"))),
     ]
-    for err_type, text, kw in cases:
-        metrics = JobMetrics(run="bad", stage="finetune", model="tmo")
-        args = (
-            dict(
-                recipe=_recipe(),
-                data_root=str(data),
-                store=str(tmp_path / "st"),
-                run_id="bad",
-                scratch=tmp_path / "s",
-                metrics=metrics,
-            )
-            | kw
-        )
-        t0 = time.perf_counter()
-        with pytest.raises(err_type) as info:
-            finetune_tmo(args.pop("recipe"), **args)
-        msg = str(info.value)
-        assert text in msg and "\n" not in msg, msg
-        assert metrics.value("stseg_train_step") == 0 and time.perf_counter() - t0 < 30
+    defaults = dict(
+        recipe=_recipe(), data_root=str(data), store=str(tmp_path / "st"), run_id="bad", scratch=tmp_path / "s"
+    )
+    assert_refused_before_any_step(finetune_tmo, "tmo", defaults, cases)
