@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stseg_core.errors import BadInputError
-from stseg_core.train.distributed import DistEnv, epoch_loader, init_distributed, rank_sampler, wrap_ddp
+from stseg_core.train.distributed import DistEnv, epoch_loader, init_distributed, rank_sampler, seed_rank, wrap_ddp
 from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
 from stseg_core.train.split import VideoSplit
 
@@ -286,7 +286,6 @@ def finetune_sam2(
     """Finetune SAM2 on the training split at `data_root`; checkpoints go to
     `<store>/checkpoints/sam2/<run_id>/`. Inputs (settings, store, data, init weights) are checked before
     the first step; a run with checkpoints already in the store resumes from the latest."""
-    import torch
 
     run = prepare_run(
         recipe, "sam2", data_root=data_root, store=store, run_id=run_id, dist=dist, min_frames=recipe.num_frames
@@ -298,7 +297,7 @@ def finetune_sam2(
     file_list = scratch / f"train-videos-{run_id}.txt"
     file_list.write_text("".join(v + "\n" for v in split.train))
     cfg = compose_config(recipe, str(folder / "JPEGImages"), str(folder / "Annotations"), str(file_list), device)
-    torch.manual_seed(recipe.seed + dist.rank)
+    seed_rank(recipe.seed, dist)
     model = build_model(cfg, recipe).to(device)
     init_distributed(dist, device)
     parts = _parts(cfg, recipe, model, data, split, device, dist)

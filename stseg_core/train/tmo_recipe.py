@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stseg_core.errors import BadInputError, MissingArtifactError
-from stseg_core.train.distributed import DistEnv, barrier, epoch_loader, init_distributed, rank_sampler, wrap_ddp
+from stseg_core.train.distributed import (
+    DistEnv,
+    barrier,
+    epoch_loader,
+    init_distributed,
+    rank_sampler,
+    seed_rank,
+    wrap_ddp,
+)
 from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
 from stseg_core.train.split import VideoSplit
 
@@ -247,15 +255,13 @@ def finetune_tmo(
     """Finetune TMO on the training split at `data_root`; checkpoints go to `<store>/checkpoints/tmo/<run_id>/`.
     Inputs are checked and flow images precomputed before the first step; a run resumes from its latest
     checkpoint in the store."""
-    import torch
 
     from stseg_core.models.flow import FlowCache, flow_method
     from stseg_core.store import open_store
 
     run = prepare_run(recipe, "tmo", data_root=data_root, store=store, run_id=run_id, dist=dist, min_frames=3)
     dist, ckpts, data, split, device = run.dist, run.ckpts, run.data, run.split, run.device
-    torch.manual_seed(recipe.seed + dist.rank)
-    random.seed(recipe.seed + dist.rank)
+    seed_rank(recipe.seed, dist)
     net = build_net(recipe)
     bns = batchnorms(net)
     net.to(device)
