@@ -22,7 +22,7 @@ def main() -> None:
 
     from stseg_core.data.jpeg import encode_jpeg
     from stseg_core.data.labels import encode_label_png
-    from stseg_core.data.synth import SynthConfig, generate_split, render_video
+    from stseg_core.data.synth import HARD_CASES, SynthConfig, generate_split, render_video
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--videos", type=int, default=3)
@@ -44,13 +44,7 @@ def main() -> None:
         min_objects=6,
         max_objects=6,
         videos=args.videos,
-        occlusion=1.0,
-        disappearance=1.0,
-        distractors=1.0,
-        small_objects=1.0,
-        camera_motion=1.0,
-        deformation=1.0,
-        textured_background=1.0,
+        **dict.fromkeys(HARD_CASES, 1.0),
     )
     n = args.videos * args.frames
 

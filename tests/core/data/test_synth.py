@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stseg_core.data.mose import MoseSplit
-from stseg_core.data.synth import SynthConfig, generate_dataset, generate_split, video_name
+from stseg_core.data.synth import HARD_CASES, SynthConfig, generate_dataset, generate_split, video_name
 from stseg_core.errors import BadInputError
 from stseg_core.store import open_store
 
@@ -66,15 +66,7 @@ def _visible(labels: list[np.ndarray], oid: int) -> np.ndarray:
 
 
 def test_hard_cases_are_really_in_the_ground_truth(tmp_path):
-    rates = dict(
-        occlusion=1.0,
-        disappearance=1.0,
-        distractors=1.0,
-        small_objects=1.0,
-        camera_motion=1.0,
-        deformation=1.0,
-        textured_background=1.0,
-    )
+    rates = dict.fromkeys(HARD_CASES, 1.0)
     cfg = SynthConfig(
         seed=5, height=96, width=176, min_frames=36, max_frames=36, min_objects=4, max_objects=4, videos=1, **rates
     )
@@ -120,27 +112,11 @@ def test_hard_cases_are_really_in_the_ground_truth(tmp_path):
     assert len(crowd) >= 2 and all((a, b) in similar for a in crowd for b in crowd if a < b)
     # Small object: visible somewhere, never more than 1 % of the frame.
     assert any(0 < v.max() < 0.01 * 96 * 176 for v in vis.values())
-    assert set(m["present"]) >= {
-        "occlusion",
-        "disappearance",
-        "distractors",
-        "small_objects",
-        "camera_motion",
-        "deformation",
-        "textured_background",
-    }
+    assert set(m["present"]) == set(HARD_CASES)
 
 
 def test_switched_off_cases_do_not_occur(tmp_path):
-    off = dict(
-        occlusion=0.0,
-        disappearance=0.0,
-        distractors=0.0,
-        small_objects=0.0,
-        camera_motion=0.0,
-        deformation=0.0,
-        textured_background=0.0,
-    )
+    off = dict.fromkeys(HARD_CASES, 0.0)
     cfg = SynthConfig(
         seed=2, height=64, width=112, min_frames=20, max_frames=20, min_objects=2, max_objects=2, videos=2, **off
     )
