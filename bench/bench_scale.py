@@ -104,15 +104,15 @@ def _tiny(k: int, phase: int, h: int = TINY_H, w: int = TINY_W) -> tuple[np.ndar
 def write_catalogue(root: Path, videos: list[tuple[str, int, int]]) -> int:
     """`valid/` (frames + first annotation) and `valid_gt/` (every annotation) on disk; returns frames written."""
     from stseg_core.data.labels import encode_label_png
-    from stseg_core.data.mose import encode_jpeg, frame_stem
+    from stseg_core.data.mose import ANNOTATIONS_DIR, FRAMES_DIR, encode_jpeg, frame_stem
 
     cache: dict[tuple[int, int], tuple[bytes, bytes]] = {}
     total = 0
     for name, frames, k in videos:
         jpg_dir, ann_dir, gt_dir = (
-            root / "valid/JPEGImages" / name,
-            root / "valid/Annotations" / name,
-            root / "valid_gt/Annotations" / name,
+            root / "valid" / FRAMES_DIR / name,
+            root / "valid" / ANNOTATIONS_DIR / name,
+            root / "valid_gt" / ANNOTATIONS_DIR / name,
         )
         for d in (jpg_dir, ann_dir, gt_dir):
             d.mkdir(parents=True)

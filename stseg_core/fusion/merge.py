@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from stseg_core.fusion.baselines import METHODS as BASELINES
 from stseg_core.fusion.onevideo import VideoFused
-from stseg_core.fusion.perfdb import FUSED, PerfDB
-from stseg_core.fusion.pgmr import PGMR
+from stseg_core.fusion.perfdb import PerfDB
+from stseg_core.fusion.pgmr import DERIVED, PGMR
 from stseg_core.fusion.recommend import Recommender
 from stseg_core.metrics.jf import VideoResult
 from stseg_core.runlayout import FUSED as FUSED_PREFIX
@@ -98,7 +97,7 @@ def write_merged(target: MergeTarget, part: Part, metrics: JobMetrics | None = N
     database = db_name(target.db)
     table = {}
     if target.gt_root:
-        methods = (*target.models, *BASELINES, FUSED, PGMR)
+        methods = (*target.models, *DERIVED)
         table = _write_eval(target, {m: [part.results[v][m] for v in videos] for m in methods}, metrics)
     target.run_store.write_json(
         RECOMMEND,

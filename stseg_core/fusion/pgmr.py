@@ -25,6 +25,10 @@ from stseg_core.fusion.vote import fuse_frame_of, normalise_trust
 
 PGMR = "pgmr"
 """Method name of the final output (the kept output: see CHOICES)."""
+DERIVED = (*BASELINES, FUSED, PGMR)
+"""Evaluated methods made from the models' masks, in Table 2's order after the models."""
+DISPLAY_NAMES = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (kept output)"}
+"""How Table 2 names the vote and the kept output (other methods are named by themselves)."""
 CHOICES = ("vote", "video", "span")
 """What PGMR keeps: the pseudo-label everywhere (the recommendation is still made and recorded), the
 recommended candidate per video, or one per span (`stseg_core.fusion.spans`). The default, "vote", is the

@@ -35,7 +35,7 @@ from stseg_core.fusion.inputs import check_ground_truth, ground_truth, load_mode
 from stseg_core.fusion.merge import TABLE, FuseReport, MergeTarget, Part, db_name, write_merged
 from stseg_core.fusion.onevideo import FuseOptions, fuse_one_video
 from stseg_core.fusion.perfdb import FUSED, PerfDB, VideoRecord, load_perfdb, save_perfdb
-from stseg_core.fusion.pgmr import CHOICES, DEFAULT_CHOICE, PGMR
+from stseg_core.fusion.pgmr import CHOICES, DEFAULT_CHOICE, DISPLAY_NAMES
 from stseg_core.fusion.recommend import DEFAULT_K, TRUST_POWERS, Recommender, record, with_selection
 from stseg_core.fusion.scoring import jf, score
 from stseg_core.fusion.vote import fuse_video
@@ -271,10 +271,9 @@ def saved_report(run_root: str) -> FuseReport:
 
 def format_table(report: FuseReport) -> str:
     """The report's Table 2 for this run: J&F, J, F per method (single models, baselines, vote, PGMR)."""
-    names = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (kept output)"}
     lines = [f"{'method':<32}{'J&F':>8}{'J':>8}{'F':>8}"]
     for method, row in report.table.items():
-        lines.append(f"{names.get(method, method):<32}{row['J&F']:>8.2f}{row['J']:>8.2f}{row['F']:>8.2f}")
+        lines.append(f"{DISPLAY_NAMES.get(method, method):<32}{row['J&F']:>8.2f}{row['J']:>8.2f}{row['F']:>8.2f}")
     kept: dict[str, int] = {}
     for choice in report.choices.values():
         kept[choice] = kept.get(choice, 0) + 1

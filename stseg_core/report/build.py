@@ -10,8 +10,9 @@ import numpy as np
 from stseg_core.data.labels import read_label_png
 from stseg_core.data.mose import MoseSplit
 from stseg_core.errors import MissingArtifactError
+from stseg_core.fusion.pgmr import DISPLAY_NAMES
 from stseg_core.report import images
-from stseg_core.report.collect import NAMES, RunSummary, collect_run
+from stseg_core.report.collect import RunSummary, collect_run
 from stseg_core.report.page import Closeup, render
 from stseg_core.report.plots import frame_plot, per_video_plot
 from stseg_core.report.select import (
@@ -227,7 +228,10 @@ class _Builder:
             notes.append("no ground truth: the strip has no ground-truth row")
         for label, per_stem in layers.items():
             rows.append(
-                (NAMES.get(label, label).split(" (")[0], [self._cell(small[s], per_stem[s], size) for s in cols])
+                (
+                    DISPLAY_NAMES.get(label, label).split(" (")[0],
+                    [self._cell(small[s], per_stem[s], size) for s in cols],
+                )
             )
         return self.write(f"img/{video}-overlay.png", images.strip(rows, cols))
 

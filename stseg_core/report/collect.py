@@ -8,14 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.fusion.pgmr import DERIVED, PGMR
 from stseg_core.runlayout import DoneMarker
 from stseg_core.store import Store, join_key
-
-PGMR = "pgmr"
-FUSED = "pgmr-fused"
-BASELINES = ("bbox-average", "bbox-max")
-NAMES = {FUSED: "pseudo-label (vote only)", PGMR: "PGMR (kept output)"}
-_DERIVED = (*BASELINES, FUSED, PGMR)  # evaluated methods that are not models: made from the models' masks
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ def _global_csv(store: Store, key: str) -> tuple[tuple[str, ...], dict[str, str]
 
 
 def _method_order(names: list[str], models: tuple[str, ...]) -> tuple[str, ...]:
-    rank = {m: i for i, m in enumerate((*models, *_DERIVED))}
+    rank = {m: i for i, m in enumerate((*models, *DERIVED))}
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
 
@@ -130,10 +125,10 @@ def collect_run(store: Store) -> RunSummary:
     if recommend is not None:
         models = tuple(recommend.get("models", ()))
     else:
-        models = tuple(m for m in evals if m not in _DERIVED)
+        models = tuple(m for m in evals if m not in DERIVED)
     has_fused = any(k.startswith("fused/") for k in keys)
     missing = _missing(evals, recommend, models, pred_models, has_fused)
-    models = tuple(dict.fromkeys((*models, *(m for m in evals if m not in _DERIVED))))
+    models = tuple(dict.fromkeys((*models, *(m for m in evals if m not in DERIVED))))
     videos = set(recommend.get("videos", {}) if recommend else ())
     for ev in evals.values():
         videos |= set(ev.results.get("videos", {}))
@@ -178,7 +173,7 @@ def _missing(
     if recommend is None:
         missing.append("recommend.json: the fuse stage has not run — no per-video choice, reasons or PGMR masks")
     for method in evals:
-        if method not in _DERIVED and method not in pred_models:
+        if method not in DERIVED and method not in pred_models:
             missing.append(
                 f"pred/{method}/: eval/ scores model {method} but the run holds none of its masks — no overlays for it"
             )

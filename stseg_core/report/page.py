@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from html import escape
 from string import Template
 
-from stseg_core.report.collect import NAMES, RunSummary
+from stseg_core.fusion.pgmr import DISPLAY_NAMES
+from stseg_core.report.collect import RunSummary
 from stseg_core.report.select import VideoRow
 
 _PAGE = Template("""<!DOCTYPE html>
@@ -66,7 +67,7 @@ def _table2(run: RunSummary) -> str:
     rows = []
     for method in run.methods:
         ev = run.evals[method]
-        cells = [f'<td class="name">{escape(NAMES.get(method, method))}</td>']
+        cells = [f'<td class="name">{escape(DISPLAY_NAMES.get(method, method))}</td>']
         if has_t2:
             t2 = ev.table2 or {}
             cells += [f"<td>{escape(str(t2[k])) if k in t2 else '–'}</td>" for k in ("J&F", "J", "F")]
@@ -92,7 +93,7 @@ def _agreement_table(run: RunSummary, rows: list[VideoRow]) -> str:
         mean = sum(vals) / len(vals) if vals else None
         shown = "reference" if model == "pgmr-fused" else _pct(mean)
         body.append(
-            f'<tr data-method="{escape(model)}"><td class="name">{escape(NAMES.get(model, model))}</td>'
+            f'<tr data-method="{escape(model)}"><td class="name">{escape(DISPLAY_NAMES.get(model, model))}</td>'
             f"<td>{shown}</td><td>{choices.count(model)}</td></tr>"
         )
     return f'<table id="table2">{head}{"".join(body)}</table>'
@@ -102,7 +103,7 @@ def _video_table(run: RunSummary, rows: list[VideoRow], methods: list[str]) -> s
     rec = (run.recommend or {}).get("videos", {})
     head = (
         '<tr><th class="name">video</th>'
-        + "".join(f"<th>{escape(NAMES.get(m, m))}</th>" for m in methods)
+        + "".join(f"<th>{escape(DISPLAY_NAMES.get(m, m))}</th>" for m in methods)
         + '<th>spread</th><th class="name">kept</th><th class="name">reason</th></tr>'
     )
     body = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
-from stseg_core.report.collect import NAMES, PGMR
+from stseg_core.fusion.pgmr import DISPLAY_NAMES, PGMR
 from stseg_core.report.select import FrameSeries, VideoRow
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def per_video_plot(rows: list[VideoRow], methods: list[str], ylabel: str) -> byt
     x = range(len(rows))
     for method in methods:
         ys = [r.values.get(method, float("nan")) for r in rows]
-        ax.plot(x, ys, label=NAMES.get(method, method), linestyle="none", **{**_style(method), "linewidth": 0})
+        ax.plot(x, ys, label=DISPLAY_NAMES.get(method, method), linestyle="none", **{**_style(method), "linewidth": 0})
     if len(rows) <= MAX_LABELLED_VIDEOS:
         ax.set_xticks(list(x), [r.video for r in rows], rotation=90, fontsize=7)
     else:
@@ -62,7 +62,7 @@ def frame_plot(series: FrameSeries, marks: list[str]) -> bytes:
     ax = fig.add_subplot()
     index = {s: i for i, s in enumerate(series.stems)}
     for method, values in series.series.items():
-        ax.plot(range(len(values)), values, label=NAMES.get(method, method), **_style(method))
+        ax.plot(range(len(values)), values, label=DISPLAY_NAMES.get(method, method), **_style(method))
     for stem in marks:
         if stem in index:
             ax.axvline(index[stem], color="grey", linestyle=":", linewidth=1)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from stseg_core.errors import BadInputError
-from stseg_core.report.collect import FUSED, PGMR, RunSummary
+from stseg_core.fusion.perfdb import FUSED
+from stseg_core.fusion.pgmr import PGMR
+from stseg_core.report.collect import RunSummary
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from stseg_core.errors import BadInputError
+from stseg_core.fusion.consistency import mask_iou
 from stseg_core.models.base import VideoInput
 from stseg_core.models.registry import build_model
-from stseg_testing.videos import in_memory_video, iou
+from stseg_testing.videos import in_memory_video
 
 H, W = 96, 128
 
@@ -65,11 +66,11 @@ def test_object_is_absent_behind_the_pillar_and_found_again(model):
     assert [r.stem for r in results] == [f"{i:05d}" for i in range(20)]
     assert np.array_equal(results[0].labels, truth[0])
     for t, (r, g) in enumerate(zip(results, truth, strict=True)):
-        assert iou(r.labels == 2, g == 2) > 0.75, (t, "green")
+        assert mask_iou(r.labels == 2, g == 2) > 0.75, (t, "green")
         if t in hidden:
             assert not r.present[1] and r.scores[1] == 0.0 and not (r.labels == 1).any(), t
         else:
-            assert r.present[1] and iou(r.labels == 1, g == 1) > 0.7, t
+            assert r.present[1] and mask_iou(r.labels == 1, g == 1) > 0.7, t
             assert 0.0 < r.scores[1] <= 1.0
         assert r.probs.shape == (2, H, W) and r.probs.dtype == np.uint8
 
@@ -79,7 +80,7 @@ def test_stm_keeps_the_ids_of_crossing_look_alikes():
     results = list(build_model("stm").segment(in_memory_video(frames, truth[0], (1, 2))))
     for t, (r, g) in enumerate(zip(results, truth, strict=True)):
         for i in (1, 2):
-            assert iou(r.labels == i, g == i) > 0.6, (t, i)
+            assert mask_iou(r.labels == i, g == i) > 0.6, (t, i)
 
 
 def test_oneshot_finds_crossing_look_alikes_but_confuses_them():
@@ -87,10 +88,10 @@ def test_oneshot_finds_crossing_look_alikes_but_confuses_them():
     # once they have passed each other their ids swap — the failure the fusion has to outvote.
     frames, truth = crossing_sequence()
     results = list(build_model("oneshot").segment(in_memory_video(frames, truth[0], (1, 2))))
-    fg = [iou(r.labels > 0, g > 0) for r, g in zip(results, truth, strict=True)]
+    fg = [mask_iou(r.labels > 0, g > 0) for r, g in zip(results, truth, strict=True)]
     assert min(fg) > 0.65 and np.mean(fg) > 0.9, fg  # weakest where both are far from their frame-0 places
     last, gt = results[-1].labels, truth[-1]
-    assert iou(last == 1, gt == 2) > 0.6 and iou(last == 2, gt == 1) > 0.6
+    assert mask_iou(last == 1, gt == 2) > 0.6 and mask_iou(last == 2, gt == 1) > 0.6
     scores = np.array([[r.scores[i] for i in (1, 2)] for r in results[1:]])
     assert scores.max() < 0.9  # the margin between look-alikes stays low: the model knows it is unsure
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from stseg_core.errors import BadInputError
+from stseg_core.fusion.consistency import mask_iou
 from stseg_core.models.flowprop import build
-from stseg_testing.videos import in_memory_video, iou
+from stseg_testing.videos import in_memory_video
 
 H, W = 96, 128
 
@@ -37,7 +38,7 @@ def test_masks_follow_moving_squares(options):
     assert [r.stem for r in results] == [f"{i:05d}" for i in range(16)]
     assert np.array_equal(results[0].labels, truth[0])
     for i in (1, 2):
-        ious = [iou(r.labels == i, g == i) for r, g in zip(results, truth, strict=True)]
+        ious = [mask_iou(r.labels == i, g == i) for r, g in zip(results, truth, strict=True)]
         assert min(ious) > 0.9, (i, ious)
     last = results[-1]
     assert last.probs.shape == (2, H, W) and last.probs.dtype == np.uint8
@@ -51,7 +52,7 @@ def test_colour_refinement_is_what_keeps_uniform_objects():
     # Dense flow underestimates the motion inside a uniform square; without the colour step the mask lags.
     frames, truth = moving_squares()
     results = list(build(refine=False).segment(in_memory_video(frames, truth[0], (1, 2), "squares")))
-    assert iou(results[-1].labels == 1, truth[-1] == 1) < 0.5
+    assert mask_iou(results[-1].labels == 1, truth[-1] == 1) < 0.5
 
 
 def test_vanished_object_is_flagged_and_reacquired():
@@ -63,7 +64,7 @@ def test_vanished_object_is_flagged_and_reacquired():
         if t in hide:
             assert r.scores[2] == 0.0 and not (r.labels == 2).any()
         else:
-            assert iou(r.labels == 2, g == 2) > 0.85, t
+            assert mask_iou(r.labels == 2, g == 2) > 0.85, t
     lost = list(build(reacquire="false").segment(in_memory_video(frames, truth[0], (1, 2), "squares")))
     assert [r.present[2] for r in lost[10:]] == [False] * 6
 

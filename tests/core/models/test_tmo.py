@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from stseg_core.errors import BadInputError, MissingArtifactError
+from stseg_core.fusion.consistency import mask_iou
 from stseg_core.models.base import VideoInput
 from stseg_core.models.flow import build_flow
 from stseg_core.models.tmo import build, build_network, checkpoint_dict
 from stseg_core.models.tmo_ids import ForegroundSplitter
-from stseg_testing.videos import in_memory_video, iou
+from stseg_testing.videos import in_memory_video
 
 H, W, T = 48, 64, 5
 TINY = {"backbone": "rn18", "size": 64, "device": "cpu"}
@@ -144,7 +145,7 @@ def test_splitter_keeps_ids_on_moving_objects():
     out = _split_video(list(frames), list(truths))
     for t, (pred, truth) in enumerate(zip(out, truths, strict=True)):
         for oid in (1, 3):
-            assert iou(pred == oid, truth == oid) > 0.95, (t, oid)
+            assert mask_iou(pred == oid, truth == oid) > 0.95, (t, oid)
 
 
 def test_splitter_gives_a_reappearing_object_its_first_frame_id():
@@ -152,7 +153,7 @@ def test_splitter_gives_a_reappearing_object_its_first_frame_id():
     frames, truths = zip(*(_squares(t, hide_green=t in (3, 4)) for t in range(7)), strict=True)
     out = _split_video(list(frames), list(truths))
     assert not (out[3] == 3).any() and not (out[4] == 3).any()
-    assert iou(out[5] == 3, truths[5] == 3) > 0.95 and iou(out[6] == 3, truths[6] == 3) > 0.95
+    assert mask_iou(out[5] == 3, truths[5] == 3) > 0.95 and mask_iou(out[6] == 3, truths[6] == 3) > 0.95
 
 
 def test_flow_cache_is_written_once_and_gives_the_same_outputs(tmp_path, tiny_outputs):

@@ -23,9 +23,3 @@ def in_memory_video(
         object_ids=object_ids,
         frames=lambda: iter(frames),
     )
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
