@@ -7,7 +7,7 @@ k+1 for the k-th object id; fusion works on indices so that ids like (3, 7) cost
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,18 +71,19 @@ def frames_of(video: ModelVideo) -> ModelFrames:
 
 
 def from_labels(model: str, labels: np.ndarray, object_ids: tuple[int, ...]) -> ModelVideo:
-    """A ModelVideo for outputs without a scores file: the documented fallback.
-
-    Without scores, an object is present in a frame exactly when it has pixels, and every confidence is 1,
-    so the model's vote is weighted by its historical performance alone.
-    """
+    """A ModelVideo for outputs without a scores file (`without_scores`)."""
     labels = np.asarray(labels, dtype=np.uint8)
-    present = (
-        np.stack([(labels == i).any(axis=(1, 2)) for i in object_ids], axis=1)
-        if object_ids
-        else np.zeros((labels.shape[0], 0), bool)
-    )
-    return ModelVideo(model, labels, tuple(object_ids), np.ones(present.shape, np.float32), present)
+    scores, present = without_scores(labels, object_ids)
+    return ModelVideo(model, labels, tuple(object_ids), scores, present)
+
+
+def without_scores(labels: Iterable[np.ndarray], object_ids: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The documented fallback for outputs without a scores file, from their (H, W) label maps in frame order:
+    (T, K) confidences and presence. An object is present in a frame exactly when it has pixels, and every
+    confidence is 1, so the model's vote is weighted by its historical performance alone."""
+    rows = [[bool(np.any(lab == i)) for i in object_ids] for lab in labels]
+    present = np.array(rows, bool).reshape(len(rows), len(object_ids))
+    return np.ones(present.shape, np.float32), present
 
 
 def index_lut(object_ids: tuple[int, ...]) -> np.ndarray:
