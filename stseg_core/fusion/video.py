@@ -122,7 +122,7 @@ def check_outputs(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
                 f"{(out.shape[0], len(object_ids), *out.shape[1:])}, got {out.probs.shape}"
             )
         for t in range(out.shape[0]):
-            check_frame(video, stream, t, out.labels[t], None, object_ids)
+            check_frame(video, stream, t, out.labels[t], object_ids)
 
 
 def check_streams(video: str, outputs: list[ModelFrames], object_ids: tuple[int, ...]) -> None:
@@ -151,10 +151,8 @@ def check_streams(video: str, outputs: list[ModelFrames], object_ids: tuple[int,
                 )
 
 
-def check_frame(
-    video: str, out: ModelFrames, t: int, labels: np.ndarray, probs: np.ndarray | None, object_ids: tuple[int, ...]
-) -> None:
-    """The per-frame rules of `check_outputs`: the frame's size, ids the first frame has, probs (K, H, W)."""
+def check_frame(video: str, out: ModelFrames, t: int, labels: np.ndarray, object_ids: tuple[int, ...]) -> None:
+    """The per-frame rules of `check_outputs` on a label map: the frame's size, ids the first frame has."""
     if labels.shape != tuple(out.shape[1:]) or labels.dtype != np.uint8:
         raise BadInputError(
             f"video {video}, model {out.model}, frame index {t}: labels must be {out.shape[1:]} "
@@ -167,8 +165,12 @@ def check_frame(
             f"video {video}, model {out.model}, frame index {t}: object id {bad} is not "
             f"in the first frame (ids {sorted(object_ids)})"
         )
-    if probs is not None and probs.shape != (len(object_ids), *labels.shape):
+
+
+def check_probs(video: str, out: ModelFrames, t: int, probs: np.ndarray, object_ids: tuple[int, ...]) -> None:
+    """Frame t's probabilities are (K, H, W) for the video's objects and frame size (`check_outputs`' rule)."""
+    want = (len(object_ids), *out.shape[1:])
+    if probs.shape != want:
         raise BadInputError(
-            f"video {video}, model {out.model}, frame index {t}: probs must have shape "
-            f"{(len(object_ids), *labels.shape)}, got {probs.shape}"
+            f"video {video}, model {out.model}, frame index {t}: probs must have shape {want}, got {probs.shape}"
         )

@@ -137,6 +137,25 @@ def test_bad_inputs_are_one_line_errors():
     assert "\n" not in str(info.value)
 
 
+def test_the_vote_pass_refuses_probabilities_of_the_wrong_shape():
+    """Pass 1 checks the label maps; pass 2, the only one that reads probabilities, still checks them."""
+    from dataclasses import replace
+
+    from stseg_core.fusion.pgmr import decide_video
+    from stseg_core.fusion.video import frames_of
+
+    a = one_frame("a", "12")
+
+    def frames(with_probs: bool):
+        return iter([(a.labels[0], np.zeros((1, 1, 2), np.uint8) if with_probs else None)])
+
+    stream = replace(frames_of(a), frames=frames, has_probs=True)
+    rgb = np.zeros((1, 2, 3), np.uint8)
+    want = r"video v1, model a, frame index 0: probs must have shape \(2, 1, 2\), got \(1, 1, 2\)"
+    with pytest.raises(BadInputError, match=want):
+        decide_video("v1", [stream], (1, 2), a.labels[0], [rgb], 1, with_baselines=False)
+
+
 def test_missing_scores_fallback_derives_presence_from_pixels(tmp_path):
     """The fallback the fuse stage reads: a model's video whose scores.json is gone (`open_model_frames`)."""
     from stseg_core.data.mose import VideoInfo
