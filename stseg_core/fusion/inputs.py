@@ -13,7 +13,7 @@ import numpy as np
 
 from stseg_core.data.mose import MoseSplit, VideoInfo
 from stseg_core.errors import BadInputError, MissingArtifactError
-from stseg_core.fusion.video import Frame, ModelFrames, ModelVideo
+from stseg_core.fusion.video import Frame, ModelFrames, ModelVideo, without_scores
 from stseg_core.runlayout import pred_prefix
 from stseg_core.store import Store, join_key
 
@@ -50,7 +50,7 @@ def open_model_frames(run_store: Store, model: str, info: VideoInfo, fallbacks: 
 def _fallback_frames(
     run_store: Store, model: str, info: VideoInfo, base: str, fallbacks: list[str] | None
 ) -> ModelFrames:
-    """Label maps without scores.json: presence from pixels (one pass now keeps (T, K) flags), confidence 1."""
+    """Label maps without scores.json: `without_scores` (one pass now keeps its (T, K) tables)."""
     from stseg_core.data.labels import read_label_png
 
     stems = [k.rsplit("/", 1)[-1][:-4] for k in run_store.list(base) if k.endswith(".png")]
@@ -65,20 +65,11 @@ def _fallback_frames(
         )
         return ((lab, None) for lab in _sized(info, model, pairs))
 
-    ids = info.object_ids
-    present = np.array([[np.any(lab == i) for i in ids] for lab, _p in frames(False)], bool).reshape(
-        info.num_frames, len(ids)
-    )
+    ids = tuple(info.object_ids)
+    scores, present = without_scores((lab for lab, _p in frames(False)), ids)
     if fallbacks is not None:
         fallbacks.append(f"{model}/{info.name}: no scores.json; presence from pixels, confidence 1")
-    return ModelFrames(
-        model,
-        tuple(ids),
-        (info.num_frames, info.height, info.width),
-        np.ones(present.shape, np.float32),
-        present,
-        frames,
-    )
+    return ModelFrames(model, ids, (info.num_frames, info.height, info.width), scores, present, frames)
 
 
 def load_model_video(run_store: Store, model: str, info: VideoInfo, fallbacks: list[str] | None = None) -> ModelVideo:

@@ -3,7 +3,7 @@ written frame by frame, each method scored as its frames go by.
 
 Memory holds a few frames per model whatever the video's length: the pseudo-label waits deflated in a temporary
 file until the recommendation says what is kept; a kept model's frames are read a third time to write them, and
-a per-span output reads every candidate a third time, in step, to stitch them.
+a per-span output reads the candidates its spans keep a third time, in step, to stitch them.
 """
 
 from __future__ import annotations
@@ -126,24 +126,28 @@ def _on_vote_frame(
 def _kept_output(
     decision: VideoDecision, cache: _FrameCache
 ) -> tuple[Iterator[np.ndarray], np.ndarray, np.ndarray, list[Span]]:
-    """(frames, (T, K) scores, (T, K) presence, spans) of the kept output. Per span, the frames are stitched as
-    they are read, and the scores' rows and `spans` fill in as they go."""
-    outputs = decision.outputs
-    if decision.plan:
-        tables = {
-            FUSED: (decision.fused_scores, decision.fused_present),
-            **{o.model: (o.scores, o.present) for o in outputs},
-        }
-        stitcher = Stitcher(tables, decision.plan, outputs[0].object_ids)
-        names = [FUSED, *(o.model for o in outputs)]
-        in_step = zip(cache.frames(), *((lab for lab, _p in o.frames(False)) for o in outputs), strict=True)
-        frames = (stitcher.frame(t, dict(zip(names, frame, strict=True))) for t, frame in enumerate(in_step))
-        return frames, stitcher.scores, stitcher.present, stitcher.spans
-    choice = decision.recommendation.choice
-    if choice == FUSED:
-        return cache.frames(), decision.fused_scores, decision.fused_present, []
-    kept = next(o for o in outputs if o.model == choice)
-    return (lab for lab, _p in kept.frames(False)), kept.scores, kept.present, []
+    """(frames, (T, K) scores, (T, K) presence, spans) of the kept output. Per span, only the plan's candidates
+    are read, in step, and stitched as they are read; the scores' rows and `spans` fill in as they go."""
+    if not decision.plan:
+        frames, scores, present = _candidate(decision, cache, decision.recommendation.choice)
+        return frames, scores, present, []
+    candidates = {c: _candidate(decision, cache, c) for c in dict.fromkeys(c for _s, _e, c in decision.plan)}
+    tables = {c: (scores, present) for c, (_f, scores, present) in candidates.items()}
+    stitcher = Stitcher(tables, decision.plan, decision.outputs[0].object_ids)
+    in_step = zip(*(f for f, _sc, _pr in candidates.values()), strict=True)
+    frames = (stitcher.frame(t, dict(zip(candidates, frame, strict=True))) for t, frame in enumerate(in_step))
+    return frames, stitcher.scores, stitcher.present, stitcher.spans
+
+
+def _candidate(
+    decision: VideoDecision, cache: _FrameCache, name: str
+) -> tuple[Iterator[np.ndarray], np.ndarray, np.ndarray]:
+    """One candidate's frames (a new pass), (T, K) scores and presence: the pseudo-label from `cache`, a model
+    from its stream."""
+    if name == FUSED:
+        return cache.frames(), decision.fused_scores, decision.fused_present
+    kept = next(o for o in decision.outputs if o.model == name)
+    return (lab for lab, _p in kept.frames(False)), kept.scores, kept.present
 
 
 def _scorer(gt: MoseSplit, info: VideoInfo, scores: VideoScores) -> Callable[[int, np.ndarray], None]:

@@ -20,7 +20,7 @@ from stseg_core.fusion.features import VideoFeatures, video_features
 from stseg_core.fusion.perfdb import FUSED
 from stseg_core.fusion.recommend import KEEP_FUSED, Recommendation, Recommender
 from stseg_core.fusion.spans import Span, frame_agreement, span_plan
-from stseg_core.fusion.video import Frame, ModelFrames, check_frame, check_streams, index_lut
+from stseg_core.fusion.video import Frame, ModelFrames, check_frame, check_probs, check_streams, index_lut
 from stseg_core.fusion.vote import fuse_frame_of, normalise_trust
 
 PGMR = "pgmr"
@@ -121,7 +121,7 @@ def decide_video(
     lut = index_lut(object_ids)
     disagreements = [
         frame_disagreement(np.stack([lut[lab] for lab, _p in frame]))
-        for frame in _in_step(outputs, video, object_ids, with_probs=False)
+        for frame in _in_step(outputs, video, object_ids, with_probs=False, check_labels=True)
     ]
     features = video_features(frames, num_frames, first_labels, object_ids, outputs, disagreements)
     names = [o.model for o in outputs]
@@ -185,7 +185,7 @@ def _vote(
         np.zeros((len(outputs), T)) if per_frame else None,
     )
     have_probs = any(o.has_probs for o in outputs)
-    for t, frame in enumerate(_in_step(outputs, video, object_ids, with_probs=have_probs)):
+    for t, frame in enumerate(_in_step(outputs, video, object_ids, with_probs=have_probs, check_labels=False)):
         labels = [lab for lab, _p in frame]
         probs = [p for _lab, p in frame] if have_probs else None
         fused, votes.scores[t], votes.present[t] = fuse_frame_of(outputs, t, labels, probs, trust, object_ids)
@@ -200,10 +200,14 @@ def _vote(
 
 
 def _in_step(
-    outputs: list[ModelFrames], video: str, object_ids: tuple[int, ...], with_probs: bool
+    outputs: list[ModelFrames], video: str, object_ids: tuple[int, ...], with_probs: bool, check_labels: bool
 ) -> Iterator[tuple[Frame, ...]]:
-    """One pass over the models' frames in step: per frame, each model's (labels, probs or None), checked."""
+    """One pass over the models' frames in step: per frame, each model's (labels, probs or None). The label maps
+    are checked when `check_labels` (pass 1; pass 2 reads the same ones again), probabilities whenever read."""
     for t, frame in enumerate(zip(*(o.frames(with_probs) for o in outputs), strict=True)):
         for o, (lab, probs) in zip(outputs, frame, strict=True):
-            check_frame(video, o, t, lab, probs, object_ids)
+            if check_labels:
+                check_frame(video, o, t, lab, object_ids)
+            if probs is not None:
+                check_probs(video, o, t, probs, object_ids)
         yield frame

@@ -9,8 +9,8 @@
     <run>/eval/<method>/results.json      with ground truth: J&F of each model, bbox-average, bbox-max,
     <run>/eval/table2.json                the vote-only pseudo-label and PGMR (the project's "Table 2")
 
-The stage runs as `indexes` processes (an Indexed Job; parallel processes on the local backend); index i fuses
-the plan's shards k ≡ i (mod indexes), each video streamed (`stseg_core.fusion.onevideo`). One index merges its
+The stage runs as `indexes` processes (an Indexed Job; local processes); index i checks and fuses the plan's
+shards k ≡ i (mod indexes), each video streamed (`stseg_core.fusion.onevideo`). One index merges its
 own videos and then marks itself done; with several, each writes its part and marks itself done, and whichever
 finds every index done merges (`stseg_core.fusion.merge`). A model's video without scores.json falls back to
 presence = "has pixels" and confidence 1 (recorded in recommend.json under `fallbacks`); different frame counts or
@@ -57,24 +57,29 @@ from stseg_core.telemetry import JobMetrics
 
 
 # ---- readiness -----------------------------------------------------------------------------------------------
-def missing_shards(run_store: Store, models: Sequence[str]) -> list[str]:
-    """One entry per model with unfinished shards, e.g. 'sam2 shard(s) 1, 3 of 4 not done' (empty = all done)."""
-    plan = ShardPlan.load(run_store)
+def index_shards(plan: ShardPlan, index: int = 0, indexes: int = 1) -> list[int]:
+    """The plan shards fuse index `index` of `indexes` fuses, and so checks: k ≡ index (mod indexes)."""
+    return list(range(index, plan.num_shards, indexes))
+
+
+def missing_shards(run_store: Store, models: Sequence[str], plan: ShardPlan, shards: Sequence[int]) -> list[str]:
+    """One entry per model with unfinished shards among `shards` of `plan`, e.g. 'sam2 shard(s) 1, 3 of 4 not
+    done' (empty = all done)."""
     out = []
     for model in models:
         done = set(done_shards(run_store, pred_prefix(model)))
-        todo = [str(i) for i in range(plan.num_shards) if str(i) not in done]
+        todo = [str(k) for k in shards if str(k) not in done]
         if todo:
             out.append(f"{model} shard(s) {', '.join(todo)} of {plan.num_shards} not done")
     return out
 
 
-def changed_shards(run_store: Store, models: Sequence[str]) -> list[str]:
-    """One entry per model whose done shards' files are missing or changed (sizes against one listing of
+def changed_shards(run_store: Store, models: Sequence[str], shards: Sequence[int]) -> list[str]:
+    """One entry per model whose done `shards`' files are missing or changed (sizes against one listing of
     `pred/<model>/`); those shards are invalidated, so they count as not done (and a `--resume` redoes them)."""
     out = []
     for model in models:
-        _good, bad = checked_done_shards(run_store, pred_prefix(model))
+        _good, bad = checked_done_shards(run_store, pred_prefix(model), [str(k) for k in shards])
         if bad:
             out.append(describe_bad(pred_prefix(model), bad))
     return out
@@ -87,19 +92,24 @@ def wait_until_ready(
     poll_s: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    index: int = 0,
+    indexes: int = 1,
 ) -> ShardPlan:
-    """Return the plan once every shard of every model is done and its files match its marker; else
-    MissingArtifactError naming what is missing or changed.
+    """Return the plan once every shard of fuse index `index` of `indexes` (`index_shards`; 0 of 1 = every
+    shard) of every model is done and its files match its marker; else MissingArtifactError naming what is
+    missing or changed. Each shard is so checked (and invalidated if changed) by the one index that reads it.
 
     With `wait_s` > 0 it polls every `poll_s` seconds until then (infer Jobs may still be running).
     """
     if not models:
         raise BadInputError("fuse needs at least one model (--models a,b,…)")
     deadline = clock() + max(0.0, wait_s)
+    plan = ShardPlan.load(run_store)
+    shards = index_shards(plan, index, indexes)
     while True:
-        missing = missing_shards(run_store, models) or changed_shards(run_store, models)
+        missing = missing_shards(run_store, models, plan, shards) or changed_shards(run_store, models, shards)
         if not missing:
-            return ShardPlan.load(run_store)
+            return plan
         if clock() >= deadline:
             waited = f" after waiting {wait_s:g}s" if wait_s > 0 else ""
             raise MissingArtifactError(
@@ -172,8 +182,8 @@ def run_fuse(cfg: FuseConfig, metrics: JobMetrics | None = None) -> FuseReport:
         if cfg.indexes == 1:  # one index marks itself done after its merge
             return replace(saved_report(cfg.run_root), fused=0)
         return _merge_if_complete(cfg, target, metrics, FuseReport((), {}, merged=False))
-    plan = wait_until_ready(run_store, target.models, cfg.wait_s, cfg.poll_s)
-    videos = tuple(sorted(v for k, shard in enumerate(plan.shards) if k % cfg.indexes == cfg.index for v in shard))
+    plan = wait_until_ready(run_store, target.models, cfg.wait_s, cfg.poll_s, index=cfg.index, indexes=cfg.indexes)
+    videos = tuple(sorted(v for k in index_shards(plan, cfg.index, cfg.indexes) for v in plan.shards[k]))
     part = _fuse_videos(cfg, target, videos, metrics)
     meta = {"models": list(target.models), "database": db_name(target.db)}
     if cfg.indexes == 1:
@@ -225,7 +235,7 @@ def _merge_if_complete(
     cfg: FuseConfig, target: MergeTarget, metrics: JobMetrics | None, alone: FuseReport
 ) -> FuseReport:
     """Merge when every index is done (two indexes merging at once write the same bytes); else `alone`."""
-    if all(shard_done(target.run_store, FUSED_PREFIX, i) for i in range(cfg.indexes)):
+    if {str(i) for i in range(cfg.indexes)} <= set(done_shards(target.run_store, FUSED_PREFIX)):  # one listing
         return replace(_merge(cfg, target, metrics), fused=alone.fused)
     return alone
 

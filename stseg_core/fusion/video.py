@@ -7,7 +7,7 @@ k+1 for the k-th object id; fusion works on indices so that ids like (3, 7) cost
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,18 +71,19 @@ def frames_of(video: ModelVideo) -> ModelFrames:
 
 
 def from_labels(model: str, labels: np.ndarray, object_ids: tuple[int, ...]) -> ModelVideo:
-    """A ModelVideo for outputs without a scores file: the documented fallback.
-
-    Without scores, an object is present in a frame exactly when it has pixels, and every confidence is 1,
-    so the model's vote is weighted by its historical performance alone.
-    """
+    """A ModelVideo for outputs without a scores file (`without_scores`)."""
     labels = np.asarray(labels, dtype=np.uint8)
-    present = (
-        np.stack([(labels == i).any(axis=(1, 2)) for i in object_ids], axis=1)
-        if object_ids
-        else np.zeros((labels.shape[0], 0), bool)
-    )
-    return ModelVideo(model, labels, tuple(object_ids), np.ones(present.shape, np.float32), present)
+    scores, present = without_scores(labels, object_ids)
+    return ModelVideo(model, labels, tuple(object_ids), scores, present)
+
+
+def without_scores(labels: Iterable[np.ndarray], object_ids: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The documented fallback for outputs without a scores file, from their (H, W) label maps in frame order:
+    (T, K) confidences and presence. An object is present in a frame exactly when it has pixels, and every
+    confidence is 1, so the model's vote is weighted by its historical performance alone."""
+    rows = [[bool(np.any(lab == i)) for i in object_ids] for lab in labels]
+    present = np.array(rows, bool).reshape(len(rows), len(object_ids))
+    return np.ones(present.shape, np.float32), present
 
 
 def index_lut(object_ids: tuple[int, ...]) -> np.ndarray:
@@ -121,7 +122,7 @@ def check_outputs(video: str, outputs: list[ModelVideo], object_ids: tuple[int, 
                 f"{(out.shape[0], len(object_ids), *out.shape[1:])}, got {out.probs.shape}"
             )
         for t in range(out.shape[0]):
-            check_frame(video, stream, t, out.labels[t], None, object_ids)
+            check_frame(video, stream, t, out.labels[t], object_ids)
 
 
 def check_streams(video: str, outputs: list[ModelFrames], object_ids: tuple[int, ...]) -> None:
@@ -150,10 +151,8 @@ def check_streams(video: str, outputs: list[ModelFrames], object_ids: tuple[int,
                 )
 
 
-def check_frame(
-    video: str, out: ModelFrames, t: int, labels: np.ndarray, probs: np.ndarray | None, object_ids: tuple[int, ...]
-) -> None:
-    """The per-frame rules of `check_outputs`: the frame's size, ids the first frame has, probs (K, H, W)."""
+def check_frame(video: str, out: ModelFrames, t: int, labels: np.ndarray, object_ids: tuple[int, ...]) -> None:
+    """The per-frame rules of `check_outputs` on a label map: the frame's size, ids the first frame has."""
     if labels.shape != tuple(out.shape[1:]) or labels.dtype != np.uint8:
         raise BadInputError(
             f"video {video}, model {out.model}, frame index {t}: labels must be {out.shape[1:]} "
@@ -166,8 +165,12 @@ def check_frame(
             f"video {video}, model {out.model}, frame index {t}: object id {bad} is not "
             f"in the first frame (ids {sorted(object_ids)})"
         )
-    if probs is not None and probs.shape != (len(object_ids), *labels.shape):
+
+
+def check_probs(video: str, out: ModelFrames, t: int, probs: np.ndarray, object_ids: tuple[int, ...]) -> None:
+    """Frame t's probabilities are (K, H, W) for the video's objects and frame size (`check_outputs`' rule)."""
+    want = (len(object_ids), *out.shape[1:])
+    if probs.shape != want:
         raise BadInputError(
-            f"video {video}, model {out.model}, frame index {t}: probs must have shape "
-            f"{(len(object_ids), *labels.shape)}, got {probs.shape}"
+            f"video {video}, model {out.model}, frame index {t}: probs must have shape {want}, got {probs.shape}"
         )

@@ -137,10 +137,47 @@ def test_bad_inputs_are_one_line_errors():
     assert "\n" not in str(info.value)
 
 
-def test_missing_scores_fallback_derives_presence_from_pixels():
-    mv = from_labels("m", np.stack([grid("10"), grid("00")]), (1,))
-    assert mv.present[:, 0].tolist() == [True, False]
-    assert mv.scores.tolist() == [[1.0], [1.0]]
+def test_the_vote_pass_refuses_probabilities_of_the_wrong_shape():
+    """Pass 1 checks the label maps; pass 2, the only one that reads probabilities, still checks them."""
+    from dataclasses import replace
+
+    from stseg_core.fusion.pgmr import decide_video
+    from stseg_core.fusion.video import frames_of
+
+    a = one_frame("a", "12")
+
+    def frames(with_probs: bool):
+        return iter([(a.labels[0], np.zeros((1, 1, 2), np.uint8) if with_probs else None)])
+
+    stream = replace(frames_of(a), frames=frames, has_probs=True)
+    rgb = np.zeros((1, 2, 3), np.uint8)
+    want = r"video v1, model a, frame index 0: probs must have shape \(2, 1, 2\), got \(1, 1, 2\)"
+    with pytest.raises(BadInputError, match=want):
+        decide_video("v1", [stream], (1, 2), a.labels[0], [rgb], 1, with_baselines=False)
+
+
+def test_missing_scores_fallback_derives_presence_from_pixels(tmp_path):
+    """The fallback the fuse stage reads: a model's video whose scores.json is gone (`open_model_frames`)."""
+    from stseg_core.data.mose import VideoInfo
+    from stseg_core.fusion.inputs import open_model_frames
+    from stseg_core.models.base import FrameResult
+    from stseg_core.predictions import SCORES_FILE, write_video_predictions
+    from stseg_core.store import open_store
+
+    store, stems = open_store(tmp_path), ("00000", "00001", "00002")
+    labels = [grid("10|02"), grid("00|02"), grid("20|00")]
+    own = {1: 0.3, 2: 0.4}  # the model's own confidences, lost with scores.json
+    results = (
+        FrameResult(s, lab, own, {i: bool((lab == i).any()) for i in own}) for s, lab in zip(stems, labels, strict=True)
+    )
+    write_video_predictions(store, "m", "v", results, stems=stems, object_ids=(1, 2), confidence_definition="own")
+    store.delete(f"pred/m/v/{SCORES_FILE}")
+    fallbacks: list[str] = []
+    out = open_model_frames(store, "m", VideoInfo("v", stems, 2, 2, (1, 2), stems[:1]), fallbacks)
+    assert out.present.tolist() == [[True, True], [False, True], [False, True]]
+    assert out.scores.dtype == np.float32 and out.scores.tolist() == [[1.0, 1.0]] * 3
+    assert [lab.tolist() for lab, _p in out.frames(True)] == [lab.tolist() for lab in labels]
+    assert fallbacks == ["m/v: no scores.json; presence from pixels, confidence 1"]
 
 
 def test_boxes_and_box_fusion():

@@ -1,11 +1,14 @@
 """Per-span choice (cuts where the leading model changes, ids kept across borders) and confidence calibration."""
 
+from collections.abc import Iterator
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from stseg_core.fusion.calibrate import Calibration, accuracy_pairs, calibrated, fit, isotonic
 from stseg_core.fusion.spans import choose_spans, frame_agreement, id_renaming, split_spans, stitch
-from stseg_core.fusion.video import ModelVideo
+from stseg_core.fusion.video import Frame, ModelFrames, ModelVideo, frames_of
 
 
 def _squares(T: int = 10, swap_from: int | None = None) -> np.ndarray:
@@ -51,6 +54,30 @@ def test_stitching_keeps_ids_when_the_new_choice_swapped_them():
     assert spans[1].rename == {1: 2, 2: 1} and spans[0].rename == {}
     assert np.allclose(scores[5:], [[0.9, 0.3]]) and present[5:].tolist() == [[False, True]] * 5
     assert frame_agreement(swapped, good, ids).tolist() == [0.0] * 10
+
+
+def test_a_per_span_output_reads_only_the_candidates_its_plan_keeps():
+    from stseg_core.fusion.onevideo import _FrameCache, _kept_output
+    from stseg_core.fusion.pgmr import VideoDecision
+
+    ids, good = (1, 2), _squares()
+    scores, present = np.full((10, 2), 0.5, np.float32), np.ones((10, 2), bool)
+
+    def stream(model: str, labels: np.ndarray) -> ModelFrames:
+        return frames_of(ModelVideo(model, labels, ids, scores, present))
+
+    def unread(with_probs: bool) -> Iterator[Frame]:
+        raise AssertionError("model c is in no span: its frames must not be read")
+
+    outputs = [stream("a", good), replace(stream("c", good), frames=unread), stream("b", _squares(swap_from=0))]
+    plan = [(0, 5, "a"), (5, 10, "b")]
+    decision = VideoDecision("v", None, outputs, scores, present, None, plan)  # type: ignore[arg-type]
+    cache = _FrameCache()  # the pseudo-label is in no span either: nothing was added, nothing is read
+    try:
+        frames, _scores, _present, spans = _kept_output(decision, cache)
+        assert np.array_equal(np.stack(list(frames)), good) and [sp.choice for sp in spans] == ["a", "b"]
+    finally:
+        cache.close()
 
 
 def test_id_renaming_is_a_bijection_with_unmatched_ids():

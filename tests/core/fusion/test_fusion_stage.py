@@ -117,6 +117,10 @@ def test_fuse_refuses_until_every_shard_is_done(tmp_path):
     with pytest.raises(MissingArtifactError, match=want) as info:
         wait_until_ready(store, ["m1", "m2"])
     assert "m1" not in str(info.value) and "\n" not in str(info.value)
+    # fuse index 1 of 2 checks only the shards it fuses (1): m2's shard 0 is index 0's to wait for
+    assert wait_until_ready(store, ["m1", "m2"], index=1, indexes=2).num_shards == 2
+    with pytest.raises(MissingArtifactError, match=want):
+        wait_until_ready(store, ["m1", "m2"], index=0, indexes=2)
     clock = [0.0]
     with pytest.raises(MissingArtifactError, match=r"after waiting 30s: m2 shard\(s\) 0 of 2.*m3 shard\(s\) 0, 1"):
         wait_until_ready(
@@ -137,6 +141,17 @@ def test_fuse_refuses_until_every_shard_is_done(tmp_path):
 
     assert wait_until_ready(store, ["m1", "m2"], wait_s=60, poll_s=5, sleep=sleep).num_shards == 2
     assert polls == [5]
+    # a changed shard is checked, and invalidated, only by the index that fuses it
+    from stseg_core.runlayout import commit_shard
+
+    store.write_bytes("pred/m1/a/00000.png", b"png")
+    commit_shard(store, "pred/m1", 0, ["pred/m1/a/00000.png"])
+    store.delete("pred/m1/a/00000.png")
+    wait_until_ready(store, ["m1", "m2"], index=1, indexes=2)
+    assert store.exists("pred/m1/_done/0.json")
+    with pytest.raises(MissingArtifactError, match=r"00000.png: missing: pred/m1 shard\(s\) 0 marked not done"):
+        wait_until_ready(store, ["m1", "m2"], index=0, indexes=2)
+    assert not store.exists("pred/m1/_done/0.json")
 
 
 def _as_written(store, model: str) -> None:
