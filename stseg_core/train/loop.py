@@ -89,14 +89,15 @@ class TrainParts:
     """What a recipe hands the loop.
 
     `model` is the bare network (its state dict is what checkpoints hold); `forward` runs it (through DDP
-    when distributed) on one batch and returns the scalar loss and named float parts; `batches(epoch)`
+    when distributed) on one batch and returns the scalar loss (a tensor: reading it costs a device sync, which
+    the loop does once per micro-batch); `batches(epoch)`
     yields this rank's batches of an epoch; `validate(model)` scores the weights on the held-out videos
     (rank 0 only) and returns {"J&F-Mean": …, …}; `group_lrs` names each optimizer group and its base lr.
     """
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    forward: Callable[[Any], tuple[torch.Tensor, dict[str, float]]]
+    forward: Callable[[Any], torch.Tensor]
     batches: Callable[[int], Iterable[Any]]
     steps_per_epoch: int
     validate: Callable[[torch.nn.Module], dict[str, float]]
@@ -161,7 +162,7 @@ def run_epochs(
         parts.optimizer.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
         for i, batch in enumerate(parts.batches(epoch)):
-            loss, _named = parts.forward(batch)
+            loss = parts.forward(batch)
             (loss / grad_accum).backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             losses.append(float(loss.detach()))
             if (i + 1) % grad_accum:

@@ -362,19 +362,19 @@ def _parts(
 
 def _batch_loss(
     cfg: DictConfig, runner: torch.nn.Module, loss_fn: Callable[..., dict[str, torch.Tensor]], device: str
-) -> Callable[[Any], tuple[torch.Tensor, dict[str, float]]]:
+) -> Callable[[Any], torch.Tensor]:
     """The loop's `forward`: one batch through the model and upstream's multi-step loss, under the config's
-    mixed precision on a GPU; → `core_loss` (what is minimised) and every loss term."""
+    mixed precision on a GPU; → `core_loss`, what is minimised (the other terms are not read: each would cost a
+    device sync)."""
     import torch
 
     amp = bool(cfg.trainer.optim.amp.enabled) and device.startswith("cuda")
     amp_dtype = getattr(torch, str(cfg.trainer.optim.amp.amp_dtype))
 
-    def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(batch: Any) -> torch.Tensor:
         batch = batch.to(device, non_blocking=True)
         with torch.autocast(device_type="cuda" if amp else "cpu", dtype=amp_dtype, enabled=amp):
-            losses = loss_fn(runner(batch), batch.masks)
-        return losses["core_loss"], {k: float(v.detach()) for k, v in losses.items()}
+            return loss_fn(runner(batch), batch.masks)["core_loss"]
 
     return forward
 

@@ -306,9 +306,8 @@ def _parts(
             dataset, sampler, epoch, batch_size=recipe.batch_size, workers=recipe.workers, device=device
         )
 
-    def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = step_loss(runner, *(t.to(device, non_blocking=True) for t in batch))
-        return loss, {"ce": float(loss.detach())}
+    def forward(batch: Any) -> torch.Tensor:
+        return step_loss(runner, *(t.to(device, non_blocking=True) for t in batch))
 
     return TrainParts(
         model=net,
