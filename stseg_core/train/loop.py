@@ -106,7 +106,6 @@ class TrainParts:
     recipe: dict[str, Any]
     grad_clip: float | None = None
     lr_end_ratio: float = 0.1
-    trainable: Callable[[], Iterable[torch.nn.Parameter]] | None = None
     train_mode: Callable[[], None] | None = None
     """Puts the model in training mode at each epoch (default `model.train()`; TMO keeps its BN in eval)."""
 
@@ -153,7 +152,7 @@ def run_epochs(
     result = _resume(parts, ckpts)
     step, first_epoch = result.step, result.epochs + 1
     total_steps = max(1, epochs * parts.steps_per_epoch)
-    params = list(parts.trainable() if parts.trainable else (p for p in parts.model.parameters() if p.requires_grad))
+    params = [p for p in parts.model.parameters() if p.requires_grad]
     for epoch in range(first_epoch, epochs + 1):
         if metrics:
             metrics.set("stseg_train_epoch", epoch)
