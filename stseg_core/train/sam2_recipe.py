@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stseg_core.errors import BadInputError
-from stseg_core.train.distributed import DistEnv, epoch_loader, init_distributed, rank_sampler, seed_rank, wrap_ddp
+from stseg_core.train.distributed import (
+    DistEnv,
+    epoch_loader,
+    init_distributed,
+    rank_sampler,
+    seed_rank,
+    steps_per_epoch,
+    wrap_ddp,
+)
 from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
 from stseg_core.train.split import VideoSplit
 
@@ -320,13 +328,7 @@ def _parts(
     dataset = instantiate(cfg.trainer.data.train.datasets[0], _convert_="all")  # RepeatFactorWrapper(VOSDataset)
     dataset.set_epoch(0)
     sampler = rank_sampler(dataset, dist, recipe.seed)
-    steps = len(sampler) // recipe.batch_size // recipe.grad_accum
-    if steps < 1:
-        raise BadInputError(
-            f"sam2 finetune: {len(dataset)} training clips per epoch cannot fill one step of "
-            f"{recipe.batch_size}×{recipe.grad_accum} clips"
-            f"{f' per rank × {dist.world_size}' if dist.world_size > 1 else ''}"
-        )
+    steps = steps_per_epoch(dataset, sampler, recipe, dist, what="sam2 finetune", unit="clips")
     loss_fn = instantiate(cfg.trainer.loss.all, _convert_="all")
     groups, group_lrs = param_groups(model, recipe)
     opt_cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam

@@ -38,6 +38,7 @@ from stseg_core.train.distributed import (
     init_distributed,
     rank_sampler,
     seed_rank,
+    steps_per_epoch,
     wrap_ddp,
 )
 from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
@@ -292,12 +293,7 @@ def _parts(
 
     dataset = FrameSamples(data, split.train, cache, recipe)
     sampler = rank_sampler(dataset, dist, recipe.seed)
-    steps = len(sampler) // recipe.batch_size // recipe.grad_accum
-    if steps < 1:
-        raise BadInputError(
-            f"tmo finetune: {len(dataset)} training frames cannot fill one batch of "
-            f"{recipe.batch_size}{f' per GPU × {dist.world_size}' if dist.world_size > 1 else ''}"
-        )
+    steps = steps_per_epoch(dataset, sampler, recipe, dist, what="tmo finetune", unit="frames")
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     runner = wrap_ddp(net, dist, device)
 
