@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -172,3 +173,14 @@ def wrap_ddp(
             find_unused_parameters=find_unused_parameters,
         )
     return model
+
+
+def sync_skipper(runner: torch.nn.Module) -> Callable[[], AbstractContextManager[Any]]:
+    """What a micro-batch that does not end an optimizer step runs in (forward and backward): DDP's `no_sync`,
+    so its gradients stay local and are all-reduced once, with the step's last micro-batch; nothing to skip in
+    one process."""
+    import torch
+
+    if isinstance(runner, torch.nn.parallel.DistributedDataParallel):
+        return runner.no_sync
+    return nullcontext

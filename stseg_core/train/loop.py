@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -108,6 +109,8 @@ class TrainParts:
     lr_end_ratio: float = 0.1
     train_mode: Callable[[], None] | None = None
     """Puts the model in training mode at each epoch (default `model.train()`; TMO keeps its BN in eval)."""
+    no_sync: Callable[[], AbstractContextManager[Any]] = nullcontext
+    """Wraps the micro-batches that do not step (`distributed.sync_skipper`: DDP's `no_sync` under torchrun)."""
 
 
 @dataclass
@@ -161,10 +164,12 @@ def run_epochs(
         parts.optimizer.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
         for i, batch in enumerate(parts.batches(epoch)):
-            loss = parts.forward(batch)
-            (loss / grad_accum).backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
+            steps_now = (i + 1) % grad_accum == 0
+            with nullcontext() if steps_now else parts.no_sync():
+                loss = parts.forward(batch)
+                (loss / grad_accum).backward()  # type: ignore[no-untyped-call]  # torch's backward is unannotated
             losses.append(float(loss.detach()))
-            if (i + 1) % grad_accum:
+            if not steps_now:
                 continue
             _optimizer_step(parts, params, step / total_steps, metrics)
             step += 1

@@ -34,6 +34,7 @@ from stseg_core.train.distributed import (
     rank_sampler,
     seed_rank,
     steps_per_epoch,
+    sync_skipper,
     wrap_ddp,
 )
 from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
@@ -352,6 +353,7 @@ def _parts(
         model=model,
         optimizer=optimizer,
         forward=_batch_loss(cfg, runner, loss_fn, device),
+        no_sync=sync_skipper(runner),
         batches=batches,
         steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, device),

@@ -39,6 +39,7 @@ from stseg_core.train.distributed import (
     rank_sampler,
     seed_rank,
     steps_per_epoch,
+    sync_skipper,
     wrap_ddp,
 )
 from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
@@ -309,6 +310,7 @@ def _parts(
         model=net,
         optimizer=optimizer,
         forward=forward,
+        no_sync=sync_skipper(runner),
         batches=batches,
         steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, flow_root, device),
