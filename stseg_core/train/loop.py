@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from stseg_core.train.checkpoints import RunCheckpoints, rng_state, set_rng_state
-from stseg_core.train.distributed import DistEnv, barrier, pick_train_device
+from stseg_core.train.distributed import DistEnv, barrier, pick_train_device, seed_rank
 
 if TYPE_CHECKING:
     import torch
@@ -140,6 +140,8 @@ class Schedule(Protocol):
     def checkpoint_every(self) -> int: ...
     @property
     def grad_accum(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
 
 
 def run_epochs(
@@ -152,7 +154,7 @@ def run_epochs(
     """Train to `schedule.epochs`, resuming from the run's latest checkpoint; save and validate every
     `checkpoint_every` epochs and at the last one."""
     epochs, checkpoint_every, grad_accum = schedule.epochs, schedule.checkpoint_every, schedule.grad_accum
-    result = _resume(parts, ckpts)
+    result = _resume(parts, ckpts, schedule.seed, dist)
     step, first_epoch = result.step, result.epochs + 1
     total_steps = max(1, epochs * parts.steps_per_epoch)
     params = [p for p in parts.model.parameters() if p.requires_grad]
@@ -192,15 +194,21 @@ def run_epochs(
     return result
 
 
-def _resume(parts: TrainParts, ckpts: RunCheckpoints) -> TrainResult:
+def _resume(parts: TrainParts, ckpts: RunCheckpoints, seed: int, dist: DistEnv) -> TrainResult:
     """Model, optimizer and RNG as the run's latest checkpoint left them, so a restarted Job continues where it
-    stopped; the result so far (epoch 0, step 0 when the run has no checkpoint yet)."""
+    stopped; the result so far (epoch 0, step 0 when the run has no checkpoint yet).
+
+    The saved RNG state is rank 0's (only rank 0 saves): under torchrun every rank is then re-seeded with
+    `seed + epoch·world_size + rank`, distinct per rank and from the first epoch's `seed + rank`. Such a resume
+    is reproducible for a given world size but does not replay the draws of an uninterrupted run."""
     start = ckpts.latest()
     if start is None:
         return TrainResult(ckpts.uri(), 0, 0, None)
     parts.model.load_state_dict(start.payload["model"], strict=True)
     parts.optimizer.load_state_dict(start.payload["optimizer"])
     set_rng_state(start.payload["rng"])
+    if dist.world_size > 1:
+        seed_rank(seed + start.epoch * dist.world_size, dist)
     return TrainResult(ckpts.uri(), start.epoch, start.step, ckpts.uri(start.key))
 
 

@@ -3,16 +3,18 @@ refusal, and what a resume does to each rank's random state."""
 
 from __future__ import annotations
 
+import random
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 
 from stseg_core.errors import BadInputError
 from stseg_core.train.checkpoints import RunCheckpoints
-from stseg_core.train.distributed import DistEnv, rank_sampler, steps_per_epoch, sync_skipper
-from stseg_core.train.loop import TrainParts, run_epochs
+from stseg_core.train.distributed import DistEnv, rank_sampler, seed_rank, steps_per_epoch, sync_skipper
+from stseg_core.train.loop import TrainParts, _resume, run_epochs
 from stseg_core.train.tmo_recipe import TmoRecipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -88,3 +90,33 @@ def test_ddp_all_reduces_once_per_optimizer_step_under_grad_accum(tmp_path):
         assert counts == [2, 4]
     finally:
         tdist.destroy_process_group()
+
+
+def _draws() -> tuple[float, float, float]:
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_a_multi_rank_resume_gives_each_rank_its_own_reproducible_random_state(tmp_path):
+    """The checkpoint holds rank 0's generator states; after restoring them each rank of a torchrun resume is
+    re-seeded, so the ranks draw differently (and not the first epoch's draws again), the same on every resume.
+    One process still resumes exactly the saved states."""
+    model = torch.nn.Linear(2, 1)
+    ckpts = RunCheckpoints(str(tmp_path / "store"), "toy", "r")
+    run_epochs(_toy_parts(model, model), ckpts, Schedule(), DistEnv())
+    saved = ckpts.latest().payload["rng"]
+
+    def resumed(dist: DistEnv) -> tuple[float, float, float]:
+        _resume(_toy_parts(model, model), ckpts, Schedule().seed, dist)
+        return _draws()
+
+    ranks = [resumed(DistEnv(world_size=2, rank=r)) for r in (0, 1)]
+    assert all(a != b for a, b in zip(*ranks, strict=True))
+    assert resumed(DistEnv(world_size=2, rank=1)) == ranks[1]
+    first_epoch = []
+    for r in (0, 1):
+        seed_rank(Schedule().seed, DistEnv(world_size=2, rank=r))
+        first_epoch.append(_draws())
+    assert not set(first_epoch) & set(ranks)
+    single = resumed(DistEnv())
+    torch.set_rng_state(saved["torch"])
+    assert single[2] == float(torch.rand(1)) and single not in ranks
