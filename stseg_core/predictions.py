@@ -39,7 +39,7 @@ class _ProbsWriter:
     """Appends K×H×W uint8 frames to one (T, K, H, W) array inside a deflated .npz temp file."""
 
     def __init__(self, shape: tuple[int, int, int, int]) -> None:
-        # closed (and removed) by finish() or abort(), which the writer always reaches
+        # closed and removed by discard(), which the writer always reaches
         self._tmp = tempfile.NamedTemporaryFile(prefix="stseg-probs-", suffix=".npz", delete=False)  # noqa: SIM115
         self.path = Path(self._tmp.name)
         self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
@@ -51,16 +51,16 @@ class _ProbsWriter:
     def add(self, probs: np.ndarray) -> None:
         self._entry.write(np.ascontiguousarray(probs, dtype=np.uint8).tobytes())
 
-    def finish(self) -> bytes:
+    def finish(self) -> Path:
+        """Close the archive; the file at the returned path is complete, to be copied to the store (from disk:
+        a long video's probabilities never sit in memory) before `discard`."""
         self._entry.close()
         self._zip.close()
         self._tmp.close()
-        try:
-            return self.path.read_bytes()
-        finally:
-            self.path.unlink(missing_ok=True)
+        return self.path
 
-    def abort(self) -> None:
+    def discard(self) -> None:
+        """Close what is still open and remove the temp file (after the upload, or on failure)."""
         try:
             self._entry.close()
             self._zip.close()
@@ -173,13 +173,12 @@ def write_video_predictions(
                 f"(first missing: {stems[len(frames)]})"
             )
         if probs_out is not None:
-            data, probs_out = probs_out.finish(), None
             key = join_key(base, PROBS_FILE)
-            store.write_bytes(key, data)
+            store.write_file(key, probs_out.finish())
             keys.append(key)
     finally:
         if probs_out is not None:
-            probs_out.abort()
+            probs_out.discard()
     key = join_key(base, SCORES_FILE)
     store.write_bytes(key, _scores_json(model, video, ids, confidence_definition, frames))
     keys.append(key)

@@ -64,7 +64,8 @@ def _to_tuples(obj: Any) -> Any:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `rng_state` saved, so a resumed run draws the same augmentations it would have."""
+    """Restore what `rng_state` saved, so a resumed single-process run draws the same augmentations it would
+    have (a torchrun resume re-seeds each rank after this: `loop._resume`)."""
     import numpy as np
     import torch
 

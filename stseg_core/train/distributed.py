@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from stseg_core.errors import BadInputError
 
 if TYPE_CHECKING:
     import torch
@@ -106,6 +109,31 @@ def rank_sampler(dataset: MapDataset, dist: DistEnv, seed: int) -> DistributedSa
     )
 
 
+class Batching(Protocol):
+    """The recipe fields that size an optimizer step (both recipes have them)."""
+
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def grad_accum(self) -> int: ...
+
+
+def steps_per_epoch(
+    dataset: MapDataset, sampler: DistributedSampler[Any], recipe: Batching, dist: DistEnv, *, what: str, unit: str
+) -> int:
+    """Optimizer steps in one epoch: this rank's share of `dataset` in steps of batch_size × grad_accum samples.
+    A training set too small for one step on every rank is bad input (`what` names the recipe, `unit` its
+    samples), refused before the first step."""
+    steps = len(sampler) // (recipe.batch_size * recipe.grad_accum)
+    if steps < 1:
+        ranks = f" per rank × {dist.world_size} ranks" if dist.world_size > 1 else ""
+        raise BadInputError(
+            f"{what}: {len(dataset)} training {unit} per epoch cannot fill one step of "
+            f"{recipe.batch_size}×{recipe.grad_accum} {unit} (batch_size × grad_accum){ranks}"
+        )
+    return steps
+
+
 def epoch_loader(
     dataset: MapDataset,
     sampler: DistributedSampler[Any],
@@ -145,3 +173,14 @@ def wrap_ddp(
             find_unused_parameters=find_unused_parameters,
         )
     return model
+
+
+def sync_skipper(runner: torch.nn.Module) -> Callable[[], AbstractContextManager[Any]]:
+    """What a micro-batch that does not end an optimizer step runs in (forward and backward): DDP's `no_sync`,
+    so its gradients stay local and are all-reduced once, with the step's last micro-batch; nothing to skip in
+    one process."""
+    import torch
+
+    if isinstance(runner, torch.nn.parallel.DistributedDataParallel):
+        return runner.no_sync
+    return nullcontext

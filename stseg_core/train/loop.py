@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from stseg_core.train.checkpoints import RunCheckpoints, rng_state, set_rng_state
-from stseg_core.train.distributed import DistEnv, barrier, pick_train_device
+from stseg_core.train.distributed import DistEnv, barrier, pick_train_device, seed_rank
 
 if TYPE_CHECKING:
     import torch
@@ -89,14 +90,15 @@ class TrainParts:
     """What a recipe hands the loop.
 
     `model` is the bare network (its state dict is what checkpoints hold); `forward` runs it (through DDP
-    when distributed) on one batch and returns the scalar loss and named float parts; `batches(epoch)`
+    when distributed) on one batch and returns the scalar loss (a tensor: reading it costs a device sync, which
+    the loop does once per micro-batch); `batches(epoch)`
     yields this rank's batches of an epoch; `validate(model)` scores the weights on the held-out videos
     (rank 0 only) and returns {"J&F-Mean": …, …}; `group_lrs` names each optimizer group and its base lr.
     """
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    forward: Callable[[Any], tuple[torch.Tensor, dict[str, float]]]
+    forward: Callable[[Any], torch.Tensor]
     batches: Callable[[int], Iterable[Any]]
     steps_per_epoch: int
     validate: Callable[[torch.nn.Module], dict[str, float]]
@@ -105,9 +107,10 @@ class TrainParts:
     recipe: dict[str, Any]
     grad_clip: float | None = None
     lr_end_ratio: float = 0.1
-    trainable: Callable[[], Iterable[torch.nn.Parameter]] | None = None
     train_mode: Callable[[], None] | None = None
     """Puts the model in training mode at each epoch (default `model.train()`; TMO keeps its BN in eval)."""
+    no_sync: Callable[[], AbstractContextManager[Any]] = nullcontext
+    """Wraps the micro-batches that do not step (`distributed.sync_skipper`: DDP's `no_sync` under torchrun)."""
 
 
 @dataclass
@@ -137,6 +140,8 @@ class Schedule(Protocol):
     def checkpoint_every(self) -> int: ...
     @property
     def grad_accum(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
 
 
 def run_epochs(
@@ -149,10 +154,10 @@ def run_epochs(
     """Train to `schedule.epochs`, resuming from the run's latest checkpoint; save and validate every
     `checkpoint_every` epochs and at the last one."""
     epochs, checkpoint_every, grad_accum = schedule.epochs, schedule.checkpoint_every, schedule.grad_accum
-    result = _resume(parts, ckpts)
+    result = _resume(parts, ckpts, schedule.seed, dist)
     step, first_epoch = result.step, result.epochs + 1
     total_steps = max(1, epochs * parts.steps_per_epoch)
-    params = list(parts.trainable() if parts.trainable else (p for p in parts.model.parameters() if p.requires_grad))
+    params = [p for p in parts.model.parameters() if p.requires_grad]
     for epoch in range(first_epoch, epochs + 1):
         if metrics:
             metrics.set("stseg_train_epoch", epoch)
@@ -161,10 +166,12 @@ def run_epochs(
         parts.optimizer.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
         for i, batch in enumerate(parts.batches(epoch)):
-            loss, _named = parts.forward(batch)
-            (loss / grad_accum).backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
+            steps_now = (i + 1) % grad_accum == 0
+            with nullcontext() if steps_now else parts.no_sync():
+                loss = parts.forward(batch)
+                (loss / grad_accum).backward()  # type: ignore[no-untyped-call]  # torch's backward is unannotated
             losses.append(float(loss.detach()))
-            if (i + 1) % grad_accum:
+            if not steps_now:
                 continue
             _optimizer_step(parts, params, step / total_steps, metrics)
             step += 1
@@ -187,15 +194,21 @@ def run_epochs(
     return result
 
 
-def _resume(parts: TrainParts, ckpts: RunCheckpoints) -> TrainResult:
+def _resume(parts: TrainParts, ckpts: RunCheckpoints, seed: int, dist: DistEnv) -> TrainResult:
     """Model, optimizer and RNG as the run's latest checkpoint left them, so a restarted Job continues where it
-    stopped; the result so far (epoch 0, step 0 when the run has no checkpoint yet)."""
+    stopped; the result so far (epoch 0, step 0 when the run has no checkpoint yet).
+
+    The saved RNG state is rank 0's (only rank 0 saves): under torchrun every rank is then re-seeded with
+    `seed + epoch·world_size + rank`, distinct per rank and from the first epoch's `seed + rank`. Such a resume
+    is reproducible for a given world size but does not replay the draws of an uninterrupted run."""
     start = ckpts.latest()
     if start is None:
         return TrainResult(ckpts.uri(), 0, 0, None)
     parts.model.load_state_dict(start.payload["model"], strict=True)
     parts.optimizer.load_state_dict(start.payload["optimizer"])
     set_rng_state(start.payload["rng"])
+    if dist.world_size > 1:
+        seed_rank(seed + start.epoch * dist.world_size, dist)
     return TrainResult(ckpts.uri(), start.epoch, start.step, ckpts.uri(start.key))
 
 

@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stseg_core.errors import BadInputError
-from stseg_core.train.distributed import DistEnv, epoch_loader, init_distributed, rank_sampler, seed_rank, wrap_ddp
+from stseg_core.train.distributed import (
+    DistEnv,
+    epoch_loader,
+    init_distributed,
+    rank_sampler,
+    seed_rank,
+    steps_per_epoch,
+    sync_skipper,
+    wrap_ddp,
+)
 from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
 from stseg_core.train.split import VideoSplit
 
@@ -320,13 +329,7 @@ def _parts(
     dataset = instantiate(cfg.trainer.data.train.datasets[0], _convert_="all")  # RepeatFactorWrapper(VOSDataset)
     dataset.set_epoch(0)
     sampler = rank_sampler(dataset, dist, recipe.seed)
-    steps = len(sampler) // recipe.batch_size // recipe.grad_accum
-    if steps < 1:
-        raise BadInputError(
-            f"sam2 finetune: {len(dataset)} training clips per epoch cannot fill one step of "
-            f"{recipe.batch_size}×{recipe.grad_accum} clips"
-            f"{f' per rank × {dist.world_size}' if dist.world_size > 1 else ''}"
-        )
+    steps = steps_per_epoch(dataset, sampler, recipe, dist, what="sam2 finetune", unit="clips")
     loss_fn = instantiate(cfg.trainer.loss.all, _convert_="all")
     groups, group_lrs = param_groups(model, recipe)
     opt_cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
@@ -350,6 +353,7 @@ def _parts(
         model=model,
         optimizer=optimizer,
         forward=_batch_loss(cfg, runner, loss_fn, device),
+        no_sync=sync_skipper(runner),
         batches=batches,
         steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, device),
@@ -362,19 +366,19 @@ def _parts(
 
 def _batch_loss(
     cfg: DictConfig, runner: torch.nn.Module, loss_fn: Callable[..., dict[str, torch.Tensor]], device: str
-) -> Callable[[Any], tuple[torch.Tensor, dict[str, float]]]:
+) -> Callable[[Any], torch.Tensor]:
     """The loop's `forward`: one batch through the model and upstream's multi-step loss, under the config's
-    mixed precision on a GPU; → `core_loss` (what is minimised) and every loss term."""
+    mixed precision on a GPU; → `core_loss`, what is minimised (the other terms are not read: each would cost a
+    device sync)."""
     import torch
 
     amp = bool(cfg.trainer.optim.amp.enabled) and device.startswith("cuda")
     amp_dtype = getattr(torch, str(cfg.trainer.optim.amp.amp_dtype))
 
-    def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(batch: Any) -> torch.Tensor:
         batch = batch.to(device, non_blocking=True)
         with torch.autocast(device_type="cuda" if amp else "cpu", dtype=amp_dtype, enabled=amp):
-            losses = loss_fn(runner(batch), batch.masks)
-        return losses["core_loss"], {k: float(v.detach()) for k, v in losses.items()}
+            return loss_fn(runner(batch), batch.masks)["core_loss"]
 
     return forward
 

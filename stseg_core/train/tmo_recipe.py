@@ -38,6 +38,8 @@ from stseg_core.train.distributed import (
     init_distributed,
     rank_sampler,
     seed_rank,
+    steps_per_epoch,
+    sync_skipper,
     wrap_ddp,
 )
 from stseg_core.train.loop import TrainParts, TrainResult, prepare_run, run_epochs
@@ -292,12 +294,7 @@ def _parts(
 
     dataset = FrameSamples(data, split.train, cache, recipe)
     sampler = rank_sampler(dataset, dist, recipe.seed)
-    steps = len(sampler) // recipe.batch_size // recipe.grad_accum
-    if steps < 1:
-        raise BadInputError(
-            f"tmo finetune: {len(dataset)} training frames cannot fill one batch of "
-            f"{recipe.batch_size}{f' per GPU × {dist.world_size}' if dist.world_size > 1 else ''}"
-        )
+    steps = steps_per_epoch(dataset, sampler, recipe, dist, what="tmo finetune", unit="frames")
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     runner = wrap_ddp(net, dist, device)
 
@@ -306,14 +303,14 @@ def _parts(
             dataset, sampler, epoch, batch_size=recipe.batch_size, workers=recipe.workers, device=device
         )
 
-    def forward(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = step_loss(runner, *(t.to(device, non_blocking=True) for t in batch))
-        return loss, {"ce": float(loss.detach())}
+    def forward(batch: Any) -> torch.Tensor:
+        return step_loss(runner, *(t.to(device, non_blocking=True) for t in batch))
 
     return TrainParts(
         model=net,
         optimizer=optimizer,
         forward=forward,
+        no_sync=sync_skipper(runner),
         batches=batches,
         steps_per_epoch=steps,
         validate=lambda m: validate(m, recipe, data, split.val, flow_root, device),

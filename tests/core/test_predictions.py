@@ -103,6 +103,30 @@ def test_without_probs_and_under_another_prefix(tmp_path):
         next(pred.iter_probs())
 
 
+def test_probs_go_to_the_store_from_disk_and_the_temp_file_is_removed(tmp_path, monkeypatch):
+    """probs.npz is copied from its temp file (`Store.write_file`), never as bytes in memory; the temp file is
+    gone after the upload and after a failure half-way."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    store = open_store(tmp_path / "store")
+    in_memory = store.write_bytes
+
+    def write_bytes(key, data):
+        assert not key.endswith("probs.npz"), key
+        in_memory(key, data)
+
+    monkeypatch.setattr(store, "write_bytes", write_bytes)
+    results = _results()
+    assert "pred/flowprop/cat/probs.npz" in _write(store, results)
+    assert list(temp.iterdir()) == []
+    with np.load(tmp_path / "store/pred/flowprop/cat/probs.npz") as npz:
+        assert np.array_equal(npz["probs"], np.stack([r.probs for r in results]))
+    with pytest.raises(BadInputError):
+        _write(store, results[:2])
+    assert list(temp.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

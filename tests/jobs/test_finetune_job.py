@@ -109,10 +109,12 @@ def test_sam2_job_killed_after_a_checkpoint_resumes_from_it(tmp_path):
 @pytest.mark.slow
 def test_tmo_job_under_torchrun_two_cpu_ranks_share_the_epoch(tmp_path):
     """The Kubernetes backend's multi-GPU command, on CPU: gloo group, DistributedSampler halves each rank's
-    steps, rank 0 alone writes the checkpoint."""
+    steps, gradients accumulated under DDP's no_sync, rank 0 alone writes the checkpoint."""
     CFG8 = SynthConfig(seed=9, height=48, width=64, videos=3, min_frames=8, max_frames=8, min_objects=1, max_objects=2)
     generate_dataset(tmp_path / "ds", CFG8, splits=("train",))
-    recipe = '{"backbone": "rn18", "size": 64, "batch_size": 4, "checkpoint_every": 1, "device": "cpu"}'
+    recipe = (
+        '{"backbone": "rn18", "size": 64, "batch_size": 2, "grad_accum": 2, "checkpoint_every": 1, "device": "cpu"}'
+    )
     env = {**os.environ, **_env(tmp_path, STSEG_EPOCHS="1", STSEG_RECIPE=recipe)}
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     done = subprocess.run(
@@ -123,7 +125,7 @@ def test_tmo_job_under_torchrun_two_cpu_ranks_share_the_epoch(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    # 2 train videos × 8 frames = 16 samples; 8 per rank in batches of 4 → 2 steps, on both ranks
+    # 2 train videos × 8 frames = 16 samples; 8 per rank in steps of 2 × 2 → 2 steps, on both ranks
     assert done.stdout.count("tmo finetuned to epoch 1 (2 steps)") == 2
     store = open_store(str(tmp_path / "store/checkpoints/tmo/j1"))
     assert sorted(store.list()) == ["best", "epoch_1.pt", "split.json", "val.json"]

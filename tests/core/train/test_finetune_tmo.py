@@ -144,6 +144,7 @@ def test_bad_inputs_fail_in_one_line_before_any_step(data, tmp_path):
         (MissingArtifactError, "not found", dict(recipe=_recipe(init=str(tmp_path / "nope.pt")))),
         (BadInputError, "holds TMO rn34 but backbone rn18", dict(recipe=_recipe(init=str(wrong)))),
         (BadInputError, "afile: is a file, not a folder", dict(store=str(tmp_path / "afile" / "store"))),
+        (BadInputError, "one step of 4×4 frames (batch_size × grad_accum)", dict(recipe=_recipe(grad_accum=4))),
     ]
     defaults = dict(
         recipe=_recipe(), data_root=str(data), store=str(tmp_path / "st"), run_id="bad", scratch=tmp_path / "s"
