@@ -82,11 +82,6 @@ class DoneWait:
     prefix: str
     shards: int
 
-    def markers(self) -> list[str]:
-        from stseg_core.runlayout import done_key
-
-        return [done_key(self.prefix, k) for k in range(self.shards)]
-
 
 @dataclass(frozen=True)
 class JobSpec:
