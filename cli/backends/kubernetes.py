@@ -49,6 +49,8 @@ class KubernetesBackend(Backend):
     def __init__(self, config, api_client=None) -> None:
         super().__init__(config)
         self._api_client = api_client
+        # {job name: done_frames' cache}: `--watch` and `--wait` read each done marker once per process
+        self._frames: dict[str, dict[str, list[int]]] = {}
 
     # -- connection -------------------------------------------------------------------------------
     def _connect(self):
@@ -218,7 +220,9 @@ class KubernetesBackend(Backend):
                     model=model,
                     shards=shards,
                     done=done,
-                    frames=_done_frames(job, output_prefix(stage, model), done, stores),
+                    frames=_done_frames(
+                        job, output_prefix(stage, model), done, stores, self._frames.setdefault(job.metadata.name, {})
+                    ),
                     running=running,
                     failed=failed,
                     waiting=bool(job.spec.suspend) or _has_condition(job, "Suspended"),
@@ -289,8 +293,9 @@ def _pod_reason(pods: list, index: int) -> str:
     return "failed (no pod left to read the reason from)"
 
 
-def _done_frames(job, prefix: str | None, done: frozenset[int], stores: dict) -> int:
-    """Frames the Job's done shards wrote, from their markers in the run root its pods were given."""
+def _done_frames(job, prefix: str | None, done: frozenset[int], stores: dict, cache: dict[str, list[int]]) -> int:
+    """Frames the Job's done shards wrote, from their markers in the run root its pods were given (`cache`: see
+    `done_frames`)."""
     env = {e.name: e.value for e in (job.spec.template.spec.containers[0].env or [])}
     root = env.get("STSEG_RUN_ROOT")
     if not (root and prefix and done):
@@ -303,7 +308,7 @@ def _done_frames(job, prefix: str | None, done: frozenset[int], stores: dict) ->
         except Exception:  # status never fails for want of store access
             return 0
     try:  # one listing, the markers read in parallel (at MOSE's size they hold ~115 MB of file lists in all)
-        counted = done_frames(stores[root], prefix, {})
+        counted = done_frames(stores[root], prefix, cache)
     except Exception:  # status never fails for want of store access
         return 0
     return sum(counted.get(k, 0) for k in done)

@@ -262,7 +262,9 @@ def test_status_reads_back_done_running_and_failed_indexes(emulator: Emulator, a
     assert status["stseg-r1-fuse"].done == frozenset()
 
 
-def test_status_counts_the_frames_of_done_shards_from_their_markers(emulator: Emulator, api, tmp_path) -> None:
+def test_status_counts_the_frames_of_done_shards_from_their_markers(
+    emulator: Emulator, api, tmp_path, store_calls
+) -> None:
     from stseg_core.runlayout import commit_shard
     from stseg_core.store import open_store
 
@@ -286,10 +288,16 @@ def test_status_counts_the_frames_of_done_shards_from_their_markers(emulator: Em
             }
         },
     )
+    store_calls.clear()
     status = {j.name: j for j in backend.status("r1").jobs}
     assert status["stseg-r1-infer-sam2"].frames == 8  # PNGs the two markers list, not scores.json
     assert status["stseg-r1-infer-sam2"].frames_per_s == 2.0
     assert status["stseg-r1-infer-flowprop"].frames == 0  # nothing done yet
+    assert store_calls["list_sizes"] == 1 and store_calls["read_bytes"] == 2  # one listing, each marker once
+    store_calls.clear()
+    again = {j.name: j for j in backend.status("r1").jobs}  # the next poll of `--watch`: markers not read again
+    assert again["stseg-r1-infer-sam2"].frames == 8
+    assert store_calls["list_sizes"] == 1 and store_calls["read_bytes"] == 0
 
 
 def test_cancel_deletes_the_runs_jobs_with_their_pods(emulator: Emulator, api) -> None:
