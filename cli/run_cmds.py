@@ -33,12 +33,15 @@ def runs(**kw) -> None:
 def status(run: str, watch: bool, **kw) -> None:
     """Per job: shards done/running/failed, frames/s, ETA, and each failed shard's one-line reason."""
     backend = backend_of(config_from(kw))
-    if watch:
+    current = backend.status(run)
+    if watch:  # one status per second, which the bars and then the table show
         with ProgressBars(lambda: backend.status(run)) as bars:
-            while not backend.status(run).finished:
-                bars.refresh()
+            bars.refresh(current)
+            while not current.finished:
                 time.sleep(1)
-    print_status(backend.status(run))
+                current = backend.status(run)
+                bars.refresh(current)
+    print_status(current)
 
 
 @cli.command()

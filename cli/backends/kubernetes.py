@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, done_frames, parse_indexes
+from stseg_cli.backends.base import (
+    Backend,
+    Capabilities,
+    JobStatus,
+    OnChange,
+    RunStatus,
+    done_frames,
+    parse_indexes,
+)
 from stseg_cli.backends.k8s_manifest import CONTAINER, job_manifest
 from stseg_cli.spec import JobSpec, output_prefix
 from stseg_core.errors import BackendError, BadInputError
@@ -118,7 +126,7 @@ class KubernetesBackend(Backend):
         ]
 
     def _submit(
-        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: Callable[[], None] | None
+        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: OnChange | None
     ) -> RunStatus | None:
         run = specs[0].run
         batch = self._batch()
@@ -147,7 +155,7 @@ class KubernetesBackend(Backend):
         while True:
             status = self._status(run)
             if on_change:
-                on_change()
+                on_change(status)
             if status.finished:
                 return status
             time.sleep(5)

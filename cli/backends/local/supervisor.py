@@ -9,9 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from stseg_cli.backends.base import OnChange
 from stseg_cli.backends.local.procs import pid_alive, record_pid, settings, terminate
 from stseg_cli.backends.local.records import RunFiles, last_line
 from stseg_cli.backends.local.storecheck import Outage, StoreDown, Stores, shard_is_done
@@ -105,7 +105,7 @@ class Supervisor:
             self.files.ended(spec, k)
         self._running.clear()
 
-    def run(self, on_change: Callable[[], None] | None = None) -> None:
+    def run(self, on_change: OnChange | None = None) -> None:
         """Until every shard is done or has failed for good (or the run is cancelled). A store outage longer
         than the local outage limit stops every shard and raises BackendError; any stop before the end leaves its
         reason in `stopped.json`."""
@@ -124,7 +124,7 @@ class Supervisor:
                     changed = self._reap(pending)
                     changed |= self._start_ready(pending)
                     if changed and on_change:
-                        on_change()  # progress bars read the markers too
+                        on_change(None)  # progress bars read the status themselves (throttled)
                 except StoreDown as err:
                     outage.failed(str(err))
                     continue

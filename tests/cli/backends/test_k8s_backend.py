@@ -338,6 +338,23 @@ def test_second_submit_is_refused_or_resumes_only_missing_jobs(emulator: Emulato
     assert "status" not in emulator.jobs()["stseg-r1-infer-sam2"]
 
 
+def test_waiting_submit_computes_one_status_per_poll(emulator: Emulator, api, monkeypatch) -> None:
+    """`submit --wait` hands the status it just computed to the progress bars instead of their fetching another."""
+    from stseg_cli.run_watch import attached
+
+    cfg = _cfg()
+    backend = KubernetesBackend(cfg, api_client=api)
+    specs = _pipeline(cfg)
+    backend.submit(specs)
+    for spec in specs:  # every Job done: the wait ends at its first poll
+        done = {"completedIndexes": f"0-{spec.shards - 1}" if spec.shards > 1 else "0"}
+        client.BatchV1Api(api).patch_namespaced_job_status(spec.name, NS, {"status": done})
+    statuses = []
+    monkeypatch.setattr(backend, "_status", lambda run, _real=backend._status: statuses.append(run) or _real(run))
+    attached(backend, "r1", lambda bars: backend.submit(specs, resume=True, wait=True, on_change=bars.refresh))
+    assert statuses == ["r1"]  # the poll's own; none again for the bars' update or their last frame
+
+
 def test_logs_read_the_newest_pod_of_the_shard(emulator: Emulator, api) -> None:
     cfg = _cfg()
     backend = KubernetesBackend(cfg, api_client=api)
