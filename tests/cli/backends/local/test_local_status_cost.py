@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from stseg_cli.backends.local import LocalBackend
+from stseg_cli.backends.local.supervisor import Supervisor
 from stseg_cli.config import Config
-from stseg_cli.spec import StageRequest, build_specs
+from stseg_cli.spec import StageRequest, build_specs, fuse_specs
 from stseg_core.runlayout import commit_shard, done_key, pred_prefix
 from stseg_core.store import open_store
 
@@ -59,3 +60,22 @@ def test_status_lists_each_job_once_and_reads_each_marker_once(run, store_calls)
     assert after["flowprop"].done == frozenset(range(SHARDS)) - {7}
     assert after["flowprop"].frames == sum(range(SHARDS)) - 7
     assert store_calls["read_bytes"] == 0
+
+
+def test_supervisor_lists_each_job_once_at_start_and_a_satisfied_wait_once(run, store_calls) -> None:
+    """The start (or `stseg resume`) lists each job's `_done/` instead of probing each shard; once fuse's inputs
+    are all there, starting each of its shards lists nothing again."""
+    cfg, store = run
+    for k in range(SHARDS):
+        commit_shard(store, pred_prefix("oneshot"), k, [])
+    files = LocalBackend(cfg)._files("r1")
+    req = StageRequest("fuse", models=MODELS)
+    files.save_specs([*files.load_specs(), *fuse_specs(cfg, "r1", req, infer_shards=SHARDS, default_gpus=False)])
+    supervisor = Supervisor(files.root, workers=4)
+    store_calls.clear()
+    pending = supervisor._unfinished()
+    assert [(s.stage, k) for s, k in pending] == [("fuse", k) for k in range(SHARDS)]
+    assert store_calls["list"] == len(MODELS) + 1 and store_calls["exists"] == 0  # one listing per job
+    store_calls.clear()
+    assert all(supervisor._waits(spec) is True for spec, _k in pending)  # each fuse shard about to start
+    assert store_calls["list"] == len(MODELS) and store_calls["exists"] == 0  # each awaited prefix once, in all
