@@ -62,6 +62,11 @@ def output_prefix(stage: str, model: str) -> str | None:
     return None
 
 
+def job_name(run: str, stage: str, model: str = "") -> str:
+    """`stseg-<run>-<stage>[-<model>]`: a job's name in both backends (a DNS label, ≤ 63 characters)."""
+    return "-".join(p for p in ("stseg", run, stage, model) if p)
+
+
 @dataclass(frozen=True)
 class Resources:
     """What one shard's process/pod needs. Quantities use Kubernetes notation ("4", "500m", "16Gi")."""
@@ -117,8 +122,7 @@ class JobSpec:
 
     @property
     def name(self) -> str:
-        """Job name: `stseg-<run>-<stage>[-<model>]` (a DNS label, ≤ 63 characters)."""
-        return "-".join(p for p in ("stseg", self.run, self.stage, self.model) if p)
+        return job_name(self.run, self.stage, self.model)
 
     @property
     def env_dict(self) -> dict[str, str]:

@@ -26,7 +26,7 @@ from stseg_cli.backends.base import (
     parse_indexes,
 )
 from stseg_cli.backends.k8s_manifest import CONTAINER, job_manifest
-from stseg_cli.spec import JobSpec, output_prefix
+from stseg_cli.spec import JobSpec, job_name, output_prefix
 from stseg_core.errors import BackendError, BadInputError
 
 RUN_LABEL = "stseg.io/run"
@@ -240,7 +240,7 @@ class KubernetesBackend(Backend):
         return RunStatus(run=run, jobs=tuple(out))
 
     def _logs(self, run: str, stage: str, model: str, shard: int, follow: bool) -> Iterator[str]:
-        name = "-".join(p for p in ("stseg", run, stage, model) if p)
+        name = job_name(run, stage, model)
         pods = [
             p
             for p in self._pods(run)

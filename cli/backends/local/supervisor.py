@@ -16,12 +16,11 @@ from stseg_cli.backends.local.procs import pid_alive, record_pid, settings, term
 from stseg_cli.backends.local.records import RunFiles, last_line
 from stseg_cli.backends.local.storecheck import Outage, StoreDown, Stores, shard_is_done, unfinished_shards
 from stseg_cli.spec import JobSpec
-from stseg_core.errors import BackendError, StsegError
+from stseg_core.errors import BackendError, BadInputError, StsegError
 from stseg_core.runlayout import done_key, done_shards
 
 POLL_S = 0.05
 WAIT_POLL_S = 1.0  # a job waiting for another's done markers lists them at most this often
-BAD_INPUT_EXIT = 2  # the stage's BadInputError: retrying cannot help
 Shard = tuple[JobSpec, int]
 
 
@@ -185,7 +184,8 @@ class Supervisor:
             del self._running[key]
             self.files.ended(spec, k)
             code, reason = self._outcome(spec, k, code, timed_out, bool(unmarked))
-            retry = code not in (0, BAD_INPUT_EXIT) and not timed_out and self._attempts[key] <= spec.retries
+            # bad input: retrying cannot help
+            retry = code not in (0, BadInputError.exit_code) and not timed_out and self._attempts[key] <= spec.retries
             self.files.write_result(
                 spec, k, code, attempts=self._attempts[key], reason=reason, final=not retry, started=t0
             )
