@@ -388,10 +388,11 @@ def test_every_spec_field_reaches_the_manifest(api) -> None:
     (spec,) = build_specs(
         cfg,
         "r3",
-        StageRequest("infer", models=("cutie",), shards=8, parallelism=2, cpu="6", memory="40Gi", max_failed_shards=3),
+        StageRequest("infer", models=("cutie",), shards=8, parallelism=2, cpu="6", memory="40Gi"),
         default_gpus=True,
     )
-    spec = replace(spec, deadline_s=600)
+    assert spec.max_failed_shards == 2  # a quarter of the shards
+    spec = replace(spec, deadline_s=600, max_failed_shards=3)
     (job,) = KubernetesBackend(cfg, api_client=api).render([spec])
     pod = job["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "p5.48xlarge"}
