@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,10 @@ from stseg_cli.main import cli
 from stseg_cli.run_watch import ProgressBars, attached, print_status
 from stseg_cli.submit_flags import backend_of, config_flags, config_from
 from stseg_core.errors import BadInputError, MissingArtifactError
+
+if TYPE_CHECKING:
+    from stseg_cli.spec import DoneWait
+    from stseg_core.store import Store
 
 
 @cli.command()
@@ -28,12 +33,15 @@ def runs(**kw) -> None:
 def status(run: str, watch: bool, **kw) -> None:
     """Per job: shards done/running/failed, frames/s, ETA, and each failed shard's one-line reason."""
     backend = backend_of(config_from(kw))
-    if watch:
+    current = backend.status(run)
+    if watch:  # one status per second, which the bars and then the table show
         with ProgressBars(lambda: backend.status(run)) as bars:
-            while not backend.status(run).finished:
-                bars.refresh()
+            bars.refresh(current)
+            while not current.finished:
                 time.sleep(1)
-    print_status(backend.status(run))
+                current = backend.status(run)
+                bars.refresh(current)
+    print_status(current)
 
 
 @cli.command()
@@ -93,19 +101,28 @@ def wait_done(run_root: str, waits: tuple[str, ...], timeout: float, poll: float
             raise BadInputError(f"wait-done: {w!r} is not PREFIX:SHARDS (e.g. pred/sam2:64)")
         parsed.append(DoneWait(prefix, int(n)))
     store = open_store(run_root)
-    missing = [m for w in parsed for m in w.markers()]
+    total = sum(w.shards for w in parsed)
+    pending = parsed
     deadline = time.monotonic() + timeout
     while True:
-        missing = [m for m in missing if not store.exists(m)]
-        click.echo(
-            f"wait-done: {sum(w.shards for w in parsed) - len(missing)} of {sum(w.shards for w in parsed)} "
-            "markers present",
-            err=True,
-        )
-        if not missing:
+        missing = {w: _missing_markers(store, w) for w in pending}
+        pending = [w for w in pending if missing[w]]
+        keys = [key for w in pending for key in missing[w]]
+        click.echo(f"wait-done: {total - len(keys)} of {total} markers present", err=True)
+        if not keys:
             return
         if time.monotonic() >= deadline:
             raise MissingArtifactError(
-                f"{store.uri(missing[0])} and {len(missing) - 1} more markers still missing after {timeout:.0f} s"
+                f"{store.uri(keys[0])} and {len(keys) - 1} more markers still missing after {timeout:.0f} s"
             )
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+
+def _missing_markers(store: Store, wait: DoneWait) -> list[str]:
+    """The done-marker keys of `wait` not in the store yet: one listing of its `_done/`, not a probe per shard
+    (every fuse index waits for every model's shards, so a per-marker probe would cost indexes × models × shards
+    requests per poll)."""
+    from stseg_core.runlayout import done_key, done_shards
+
+    done = set(done_shards(store, wait.prefix))
+    return [done_key(wait.prefix, k) for k in range(wait.shards) if str(k) not in done]

@@ -5,28 +5,41 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from stseg_cli.backends.base import RunStatus
 
 
 class ProgressBars:
     """One tqdm bar per job of a run (shards done / shards), refreshed at most twice a second."""
 
-    def __init__(self, status: Callable) -> None:
+    def __init__(self, status: Callable[[], RunStatus]) -> None:
         self._status = status
         self._bars: dict = {}
         self._last = 0.0
+        self._shown: RunStatus | None = None
 
     def __enter__(self) -> ProgressBars:
         return self
 
-    def refresh(self, force: bool = False) -> None:
+    def refresh(self, status: RunStatus | None = None, force: bool = False) -> None:
+        """Show `status` (the caller has just computed it), else one fetched now, at most twice a second unless
+        `force`: each status lists the run's done markers."""
+        if status is None:
+            if not force and time.monotonic() - self._last < 0.5:
+                return
+            self._last = time.monotonic()
+            status = self._status()
+        self._shown = status
+        self._draw(status)
+
+    def _draw(self, status: RunStatus) -> None:
         from tqdm import tqdm
 
-        if not force and time.monotonic() - self._last < 0.5:
-            return
-        self._last = time.monotonic()
-        for job in self._status().jobs:
+        for job in status.jobs:
             bar = self._bars.get(job.name)
             if bar is None:
                 bar = self._bars[job.name] = tqdm(
@@ -47,8 +60,8 @@ class ProgressBars:
             bar.refresh()
 
     def __exit__(self, *exc) -> None:
-        if not exc[0]:
-            self.refresh(force=True)
+        if not exc[0] and not (self._shown is not None and self._shown.finished):
+            self.refresh(force=True)  # the bars end on the final status (a finished one shown is final)
         for bar in self._bars.values():
             bar.close()
 
@@ -58,6 +71,7 @@ def attached(backend, run: str, start: Callable) -> None:
     when a shard failed."""
     with ProgressBars(lambda: backend.status(run)) as bars:
         final = start(bars)
+        bars.refresh(final)
     print_status(final)
     if not final.succeeded:
         click.echo(f"stseg: run {run} finished with failed shards (see `stseg status {run}`)", err=True)

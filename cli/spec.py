@@ -38,11 +38,6 @@ _CPU_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?m?$")
 _MEMORY_RE = re.compile(r"^(?=.*[1-9])\d+(\.\d+)?([KMGTPE]i?|k)?$")
 
 
-def known_models() -> list[str]:
-    """Names of every registered VOS model (the library's registry is the one source)."""
-    return registry.available()
-
-
 def check_model(name: str, stage: str = "infer") -> str:
     """Refuse an unknown model (listing the known ones) or one the stage cannot use."""
     registry.info(name)  # raises BadInputError listing the known names
@@ -60,6 +55,11 @@ def output_prefix(stage: str, model: str) -> str | None:
     if stage == "fuse":
         return runlayout.FUSED
     return None
+
+
+def job_name(run: str, stage: str, model: str = "") -> str:
+    """`stseg-<run>-<stage>[-<model>]`: a job's name in both backends (a DNS label, ≤ 63 characters)."""
+    return "-".join(p for p in ("stseg", run, stage, model) if p)
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,6 @@ class DoneWait:
 
     prefix: str
     shards: int
-
-    def markers(self) -> list[str]:
-        from stseg_core.runlayout import done_key
-
-        return [done_key(self.prefix, k) for k in range(self.shards)]
 
 
 @dataclass(frozen=True)
@@ -122,8 +117,7 @@ class JobSpec:
 
     @property
     def name(self) -> str:
-        """Job name: `stseg-<run>-<stage>[-<model>]` (a DNS label, ≤ 63 characters)."""
-        return "-".join(p for p in ("stseg", self.run, self.stage, self.model) if p)
+        return job_name(self.run, self.stage, self.model)
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -168,7 +162,6 @@ class StageRequest:
     cpu: str | None = None
     memory: str | None = None
     retries: int = 2
-    max_failed_shards: int | None = None
     deadline_s: int = 24 * 3600
     options: tuple[tuple[str, str], ...] = ()
 
@@ -266,7 +259,7 @@ def build_specs(
                 shards=shards,
                 parallelism=min(req.parallelism or shards, shards),
                 retries=req.retries,
-                max_failed_shards=min(shards, req.max_failed_shards or math.ceil(shards / 4)),
+                max_failed_shards=math.ceil(shards / 4),
                 deadline_s=req.deadline_s,
                 labels=(("stseg.io/run", run), ("stseg.io/stage", req.stage), ("stseg.io/model", model or "all")),
                 waits_for=waits_for,

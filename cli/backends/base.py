@@ -115,6 +115,11 @@ class RunStatus:
         return all(len(j.done) == j.shards for j in self.jobs)
 
 
+# What a waiting submit or resume calls when progress may have changed (progress bars): with the status it has just
+# computed, or None (the callee then fetches one if it wants).
+OnChange = Callable[[RunStatus | None], None]
+
+
 class Backend(ABC):
     """Runs JobSpecs somewhere. Public methods check the request, then call the backend's private ones."""
 
@@ -163,7 +168,7 @@ class Backend(ABC):
         *,
         resume: bool = False,
         wait: bool = False,
-        on_change: Callable[[], None] | None = None,
+        on_change: OnChange | None = None,
     ) -> RunStatus | None:
         """Start the jobs. A job (stage × model) the run already has is refused unless `resume`, which finishes
         its missing shards; new jobs join an existing run. With `wait`, returns the final status and calls
@@ -186,7 +191,7 @@ class Backend(ABC):
     def runs(self) -> list[str]:
         return self._runs()
 
-    def resume(self, run: str, *, wait: bool = False, on_change: Callable[[], None] | None = None) -> RunStatus | None:
+    def resume(self, run: str, *, wait: bool = False, on_change: OnChange | None = None) -> RunStatus | None:
         """Go on with a stopped, orphaned or failed run from what the backend recorded: its unfinished shards
         run again (done shards are no-ops)."""
         if not self.capabilities.resume:
@@ -195,7 +200,7 @@ class Backend(ABC):
             )
         return self._resume(check_run_id(run), wait, on_change)
 
-    def _resume(self, run: str, wait: bool, on_change: Callable[[], None] | None) -> RunStatus | None:
+    def _resume(self, run: str, wait: bool, on_change: OnChange | None) -> RunStatus | None:
         """Only backends that declare `resume` implement it."""
         raise NotImplementedError
 
@@ -205,7 +210,7 @@ class Backend(ABC):
 
     @abstractmethod
     def _submit(
-        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: Callable[[], None] | None
+        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: OnChange | None
     ) -> RunStatus | None: ...
 
     @abstractmethod

@@ -15,11 +15,11 @@ from typing import Any
 
 from stseg_cli.config import NODE_POOLS, Config
 from stseg_cli.spec import JobSpec, Resources
+from stseg_core.errors import BadInputError
 
 CONTAINER = "stage"
 KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 UID = 10001  # the images' non-root user
-BAD_INPUT_EXIT = 2
 # Security-scan exceptions, written on every Job with their reasons (checkov reads them from the object).
 CHECKOV_SKIPS = (
     (
@@ -175,7 +175,7 @@ def _failure_policy(c: ModuleType) -> Any:
             c.V1PodFailurePolicyRule(
                 action="FailIndex",
                 on_exit_codes=c.V1PodFailurePolicyOnExitCodesRequirement(
-                    container_name=CONTAINER, operator="In", values=[BAD_INPUT_EXIT]
+                    container_name=CONTAINER, operator="In", values=[BadInputError.exit_code]
                 ),
             ),
         ]

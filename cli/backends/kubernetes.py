@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, done_frames, parse_indexes
+from stseg_cli.backends.base import (
+    Backend,
+    Capabilities,
+    JobStatus,
+    OnChange,
+    RunStatus,
+    done_frames,
+    parse_indexes,
+)
 from stseg_cli.backends.k8s_manifest import CONTAINER, job_manifest
-from stseg_cli.spec import JobSpec, output_prefix
+from stseg_cli.spec import JobSpec, job_name, output_prefix
 from stseg_core.errors import BackendError, BadInputError
 
 RUN_LABEL = "stseg.io/run"
@@ -49,6 +57,8 @@ class KubernetesBackend(Backend):
     def __init__(self, config, api_client=None) -> None:
         super().__init__(config)
         self._api_client = api_client
+        # {job name: done_frames' cache}: `--watch` and `--wait` read each done marker once per process
+        self._frames: dict[str, dict[str, list[int]]] = {}
 
     # -- connection -------------------------------------------------------------------------------
     def _connect(self):
@@ -116,7 +126,7 @@ class KubernetesBackend(Backend):
         ]
 
     def _submit(
-        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: Callable[[], None] | None
+        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: OnChange | None
     ) -> RunStatus | None:
         run = specs[0].run
         batch = self._batch()
@@ -145,7 +155,7 @@ class KubernetesBackend(Backend):
         while True:
             status = self._status(run)
             if on_change:
-                on_change()
+                on_change(status)
             if status.finished:
                 return status
             time.sleep(5)
@@ -218,7 +228,9 @@ class KubernetesBackend(Backend):
                     model=model,
                     shards=shards,
                     done=done,
-                    frames=_done_frames(job, output_prefix(stage, model), done, stores),
+                    frames=_done_frames(
+                        job, output_prefix(stage, model), done, stores, self._frames.setdefault(job.metadata.name, {})
+                    ),
                     running=running,
                     failed=failed,
                     waiting=bool(job.spec.suspend) or _has_condition(job, "Suspended"),
@@ -228,7 +240,7 @@ class KubernetesBackend(Backend):
         return RunStatus(run=run, jobs=tuple(out))
 
     def _logs(self, run: str, stage: str, model: str, shard: int, follow: bool) -> Iterator[str]:
-        name = "-".join(p for p in ("stseg", run, stage, model) if p)
+        name = job_name(run, stage, model)
         pods = [
             p
             for p in self._pods(run)
@@ -289,8 +301,9 @@ def _pod_reason(pods: list, index: int) -> str:
     return "failed (no pod left to read the reason from)"
 
 
-def _done_frames(job, prefix: str | None, done: frozenset[int], stores: dict) -> int:
-    """Frames the Job's done shards wrote, from their markers in the run root its pods were given."""
+def _done_frames(job, prefix: str | None, done: frozenset[int], stores: dict, cache: dict[str, list[int]]) -> int:
+    """Frames the Job's done shards wrote, from their markers in the run root its pods were given (`cache`: see
+    `done_frames`)."""
     env = {e.name: e.value for e in (job.spec.template.spec.containers[0].env or [])}
     root = env.get("STSEG_RUN_ROOT")
     if not (root and prefix and done):
@@ -303,7 +316,7 @@ def _done_frames(job, prefix: str | None, done: frozenset[int], stores: dict) ->
         except Exception:  # status never fails for want of store access
             return 0
     try:  # one listing, the markers read in parallel (at MOSE's size they hold ~115 MB of file lists in all)
-        counted = done_frames(stores[root], prefix, {})
+        counted = done_frames(stores[root], prefix, cache)
     except Exception:  # status never fails for want of store access
         return 0
     return sum(counted.get(k, 0) for k in done)

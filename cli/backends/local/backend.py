@@ -8,10 +8,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from stseg_cli.backends.base import Backend, Capabilities, JobStatus, RunStatus, done_frames
+from stseg_cli.backends.base import Backend, Capabilities, JobStatus, OnChange, RunStatus, done_frames
 from stseg_cli.backends.local.procs import pid_alive, record_pid, settings, terminate
 from stseg_cli.backends.local.records import RunFiles, read_json, run_lock, write_json
 from stseg_cli.backends.local.storecheck import Stores, shard_is_done
@@ -101,7 +101,7 @@ class LocalBackend(Backend):
         files.save_specs(list(existing.values()))
 
     def _submit(
-        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: Callable[[], None] | None
+        self, specs: list[JobSpec], *, resume: bool, wait: bool, on_change: OnChange | None
     ) -> RunStatus | None:
         files = self._files(specs[0].run)
         with run_lock(files.root):  # check-and-claim: a concurrent submit of this run waits, then is refused
@@ -229,7 +229,7 @@ class LocalBackend(Backend):
         files.supervisor.unlink(missing_ok=True)
         return len(specs)
 
-    def _resume(self, run: str, wait: bool, on_change: Callable[[], None] | None) -> RunStatus | None:
+    def _resume(self, run: str, wait: bool, on_change: OnChange | None) -> RunStatus | None:
         return self._submit(self._files(run).load_specs(), resume=True, wait=wait, on_change=on_change)
 
     def _runs(self) -> list[str]:

@@ -16,7 +16,7 @@ from stseg_cli.backends.local.procs import settings
 from stseg_cli.backends.local.records import RunFiles, read_json
 from stseg_cli.spec import JobSpec
 from stseg_core.errors import BackendError, StsegError
-from stseg_core.runlayout import done_key
+from stseg_core.runlayout import done_key, done_shards
 from stseg_core.store import Store, open_store
 
 MAX_OUTAGE_BACKOFF_S = 10.0
@@ -60,6 +60,16 @@ def shard_is_done(spec: JobSpec, k: int, files: RunFiles, stores: Stores) -> boo
         return stores.exists(spec.run_root, done_key(spec.output_prefix, k))
     rec = read_json(files.result(spec, k))
     return bool(rec) and rec.get("exit_code") == 0
+
+
+def unfinished_shards(spec: JobSpec, files: RunFiles, stores: Stores) -> list[int]:
+    """The shards of `spec` not done (see `shard_is_done`): for a stage that writes markers, from one listing of
+    its `_done/` instead of a probe per shard."""
+    prefix = spec.output_prefix
+    if not prefix:
+        return [k for k in range(spec.shards) if not shard_is_done(spec, k, files, stores)]
+    done = set(stores.use(spec.run_root, lambda store: done_shards(store, prefix)))
+    return [k for k in range(spec.shards) if str(k) not in done]
 
 
 class Outage:

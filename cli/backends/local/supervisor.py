@@ -9,19 +9,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from stseg_cli.backends.base import OnChange
 from stseg_cli.backends.local.procs import pid_alive, record_pid, settings, terminate
 from stseg_cli.backends.local.records import RunFiles, last_line
-from stseg_cli.backends.local.storecheck import Outage, StoreDown, Stores, shard_is_done
+from stseg_cli.backends.local.storecheck import Outage, StoreDown, Stores, shard_is_done, unfinished_shards
 from stseg_cli.spec import JobSpec
-from stseg_core.errors import BackendError, StsegError
+from stseg_core.errors import BackendError, BadInputError, StsegError
 from stseg_core.runlayout import done_key, done_shards
 
 POLL_S = 0.05
 WAIT_POLL_S = 1.0  # a job waiting for another's done markers lists them at most this often
-BAD_INPUT_EXIT = 2  # the stage's BadInputError: retrying cannot help
 Shard = tuple[JobSpec, int]
 
 
@@ -38,13 +37,20 @@ class Supervisor:
         self._attempts: dict[tuple[str, int], int] = {}
         self._failed_jobs: set[str] = set()
         self._recheck: dict[str, float] = {}  # job → when its awaited markers are next listed
+        self._ready: set[str] = set()  # jobs whose awaited markers were all there: not listed again
+        self._producers = {s.output_prefix: s for s in self.specs if s.output_prefix}
 
     def _done(self, spec: JobSpec, k: int) -> bool:
         return shard_is_done(spec, k, self.files, self._stores)
 
+    def _unfinished(self) -> list[Shard]:
+        """Every shard not done yet: one listing of each job's done markers."""
+        return [(s, k) for s in self.specs for k in unfinished_shards(s, self.files, self._stores)]
+
     def _waits(self, spec: JobSpec) -> str | bool:
         """True when every awaited marker exists, False to keep waiting, a reason string to give up."""
-        producers = {s.output_prefix: s for s in self.specs if s.output_prefix}
+        if spec.name in self._ready:
+            return True
         if time.monotonic() < self._recheck.get(spec.name, 0.0):
             return False  # checked a moment ago: its inputs are polled every WAIT_POLL_S, not every POLL_S
         for wait in spec.waits_for:
@@ -54,12 +60,13 @@ class Supervisor:
             if not missing:
                 continue
             self._recheck[spec.name] = time.monotonic() + WAIT_POLL_S
-            producer = producers.get(wait.prefix)
+            producer = self._producers.get(wait.prefix)
             if producer is None:
                 return f"needs {self._stores.get(spec.run_root).uri(missing[0])}, which no job of this run produces"
             if producer.name in self._failed_jobs:
                 return f"upstream job {producer.name} failed"
             return False
+        self._ready.add(spec.name)
         return True
 
     def _launch(self, spec: JobSpec, k: int, attempt: int) -> None:
@@ -105,7 +112,7 @@ class Supervisor:
             self.files.ended(spec, k)
         self._running.clear()
 
-    def run(self, on_change: Callable[[], None] | None = None) -> None:
+    def run(self, on_change: OnChange | None = None) -> None:
         """Until every shard is done or has failed for good (or the run is cancelled). A store outage longer
         than the local outage limit stops every shard and raises BackendError; any stop before the end leaves its
         reason in `stopped.json`."""
@@ -120,11 +127,11 @@ class Supervisor:
                     return
                 try:
                     if pending is None:
-                        pending = [(s, k) for s in self.specs for k in range(s.shards) if not self._done(s, k)]
+                        pending = self._unfinished()
                     changed = self._reap(pending)
                     changed |= self._start_ready(pending)
                     if changed and on_change:
-                        on_change()  # progress bars read the markers too
+                        on_change(None)  # progress bars read the status themselves (throttled)
                 except StoreDown as err:
                     outage.failed(str(err))
                     continue
@@ -177,7 +184,8 @@ class Supervisor:
             del self._running[key]
             self.files.ended(spec, k)
             code, reason = self._outcome(spec, k, code, timed_out, bool(unmarked))
-            retry = code not in (0, BAD_INPUT_EXIT) and not timed_out and self._attempts[key] <= spec.retries
+            # bad input: retrying cannot help
+            retry = code not in (0, BadInputError.exit_code) and not timed_out and self._attempts[key] <= spec.retries
             self.files.write_result(
                 spec, k, code, attempts=self._attempts[key], reason=reason, final=not retry, started=t0
             )

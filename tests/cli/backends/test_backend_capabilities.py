@@ -10,9 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from stseg_cli.backends import base
-from stseg_cli.backends.base import Capabilities
 from stseg_cli.backends.local import LocalBackend
+from stseg_cli.config import Config
 from stseg_cli.main import cli
+from stseg_cli.spec import StageRequest, build_specs
+from stseg_core.errors import BadInputError
 
 
 class _Remote(LocalBackend):
@@ -63,11 +65,16 @@ def test_resume_is_refused_by_a_backend_that_does_not_declare_it(remote: Path) -
     )
 
 
-def test_the_two_backends_declare_what_the_cli_asks() -> None:
+def test_the_local_backend_refuses_gpus_kueue_and_node_pools_that_kubernetes_renders(tmp_path: Path) -> None:
     from stseg_cli.backends.kubernetes import KubernetesBackend
 
-    assert LocalBackend.capabilities == Capabilities(
-        gpus=False, kueue=False, node_pools=False, local_files=True, waits_by_default=True, resume=True
-    )
-    kube = KubernetesBackend.capabilities
-    assert (kube.gpus, kube.local_files, kube.waits_by_default, kube.resume) == (True, False, False, False)
+    cfg = Config(store="s3://bucket/stseg", data_root="s3://bucket/mose/valid", state_dir=str(tmp_path))
+    (spec,) = build_specs(cfg, "r1", StageRequest("infer", models=("sam2",), gpus=1), default_gpus=True)
+    with pytest.raises(BadInputError, match=r"stseg-r1-infer-sam2: the local backend has no GPUs \(asked for 1\)"):
+        LocalBackend(cfg).check([spec])
+    cpu_only = replace(spec, resources=replace(spec.resources, gpus=0))
+    for setting, refusal in (("kueue_queue", "does not queue through Kueue"), ("node_pool", "has no node pools")):
+        with pytest.raises(BadInputError, match=f"the local backend {refusal}"):
+            LocalBackend(replace(cfg, **{setting: "gke"})).check([cpu_only])
+    (job,) = KubernetesBackend(replace(cfg, kueue_queue="gke", node_pool="gke")).render([spec])
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"

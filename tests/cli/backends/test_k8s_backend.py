@@ -262,7 +262,9 @@ def test_status_reads_back_done_running_and_failed_indexes(emulator: Emulator, a
     assert status["stseg-r1-fuse"].done == frozenset()
 
 
-def test_status_counts_the_frames_of_done_shards_from_their_markers(emulator: Emulator, api, tmp_path) -> None:
+def test_status_counts_the_frames_of_done_shards_from_their_markers(
+    emulator: Emulator, api, tmp_path, store_calls
+) -> None:
     from stseg_core.runlayout import commit_shard
     from stseg_core.store import open_store
 
@@ -286,10 +288,16 @@ def test_status_counts_the_frames_of_done_shards_from_their_markers(emulator: Em
             }
         },
     )
+    store_calls.clear()
     status = {j.name: j for j in backend.status("r1").jobs}
     assert status["stseg-r1-infer-sam2"].frames == 8  # PNGs the two markers list, not scores.json
     assert status["stseg-r1-infer-sam2"].frames_per_s == 2.0
     assert status["stseg-r1-infer-flowprop"].frames == 0  # nothing done yet
+    assert store_calls["list_sizes"] == 1 and store_calls["read_bytes"] == 2  # one listing, each marker once
+    store_calls.clear()
+    again = {j.name: j for j in backend.status("r1").jobs}  # the next poll of `--watch`: markers not read again
+    assert again["stseg-r1-infer-sam2"].frames == 8
+    assert store_calls["list_sizes"] == 1 and store_calls["read_bytes"] == 0
 
 
 def test_cancel_deletes_the_runs_jobs_with_their_pods(emulator: Emulator, api) -> None:
@@ -330,6 +338,23 @@ def test_second_submit_is_refused_or_resumes_only_missing_jobs(emulator: Emulato
     assert "status" not in emulator.jobs()["stseg-r1-infer-sam2"]
 
 
+def test_waiting_submit_computes_one_status_per_poll(emulator: Emulator, api, monkeypatch) -> None:
+    """`submit --wait` hands the status it just computed to the progress bars instead of their fetching another."""
+    from stseg_cli.run_watch import attached
+
+    cfg = _cfg()
+    backend = KubernetesBackend(cfg, api_client=api)
+    specs = _pipeline(cfg)
+    backend.submit(specs)
+    for spec in specs:  # every Job done: the wait ends at its first poll
+        done = {"completedIndexes": f"0-{spec.shards - 1}" if spec.shards > 1 else "0"}
+        client.BatchV1Api(api).patch_namespaced_job_status(spec.name, NS, {"status": done})
+    statuses = []
+    monkeypatch.setattr(backend, "_status", lambda run, _real=backend._status: statuses.append(run) or _real(run))
+    attached(backend, "r1", lambda bars: backend.submit(specs, resume=True, wait=True, on_change=bars.refresh))
+    assert statuses == ["r1"]  # the poll's own; none again for the bars' update or their last frame
+
+
 def test_logs_read_the_newest_pod_of_the_shard(emulator: Emulator, api) -> None:
     cfg = _cfg()
     backend = KubernetesBackend(cfg, api_client=api)
@@ -363,10 +388,11 @@ def test_every_spec_field_reaches_the_manifest(api) -> None:
     (spec,) = build_specs(
         cfg,
         "r3",
-        StageRequest("infer", models=("cutie",), shards=8, parallelism=2, cpu="6", memory="40Gi", max_failed_shards=3),
+        StageRequest("infer", models=("cutie",), shards=8, parallelism=2, cpu="6", memory="40Gi"),
         default_gpus=True,
     )
-    spec = replace(spec, deadline_s=600)
+    assert spec.max_failed_shards == 2  # a quarter of the shards
+    spec = replace(spec, deadline_s=600, max_failed_shards=3)
     (job,) = KubernetesBackend(cfg, api_client=api).render([spec])
     pod = job["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "p5.48xlarge"}

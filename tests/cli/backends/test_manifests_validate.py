@@ -21,7 +21,8 @@ from stseg_cli.backends.kubernetes import KubernetesBackend
 from stseg_cli.config import Config
 from stseg_cli.job_stages import stages
 from stseg_cli.main import cli
-from stseg_cli.spec import StageRequest, build_specs, known_models, pipeline_specs
+from stseg_cli.spec import StageRequest, build_specs, pipeline_specs
+from stseg_core.models import registry
 
 GOLDEN = Path(__file__).parent / "golden"
 # backoffLimitPerIndex and the FailIndex action are GA from 1.33: the oldest minor these Jobs need.
@@ -52,7 +53,9 @@ def _manifests(node_pool: str, kueue: str, secret: str) -> list[dict]:
         kueue_queue=kueue,
         s3_secret=secret,
     )
-    specs = pipeline_specs(cfg, "r1", StageRequest("infer", models=tuple(known_models()), shards=16), default_gpus=True)
+    specs = pipeline_specs(
+        cfg, "r1", StageRequest("infer", models=tuple(registry.available()), shards=16), default_gpus=True
+    )
     for model, gpus in (("sam2", 8), ("tmo", 1)):
         specs += build_specs(cfg, "r1", StageRequest("finetune", models=(model,), gpus=gpus), default_gpus=True)
     assert {s.stage for s in specs} == set(stages())
