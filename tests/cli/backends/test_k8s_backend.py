@@ -338,11 +338,11 @@ def test_second_submit_is_refused_or_resumes_only_missing_jobs(emulator: Emulato
     assert "status" not in emulator.jobs()["stseg-r1-infer-sam2"]
 
 
-def test_waiting_submit_computes_one_status_per_poll(emulator: Emulator, api, monkeypatch) -> None:
+def test_waiting_submit_computes_one_status_per_poll(emulator: Emulator, api, monkeypatch, tmp_path) -> None:
     """`submit --wait` hands the status it just computed to the progress bars instead of their fetching another."""
     from stseg_cli.run_watch import attached
 
-    cfg = _cfg()
+    cfg = _cfg(store=str(tmp_path / "store"))  # a store status can list (an unreachable S3 costs minutes of retries)
     backend = KubernetesBackend(cfg, api_client=api)
     specs = _pipeline(cfg)
     backend.submit(specs)
